@@ -221,7 +221,13 @@ fn round_half_even(x: f64) -> i64 {
 
 /// torchvision's `RandomResizedCrop.get_params` on an `h × w` image, with
 /// uniform draws `u(slot)`. Returns `(top, left, height, width)`.
-pub fn crop_box(h: u32, w: u32, scale: [f32; 2], ratio: [f32; 2], u: &dyn Fn(u64) -> f32) -> [u32; 4] {
+pub fn crop_box(
+    h: u32,
+    w: u32,
+    scale: [f32; 2],
+    ratio: [f32; 2],
+    u: &dyn Fn(u64) -> f32,
+) -> [u32; 4] {
     let area = h as f64 * w as f64;
     let (l0, l1) = (libm::log(ratio[0] as f64), libm::log(ratio[1] as f64));
     for t in 0..CROP_TRIES {

@@ -61,10 +61,9 @@ impl fmt::Display for CoreError {
                 expected,
                 got,
             } => write!(f, "`{what}` has {got} elements, expected {expected}"),
-            CoreError::Scratch { what, needed, got } => write!(
-                f,
-                "scratch for `{what}` has {got} elements, needs {needed}"
-            ),
+            CoreError::Scratch { what, needed, got } => {
+                write!(f, "scratch for `{what}` has {got} elements, needs {needed}")
+            }
             CoreError::Config { field, allowed } => {
                 write!(f, "`{field}` is out of range: allowed {allowed}")
             }

@@ -158,7 +158,13 @@ impl LarsConfig {
 /// The LARS factor of one tensor from its norms: `None` where the tensor is
 /// not adapted (excluded 1-D tensor, or a zero norm); otherwise
 /// `η ‖p‖ / (‖g‖ + wd ‖p‖ + eps)`, clipped to `min(·/lr, 1)` if asked.
-pub fn lars_factor(p_norm: f32, g_norm: f32, lr: f32, cfg: &LarsConfig, is_1d: bool) -> Option<f32> {
+pub fn lars_factor(
+    p_norm: f32,
+    g_norm: f32,
+    lr: f32,
+    cfg: &LarsConfig,
+    is_1d: bool,
+) -> Option<f32> {
     if is_1d && cfg.exclude_bias_n_norm {
         return None;
     }
@@ -295,7 +301,14 @@ impl AdamStep {
 
 /// One Adam/AdamW update of one element: returns `(param, m, v)`.
 #[inline]
-pub fn adam_update(p: f32, g: f32, m: f32, v: f32, s: &AdamStep, cfg: &AdamConfig) -> (f32, f32, f32) {
+pub fn adam_update(
+    p: f32,
+    g: f32,
+    m: f32,
+    v: f32,
+    s: &AdamStep,
+    cfg: &AdamConfig,
+) -> (f32, f32, f32) {
     let (p, g) = if cfg.decoupled {
         (p * (1.0 - s.lr * cfg.weight_decay), g)
     } else {

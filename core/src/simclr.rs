@@ -108,7 +108,8 @@ pub fn loss(
             for c in (0..rows).filter(|&c| c != r) {
                 let uc = row(u, d, c);
                 let s = dot(ur, uc) / tau;
-                let mut k = ar * libm::exp(s - lse[r] as f64) + coef(c) * libm::exp(s - lse[c] as f64);
+                let mut k =
+                    ar * libm::exp(s - lse[r] as f64) + coef(c) * libm::exp(s - lse[c] as f64);
                 if c == partner(r) {
                     k -= 2.0 * ar;
                 }

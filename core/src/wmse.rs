@@ -291,7 +291,9 @@ pub fn loss(
             let rows = |k: usize| chunk_row(order, m, c, k);
             factor(x, &rows, m, d, cfg.eps, mean, l).map_err(pd_error(v, c))?;
             let coef = |i: usize| -2.0 * weight(weights, i) / n as f64;
-            chunk_backward(x, zv, zo, &coef, gv, &rows, m, d, cfg.eps, l, a, mean, row, gbar);
+            chunk_backward(
+                x, zv, zo, &coef, gv, &rows, m, d, cfg.eps, l, a, mean, row, gbar,
+            );
         }
     }
     Ok(value as f32)
