@@ -1,5 +1,23 @@
-//! The wgpu host of scorecl. The GPU runtime lands with the runtime issue;
-//! for now this crate only re-exports the core it will be tested against.
+//! # scorecl-host
+//!
+//! The wgpu host of scorecl: the [`Gpu`] context, [`Tensor`]s, cached
+//! [`Kernel`]s, [`Step`]s that submit once, and the operations built on the
+//! WGSL kernels of `scorecl-shaders` (module [`ops`]). Every operation has a
+//! CPU twin (the core, or a reference in `ops`) and a test in `host/tests/`
+//! that compares the two on whatever adapter is present.
 
+pub mod bench;
+pub mod error;
+pub mod gpu;
+pub mod kernel;
+pub mod ops;
+pub mod step;
+pub mod tensor;
+
+pub use error::{GpuError, Result};
+pub use gpu::{AdapterClass, Caps, Gpu, GpuOptions};
+pub use kernel::Kernel;
 pub use scorecl_core as core;
 pub use scorecl_shaders as shaders;
+pub use step::{grid, Readbacks, Step};
+pub use tensor::{DType, Tensor};

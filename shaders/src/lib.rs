@@ -1,7 +1,126 @@
-//! The WGSL compute kernels of scorecl, one `.wgsl` file per family, shipped
-//! as source strings. Each module is validated by naga in a plain unit test.
+//! The WGSL compute kernels of scorecl, one `.wgsl` file per family under
+//! `shaders/wgsl/`, shipped as source strings.
 //!
-//! No kernels have landed yet: the GPU runtime issue adds the first ones.
+//! Optional paths are written inline between `//#if NAME`, `//#else` and
+//! `//#endif` lines; [`Module::source`] keeps the branch each define selects
+//! and prepends the `enable` directives the variant needs. [`MODULES`] lists
+//! every module with every variant the host builds, and
+//! `tests/naga_validate.rs` parses and validates each of them with naga (no
+//! GPU needed).
 
-/// `(family name, WGSL source)` of every module the host ships.
-pub const MODULES: &[(&str, &str)] = &[];
+/// A define that switches on an optional adapter feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Define {
+    /// Subgroup operations. naga 30 offers the subgroup builtins when the
+    /// device has the capability and rejects `enable subgroups;`, so this
+    /// define adds no directive.
+    Subgroups,
+    /// 16-bit floats in shaders (`enable f16;`).
+    F16,
+}
+
+impl Define {
+    /// The name used after `//#if`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Define::Subgroups => "SUBGROUPS",
+            Define::F16 => "F16",
+        }
+    }
+
+    /// The WGSL directive the define needs, if any.
+    pub fn directive(self) -> Option<&'static str> {
+        match self {
+            Define::Subgroups => None,
+            Define::F16 => Some("enable f16;"),
+        }
+    }
+}
+
+/// One WGSL file (a kernel family).
+#[derive(Debug, Clone, Copy)]
+pub struct Module {
+    /// Family name, also the file stem.
+    pub name: &'static str,
+    /// The raw source with `//#if` blocks.
+    pub raw: &'static str,
+    /// The variants the host builds: each is a set of defines (the empty
+    /// set, the portable f32 path, is always first).
+    pub variants: &'static [&'static [Define]],
+}
+
+impl Module {
+    /// The source of one variant: directives first, then the kept lines.
+    pub fn source(&self, defines: &[Define]) -> String {
+        let mut out = String::new();
+        let mut sorted = defines.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        for d in sorted.iter().filter_map(|d| d.directive()) {
+            out.push_str(d);
+            out.push('\n');
+        }
+        out.push_str(&preprocess(self.raw, &sorted));
+        out
+    }
+}
+
+/// Keeps the lines of the `//#if` branches that `defines` select. Nested
+/// blocks are supported; directive lines become empty lines so that line
+/// numbers in naga's messages match the file.
+pub fn preprocess(src: &str, defines: &[Define]) -> String {
+    let on = |name: &str| defines.iter().any(|d| d.name() == name.trim());
+    // Stack of (this block active, parent active, some branch taken).
+    let mut stack: Vec<(bool, bool)> = Vec::new();
+    let active = |stack: &[(bool, bool)]| stack.iter().all(|(a, _)| *a);
+    let mut out = String::with_capacity(src.len());
+    for line in src.lines() {
+        let t = line.trim_start();
+        if let Some(name) = t.strip_prefix("//#if ") {
+            stack.push((on(name), false));
+            out.push('\n');
+        } else if t.starts_with("//#else") {
+            if let Some(top) = stack.last_mut() {
+                top.0 = !top.0;
+            }
+            out.push('\n');
+        } else if t.starts_with("//#endif") {
+            stack.pop();
+            out.push('\n');
+        } else {
+            if active(&stack) {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+macro_rules! module {
+    ($name:literal, [$($v:expr),* $(,)?]) => {
+        Module {
+            name: $name,
+            raw: include_str!(concat!("../wgsl/", $name, ".wgsl")),
+            variants: &[$($v),*],
+        }
+    };
+}
+
+const F32: &[Define] = &[];
+const SUBGROUPS: &[Define] = &[Define::Subgroups];
+const F16: &[Define] = &[Define::F16];
+
+/// Elementwise kernels (add, scale, mul, ReLU, fill, copy, casts).
+pub const ELEMENTWISE: Module = module!("elementwise", [F32, F16]);
+
+/// Dense matrix multiply with transposes, batch, bias/ReLU epilogue.
+pub const GEMM: Module = module!("gemm", [F32, SUBGROUPS]);
+
+/// Every module the host ships, with every variant it builds.
+pub const MODULES: &[Module] = &[ELEMENTWISE, GEMM];
+
+/// Looks a module up by name.
+pub fn module(name: &str) -> Option<&'static Module> {
+    MODULES.iter().find(|m| m.name == name)
+}

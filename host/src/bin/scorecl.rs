@@ -1,0 +1,123 @@
+//! The `scorecl` command line.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use scorecl_host::{bench, Gpu, GpuOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "scorecl",
+    version,
+    about = "ScoreCL self-supervised training on any GPU (wgpu)"
+)]
+struct Cli {
+    /// Use the first adapter whose name contains this (also SCORECL_ADAPTER).
+    #[arg(long, global = true)]
+    adapter: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure speed.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// GFLOP/s of the GEMM kernel on square, skinny and ResNet-18 shapes.
+    Gemm {
+        /// Largest square size.
+        #[arg(long, default_value_t = 2048)]
+        max: usize,
+        /// Seconds per shape.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Only shapes whose name contains this.
+        #[arg(long)]
+        only: Option<String>,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn gpu(cli: &Cli) -> anyhow::Result<Gpu> {
+    let mut opts = GpuOptions::from_env();
+    if cli.adapter.is_some() {
+        opts.adapter = cli.adapter.clone();
+    }
+    Gpu::new(&opts).context("opening the GPU")
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Bench { what } => match what {
+            BenchCmd::Gemm {
+                max,
+                seconds,
+                only,
+                json,
+            } => {
+                let gpu = gpu(&cli)?;
+                let mut rows = Vec::new();
+                if !json {
+                    println!("GEMM on {}", gpu.describe());
+                    println!(
+                        "{:<26} {:>7} {:>7} {:>7} {:>10} {:>9}",
+                        "shape", "M", "N", "K", "ms", "GFLOP/s"
+                    );
+                }
+                for (name, spec) in bench::gemm_shapes(*max) {
+                    if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+                        continue;
+                    }
+                    let r = bench::time_gemm(&gpu, &name, &spec, *seconds)
+                        .with_context(|| format!("benchmarking {name}"))?;
+                    if !json {
+                        println!(
+                            "{:<26} {:>7} {:>7} {:>7} {:>10.3} {:>9.2}",
+                            r.name,
+                            spec.m,
+                            spec.n,
+                            spec.k,
+                            r.seconds * 1e3,
+                            r.gflops
+                        );
+                    }
+                    rows.push(r);
+                }
+                if *json {
+                    let shapes: Vec<String> = rows
+                        .iter()
+                        .map(|r| {
+                            format!(
+                                "{{\"shape\":\"{}\",\"m\":{},\"n\":{},\"k\":{},\"seconds\":{},\"gflops\":{}}}",
+                                r.name, r.spec.m, r.spec.n, r.spec.k, r.seconds, r.gflops
+                            )
+                        })
+                        .collect();
+                    println!(
+                        "{{\"adapter\":\"{}\",\"backend\":\"{:?}\",\"gemm\":[{}]}}",
+                        gpu.info.name,
+                        gpu.info.backend,
+                        shapes.join(",")
+                    );
+                }
+            }
+        },
+    }
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! The GPU context: instance from the environment, adapter choice, device
+//! with explicitly requested features and limits, the kernel cache and the
+//! buffer pool.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::error::{GpuError, Result};
+use crate::kernel::{Kernel, KernelKey};
+use crate::tensor::{Pool, Tensor};
+
+/// What kind of processor the adapter is; kernels may pick variants by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdapterClass {
+    /// A software rasteriser (lavapipe, WARP, SwiftShader).
+    Cpu,
+    /// A discrete GPU.
+    Discrete,
+    /// An integrated GPU.
+    Integrated,
+    /// Anything else (virtual, unknown).
+    Other,
+}
+
+/// What the device was created with: optional features actually enabled
+/// and the limits the kernels must respect.
+#[derive(Debug, Clone)]
+pub struct Caps {
+    /// Subgroup operations are enabled.
+    pub subgroups: bool,
+    /// Smallest and largest subgroup size the adapter reports.
+    pub subgroup_size: (u32, u32),
+    /// `f16` in shaders is enabled.
+    pub f16: bool,
+    /// Timestamp queries are enabled.
+    pub timestamps: bool,
+    /// Adapter class.
+    pub class: AdapterClass,
+    /// The limits the device was created with (the adapter's own).
+    pub limits: wgpu::Limits,
+}
+
+/// How to choose and configure the device.
+#[derive(Debug, Clone, Default)]
+pub struct GpuOptions {
+    /// Pick the first adapter whose name contains this (case-insensitive).
+    pub adapter: Option<String>,
+    /// Do not use subgroups even if the adapter has them.
+    pub no_subgroups: bool,
+    /// Do not use shader f16 even if the adapter has it.
+    pub no_f16: bool,
+    /// Do not use timestamp queries.
+    pub no_timestamps: bool,
+    /// Do not print the chosen adapter.
+    pub quiet: bool,
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+impl GpuOptions {
+    /// Options from the environment: `SCORECL_ADAPTER` (name substring),
+    /// `SCORECL_NO_SUBGROUPS`, `SCORECL_NO_F16`, `SCORECL_NO_TIMESTAMPS`
+    /// (any non-empty value but `0`). wgpu's own variables (`WGPU_BACKEND`,
+    /// …) choose the backends.
+    pub fn from_env() -> Self {
+        GpuOptions {
+            adapter: std::env::var("SCORECL_ADAPTER")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            no_subgroups: env_flag("SCORECL_NO_SUBGROUPS"),
+            no_f16: env_flag("SCORECL_NO_F16"),
+            no_timestamps: env_flag("SCORECL_NO_TIMESTAMPS"),
+            quiet: false,
+        }
+    }
+}
+
+/// The GPU: device, queue, what it can do, and the caches.
+pub struct Gpu {
+    /// The wgpu device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// The adapter's description.
+    pub info: wgpu::AdapterInfo,
+    /// Enabled optional features and limits.
+    pub caps: Caps,
+    pub(crate) kernels: Mutex<HashMap<KernelKey, Arc<Kernel>>>,
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) params: Mutex<Option<wgpu::Buffer>>,
+    dummy: OnceLock<Tensor>,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+static PRINTED: AtomicBool = AtomicBool::new(false);
+
+fn instance() -> (wgpu::Instance, wgpu::Backends) {
+    let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    let backends = desc.backends;
+    (wgpu::Instance::new(desc), backends)
+}
+
+/// Every adapter wgpu can see with the environment's backends.
+pub fn adapters() -> Vec<wgpu::AdapterInfo> {
+    let (instance, backends) = instance();
+    pollster::block_on(instance.enumerate_adapters(backends))
+        .iter()
+        .map(|a| a.get_info())
+        .collect()
+}
+
+fn class_of(t: wgpu::DeviceType) -> AdapterClass {
+    match t {
+        wgpu::DeviceType::Cpu => AdapterClass::Cpu,
+        wgpu::DeviceType::DiscreteGpu => AdapterClass::Discrete,
+        wgpu::DeviceType::IntegratedGpu => AdapterClass::Integrated,
+        _ => AdapterClass::Other,
+    }
+}
+
+/// Preference order when no name is given: real GPUs first, the software
+/// adapter as the fallback.
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+impl Gpu {
+    /// The device chosen by [`GpuOptions::from_env`].
+    pub fn from_env() -> Result<Gpu> {
+        Gpu::new(&GpuOptions::from_env())
+    }
+
+    /// Chooses an adapter and creates the device.
+    pub fn new(opts: &GpuOptions) -> Result<Gpu> {
+        let (instance, backends) = instance();
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        if adapters.is_empty() {
+            return Err(GpuError::NoAdapter {
+                backends: format!("{backends:?}"),
+            });
+        }
+        adapters.sort_by_key(|a| rank(a.get_info().device_type));
+        let adapter = match &opts.adapter {
+            Some(wanted) => {
+                let w = wanted.to_lowercase();
+                let pos = adapters
+                    .iter()
+                    .position(|a| a.get_info().name.to_lowercase().contains(&w));
+                match pos {
+                    Some(i) => adapters.swap_remove(i),
+                    None => {
+                        let available = adapters
+                            .iter()
+                            .map(|a| {
+                                let i = a.get_info();
+                                format!("`{}` ({:?})", i.name, i.backend)
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        return Err(GpuError::AdapterNotFound {
+                            wanted: wanted.clone(),
+                            available,
+                        });
+                    }
+                }
+            }
+            None => adapters.swap_remove(0),
+        };
+        let info = adapter.get_info();
+        let have = adapter.features();
+        let mut features = wgpu::Features::empty();
+        let mut want = |f: wgpu::Features, off: bool| {
+            let on = !off && have.contains(f);
+            if on {
+                features |= f;
+            }
+            on
+        };
+        let subgroups = want(wgpu::Features::SUBGROUP, opts.no_subgroups);
+        let f16 = want(wgpu::Features::SHADER_F16, opts.no_f16);
+        let timestamps = want(wgpu::Features::TIMESTAMP_QUERY, opts.no_timestamps);
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("scorecl"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| GpuError::Device {
+            adapter: info.name.clone(),
+            message: e.to_string(),
+        })?;
+        let lost = Arc::new(Mutex::new(None));
+        let flag = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut l) = flag.lock() {
+                *l = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        // Errors outside any scope must not abort the process: they are
+        // reported through scopes where they matter, and logged here.
+        device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
+            eprintln!("scorecl: uncaptured GPU error: {e}");
+        }));
+        let caps = Caps {
+            subgroups,
+            subgroup_size: (info.subgroup_min_size, info.subgroup_max_size),
+            f16,
+            timestamps,
+            class: class_of(info.device_type),
+            limits,
+        };
+        if !opts.quiet && !PRINTED.swap(true, Ordering::Relaxed) {
+            eprintln!("scorecl: {}", describe(&info, &caps));
+        }
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            caps,
+            kernels: Mutex::new(HashMap::new()),
+            pool: Arc::new(Pool::default()),
+            params: Mutex::new(None),
+            dummy: OnceLock::new(),
+            lost,
+        })
+    }
+
+    /// One line naming the adapter, backend, driver and enabled features.
+    pub fn describe(&self) -> String {
+        describe(&self.info, &self.caps)
+    }
+
+    /// A one-element zero tensor bound where a kernel's optional input
+    /// (a bias, say) is absent.
+    pub fn dummy(&self) -> Result<&Tensor> {
+        if let Some(t) = self.dummy.get() {
+            return Ok(t);
+        }
+        let t = self.zeros(&[1])?;
+        Ok(self.dummy.get_or_init(|| t))
+    }
+
+    /// Waits until the GPU has finished all submitted work.
+    pub fn sync(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Kernel {
+                kernel: "sync".into(),
+                message: e.to_string(),
+            })?;
+        self.check_lost()
+    }
+
+    /// `Err(DeviceLost)` once the device is gone.
+    pub(crate) fn check_lost(&self) -> Result<()> {
+        match self.lost.lock().ok().and_then(|l| l.clone()) {
+            Some(msg) => Err(GpuError::DeviceLost(msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` inside validation, out-of-memory and internal error scopes
+    /// and turns what they catch into an error naming `what`.
+    pub(crate) fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let errors = [
+            pollster::block_on(validation.pop()),
+            pollster::block_on(oom.pop()),
+            pollster::block_on(internal.pop()),
+        ];
+        if let Some(e) = errors.into_iter().flatten().next() {
+            return Err(GpuError::from_wgpu(what, e));
+        }
+        self.check_lost()?;
+        Ok(out)
+    }
+
+    /// Storage buffers created so far (pool misses). A training step that
+    /// reuses its buffers leaves this unchanged after the first step.
+    pub fn buffers_created(&self) -> u64 {
+        self.pool.created()
+    }
+}
+
+fn describe(info: &wgpu::AdapterInfo, caps: &Caps) -> String {
+    let mut extras = Vec::new();
+    if caps.subgroups {
+        extras.push(format!(
+            "subgroups {}–{}",
+            caps.subgroup_size.0, caps.subgroup_size.1
+        ));
+    }
+    if caps.f16 {
+        extras.push("shader-f16".to_string());
+    }
+    if caps.timestamps {
+        extras.push("timestamps".to_string());
+    }
+    format!(
+        "adapter `{}` ({:?}, {:?}), driver {} {}{}",
+        info.name,
+        info.backend,
+        info.device_type,
+        info.driver,
+        info.driver_info,
+        if extras.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", extras.join(", "))
+        }
+    )
+}

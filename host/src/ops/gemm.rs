@@ -1,0 +1,277 @@
+//! GEMM (`shaders/wgsl/gemm.wgsl`): `C = act(alpha·op(A)·op(B) + beta·C + bias)`
+//! with optional transposes, a batch dimension (each operand batched or
+//! broadcast) and a fused bias/ReLU epilogue. CPU twin: [`cpu::gemm`];
+//! tests: `host/tests/gemm.rs`.
+
+use bytemuck::{Pod, Zeroable};
+use scorecl_shaders::{Define, GEMM};
+
+use crate::error::{GpuError, Result};
+use crate::step::Step;
+use crate::tensor::Tensor;
+
+/// Shape and options of one (batched) GEMM.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GemmSpec {
+    /// Rows of op(A) and C.
+    pub m: usize,
+    /// Columns of op(B) and C.
+    pub n: usize,
+    /// Columns of op(A), rows of op(B).
+    pub k: usize,
+    /// Number of products (1: no batch).
+    pub batch: usize,
+    /// A is stored k × m (use Aᵀ).
+    pub trans_a: bool,
+    /// B is stored n × k (use Bᵀ).
+    pub trans_b: bool,
+    /// One A for every batch entry.
+    pub broadcast_a: bool,
+    /// One B for every batch entry.
+    pub broadcast_b: bool,
+    /// Scale of the product.
+    pub alpha: f32,
+    /// Scale of the existing C (0: overwrite; C is then not read).
+    pub beta: f32,
+    /// ReLU after bias.
+    pub relu: bool,
+}
+
+impl GemmSpec {
+    /// `C = A·B` for A m × k, B k × n.
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        GemmSpec {
+            m,
+            n,
+            k,
+            batch: 1,
+            trans_a: false,
+            trans_b: false,
+            broadcast_a: false,
+            broadcast_b: false,
+            alpha: 1.0,
+            beta: 0.0,
+            relu: false,
+        }
+    }
+
+    /// Floating-point operations (2·m·n·k per product).
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.m * self.n * self.k * self.batch) as f64
+    }
+
+    fn a_len(&self) -> usize {
+        self.m * self.k * if self.broadcast_a { 1 } else { self.batch }
+    }
+
+    fn b_len(&self) -> usize {
+        self.k * self.n * if self.broadcast_b { 1 } else { self.batch }
+    }
+
+    fn c_len(&self) -> usize {
+        self.m * self.n * self.batch
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    r_off: u32,
+    lda: u32,
+    ldb: u32,
+    ldc: u32,
+    _p0: u32,
+    sa: u32,
+    sb: u32,
+    sc: u32,
+    _p1: u32,
+    alpha: f32,
+    beta: f32,
+    _p2: u32,
+    _p3: u32,
+}
+
+/// Which GEMM kernel runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GemmKernel {
+    /// Choose by adapter and shape: [`GemmKernel::Subgroup8`] on CPU
+    /// drivers with subgroups of at least 8 lanes when the shape is vec4
+    /// aligned, [`GemmKernel::Portable`] otherwise.
+    Auto,
+    /// `gemm`: 4 × 4 per invocation, any shape, no optional features.
+    Portable,
+    /// `gemm_sg8`: subgroup-broadcast kernel for CPU drivers.
+    Subgroup8,
+}
+
+impl GemmSpec {
+    /// Whether `gemm_sg8` can run this shape (vec4-aligned operands).
+    pub fn vec4_aligned(&self) -> bool {
+        self.k % 4 == 0
+            && (if self.trans_a { self.m % 4 == 0 } else { true })
+            && (self.trans_b || self.n % 4 == 0)
+    }
+}
+
+fn resolve(gpu: &crate::Gpu, s: &GemmSpec, want: GemmKernel) -> GemmKernel {
+    let sg8 = gpu.caps.subgroups && gpu.caps.subgroup_size.0 >= 8 && s.vec4_aligned();
+    match want {
+        GemmKernel::Auto if sg8 && gpu.caps.class == crate::AdapterClass::Cpu => {
+            GemmKernel::Subgroup8
+        }
+        GemmKernel::Auto => GemmKernel::Portable,
+        GemmKernel::Subgroup8 if sg8 => GemmKernel::Subgroup8,
+        _ => GemmKernel::Portable,
+    }
+}
+
+/// Records `C = act(alpha·op(A)·op(B) + beta·C + bias)` with the kernel
+/// chosen for the adapter.
+pub fn gemm(
+    step: &mut Step,
+    s: &GemmSpec,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    c: &Tensor,
+) -> Result<()> {
+    gemm_with(step, s, a, b, bias, c, GemmKernel::Auto)
+}
+
+/// As [`gemm`] with an explicit kernel choice (a kernel the shape or the
+/// adapter cannot run falls back to [`GemmKernel::Portable`]). Returns
+/// nothing; [`kernel_for`] says which kernel a call would use.
+pub fn gemm_with(
+    step: &mut Step,
+    s: &GemmSpec,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    c: &Tensor,
+    want: GemmKernel,
+) -> Result<()> {
+    a.expect_len("gemm A", s.a_len())?;
+    b.expect_len("gemm B", s.b_len())?;
+    c.expect_len("gemm C", s.c_len())?;
+    if let Some(bias) = bias {
+        bias.expect_len("gemm bias", s.n)?;
+    }
+    if s.m == 0 || s.n == 0 || s.batch == 0 {
+        return Ok(());
+    }
+    if s.batch > 65_535 {
+        return Err(GpuError::shape(
+            "gemm",
+            format!("batch {} above 65535", s.batch),
+        ));
+    }
+    let gpu = step.gpu();
+    let kind = resolve(gpu, s, want);
+    let constants = [
+        ("TRANS_A", s.trans_a as u8 as f64),
+        ("TRANS_B", s.trans_b as u8 as f64),
+        ("BIAS", bias.is_some() as u8 as f64),
+        ("RELU", s.relu as u8 as f64),
+    ];
+    let kernel = match kind {
+        GemmKernel::Subgroup8 => gpu.kernel(&GEMM, "gemm_sg8", &[Define::Subgroups], &constants)?,
+        _ => gpu.kernel(&GEMM, "gemm", &[], &constants)?,
+    };
+    let mut p = Params {
+        m: s.m as u32,
+        n: s.n as u32,
+        k: s.k as u32,
+        lda: if s.trans_a { s.m } else { s.k } as u32,
+        ldb: if s.trans_b { s.k } else { s.n } as u32,
+        ldc: s.n as u32,
+        sa: if s.broadcast_a { 0 } else { s.m * s.k } as u32,
+        sb: if s.broadcast_b { 0 } else { s.k * s.n } as u32,
+        sc: (s.m * s.n) as u32,
+        alpha: s.alpha,
+        beta: s.beta,
+        ..Zeroable::zeroed()
+    };
+    let bias = bias.unwrap_or(gpu.dummy()?);
+    // Rows per dispatch: at most 65 535 row tiles in one grid dimension.
+    let (tile_m, chunk) = match kind {
+        GemmKernel::Subgroup8 => (8, 8 * 65_535),
+        _ => (32, 32 * 65_535),
+    };
+    let mut r_off = 0;
+    while r_off < s.m {
+        let rows = (s.m - r_off).min(chunk);
+        p.r_off = r_off as u32;
+        match kind {
+            GemmKernel::Subgroup8 => {
+                let groups = [
+                    rows.div_ceil(tile_m) as u32,
+                    s.n.div_ceil(32) as u32,
+                    s.batch as u32,
+                ];
+                step.dispatch(&kernel, &p, &[bias, c, a, b], groups)?;
+            }
+            _ => {
+                let groups = [
+                    s.n.div_ceil(32) as u32,
+                    rows.div_ceil(tile_m) as u32,
+                    s.batch as u32,
+                ];
+                step.dispatch(&kernel, &p, &[a, b, bias, c], groups)?;
+            }
+        }
+        r_off += rows;
+    }
+    Ok(())
+}
+
+/// The kernel [`gemm_with`] would run for `s` on `gpu`.
+pub fn kernel_for(gpu: &crate::Gpu, s: &GemmSpec, want: GemmKernel) -> GemmKernel {
+    resolve(gpu, s, want)
+}
+
+/// CPU twin.
+pub mod cpu {
+    use super::GemmSpec;
+
+    /// The same product in f64 accumulation; `c` holds C on entry (read
+    /// when `beta ≠ 0`) and the result on exit.
+    pub fn gemm(s: &GemmSpec, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [f32]) {
+        for bt in 0..s.batch {
+            let ab = if s.broadcast_a { 0 } else { bt * s.m * s.k };
+            let bb = if s.broadcast_b { 0 } else { bt * s.k * s.n };
+            for i in 0..s.m {
+                for j in 0..s.n {
+                    let mut acc = 0.0f64;
+                    for p in 0..s.k {
+                        let av = if s.trans_a {
+                            a[ab + p * s.m + i]
+                        } else {
+                            a[ab + i * s.k + p]
+                        };
+                        let bv = if s.trans_b {
+                            b[bb + j * s.k + p]
+                        } else {
+                            b[bb + p * s.n + j]
+                        };
+                        acc += av as f64 * bv as f64;
+                    }
+                    let idx = bt * s.m * s.n + i * s.n + j;
+                    let mut v = s.alpha as f64 * acc;
+                    if s.beta != 0.0 {
+                        v += s.beta as f64 * c[idx] as f64;
+                    }
+                    if let Some(bias) = bias {
+                        v += bias[j] as f64;
+                    }
+                    if s.relu {
+                        v = v.max(0.0);
+                    }
+                    c[idx] = v as f32;
+                }
+            }
+        }
+    }
+}

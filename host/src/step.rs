@@ -1,0 +1,384 @@
+//! A step: every dispatch, copy and readback of one unit of work, recorded
+//! first and then encoded into one command encoder and submitted once.
+//! Nothing is read back unless the caller asked for it with
+//! [`Step::readback`].
+//!
+//! Kernel parameters are packed into one uniform arena per step (one
+//! 256-byte slot per dispatch, bound with a dynamic offset) and written with
+//! a single `write_buffer`. The arena buffer is kept by the [`Gpu`] and
+//! grows only when a step needs more slots than any before it.
+
+use std::sync::Arc;
+
+use crate::error::{GpuError, Result};
+use crate::gpu::Gpu;
+use crate::kernel::{Binding, Kernel, PARAMS_SLOT};
+use crate::tensor::Tensor;
+
+enum Command {
+    Dispatch {
+        kernel: Arc<Kernel>,
+        params: Option<u32>,
+        buffers: Vec<(wgpu::Buffer, u64)>,
+        groups: [u32; 3],
+    },
+    Copy {
+        src: wgpu::Buffer,
+        dst: wgpu::Buffer,
+        bytes: u64,
+    },
+    Readback {
+        src: wgpu::Buffer,
+        bytes: u64,
+    },
+}
+
+/// Recorded work, submitted by [`Step::submit`].
+pub struct Step<'g> {
+    gpu: &'g Gpu,
+    label: String,
+    commands: Vec<Command>,
+    params: Vec<u8>,
+    readbacks: usize,
+    timestamps: bool,
+}
+
+/// What a submitted step read back, and its kernel timings if asked for.
+#[derive(Debug, Default)]
+pub struct Readbacks {
+    data: Vec<Vec<u8>>,
+    /// (kernel name, nanoseconds) per dispatch, when timestamps were on.
+    pub timings: Vec<(String, f64)>,
+}
+
+impl Readbacks {
+    /// Readback `i` as f32.
+    pub fn f32(&self, i: usize) -> Vec<f32> {
+        bytemuck::pod_collect_to_vec(&self.data[i])
+    }
+
+    /// Readback `i` as u32.
+    pub fn u32(&self, i: usize) -> Vec<u32> {
+        bytemuck::pod_collect_to_vec(&self.data[i])
+    }
+
+    /// Readback `i` as bytes.
+    pub fn into_bytes(mut self, i: usize) -> Vec<u8> {
+        std::mem::take(&mut self.data[i])
+    }
+}
+
+/// Workgroups for `n` threads in groups of `wg`, as a 2-D grid within the
+/// 65 535-per-dimension limit: `x` groups per row, `y` rows. Kernels index
+/// with `id.x + id.y * nwg.x * wg`.
+pub fn grid(n: usize, wg: u32) -> [u32; 3] {
+    let groups = n.div_ceil(wg as usize).max(1);
+    if groups <= 65_535 {
+        [groups as u32, 1, 1]
+    } else {
+        let y = groups.div_ceil(65_535);
+        [groups.div_ceil(y) as u32, y as u32, 1]
+    }
+}
+
+impl Gpu {
+    /// Starts recording a step.
+    pub fn step(&self, label: &str) -> Step<'_> {
+        Step {
+            gpu: self,
+            label: label.to_string(),
+            commands: Vec::new(),
+            params: Vec::new(),
+            readbacks: 0,
+            timestamps: false,
+        }
+    }
+}
+
+impl<'g> Step<'g> {
+    /// The GPU this step runs on.
+    pub fn gpu(&self) -> &'g Gpu {
+        self.gpu
+    }
+
+    /// Times every dispatch with timestamp queries (where the adapter has
+    /// them; otherwise no timings are returned).
+    pub fn with_timestamps(mut self) -> Self {
+        self.timestamps = self.gpu.caps.timestamps;
+        self
+    }
+
+    /// Records a dispatch of `kernel` with `params` and the storage tensors
+    /// in binding order.
+    pub fn dispatch<P: bytemuck::Pod>(
+        &mut self,
+        kernel: &Arc<Kernel>,
+        params: &P,
+        tensors: &[&Tensor],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        if tensors.len() != kernel.storage_count() {
+            return Err(GpuError::Kernel {
+                kernel: kernel.name.clone(),
+                message: format!(
+                    "{} buffers given, the kernel binds {}",
+                    tensors.len(),
+                    kernel.storage_count()
+                ),
+            });
+        }
+        let max = self.gpu.caps.limits.max_compute_workgroups_per_dimension;
+        if groups.iter().any(|g| *g > max) {
+            return Err(GpuError::Limit {
+                what: kernel.name.clone(),
+                message: format!("{groups:?} workgroups, at most {max} per dimension"),
+            });
+        }
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let max_binding = self.gpu.caps.limits.max_storage_buffer_binding_size;
+        for t in tensors {
+            if t.bytes() > max_binding {
+                return Err(GpuError::Limit {
+                    what: kernel.name.clone(),
+                    message: format!(
+                        "{t:?} is {} bytes, max_storage_buffer_binding_size is {max_binding}",
+                        t.bytes()
+                    ),
+                });
+            }
+        }
+        let params = if kernel.has_params() {
+            let bytes = bytemuck::bytes_of(params);
+            assert!(
+                bytes.len() as u64 <= PARAMS_SLOT,
+                "{}: params over 256 bytes",
+                kernel.name
+            );
+            let offset = self.params.len();
+            self.params.extend_from_slice(bytes);
+            self.params.resize(offset + PARAMS_SLOT as usize, 0);
+            Some(offset as u32)
+        } else {
+            None
+        };
+        self.commands.push(Command::Dispatch {
+            kernel: kernel.clone(),
+            params,
+            buffers: tensors
+                .iter()
+                .map(|t| (t.buffer().clone(), t.bytes()))
+                .collect(),
+            groups,
+        });
+        Ok(())
+    }
+
+    /// Records a copy of `src` into `dst` (same byte length).
+    pub fn copy(&mut self, src: &Tensor, dst: &Tensor) -> Result<()> {
+        if src.bytes() != dst.bytes() {
+            return Err(GpuError::shape("copy", format!("{src:?} into {dst:?}")));
+        }
+        self.commands.push(Command::Copy {
+            src: src.buffer().clone(),
+            dst: dst.buffer().clone(),
+            bytes: src.bytes(),
+        });
+        Ok(())
+    }
+
+    /// Asks for `t` to be read back after the step; returns its index in
+    /// the [`Readbacks`].
+    pub fn readback(&mut self, t: &Tensor) -> usize {
+        self.commands.push(Command::Readback {
+            src: t.buffer().clone(),
+            bytes: t.bytes(),
+        });
+        self.readbacks += 1;
+        self.readbacks - 1
+    }
+
+    /// Number of dispatches recorded.
+    pub fn dispatches(&self) -> usize {
+        self.commands
+            .iter()
+            .filter(|c| matches!(c, Command::Dispatch { .. }))
+            .count()
+    }
+
+    /// Encodes everything into one command encoder, submits once, waits
+    /// for readbacks if any were asked for.
+    pub fn submit(self) -> Result<Readbacks> {
+        let gpu = self.gpu;
+        gpu.check_lost()?;
+        // Holding the arena for the whole submit keeps steps from other
+        // threads from overwriting parameters before this step runs.
+        let mut arena = gpu.params.lock().unwrap();
+        let needed = (self.params.len() as u64).max(PARAMS_SLOT);
+        if arena.as_ref().is_none_or(|b| b.size() < needed) {
+            let size = needed.next_power_of_two().max(64 * 1024);
+            let buf = gpu.scoped("parameter arena", || {
+                gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("scorecl params"),
+                    size,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })?;
+            gpu.pool.count_created();
+            *arena = Some(buf);
+        }
+        let arena_buf = arena.as_ref().unwrap().clone();
+        if !self.params.is_empty() {
+            gpu.queue.write_buffer(&arena_buf, 0, &self.params);
+        }
+        let n_dispatch = self.dispatches() as u32;
+        let queries = if self.timestamps && n_dispatch > 0 {
+            Some(gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("scorecl timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2 * n_dispatch,
+            }))
+        } else {
+            None
+        };
+        let mut encoder = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some(&self.label),
+            });
+        let mut staging = Vec::new();
+        let mut names = Vec::new();
+        for cmd in &self.commands {
+            match cmd {
+                Command::Dispatch {
+                    kernel,
+                    params,
+                    buffers,
+                    groups,
+                } => {
+                    let q = names.len() as u32;
+                    names.push(kernel.name.clone());
+                    gpu.scoped(&kernel.name, || {
+                        let mut entries = Vec::with_capacity(kernel.bindings.len());
+                        let mut storage = buffers.iter();
+                        for (binding, kind) in &kernel.bindings {
+                            let resource = match kind {
+                                Binding::Params => {
+                                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                        buffer: &arena_buf,
+                                        offset: 0,
+                                        size: std::num::NonZeroU64::new(PARAMS_SLOT),
+                                    })
+                                }
+                                _ => {
+                                    let (b, bytes) = storage.next().unwrap();
+                                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                        buffer: b,
+                                        offset: 0,
+                                        size: std::num::NonZeroU64::new(*bytes),
+                                    })
+                                }
+                            };
+                            entries.push(wgpu::BindGroupEntry {
+                                binding: *binding,
+                                resource,
+                            });
+                        }
+                        let bg = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: Some(&kernel.name),
+                            layout: &kernel.layout,
+                            entries: &entries,
+                        });
+                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: Some(&kernel.name),
+                            timestamp_writes: queries.as_ref().map(|qs| {
+                                wgpu::ComputePassTimestampWrites {
+                                    query_set: qs,
+                                    beginning_of_pass_write_index: Some(2 * q),
+                                    end_of_pass_write_index: Some(2 * q + 1),
+                                }
+                            }),
+                        });
+                        pass.set_pipeline(&kernel.pipeline);
+                        let offsets: Vec<u32> = params.iter().copied().collect();
+                        pass.set_bind_group(0, &bg, &offsets);
+                        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                    })?;
+                }
+                Command::Copy { src, dst, bytes } => {
+                    encoder.copy_buffer_to_buffer(src, 0, dst, 0, *bytes);
+                }
+                Command::Readback { src, bytes } => {
+                    let s = gpu.staging(*bytes)?;
+                    encoder.copy_buffer_to_buffer(src, 0, &s, 0, *bytes);
+                    staging.push((s, *bytes));
+                }
+            }
+        }
+        let mut stamps = None;
+        if let Some(qs) = &queries {
+            let bytes = 16 * n_dispatch as u64;
+            let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("scorecl timestamp resolve"),
+                size: bytes,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            encoder.resolve_query_set(qs, 0..2 * n_dispatch, &resolve, 0);
+            let s = gpu.staging(bytes)?;
+            encoder.copy_buffer_to_buffer(&resolve, 0, &s, 0, bytes);
+            stamps = Some((s, bytes));
+        }
+        let label = format!("step `{}`", self.label);
+        gpu.scoped(&label, || gpu.queue.submit([encoder.finish()]))?;
+        drop(arena);
+        let mut out = Readbacks::default();
+        if staging.is_empty() && stamps.is_none() {
+            return Ok(out);
+        }
+        let mut maps: Vec<&(wgpu::Buffer, u64)> = staging.iter().collect();
+        if let Some(s) = &stamps {
+            maps.push(s);
+        }
+        for (b, bytes) in &maps {
+            b.slice(0..*bytes).map_async(wgpu::MapMode::Read, |_| {});
+        }
+        gpu.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Readback {
+                what: label.clone(),
+                message: e.to_string(),
+            })?;
+        gpu.check_lost()?;
+        let read = |b: &wgpu::Buffer, bytes: u64| -> Result<Vec<u8>> {
+            let v = b
+                .slice(0..bytes)
+                .get_mapped_range()
+                .map_err(|e| GpuError::Readback {
+                    what: label.clone(),
+                    message: e.to_string(),
+                })?;
+            let data = v.to_vec();
+            drop(v);
+            b.unmap();
+            Ok(data)
+        };
+        for (b, bytes) in staging {
+            out.data.push(read(&b, bytes)?);
+            gpu.return_staging(b);
+        }
+        if let Some((b, bytes)) = stamps {
+            let t: Vec<u64> = bytemuck::pod_collect_to_vec(&read(&b, bytes)?);
+            gpu.return_staging(b);
+            let period = gpu.queue.get_timestamp_period() as f64;
+            out.timings = names
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| (n, t[2 * i + 1].saturating_sub(t[2 * i]) as f64 * period))
+                .collect();
+        }
+        Ok(out)
+    }
+}

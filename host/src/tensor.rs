@@ -1,0 +1,298 @@
+//! GPU tensors: a storage buffer with a shape and a dtype, drawn from a pool
+//! of buffers keyed by byte size so that a training step allocates nothing
+//! after its first run, and returned to it on drop.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{GpuError, Result};
+use crate::gpu::Gpu;
+
+/// Element type of a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// 32-bit float.
+    F32,
+    /// 32-bit unsigned integer.
+    U32,
+    /// 16-bit float (two per 32-bit word; needs shader-f16 to compute on).
+    F16,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 | DType::U32 => 4,
+            DType::F16 => 2,
+        }
+    }
+}
+
+const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+const STAGING: wgpu::BufferUsages =
+    wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
+
+/// Free buffers by (byte size, usage).
+#[derive(Default)]
+pub(crate) struct Pool {
+    free: Mutex<HashMap<(u64, wgpu::BufferUsages), Vec<wgpu::Buffer>>>,
+    created: AtomicU64,
+}
+
+impl Pool {
+    pub(crate) fn created(&self) -> u64 {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    /// Counts an allocation made outside the pool (the parameter arena).
+    pub(crate) fn count_created(&self) {
+        self.created.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn take(
+        &self,
+        gpu: &Gpu,
+        size: u64,
+        usage: wgpu::BufferUsages,
+        label: &str,
+    ) -> Result<wgpu::Buffer> {
+        if let Some(b) = self
+            .free
+            .lock()
+            .unwrap()
+            .get_mut(&(size, usage))
+            .and_then(|v| v.pop())
+        {
+            return Ok(b);
+        }
+        let limit = gpu.caps.limits.max_buffer_size;
+        if size > limit {
+            return Err(GpuError::Limit {
+                what: format!("buffer `{label}`"),
+                message: format!("{size} bytes requested, max_buffer_size is {limit}"),
+            });
+        }
+        let b = gpu.scoped(label, || {
+            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage,
+                mapped_at_creation: false,
+            })
+        })?;
+        self.created.fetch_add(1, Ordering::Relaxed);
+        Ok(b)
+    }
+
+    pub(crate) fn give(&self, b: wgpu::Buffer, usage: wgpu::BufferUsages) {
+        let size = b.size();
+        self.free
+            .lock()
+            .unwrap()
+            .entry((size, usage))
+            .or_default()
+            .push(b);
+    }
+}
+
+/// Bytes a tensor of `len` elements occupies: at least 16, a multiple of
+/// 16, so that kernels may view any tensor as an array of vec4.
+fn byte_len(len: usize, dtype: DType) -> u64 {
+    (len * dtype.size()).max(16).div_ceil(16) as u64 * 16
+}
+
+/// A tensor on the GPU. Dropping it returns its buffer to the pool.
+pub struct Tensor {
+    buf: Option<wgpu::Buffer>,
+    shape: Vec<usize>,
+    dtype: DType,
+    pool: Arc<Pool>,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor({:?}, {:?})", self.shape, self.dtype)
+    }
+}
+
+impl Drop for Tensor {
+    fn drop(&mut self) {
+        if let Some(b) = self.buf.take() {
+            self.pool.give(b, STORAGE);
+        }
+    }
+}
+
+impl Tensor {
+    /// Its shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Its element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether it has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes bound for it: the data rounded up to 16 bytes.
+    pub fn bytes(&self) -> u64 {
+        byte_len(self.len(), self.dtype)
+    }
+
+    /// The buffer.
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        self.buf
+            .as_ref()
+            .expect("tensor buffer is present until drop")
+    }
+
+    /// Reinterprets the same elements with another shape.
+    pub fn reshape(mut self, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        if n != self.len() {
+            return Err(GpuError::shape(
+                "reshape",
+                format!(
+                    "{:?} ({} elements) to {shape:?} ({n})",
+                    self.shape,
+                    self.len()
+                ),
+            ));
+        }
+        self.shape = shape.to_vec();
+        Ok(self)
+    }
+
+    /// Checks the shape, naming `what` if it differs.
+    pub fn expect_shape(&self, what: &str, shape: &[usize]) -> Result<()> {
+        if self.shape == shape {
+            Ok(())
+        } else {
+            Err(GpuError::shape(
+                what,
+                format!("shape {:?}, expected {shape:?}", self.shape),
+            ))
+        }
+    }
+
+    /// Checks the element count, naming `what` if it differs.
+    pub fn expect_len(&self, what: &str, len: usize) -> Result<()> {
+        if self.len() == len {
+            Ok(())
+        } else {
+            Err(GpuError::shape(
+                what,
+                format!(
+                    "{} elements (shape {:?}), expected {len}",
+                    self.len(),
+                    self.shape
+                ),
+            ))
+        }
+    }
+}
+
+impl Gpu {
+    /// An uninitialised tensor from the pool.
+    pub fn tensor(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let len: usize = shape.iter().product();
+        let buf = self
+            .pool
+            .take(self, byte_len(len, dtype), STORAGE, "tensor")?;
+        Ok(Tensor {
+            buf: Some(buf),
+            shape: shape.to_vec(),
+            dtype,
+            pool: self.pool.clone(),
+        })
+    }
+
+    /// An f32 tensor holding `data`.
+    pub fn upload(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        let t = self.tensor(shape, DType::F32)?;
+        t.expect_len("upload", data.len())?;
+        self.write(&t, bytemuck::cast_slice(data))?;
+        Ok(t)
+    }
+
+    /// A u32 tensor holding `data`.
+    pub fn upload_u32(&self, data: &[u32], shape: &[usize]) -> Result<Tensor> {
+        let t = self.tensor(shape, DType::U32)?;
+        t.expect_len("upload", data.len())?;
+        self.write(&t, bytemuck::cast_slice(data))?;
+        Ok(t)
+    }
+
+    /// An f32 tensor of zeros.
+    pub fn zeros(&self, shape: &[usize]) -> Result<Tensor> {
+        let t = self.tensor(shape, DType::F32)?;
+        let zeros = vec![0u8; t.bytes() as usize];
+        self.write(&t, &zeros)?;
+        Ok(t)
+    }
+
+    /// Overwrites a tensor's contents (staged; visible to the next submit).
+    pub fn write(&self, t: &Tensor, bytes: &[u8]) -> Result<()> {
+        if bytes.len() as u64 > t.buffer().size() {
+            return Err(GpuError::shape(
+                "write",
+                format!("{} bytes into {:?}", bytes.len(), t),
+            ));
+        }
+        let mut padded;
+        let data = if bytes.len() % 4 != 0 {
+            padded = bytes.to_vec();
+            padded.resize(bytes.len().div_ceil(4) * 4, 0);
+            &padded[..]
+        } else {
+            bytes
+        };
+        self.scoped("upload", || self.queue.write_buffer(t.buffer(), 0, data))
+    }
+
+    /// Reads an f32 tensor back (waits for the GPU).
+    pub fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
+        if t.dtype != DType::F32 {
+            return Err(GpuError::shape("download", format!("{t:?} is not f32")));
+        }
+        Ok(bytemuck::cast_slice(&self.download_bytes(t)?[..t.len() * 4]).to_vec())
+    }
+
+    /// Reads a u32 tensor back (waits for the GPU).
+    pub fn download_u32(&self, t: &Tensor) -> Result<Vec<u32>> {
+        if t.dtype != DType::U32 {
+            return Err(GpuError::shape("download_u32", format!("{t:?} is not u32")));
+        }
+        Ok(bytemuck::cast_slice(&self.download_bytes(t)?[..t.len() * 4]).to_vec())
+    }
+
+    /// Reads a tensor's bytes back (waits for the GPU).
+    pub fn download_bytes(&self, t: &Tensor) -> Result<Vec<u8>> {
+        let mut step = self.step("download");
+        let i = step.readback(t);
+        let out = step.submit()?;
+        Ok(out.into_bytes(i))
+    }
+
+    pub(crate) fn staging(&self, size: u64) -> Result<wgpu::Buffer> {
+        self.pool.take(self, size, STAGING, "readback")
+    }
+
+    pub(crate) fn return_staging(&self, b: wgpu::Buffer) {
+        self.pool.give(b, STAGING);
+    }
+}

@@ -1,0 +1,184 @@
+//! GEMM against its CPU twin (f64 accumulation) on shapes on and off the
+//! tile grid, every transpose combination, batch with broadcast, bias,
+//! ReLU, alpha and beta; both kernels, on the device with optional
+//! features and on the portable fallback device.
+//!
+//! Tolerance per element: the forward error bound of an f32 dot product,
+//! |err| ≤ γ·Σₖ|a_ik b_kj| + γ·|beta·c| + 1e-6 with γ = (K + 4)·ε_f32
+//! (K products and sums, plus the epilogue's scale, add and bias).
+mod common;
+
+use common::{gpus, normals};
+use scorecl_host::ops::gemm::{self, cpu, GemmKernel, GemmSpec};
+use scorecl_host::{DType, Gpu};
+
+fn run(gpu: &Gpu, s: &GemmSpec, bias: bool, kernel: GemmKernel, seed: u64) {
+    let a = normals(
+        seed,
+        s.m * s.k * if s.broadcast_a { 1 } else { s.batch },
+        1.0,
+    );
+    let b = normals(
+        seed + 1,
+        s.k * s.n * if s.broadcast_b { 1 } else { s.batch },
+        1.0,
+    );
+    let c0 = normals(seed + 2, s.m * s.n * s.batch, 1.0);
+    let bv = normals(seed + 3, s.n, 1.0);
+    let ta = gpu.upload(&a, &[a.len()]).unwrap();
+    let tb = gpu.upload(&b, &[b.len()]).unwrap();
+    let tc = gpu.upload(&c0, &[c0.len()]).unwrap();
+    let tbias = gpu.upload(&bv, &[s.n]).unwrap();
+    let mut step = gpu.step("gemm test");
+    gemm::gemm_with(&mut step, s, &ta, &tb, bias.then_some(&tbias), &tc, kernel).unwrap();
+    let i = step.readback(&tc);
+    let got = step.submit().unwrap().f32(i);
+    let mut want = c0.clone();
+    cpu::gemm(s, &a, &b, bias.then_some(&bv[..]), &mut want);
+    // Σ|a||b| per element for the bound.
+    let abs_a: Vec<f32> = a.iter().map(|x| x.abs()).collect();
+    let abs_b: Vec<f32> = b.iter().map(|x| x.abs()).collect();
+    let mut mag = vec![0.0f32; c0.len()];
+    cpu::gemm(
+        &GemmSpec {
+            alpha: 1.0,
+            beta: 0.0,
+            relu: false,
+            ..*s
+        },
+        &abs_a,
+        &abs_b,
+        None,
+        &mut mag,
+    );
+    let gamma = (s.k as f32 + 4.0) * f32::EPSILON;
+    let used = gemm::kernel_for(gpu, s, kernel);
+    for i in 0..want.len() {
+        let tol = gamma * (s.alpha.abs() * mag[i] + s.beta.abs() * c0[i].abs() + bv[i % s.n].abs())
+            + 1e-6;
+        let err = (got[i] - want[i]).abs();
+        assert!(
+            err <= tol,
+            "{used:?} on {}: {s:?} bias {bias}: C[{i}] = {}, want {} (|err| {err:e} > {tol:e})",
+            gpu.info.name,
+            got[i],
+            want[i]
+        );
+    }
+}
+
+fn spec(m: usize, n: usize, k: usize) -> GemmSpec {
+    GemmSpec::new(m, n, k)
+}
+
+#[test]
+fn shapes_on_and_off_the_grid() {
+    for gpu in gpus() {
+        for kernel in [GemmKernel::Portable, GemmKernel::Subgroup8] {
+            let mut seed = 0;
+            for (m, n, k) in [
+                (1, 1, 1),
+                (3, 17, 5),
+                (17, 3, 129),
+                (129, 33, 17),
+                (8, 32, 4),
+                (64, 64, 64),
+                (33, 65, 12),
+                (4, 4, 8),
+                (100, 36, 128),
+                (7, 129, 20),
+                (257, 8, 4),
+            ] {
+                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                    seed += 10;
+                    let s = GemmSpec {
+                        trans_a: ta,
+                        trans_b: tb,
+                        ..spec(m, n, k)
+                    };
+                    run(gpu, &s, false, kernel, seed);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn epilogue_and_batch() {
+    for gpu in gpus() {
+        for kernel in [GemmKernel::Portable, GemmKernel::Subgroup8] {
+            let mut seed = 1000;
+            for (m, n, k, batch) in [(17, 20, 12, 3), (32, 64, 16, 2), (5, 3, 7, 4)] {
+                for (ta, tb, ba, bb) in [
+                    (false, false, false, false),
+                    (true, false, true, false),
+                    (false, true, false, true),
+                    (true, true, false, false),
+                ] {
+                    for (alpha, beta, relu, bias) in [
+                        (1.0, 0.0, false, true),
+                        (0.5, 1.0, true, false),
+                        (-2.0, 0.25, true, true),
+                    ] {
+                        seed += 10;
+                        let s = GemmSpec {
+                            batch,
+                            trans_a: ta,
+                            trans_b: tb,
+                            broadcast_a: ba,
+                            broadcast_b: bb,
+                            alpha,
+                            beta,
+                            relu,
+                            ..spec(m, n, k)
+                        };
+                        run(gpu, &s, bias, kernel, seed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn kernel_choice_follows_adapter_and_alignment() {
+    for gpu in gpus() {
+        let aligned = spec(64, 64, 64);
+        let odd_k = spec(64, 64, 27);
+        let want_sg = gpu.caps.subgroups && gpu.caps.subgroup_size.0 >= 8;
+        assert_eq!(
+            gemm::kernel_for(gpu, &aligned, GemmKernel::Subgroup8) == GemmKernel::Subgroup8,
+            want_sg
+        );
+        assert_eq!(
+            gemm::kernel_for(gpu, &odd_k, GemmKernel::Subgroup8),
+            GemmKernel::Portable
+        );
+        assert_eq!(
+            gemm::kernel_for(gpu, &aligned, GemmKernel::Portable),
+            GemmKernel::Portable
+        );
+        let t = GemmSpec {
+            trans_a: true,
+            ..spec(30, 64, 64)
+        };
+        assert_eq!(
+            gemm::kernel_for(gpu, &t, GemmKernel::Subgroup8),
+            GemmKernel::Portable,
+            "M % 4 with Aᵀ"
+        );
+    }
+}
+
+#[test]
+fn wrong_shapes_are_named() {
+    let Some(gpu) = gpus().into_iter().next() else {
+        return;
+    };
+    let a = gpu.tensor(&[12], DType::F32).unwrap();
+    let b = gpu.tensor(&[12], DType::F32).unwrap();
+    let c = gpu.tensor(&[10], DType::F32).unwrap();
+    let mut step = gpu.step("bad");
+    let e = gemm::gemm(&mut step, &spec(3, 3, 4), &a, &b, None, &c).unwrap_err();
+    assert!(e.to_string().contains("gemm C"), "{e}");
+}

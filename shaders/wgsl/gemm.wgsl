@@ -1,0 +1,202 @@
+// GEMM: C[b] = act(alpha · op(A[b]) · op(B[b]) + beta · C[b] + bias)
+//
+// op(X) = X or Xᵀ (TRANS_A / TRANS_B); row-major storage with leading
+// dimensions lda, ldb, ldc; batch strides sa, sb, sc in elements (0
+// broadcasts one operand to every batch entry); bias (BIAS) per column;
+// act = ReLU (RELU) or identity. Rows r_off.. of C are computed (the host
+// splits very tall products into several dispatches).
+//
+// CPU twin: host/src/ops/gemm.rs `cpu::gemm`; tests: host/tests/gemm.rs.
+//
+// Two kernels:
+// * `gemm`: portable, any shape. Each invocation owns a 4 × 4 block of C in
+//   registers; 8 × 8 invocations per workgroup (a 32 × 32 tile).
+// * `gemm_sg8` (SUBGROUPS): for CPU drivers, where every storage load is a
+//   per-lane loop and dominates the cost. A workgroup is one subgroup of 8
+//   lanes computing an 8 × 32 tile: lane j owns columns 4j..4j+4 of the
+//   tile for all 8 rows (32 accumulators). Each k-block of 4 loads one
+//   vec4 of A per lane (8 rows × 4 k between the 8 lanes), shared with
+//   subgroupBroadcast, and 4 vec4 of B: 5 vector loads per 128 FMAs.
+//   Needs vec4 alignment: K % 4 == 0, and M % 4 == 0 (TRANS_A) or
+//   N % 4 == 0 (not TRANS_B). Workgroups run row blocks fastest so that
+//   consecutive ones reuse the same K × 32 panel of B from cache.
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override BIAS: bool = false;
+override RELU: bool = false;
+
+struct Params {
+    m: u32, n: u32, k: u32, r_off: u32,
+    lda: u32, ldb: u32, ldc: u32, _p0: u32,
+    sa: u32, sb: u32, sc: u32, _p1: u32,
+    alpha: f32, beta: f32, _p2: u32, _p3: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> C: array<f32>;
+
+fn epilogue(idx: u32, c: u32, acc: f32) -> f32 {
+    var v = P.alpha * acc;
+    if (P.beta != 0.0) { v += P.beta * C[idx]; }
+    if (BIAS) { v += bias[c]; }
+    if (RELU) { v = max(v, 0.0); }
+    return v;
+}
+
+fn a_at(base: u32, r: u32, kk: u32) -> f32 {
+    if (TRANS_A) { return A[base + kk * P.lda + r]; }
+    return A[base + r * P.lda + kk];
+}
+
+fn b_at(base: u32, kk: u32, c: u32) -> f32 {
+    if (TRANS_B) { return B[base + c * P.ldb + kk]; }
+    return B[base + kk * P.ldb + c];
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
+    let bt = wg.z;
+    let r0 = P.r_off + (wg.y * 8u + l.y) * 4u;
+    let c0 = (wg.x * 8u + l.x) * 4u;
+    if (r0 >= P.m || c0 >= P.n) { return; }
+    let abase = bt * P.sa;
+    let bbase = bt * P.sb;
+    // Rows and columns past the edge read row/column 0 (always valid) and
+    // are never stored.
+    var rr: array<u32, 4>;
+    var cc: array<u32, 4>;
+    for (var i = 0u; i < 4u; i++) { rr[i] = select(0u, r0 + i, r0 + i < P.m); }
+    for (var j = 0u; j < 4u; j++) { cc[j] = select(0u, c0 + j, c0 + j < P.n); }
+    var acc: array<vec4<f32>, 4>;
+    for (var kk = 0u; kk < P.k; kk++) {
+        let b = vec4<f32>(b_at(bbase, kk, cc[0]), b_at(bbase, kk, cc[1]), b_at(bbase, kk, cc[2]), b_at(bbase, kk, cc[3]));
+        acc[0] = fma(vec4<f32>(a_at(abase, rr[0], kk)), b, acc[0]);
+        acc[1] = fma(vec4<f32>(a_at(abase, rr[1], kk)), b, acc[1]);
+        acc[2] = fma(vec4<f32>(a_at(abase, rr[2], kk)), b, acc[2]);
+        acc[3] = fma(vec4<f32>(a_at(abase, rr[3], kk)), b, acc[3]);
+    }
+    let cbase = bt * P.sc;
+    for (var i = 0u; i < 4u; i++) {
+        let r = r0 + i;
+        if (r >= P.m) { break; }
+        for (var j = 0u; j < 4u; j++) {
+            let c = c0 + j;
+            if (c >= P.n) { break; }
+            let idx = cbase + r * P.ldc + c;
+            C[idx] = epilogue(idx, c, acc[i][j]);
+        }
+    }
+}
+
+//#if SUBGROUPS
+@group(0) @binding(5) var<storage, read> A4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> B4: array<vec4<f32>>;
+
+// acc += a.x·b[0] + a.y·b[1] + a.z·b[2] + a.w·b[3]
+fn fma4(acc: vec4<f32>, a: vec4<f32>, b: array<vec4<f32>, 4>) -> vec4<f32> {
+    return fma(vec4(a.x), b[0], fma(vec4(a.y), b[1], fma(vec4(a.z), b[2], fma(vec4(a.w), b[3], acc))));
+}
+
+// The 8 rows of A for this k-block, each as its 4 k values. Every lane's
+// vec4 is broadcast once (literal lane ids: a register extract on CPU
+// drivers); with TRANS_A lane 4h + kk holds rows 4h..4h+4 at k-step kk, so
+// the rows are gathered from the components.
+fn a_rows(av: vec4<f32>) -> array<vec4<f32>, 8> {
+    var s: array<vec4<f32>, 8>;
+    s[0] = subgroupBroadcast(av, 0u);
+    s[1] = subgroupBroadcast(av, 1u);
+    s[2] = subgroupBroadcast(av, 2u);
+    s[3] = subgroupBroadcast(av, 3u);
+    s[4] = subgroupBroadcast(av, 4u);
+    s[5] = subgroupBroadcast(av, 5u);
+    s[6] = subgroupBroadcast(av, 6u);
+    s[7] = subgroupBroadcast(av, 7u);
+    if (!TRANS_A) { return s; }
+    var a: array<vec4<f32>, 8>;
+    for (var h = 0u; h < 2u; h++) {
+        for (var q = 0u; q < 4u; q++) {
+            a[4u * h + q] = vec4<f32>(s[4u * h][q], s[4u * h + 1u][q], s[4u * h + 2u][q], s[4u * h + 3u][q]);
+        }
+    }
+    return a;
+}
+
+@compute @workgroup_size(8, 1, 1)
+fn gemm_sg8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+    let bt = wg.z;
+    let r0 = P.r_off + wg.x * 8u;
+    let c = wg.y * 32u + lane * 4u;
+    let k4 = P.k / 4u;
+    let abase = bt * P.sa / 4u;
+    let bbase = bt * P.sb / 4u;
+    // A: which vec4 this lane loads per k-block (clamped to valid rows).
+    var a_off: u32;
+    var a_step: u32;
+    if (TRANS_A) {
+        // A stored k × m: lane 4h + kk loads rows r0+4h..+4 at k = 4kb + kk
+        // (M % 4 == 0, so a group that starts inside the matrix is whole).
+        let h = lane / 4u;
+        let kk = lane % 4u;
+        let col = min(r0 + 4u * h, P.m - 4u) / 4u;
+        a_off = abase + kk * (P.lda / 4u) + col;
+        a_step = P.lda;          // 4 k-steps of A = 4 · (lda / 4) vec4s
+    } else {
+        // A stored m × k: lane i loads row r0+i at k = 4kb..4kb+4.
+        let row = min(r0 + lane, P.m - 1u);
+        a_off = abase + row * (P.lda / 4u);
+        a_step = 1u;
+    }
+    // B: this lane's 4 columns (clamped to the last valid vec4).
+    // TRANS_B: column c + j is storage row c + j, each clamped on its own
+    // (N need not be a multiple of 4); otherwise one vec4 of columns.
+    let s = P.ldb / 4u;
+    var bt_off: array<u32, 4>;
+    for (var j = 0u; j < 4u; j++) { bt_off[j] = bbase + min(c + j, P.n - 1u) * s; }
+    let b_off = bbase + min(c, P.n - 4u) / 4u;
+    var acc: array<vec4<f32>, 8>;
+    for (var kb = 0u; kb < k4; kb++) {
+        let av = A4[a_off + kb * a_step];
+        var b: array<vec4<f32>, 4>;
+        if (TRANS_B) {
+            let t0 = B4[bt_off[0] + kb];
+            let t1 = B4[bt_off[1] + kb];
+            let t2 = B4[bt_off[2] + kb];
+            let t3 = B4[bt_off[3] + kb];
+            b[0] = vec4<f32>(t0.x, t1.x, t2.x, t3.x);
+            b[1] = vec4<f32>(t0.y, t1.y, t2.y, t3.y);
+            b[2] = vec4<f32>(t0.z, t1.z, t2.z, t3.z);
+            b[3] = vec4<f32>(t0.w, t1.w, t2.w, t3.w);
+        } else {
+            let o = b_off + kb * 4u * s;
+            b[0] = B4[o];
+            b[1] = B4[o + s];
+            b[2] = B4[o + 2u * s];
+            b[3] = B4[o + 3u * s];
+        }
+        let a = a_rows(av);
+        acc[0] = fma4(acc[0], a[0], b);
+        acc[1] = fma4(acc[1], a[1], b);
+        acc[2] = fma4(acc[2], a[2], b);
+        acc[3] = fma4(acc[3], a[3], b);
+        acc[4] = fma4(acc[4], a[4], b);
+        acc[5] = fma4(acc[5], a[5], b);
+        acc[6] = fma4(acc[6], a[6], b);
+        acc[7] = fma4(acc[7], a[7], b);
+    }
+    if (c >= P.n) { return; }
+    let cbase = bt * P.sc;
+    for (var i = 0u; i < 8u; i++) {
+        let r = r0 + i;
+        if (r >= P.m) { break; }
+        for (var j = 0u; j < 4u; j++) {
+            if (c + j >= P.n) { break; }
+            let idx = cbase + r * P.ldc + c + j;
+            C[idx] = epilogue(idx, c + j, acc[i][j]);
+        }
+    }
+}
+//#endif
