@@ -44,4 +44,4 @@ pub mod weights;
 pub mod wmse;
 
 pub use error::{CoreError, Result};
-pub use math::{GradPair, Views};
+pub use math::{normalize_backward, GradPair, Views, NORM_EPS};

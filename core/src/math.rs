@@ -133,7 +133,7 @@ pub(crate) fn norm_active(x: &[f32]) -> bool {
 
 /// Back-propagates `g = dL/dû` through `û = x / max(‖x‖, eps)` in place:
 /// `dL/dx = (g − û (û·g)) / ‖x‖` (or `g / eps` where the clamp is active).
-pub(crate) fn normalize_backward(x: &[f32], g: &mut [f32]) {
+pub fn normalize_backward(x: &[f32], g: &mut [f32]) {
     let norm = clamped_norm(x);
     if norm_active(x) {
         let ug = dot(x, g) / norm;

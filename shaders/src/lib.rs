@@ -3,7 +3,9 @@
 //!
 //! Optional paths are written inline between `//#if NAME`, `//#else` and
 //! `//#endif` lines; [`Module::source`] keeps the branch each define selects
-//! and prepends the `enable` directives the variant needs. [`MODULES`] lists
+//! and prepends the `enable` directives the variant needs. Shared code (the
+//! Philox generator, workgroup reductions) lives in `wgsl/include/` and is
+//! pulled in with `//#include NAME`. [`MODULES`] lists
 //! every module with every variant the host builds, and
 //! `tests/naga_validate.rs` parses and validates each of them with naga (no
 //! GPU needed).
@@ -50,7 +52,8 @@ pub struct Module {
 }
 
 impl Module {
-    /// The source of one variant: directives first, then the kept lines.
+    /// The source of one variant: directives first, then the kept lines
+    /// with every `//#include` expanded.
     pub fn source(&self, defines: &[Define]) -> String {
         let mut out = String::new();
         let mut sorted = defines.to_vec();
@@ -60,7 +63,7 @@ impl Module {
             out.push_str(d);
             out.push('\n');
         }
-        out.push_str(&preprocess(self.raw, &sorted));
+        out.push_str(&preprocess(&expand_includes(self.raw), &sorted));
         out
     }
 }
@@ -97,6 +100,41 @@ pub fn preprocess(src: &str, defines: &[Define]) -> String {
     out
 }
 
+/// Shared WGSL snippets, by the name used after `//#include`.
+pub const INCLUDES: &[(&str, &str)] = &[
+    ("philox", include_str!("../wgsl/include/philox.wgsl")),
+    ("wg_reduce", include_str!("../wgsl/include/wg_reduce.wgsl")),
+];
+
+/// Replaces each `//#include NAME` line by the snippet's lines (snippets
+/// do not include others). An unknown name is left as a comment, so naga's
+/// error points at the missing function.
+pub fn expand_includes(src: &str) -> String {
+    let mut out = String::with_capacity(src.len());
+    for line in src.lines() {
+        let t = line.trim_start();
+        match t.strip_prefix("//#include ") {
+            Some(name) => match INCLUDES.iter().find(|(n, _)| *n == name.trim()) {
+                Some((_, body)) => {
+                    out.push_str(body);
+                    if !body.ends_with('\n') {
+                        out.push('\n');
+                    }
+                }
+                None => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            },
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 macro_rules! module {
     ($name:literal, [$($v:expr),* $(,)?]) => {
         Module {
@@ -117,8 +155,17 @@ pub const ELEMENTWISE: Module = module!("elementwise", [F32, F16]);
 /// Dense matrix multiply with transposes, batch, bias/ReLU epilogue.
 pub const GEMM: Module = module!("gemm", [F32, SUBGROUPS]);
 
+/// Reductions along an axis (sum, mean, sum of squares).
+pub const REDUCE: Module = module!("reduce", [F32, SUBGROUPS]);
+
+/// Row operations: L2 normalisation forward/backward, log-sum-exp.
+pub const ROWS: Module = module!("rows", [F32, SUBGROUPS]);
+
+/// Philox random words, uniforms and normals.
+pub const RNG: Module = module!("rng", [F32]);
+
 /// Every module the host ships, with every variant it builds.
-pub const MODULES: &[Module] = &[ELEMENTWISE, GEMM];
+pub const MODULES: &[Module] = &[ELEMENTWISE, GEMM, REDUCE, ROWS, RNG];
 
 /// Looks a module up by name.
 pub fn module(name: &str) -> Option<&'static Module> {

@@ -1,12 +1,12 @@
-//! Elementwise kernels (`shaders/wgsl/elementwise.wgsl`). CPU twins: the
-//! `cpu` functions below; tests: `host/tests/elementwise.rs`.
+//! Elementwise kernels (`shaders/wgsl/elementwise.wgsl`). CPU twins: [`cpu`];
+//! tests: `host/tests/elementwise.rs`.
 
 use bytemuck::{Pod, Zeroable};
-use scorecl_shaders::ELEMENTWISE;
+use scorecl_shaders::{Define, ELEMENTWISE};
 
-use crate::error::Result;
+use crate::error::{GpuError, Result};
 use crate::step::{grid, Step};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -14,7 +14,27 @@ struct Params {
     n: u32,
     alpha: f32,
     beta: f32,
-    _pad: u32,
+    cols: u32,
+    block: u32,
+    _p: [u32; 3],
+}
+
+fn params(n: usize, alpha: f32, beta: f32) -> Params {
+    Params {
+        n: n as u32,
+        alpha,
+        beta,
+        ..Zeroable::zeroed()
+    }
+}
+
+fn run(step: &mut Step, entry: &'static str, p: &Params, tensors: &[&Tensor]) -> Result<()> {
+    let k = step.gpu().kernel(&ELEMENTWISE, entry, &[], &[])?;
+    step.dispatch(&k, p, tensors, grid(p.n as usize, 256))
+}
+
+fn same(what: &str, n: usize, ts: &[&Tensor]) -> Result<()> {
+    ts.iter().try_for_each(|t| t.expect_len(what, n))
 }
 
 /// `out = alpha·a + beta·b`.
@@ -26,17 +46,116 @@ pub fn axpby(
     b: &Tensor,
     out: &Tensor,
 ) -> Result<()> {
-    let n = a.len();
-    b.expect_len("axpby b", n)?;
-    out.expect_len("axpby out", n)?;
-    let k = step.gpu().kernel(&ELEMENTWISE, "axpby", &[], &[])?;
+    same("axpby", a.len(), &[b, out])?;
+    run(step, "axpby", &params(a.len(), alpha, beta), &[a, b, out])
+}
+
+/// `out = a + b`.
+pub fn add(step: &mut Step, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+    axpby(step, 1.0, a, 1.0, b, out)
+}
+
+/// `out = alpha·a`.
+pub fn scale(step: &mut Step, alpha: f32, a: &Tensor, out: &Tensor) -> Result<()> {
+    same("scale", a.len(), &[out])?;
+    run(step, "scale", &params(a.len(), alpha, 0.0), &[a, out])
+}
+
+/// `out = a·b`.
+pub fn mul(step: &mut Step, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+    same("mul", a.len(), &[b, out])?;
+    run(step, "mul", &params(a.len(), 0.0, 0.0), &[a, b, out])
+}
+
+/// `out = max(x, 0)`.
+pub fn relu(step: &mut Step, x: &Tensor, out: &Tensor) -> Result<()> {
+    same("relu", x.len(), &[out])?;
+    run(step, "relu", &params(x.len(), 0.0, 0.0), &[x, out])
+}
+
+/// `dx = g·[x > 0]` (x: the ReLU's input).
+pub fn relu_backward(step: &mut Step, x: &Tensor, g: &Tensor, dx: &Tensor) -> Result<()> {
+    same("relu_backward", x.len(), &[g, dx])?;
+    run(
+        step,
+        "relu_backward",
+        &params(x.len(), 0.0, 0.0),
+        &[x, g, dx],
+    )
+}
+
+/// `out = value` everywhere.
+pub fn fill(step: &mut Step, value: f32, out: &Tensor) -> Result<()> {
+    run(step, "fill", &params(out.len(), value, 0.0), &[out])
+}
+
+/// `out[r, j] = a[r, j] + alpha·v[g, j]` for rows r of `a` (cols columns),
+/// where row group g = r / rows_per_group: one vector per group of rows
+/// (`rows_per_group` = all rows for a single vector).
+pub fn add_cols(
+    step: &mut Step,
+    a: &Tensor,
+    alpha: f32,
+    v: &Tensor,
+    cols: usize,
+    rows_per_group: usize,
+    out: &Tensor,
+) -> Result<()> {
+    same("add_cols", a.len(), &[out])?;
+    if cols == 0 || rows_per_group == 0 || a.len() % (cols * rows_per_group) != 0 {
+        return Err(GpuError::shape(
+            "add_cols",
+            format!("{a:?} is not whole groups of {rows_per_group} rows × {cols}"),
+        ));
+    }
+    v.expect_len("add_cols vector", a.len() / rows_per_group)?;
     let p = Params {
-        n: n as u32,
-        alpha,
-        beta,
-        _pad: 0,
+        cols: cols as u32,
+        block: (cols * rows_per_group) as u32,
+        ..params(a.len(), alpha, 0.0)
     };
-    step.dispatch(&k, &p, &[a, b, out], grid(n, 256))
+    run(step, "add_cols", &p, &[a, v, out])
+}
+
+/// f32 → f16 (needs shader-f16 on the device).
+pub fn to_f16(step: &mut Step, x: &Tensor, out: &Tensor) -> Result<()> {
+    if !step.gpu().caps.f16 || out.dtype() != DType::F16 {
+        return Err(GpuError::shape(
+            "to_f16",
+            "needs shader-f16 and an f16 output",
+        ));
+    }
+    same("to_f16", x.len(), &[out])?;
+    let k = step
+        .gpu()
+        .kernel(&ELEMENTWISE, "to_f16", &[Define::F16], &[])?;
+    step.dispatch(
+        &k,
+        &params(x.len(), 0.0, 0.0),
+        &[x, out],
+        grid(x.len(), 256),
+    )
+}
+
+/// f16 → f32 (needs shader-f16 on the device).
+pub fn from_f16(step: &mut Step, x: &Tensor, out: &Tensor) -> Result<()> {
+    if !step.gpu().caps.f16 || x.dtype() != DType::F16 {
+        return Err(GpuError::shape(
+            "from_f16",
+            "needs shader-f16 and an f16 input",
+        ));
+    }
+    same("from_f16", x.len(), &[out])?;
+    let k = step
+        .gpu()
+        .kernel(&ELEMENTWISE, "from_f16", &[Define::F16], &[])?;
+    // Binding order: out (3), h_in (4).
+    step.dispatch(
+        &k,
+        &params(x.len(), 0.0, 0.0),
+        &[out, x],
+        grid(x.len(), 256),
+    )
 }
 
 /// CPU twins.
@@ -44,5 +163,38 @@ pub mod cpu {
     /// `alpha·a + beta·b`.
     pub fn axpby(alpha: f32, a: &[f32], beta: f32, b: &[f32]) -> Vec<f32> {
         a.iter().zip(b).map(|(x, y)| alpha * x + beta * y).collect()
+    }
+
+    /// `a·b`.
+    pub fn mul(a: &[f32], b: &[f32]) -> Vec<f32> {
+        a.iter().zip(b).map(|(x, y)| x * y).collect()
+    }
+
+    /// `max(x, 0)`.
+    pub fn relu(x: &[f32]) -> Vec<f32> {
+        x.iter().map(|v| v.max(0.0)).collect()
+    }
+
+    /// `g·[x > 0]`.
+    pub fn relu_backward(x: &[f32], g: &[f32]) -> Vec<f32> {
+        x.iter()
+            .zip(g)
+            .map(|(x, g)| if *x > 0.0 { *g } else { 0.0 })
+            .collect()
+    }
+
+    /// [`super::add_cols`].
+    pub fn add_cols(
+        a: &[f32],
+        alpha: f32,
+        v: &[f32],
+        cols: usize,
+        rows_per_group: usize,
+    ) -> Vec<f32> {
+        let block = cols * rows_per_group;
+        a.iter()
+            .enumerate()
+            .map(|(i, x)| x + alpha * v[(i / block) * cols + i % cols])
+            .collect()
     }
 }

@@ -1,6 +1,9 @@
 //! Operations on GPU tensors, one module per WGSL family. Each records
-//! dispatches into a [`Step`](crate::Step); the CPU twin of each is named
-//! in its module documentation.
+//! dispatches into a [`Step`](crate::Step); its CPU twin is named in its
+//! module documentation, and its test lives in `host/tests/<module>.rs`.
 
 pub mod elementwise;
 pub mod gemm;
+pub mod reduce;
+pub mod rng;
+pub mod rows;

@@ -1,0 +1,107 @@
+//! Reductions along an axis (`shaders/wgsl/reduce.wgsl`). CPU twin:
+//! [`cpu::reduce`]; tests: `host/tests/reduce.rs`.
+
+use bytemuck::{Pod, Zeroable};
+use scorecl_shaders::{Define, REDUCE};
+
+use crate::error::Result;
+use crate::step::{grid, Step};
+use crate::tensor::Tensor;
+
+/// What to reduce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduction {
+    /// Σ x
+    Sum,
+    /// Σ x / axis
+    Mean,
+    /// Σ x²
+    SumSq,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    outer: u32,
+    axis: u32,
+    inner: u32,
+    square: u32,
+    scale: f32,
+    _p: [u32; 3],
+}
+
+/// Reduces `x` viewed as `[outer, axis, inner]` along `axis` into `out`
+/// (`[outer, inner]`), times `scale` (1 for a plain reduction).
+pub fn reduce(
+    step: &mut Step,
+    x: &Tensor,
+    dims: [usize; 3],
+    op: Reduction,
+    scale: f32,
+    out: &Tensor,
+) -> Result<()> {
+    let [outer, axis, inner] = dims;
+    x.expect_len("reduce input", outer * axis * inner)?;
+    out.expect_len("reduce output", outer * inner)?;
+    let gpu = step.gpu();
+    let defines: &[Define] = if gpu.caps.subgroups {
+        &[Define::Subgroups]
+    } else {
+        &[]
+    };
+    let p = Params {
+        outer: outer as u32,
+        axis: axis as u32,
+        inner: inner as u32,
+        square: (op == Reduction::SumSq) as u32,
+        scale: if op == Reduction::Mean {
+            scale / axis.max(1) as f32
+        } else {
+            scale
+        },
+        ..Zeroable::zeroed()
+    };
+    if inner == 1 {
+        let k = gpu.kernel(&REDUCE, "reduce_rows", defines, &[])?;
+        step.dispatch(&k, &p, &[x, out], grid(outer, 1))
+    } else {
+        let k = gpu.kernel(&REDUCE, "reduce_cols", defines, &[])?;
+        step.dispatch(&k, &p, &[x, out], grid(outer * inner, 64))
+    }
+}
+
+/// Σ over all of `x` into the one-element `out`, times `scale`.
+pub fn sum_all(step: &mut Step, x: &Tensor, scale: f32, out: &Tensor) -> Result<()> {
+    reduce(step, x, [1, x.len(), 1], Reduction::Sum, scale, out)
+}
+
+/// CPU twin.
+pub mod cpu {
+    use super::Reduction;
+
+    /// The same reduction in f64.
+    pub fn reduce(
+        x: &[f32],
+        [outer, axis, inner]: [usize; 3],
+        op: Reduction,
+        scale: f32,
+    ) -> Vec<f32> {
+        let mut out = vec![0.0f32; outer * inner];
+        for o in 0..outer {
+            for i in 0..inner {
+                let mut acc = 0.0f64;
+                for a in 0..axis {
+                    let v = x[(o * axis + a) * inner + i] as f64;
+                    acc += if op == Reduction::SumSq { v * v } else { v };
+                }
+                let s = if op == Reduction::Mean {
+                    scale as f64 / axis.max(1) as f64
+                } else {
+                    scale as f64
+                };
+                out[o * inner + i] = (acc * s) as f32;
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,81 @@
+//! Philox random numbers on the GPU (`shaders/wgsl/rng.wgsl` and the shared
+//! `include/philox.wgsl`). CPU twin: scorecl-core's [`Philox`]; tests:
+//! `host/tests/rng.rs` (words and uniforms bit-exact, normals to 1e-6).
+
+use bytemuck::{Pod, Zeroable};
+use scorecl_core::rng::Philox;
+use scorecl_shaders::RNG;
+
+use crate::error::{GpuError, Result};
+use crate::step::{grid, Step};
+use crate::tensor::{DType, Tensor};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    key: [u32; 2],
+    stream: [u32; 2],
+    start_lo: u32,
+    start_hi: u32,
+    n: u32,
+    _p0: u32,
+    mean: f32,
+    std: f32,
+    _p1: [u32; 2],
+}
+
+fn params(p: &Philox, start: u64, n: usize, mean: f32, std: f32) -> Params {
+    Params {
+        key: p.key,
+        stream: p.stream,
+        start_lo: start as u32,
+        start_hi: (start >> 32) as u32,
+        n: n as u32,
+        mean,
+        std,
+        ..Zeroable::zeroed()
+    }
+}
+
+/// `out[i] = Philox word start + i` (u32 tensor).
+pub fn fill_u32(step: &mut Step, rng: &Philox, start: u64, out: &Tensor) -> Result<()> {
+    if out.dtype() != DType::U32 {
+        return Err(GpuError::shape("fill_u32", format!("{out:?} is not u32")));
+    }
+    let k = step.gpu().kernel(&RNG, "fill_u32", &[], &[])?;
+    step.dispatch(
+        &k,
+        &params(rng, start, out.len(), 0.0, 1.0),
+        &[out],
+        grid(out.len(), 256),
+    )
+}
+
+/// `out[i] = uniform_at(start + i)` in [0, 1).
+pub fn fill_uniform(step: &mut Step, rng: &Philox, start: u64, out: &Tensor) -> Result<()> {
+    let k = step.gpu().kernel(&RNG, "fill_uniform", &[], &[])?;
+    step.dispatch(
+        &k,
+        &params(rng, start, out.len(), 0.0, 1.0),
+        &[out],
+        grid(out.len(), 256),
+    )
+}
+
+/// `out[i] = mean + std·normal_at(start + i)`.
+pub fn fill_normal(
+    step: &mut Step,
+    rng: &Philox,
+    start: u64,
+    mean: f32,
+    std: f32,
+    out: &Tensor,
+) -> Result<()> {
+    let k = step.gpu().kernel(&RNG, "fill_normal", &[], &[])?;
+    step.dispatch(
+        &k,
+        &params(rng, start, out.len(), mean, std),
+        &[out],
+        grid(out.len(), 256),
+    )
+}

@@ -1,0 +1,127 @@
+//! Row operations (`shaders/wgsl/rows.wgsl`): L2 normalisation forward and
+//! backward (as `F.normalize`), row log-sum-exp. CPU twins: [`cpu`], the
+//! normalisation backward being scorecl-core's; tests: `host/tests/rows.rs`.
+
+use bytemuck::{Pod, Zeroable};
+use scorecl_shaders::{Define, ROWS};
+
+use crate::error::Result;
+use crate::step::{grid, Step};
+use crate::tensor::Tensor;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    rows: u32,
+    d: u32,
+    _p: [u32; 2],
+}
+
+fn kernel(step: &Step, entry: &'static str) -> Result<std::sync::Arc<crate::Kernel>> {
+    let gpu = step.gpu();
+    let defines: &[Define] = if gpu.caps.subgroups {
+        &[Define::Subgroups]
+    } else {
+        &[]
+    };
+    gpu.kernel(&ROWS, entry, defines, &[])
+}
+
+/// `y = x / max(‖x‖, 1e-12)` per row, and `norms = ‖x‖` (unclamped).
+pub fn l2norm(
+    step: &mut Step,
+    x: &Tensor,
+    rows: usize,
+    d: usize,
+    y: &Tensor,
+    norms: &Tensor,
+) -> Result<()> {
+    x.expect_len("l2norm x", rows * d)?;
+    y.expect_len("l2norm y", rows * d)?;
+    norms.expect_len("l2norm norms", rows)?;
+    let k = kernel(step, "l2norm")?;
+    let p = Params {
+        rows: rows as u32,
+        d: d as u32,
+        ..Zeroable::zeroed()
+    };
+    step.dispatch(&k, &p, &[x, y, norms], grid(rows, 1))
+}
+
+/// `dx = (g − y (y·g)) / ‖x‖` per row (`g / 1e-12` where the norm was
+/// clamped), from the forward's `y` and `norms`.
+pub fn l2norm_backward(
+    step: &mut Step,
+    g: &Tensor,
+    y: &Tensor,
+    norms: &Tensor,
+    rows: usize,
+    d: usize,
+    dx: &Tensor,
+) -> Result<()> {
+    g.expect_len("l2norm_backward g", rows * d)?;
+    y.expect_len("l2norm_backward y", rows * d)?;
+    norms.expect_len("l2norm_backward norms", rows)?;
+    dx.expect_len("l2norm_backward dx", rows * d)?;
+    let k = kernel(step, "l2norm_backward")?;
+    let p = Params {
+        rows: rows as u32,
+        d: d as u32,
+        ..Zeroable::zeroed()
+    };
+    step.dispatch(&k, &p, &[g, y, norms, dx], grid(rows, 1))
+}
+
+/// `out[r] = log Σ_j exp(x[r, j])` with max subtraction.
+pub fn lse(step: &mut Step, x: &Tensor, rows: usize, d: usize, out: &Tensor) -> Result<()> {
+    x.expect_len("lse x", rows * d)?;
+    out.expect_len("lse out", rows)?;
+    let k = kernel(step, "lse")?;
+    let p = Params {
+        rows: rows as u32,
+        d: d as u32,
+        ..Zeroable::zeroed()
+    };
+    step.dispatch(&k, &p, &[x, out], grid(rows, 1))
+}
+
+/// CPU twins.
+pub mod cpu {
+    /// Normalised rows and unclamped norms (f64 accumulation).
+    pub fn l2norm(x: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut y = vec![0.0; x.len()];
+        let mut norms = Vec::new();
+        for (r, row) in x.chunks(d).enumerate() {
+            let n = row
+                .iter()
+                .map(|v| *v as f64 * *v as f64)
+                .sum::<f64>()
+                .sqrt();
+            norms.push(n as f32);
+            let c = n.max(scorecl_core::NORM_EPS as f64);
+            for (j, v) in row.iter().enumerate() {
+                y[r * d + j] = (*v as f64 / c) as f32;
+            }
+        }
+        (y, norms)
+    }
+
+    /// `F.normalize`'s backward per row (scorecl-core's rule).
+    pub fn l2norm_backward(x: &[f32], g: &[f32], d: usize) -> Vec<f32> {
+        let mut out = g.to_vec();
+        for (r, row) in x.chunks(d).enumerate() {
+            scorecl_core::normalize_backward(row, &mut out[r * d..(r + 1) * d]);
+        }
+        out
+    }
+
+    /// Row log-sum-exp in f64.
+    pub fn lse(x: &[f32], d: usize) -> Vec<f32> {
+        x.chunks(d)
+            .map(|row| {
+                let m = row.iter().fold(f64::NEG_INFINITY, |m, v| m.max(*v as f64));
+                (m + row.iter().map(|v| (*v as f64 - m).exp()).sum::<f64>().ln()) as f32
+            })
+            .collect()
+    }
+}
