@@ -164,8 +164,18 @@ pub const ROWS: Module = module!("rows", [F32, SUBGROUPS]);
 /// Philox random words, uniforms and normals.
 pub const RNG: Module = module!("rng", [F32]);
 
+/// Optimizer updates: SGD, LARS, Adam/AdamW.
+pub const OPTIM: Module = module!("optim", [F32]);
+
+/// Denoising score matching: noising with Philox, loss and gradient.
+pub const DSM: Module = module!("dsm", [F32, SUBGROUPS]);
+
+/// ScoreCL pair weights: score statistic and weights (score, uniform,
+/// shuffled).
+pub const WEIGHTS: Module = module!("weights", [F32, SUBGROUPS]);
+
 /// Every module the host ships, with every variant it builds.
-pub const MODULES: &[Module] = &[ELEMENTWISE, GEMM, REDUCE, ROWS, RNG];
+pub const MODULES: &[Module] = &[ELEMENTWISE, GEMM, REDUCE, ROWS, RNG, OPTIM, DSM, WEIGHTS];
 
 /// Looks a module up by name.
 pub fn module(name: &str) -> Option<&'static Module> {

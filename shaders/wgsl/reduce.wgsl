@@ -14,7 +14,8 @@ struct Params {
     inner: u32,
     square: u32,
     scale: f32,
-    _p0: u32,
+    // Outputs are written at out[offset + …].
+    offset: u32,
     _p1: u32,
     _p2: u32,
 }
@@ -38,7 +39,7 @@ fn reduce_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     let base = o * P.axis;
     for (var a = lid; a < P.axis; a += 64u) { acc += f(x[base + a]); }
     let total = wg_sum(acc, lid);
-    if (lid == 0u) { out[o] = total * P.scale; }
+    if (lid == 0u) { out[P.offset + o] = total * P.scale; }
 }
 
 @compute @workgroup_size(64)
@@ -50,5 +51,5 @@ fn reduce_cols(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgr
     var acc = 0.0;
     let base = o * P.axis * P.inner + i;
     for (var a = 0u; a < P.axis; a++) { acc += f(x[base + a * P.inner]); }
-    out[t] = acc * P.scale;
+    out[P.offset + t] = acc * P.scale;
 }

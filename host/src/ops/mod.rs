@@ -2,8 +2,11 @@
 //! dispatches into a [`Step`](crate::Step); its CPU twin is named in its
 //! module documentation, and its test lives in `host/tests/<module>.rs`.
 
+pub mod dsm;
 pub mod elementwise;
 pub mod gemm;
+pub mod optim;
 pub mod reduce;
 pub mod rng;
 pub mod rows;
+pub mod weights;

@@ -27,7 +27,8 @@ struct Params {
     inner: u32,
     square: u32,
     scale: f32,
-    _p: [u32; 3],
+    offset: u32,
+    _p: [u32; 2],
 }
 
 /// Reduces `x` viewed as `[outer, axis, inner]` along `axis` into `out`
@@ -40,9 +41,31 @@ pub fn reduce(
     scale: f32,
     out: &Tensor,
 ) -> Result<()> {
+    out.expect_len("reduce output", dims[0] * dims[2])?;
+    reduce_at(step, x, dims, op, scale, out, 0)
+}
+
+/// As [`reduce`], writing the `outer · inner` results at `out[offset..]`.
+pub fn reduce_at(
+    step: &mut Step,
+    x: &Tensor,
+    dims: [usize; 3],
+    op: Reduction,
+    scale: f32,
+    out: &Tensor,
+    offset: usize,
+) -> Result<()> {
     let [outer, axis, inner] = dims;
     x.expect_len("reduce input", outer * axis * inner)?;
-    out.expect_len("reduce output", outer * inner)?;
+    if out.len() < offset + outer * inner {
+        return Err(crate::GpuError::shape(
+            "reduce output",
+            format!(
+                "{out:?} too short for {} results at offset {offset}",
+                outer * inner
+            ),
+        ));
+    }
     let gpu = step.gpu();
     let defines: &[Define] = if gpu.caps.subgroups {
         &[Define::Subgroups]
@@ -59,6 +82,7 @@ pub fn reduce(
         } else {
             scale
         },
+        offset: offset as u32,
         ..Zeroable::zeroed()
     };
     if inner == 1 {

@@ -1,0 +1,102 @@
+//! Denoising score matching on the GPU (`shaders/wgsl/dsm.wgsl`). CPU twin:
+//! scorecl-core's `dsm` and `rng`; tests: `host/tests/dsm.rs`.
+
+use bytemuck::{Pod, Zeroable};
+use scorecl_core::dsm::SigmaSchedule;
+use scorecl_core::rng::Philox;
+use scorecl_shaders::{Define, DSM};
+
+use crate::error::Result;
+use crate::ops::reduce::sum_all;
+use crate::step::{grid, Step};
+use crate::tensor::Tensor;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    noise_key: [u32; 2],
+    noise_stream: [u32; 2],
+    sigma_key: [u32; 2],
+    sigma_stream: [u32; 2],
+    n: u32,
+    dim: u32,
+    levels: u32,
+    _p0: u32,
+}
+
+fn defines(step: &Step) -> &'static [Define] {
+    if step.gpu().caps.subgroups {
+        &[Define::Subgroups]
+    } else {
+        &[]
+    }
+}
+
+/// The schedule's levels, as the table `dsm_perturb` reads (computed by the
+/// core, so the GPU uses exactly the same σ values).
+pub fn sigma_table(schedule: &SigmaSchedule) -> Vec<f32> {
+    (0..schedule.levels).map(|k| schedule.sigma(k)).collect()
+}
+
+/// Noises the n × `dim` images `x`: per sample a level drawn from the
+/// `sigmas` stream (uniform word i, [`SigmaSchedule::level_for`]), per
+/// element a normal from the `noise` stream (number i·dim + k).
+/// Writes `x_noisy`, the noise `eps` and the per-sample `sigma`.
+#[allow(clippy::too_many_arguments)]
+pub fn perturb(
+    step: &mut Step,
+    x: &Tensor,
+    dim: usize,
+    table: &Tensor,
+    noise: &Philox,
+    sigmas: &Philox,
+    x_noisy: &Tensor,
+    eps: &Tensor,
+    sigma: &Tensor,
+) -> Result<()> {
+    let n = sigma.len();
+    x.expect_len("dsm x", n * dim)?;
+    x_noisy.expect_len("dsm x_noisy", n * dim)?;
+    eps.expect_len("dsm eps", n * dim)?;
+    let p = Params {
+        noise_key: noise.key,
+        noise_stream: noise.stream,
+        sigma_key: sigmas.key,
+        sigma_stream: sigmas.stream,
+        n: n as u32,
+        dim: dim as u32,
+        levels: table.len() as u32,
+        _p0: 0,
+    };
+    let k = step.gpu().kernel(&DSM, "dsm_perturb", defines(step), &[])?;
+    step.dispatch(&k, &p, &[x, table, x_noisy, eps, sigma], grid(n * dim, 256))
+}
+
+/// DSM loss `(1/n) Σ ½‖σᵢsᵢ + εᵢ‖²` into the one-element `loss`, and its
+/// gradient with respect to the score into `grad`; `terms` (n) is scratch.
+#[allow(clippy::too_many_arguments)]
+pub fn loss(
+    step: &mut Step,
+    score: &Tensor,
+    eps: &Tensor,
+    sigma: &Tensor,
+    dim: usize,
+    terms: &Tensor,
+    grad: &Tensor,
+    loss: &Tensor,
+) -> Result<()> {
+    let n = sigma.len();
+    score.expect_len("dsm score", n * dim)?;
+    eps.expect_len("dsm eps", n * dim)?;
+    grad.expect_len("dsm grad", n * dim)?;
+    terms.expect_len("dsm terms", n)?;
+    loss.expect_len("dsm loss", 1)?;
+    let p = Params {
+        n: n as u32,
+        dim: dim as u32,
+        ..Zeroable::zeroed()
+    };
+    let k = step.gpu().kernel(&DSM, "dsm_loss", defines(step), &[])?;
+    step.dispatch(&k, &p, &[score, eps, sigma, terms, grad], grid(n, 1))?;
+    sum_all(step, terms, 1.0, loss)
+}

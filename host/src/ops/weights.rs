@@ -1,0 +1,71 @@
+//! ScoreCL pair weights on the GPU (`shaders/wgsl/weights.wgsl`). CPU
+//! twin: scorecl-core's `weights`; tests: `host/tests/weights.rs`.
+
+use bytemuck::{Pod, Zeroable};
+use scorecl_core::rng::Philox;
+use scorecl_core::weights::{ScoreWeightConfig, WeightMode};
+use scorecl_shaders::{Define, WEIGHTS};
+
+use crate::error::Result;
+use crate::step::{grid, Step};
+use crate::tensor::Tensor;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    n: u32,
+    dim: u32,
+    mode: u32,
+    _p0: u32,
+    gamma: f32,
+    alpha: f32,
+    w_max: f32,
+    _p1: u32,
+    key: [u32; 2],
+    stream: [u32; 2],
+}
+
+/// Pair weights (n) from the score fields of the two views stacked as
+/// `s` = [2n, dim] (rows 0..n the first view). `stats` (2n) receives
+/// S(v) = ‖s(v)‖/√dim; `shuffle` is the stream of the shuffled control.
+pub fn pair_weights(
+    step: &mut Step,
+    s: &Tensor,
+    dim: usize,
+    cfg: &ScoreWeightConfig,
+    shuffle: &Philox,
+    stats: &Tensor,
+    weights: &Tensor,
+) -> Result<()> {
+    cfg.validate()?;
+    let n = weights.len();
+    s.expect_len("score fields [2n, dim]", 2 * n * dim)?;
+    stats.expect_len("score statistics", 2 * n)?;
+    let p = Params {
+        n: n as u32,
+        dim: dim as u32,
+        mode: match cfg.mode {
+            WeightMode::Uniform => 0,
+            WeightMode::Score => 1,
+            WeightMode::Shuffled => 2,
+        },
+        gamma: cfg.gamma,
+        alpha: cfg.alpha,
+        w_max: cfg.w_max,
+        key: shuffle.key,
+        stream: shuffle.stream,
+        ..Zeroable::zeroed()
+    };
+    let gpu = step.gpu();
+    let defines: &[Define] = if gpu.caps.subgroups {
+        &[Define::Subgroups]
+    } else {
+        &[]
+    };
+    if cfg.mode != WeightMode::Uniform {
+        let k = gpu.kernel(&WEIGHTS, "score_stat", defines, &[])?;
+        step.dispatch(&k, &p, &[s, stats], grid(2 * n, 1))?;
+    }
+    let k = gpu.kernel(&WEIGHTS, "pair_weights", defines, &[])?;
+    step.dispatch(&k, &p, &[stats, weights], [1, 1, 1])
+}
