@@ -174,8 +174,25 @@ pub const DSM: Module = module!("dsm", [F32, SUBGROUPS]);
 /// shuffled).
 pub const WEIGHTS: Module = module!("weights", [F32, SUBGROUPS]);
 
+/// Weighted NT-Xent (SimCLR) row and gradient kernels.
+pub const SIMCLR: Module = module!("simclr", [F32, SUBGROUPS]);
+
+/// Weighted SimSiam.
+pub const SIMSIAM: Module = module!("simsiam", [F32, SUBGROUPS]);
+
 /// Every module the host ships, with every variant it builds.
-pub const MODULES: &[Module] = &[ELEMENTWISE, GEMM, REDUCE, ROWS, RNG, OPTIM, DSM, WEIGHTS];
+pub const MODULES: &[Module] = &[
+    ELEMENTWISE,
+    GEMM,
+    REDUCE,
+    ROWS,
+    RNG,
+    OPTIM,
+    DSM,
+    WEIGHTS,
+    SIMCLR,
+    SIMSIAM,
+];
 
 /// Looks a module up by name.
 pub fn module(name: &str) -> Option<&'static Module> {

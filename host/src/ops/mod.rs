@@ -9,4 +9,6 @@ pub mod optim;
 pub mod reduce;
 pub mod rng;
 pub mod rows;
+pub mod simclr;
+pub mod simsiam;
 pub mod weights;

@@ -68,3 +68,31 @@ pub fn normals(seed: u64, n: usize, scale: f32) -> Vec<f32> {
     v.iter_mut().for_each(|x| *x *= scale);
     v
 }
+
+/// Asserts a gradient: |err| ≤ rel·|want| + floor·max(max|want|, 0.01)
+/// per element. Relative error means nothing for entries near zero, so the
+/// floor is a fraction of the gradient's own scale; the 0.01 keeps a
+/// gradient that is zero in exact arithmetic (SimCLR with n = 1), where
+/// both sides hold rounding noise of order 1e-10, from demanding equality.
+pub fn assert_grad(what: &str, got: &[f32], want: &[f32], rel: f32, floor: f32) {
+    let scale = want.iter().fold(0.01f32, |m, v| m.max(v.abs()));
+    assert_close(what, got, want, floor * scale, rel);
+}
+
+/// Uploads `a` and `b` stacked as one [2n, d] tensor.
+pub fn stacked(gpu: &Gpu, a: &[f32], b: &[f32], d: usize) -> scorecl_host::Tensor {
+    let v: Vec<f32> = a.iter().chain(b).copied().collect();
+    gpu.upload(&v, &[v.len() / d, d]).unwrap()
+}
+
+/// Pair weights in [0, 2) with one zero (a pair that does not count).
+pub fn pair_weights(seed: u64, n: usize) -> Vec<f32> {
+    let mut w: Vec<f32> = normals(seed, n, 1.0)
+        .iter()
+        .map(|v| v.abs().min(1.99))
+        .collect();
+    if n > 2 {
+        w[1] = 0.0;
+    }
+    w
+}
