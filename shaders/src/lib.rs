@@ -180,6 +180,9 @@ pub const SIMCLR: Module = module!("simclr", [F32, SUBGROUPS]);
 /// Weighted SimSiam.
 pub const SIMSIAM: Module = module!("simsiam", [F32, SUBGROUPS]);
 
+/// Weighted VICReg: invariance term, statistics, variance gradient.
+pub const VICREG: Module = module!("vicreg", [F32, SUBGROUPS]);
+
 /// Every module the host ships, with every variant it builds.
 pub const MODULES: &[Module] = &[
     ELEMENTWISE,
@@ -192,6 +195,7 @@ pub const MODULES: &[Module] = &[
     WEIGHTS,
     SIMCLR,
     SIMSIAM,
+    VICREG,
 ];
 
 /// Looks a module up by name.

@@ -11,4 +11,5 @@ pub mod rng;
 pub mod rows;
 pub mod simclr;
 pub mod simsiam;
+pub mod vicreg;
 pub mod weights;
