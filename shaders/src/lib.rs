@@ -183,6 +183,9 @@ pub const SIMSIAM: Module = module!("simsiam", [F32, SUBGROUPS]);
 /// Weighted VICReg: invariance term, statistics, variance gradient.
 pub const VICREG: Module = module!("vicreg", [F32, SUBGROUPS]);
 
+/// Weighted W-MSE: Cholesky whitening per chunk and its gradient.
+pub const WMSE: Module = module!("wmse", [F32, SUBGROUPS]);
+
 /// Every module the host ships, with every variant it builds.
 pub const MODULES: &[Module] = &[
     ELEMENTWISE,
@@ -196,6 +199,7 @@ pub const MODULES: &[Module] = &[
     SIMCLR,
     SIMSIAM,
     VICREG,
+    WMSE,
 ];
 
 /// Looks a module up by name.

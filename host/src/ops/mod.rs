@@ -13,3 +13,4 @@ pub mod simclr;
 pub mod simsiam;
 pub mod vicreg;
 pub mod weights;
+pub mod wmse;
