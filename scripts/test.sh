@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The project's test command (see README): every test of the workspace (the
-# PyTorch reference check prints its per-kind error table), and the no_std proof
+# PyTorch reference check prints its per-kind error table; the GPU tests run
+# on whatever adapter wgpu finds, lavapipe in CI), and the no_std proof
 # (a #![no_std] staticlib with its own panic handler that links scorecl-core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Mesa's device-select layer prints a harmless XDG_RUNTIME_DIR warning.
+export NODEVICE_SELECT=1
 
 # The reference test (core/tests/reference.rs) prints its per-kind table.
 cargo test --workspace --all-features

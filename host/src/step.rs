@@ -207,6 +207,27 @@ impl<'g> Step<'g> {
             .count()
     }
 
+    /// After the step's encoder failed validation (wgpu reports encoding
+    /// errors when the encoder is finished), re-encodes each dispatch alone
+    /// to find the kernel at fault. Costs nothing unless a step failed.
+    fn diagnose(&self, arena: &wgpu::Buffer, original: GpuError) -> GpuError {
+        let gpu = self.gpu;
+        for cmd in &self.commands {
+            let Command::Dispatch { kernel, .. } = cmd else {
+                continue;
+            };
+            let found = gpu.scoped(&kernel.name, || {
+                let mut enc = gpu.device.create_command_encoder(&Default::default());
+                encode_dispatch(gpu, &mut enc, cmd, arena, None);
+                enc.finish()
+            });
+            if let Err(e) = found {
+                return e;
+            }
+        }
+        original
+    }
+
     /// Encodes everything into one command encoder, submits once, waits
     /// for readbacks if any were asked for.
     pub fn submit(self) -> Result<Readbacks> {
@@ -252,60 +273,11 @@ impl<'g> Step<'g> {
         let mut names = Vec::new();
         for cmd in &self.commands {
             match cmd {
-                Command::Dispatch {
-                    kernel,
-                    params,
-                    buffers,
-                    groups,
-                } => {
+                Command::Dispatch { kernel, .. } => {
                     let q = names.len() as u32;
                     names.push(kernel.name.clone());
-                    gpu.scoped(&kernel.name, || {
-                        let mut entries = Vec::with_capacity(kernel.bindings.len());
-                        let mut storage = buffers.iter();
-                        for (binding, kind) in &kernel.bindings {
-                            let resource = match kind {
-                                Binding::Params => {
-                                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                        buffer: &arena_buf,
-                                        offset: 0,
-                                        size: std::num::NonZeroU64::new(PARAMS_SLOT),
-                                    })
-                                }
-                                _ => {
-                                    let (b, bytes) = storage.next().unwrap();
-                                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                        buffer: b,
-                                        offset: 0,
-                                        size: std::num::NonZeroU64::new(*bytes),
-                                    })
-                                }
-                            };
-                            entries.push(wgpu::BindGroupEntry {
-                                binding: *binding,
-                                resource,
-                            });
-                        }
-                        let bg = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                            label: Some(&kernel.name),
-                            layout: &kernel.layout,
-                            entries: &entries,
-                        });
-                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                            label: Some(&kernel.name),
-                            timestamp_writes: queries.as_ref().map(|qs| {
-                                wgpu::ComputePassTimestampWrites {
-                                    query_set: qs,
-                                    beginning_of_pass_write_index: Some(2 * q),
-                                    end_of_pass_write_index: Some(2 * q + 1),
-                                }
-                            }),
-                        });
-                        pass.set_pipeline(&kernel.pipeline);
-                        let offsets: Vec<u32> = params.iter().copied().collect();
-                        pass.set_bind_group(0, &bg, &offsets);
-                        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-                    })?;
+                    let stamps = queries.as_ref().map(|qs| (qs, q));
+                    encode_dispatch(gpu, &mut encoder, cmd, &arena_buf, stamps);
                 }
                 Command::Copy { src, dst, bytes } => {
                     encoder.copy_buffer_to_buffer(src, 0, dst, 0, *bytes);
@@ -332,7 +304,11 @@ impl<'g> Step<'g> {
             stamps = Some((s, bytes));
         }
         let label = format!("step `{}`", self.label);
-        gpu.scoped(&label, || gpu.queue.submit([encoder.finish()]))?;
+        let commands = match gpu.scoped(&label, || encoder.finish()) {
+            Ok(c) => c,
+            Err(e) => return Err(self.diagnose(&arena_buf, e)),
+        };
+        gpu.scoped(&label, || gpu.queue.submit([commands]))?;
         drop(arena);
         let mut out = Readbacks::default();
         if staging.is_empty() && stamps.is_none() {
@@ -381,4 +357,64 @@ impl<'g> Step<'g> {
         }
         Ok(out)
     }
+}
+
+/// Records one dispatch command: its bind group (parameters slot and
+/// storage buffers in binding order) and a compute pass.
+fn encode_dispatch(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    cmd: &Command,
+    arena: &wgpu::Buffer,
+    stamps: Option<(&wgpu::QuerySet, u32)>,
+) {
+    let Command::Dispatch {
+        kernel,
+        params,
+        buffers,
+        groups,
+    } = cmd
+    else {
+        return;
+    };
+    let mut entries = Vec::with_capacity(kernel.bindings.len());
+    let mut storage = buffers.iter();
+    for (binding, kind) in &kernel.bindings {
+        let resource = match kind {
+            Binding::Params => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: arena,
+                offset: 0,
+                size: std::num::NonZeroU64::new(PARAMS_SLOT),
+            }),
+            _ => {
+                let (b, bytes) = storage.next().expect("buffer count checked at dispatch");
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b,
+                    offset: 0,
+                    size: std::num::NonZeroU64::new(*bytes),
+                })
+            }
+        };
+        entries.push(wgpu::BindGroupEntry {
+            binding: *binding,
+            resource,
+        });
+    }
+    let bg = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(&kernel.name),
+        layout: &kernel.layout,
+        entries: &entries,
+    });
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(&kernel.name),
+        timestamp_writes: stamps.map(|(qs, q)| wgpu::ComputePassTimestampWrites {
+            query_set: qs,
+            beginning_of_pass_write_index: Some(2 * q),
+            end_of_pass_write_index: Some(2 * q + 1),
+        }),
+    });
+    pass.set_pipeline(&kernel.pipeline);
+    let offsets: Vec<u32> = params.iter().copied().collect();
+    pass.set_bind_group(0, &bg, &offsets);
+    pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
 }

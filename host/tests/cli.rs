@@ -1,0 +1,86 @@
+//! The `scorecl` binary: a missing adapter and an unknown adapter name give
+//! a clear message and a non-zero exit, never a panic.
+mod common;
+
+use std::process::Command;
+
+fn scorecl() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scorecl"));
+    c.env("NODEVICE_SELECT", "1");
+    c
+}
+
+#[test]
+fn no_adapter_says_how_to_get_one() {
+    // No Metal on Linux, no Vulkan/DX12 on macOS: an empty backend set.
+    let backend = if cfg!(target_os = "macos") {
+        "vulkan"
+    } else {
+        "metal"
+    };
+    let out = scorecl()
+        .args(["bench", "gemm", "--only", "square 256"])
+        .env("WGPU_BACKEND", backend)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("no GPU adapter found") && err.contains("mesa-vulkan-drivers"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn unknown_adapter_lists_the_available_ones() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let out = scorecl()
+        .args([
+            "--adapter",
+            "no-such-gpu-xyz",
+            "bench",
+            "gemm",
+            "--only",
+            "square 256",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("no-such-gpu-xyz") && err.contains("available"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bench_gemm_prints_its_table() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let out = scorecl()
+        .args([
+            "bench",
+            "gemm",
+            "--only",
+            "square 256",
+            "--seconds",
+            "0.1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("\"adapter\"") && text.contains("\"gflops\""),
+        "{text}"
+    );
+}

@@ -1,0 +1,135 @@
+//! The runtime's promises: a training-like step allocates nothing after
+//! its first run, kernels are built once, wgpu errors come back naming the
+//! kernel, limits are enforced before wgpu sees a request.
+mod common;
+
+use std::sync::Arc;
+
+use common::normals;
+use scorecl_host::core::optim::SgdConfig;
+use scorecl_host::core::simclr::SimClrConfig;
+use scorecl_host::ops::{gemm, optim, simclr::SimClr};
+use scorecl_host::{DType, Gpu, GpuError, GpuOptions};
+
+/// A device of its own, so that no other test allocates on it meanwhile.
+fn private_gpu() -> Option<Gpu> {
+    common::gpu()?;
+    Some(
+        Gpu::new(&GpuOptions {
+            quiet: true,
+            ..GpuOptions::from_env()
+        })
+        .unwrap(),
+    )
+}
+
+#[test]
+fn steps_allocate_nothing_after_the_first() {
+    let Some(gpu) = private_gpu() else { return };
+    let (n, d, h) = (8, 16, 32);
+    // A linear encoder trained by SimCLR: z = x·W, loss, dW = xᵀ dz, SGD.
+    let x = gpu
+        .upload(&normals(1, 2 * n * h, 1.0), &[2 * n, h])
+        .unwrap();
+    let wts = gpu.upload(&normals(2, h * d, 0.2), &[h, d]).unwrap();
+    let mom = gpu.zeros(&[h, d]).unwrap();
+    let pair_w = gpu.upload(&vec![1.0; n], &[n]).unwrap();
+    let z = gpu.tensor(&[2 * n, d], DType::F32).unwrap();
+    let dz = gpu.tensor(&[2 * n, d], DType::F32).unwrap();
+    let dw = gpu.tensor(&[h, d], DType::F32).unwrap();
+    let loss = gpu.tensor(&[1], DType::F32).unwrap();
+    let simclr = SimClr::new(&gpu, n, d).unwrap();
+    let run = |first: bool| -> f32 {
+        let mut s = gpu.step("train step");
+        gemm::gemm(
+            &mut s,
+            &gemm::GemmSpec::new(2 * n, d, h),
+            &x,
+            &wts,
+            None,
+            &z,
+        )
+        .unwrap();
+        simclr
+            .forward_backward(&mut s, &z, &pair_w, &SimClrConfig::default(), &dz, &loss)
+            .unwrap();
+        let back = gemm::GemmSpec {
+            trans_a: true,
+            ..gemm::GemmSpec::new(h, d, 2 * n)
+        };
+        gemm::gemm(&mut s, &back, &x, &dz, None, &dw).unwrap();
+        let sgd = SgdConfig {
+            momentum: 0.9,
+            ..Default::default()
+        };
+        optim::sgd(&mut s, &wts, &dw, &mom, 0.5, &sgd, first).unwrap();
+        let i = s.readback(&loss);
+        s.submit().unwrap().f32(i)[0]
+    };
+    let first = run(true);
+    let created = gpu.buffers_created();
+    let mut last = first;
+    for _ in 0..5 {
+        last = run(false);
+    }
+    assert_eq!(
+        gpu.buffers_created(),
+        created,
+        "steps after the first allocated buffers"
+    );
+    assert!(last < first, "the loss went down: {first} → {last}");
+}
+
+#[test]
+fn kernels_are_built_once() {
+    let Some(gpu) = common::gpu() else { return };
+    let m = &scorecl_host::shaders::ELEMENTWISE;
+    let a = gpu.kernel(m, "axpby", &[], &[]).unwrap();
+    let b = gpu.kernel(m, "axpby", &[], &[]).unwrap();
+    assert!(Arc::ptr_eq(&a, &b));
+    let c = gpu
+        .kernel(&scorecl_host::shaders::GEMM, "gemm", &[], &[("RELU", 1.0)])
+        .unwrap();
+    let d = gpu
+        .kernel(&scorecl_host::shaders::GEMM, "gemm", &[], &[("RELU", 0.0)])
+        .unwrap();
+    assert!(
+        !Arc::ptr_eq(&c, &d),
+        "another specialisation is another pipeline"
+    );
+}
+
+#[test]
+fn validation_errors_name_the_kernel() {
+    let Some(gpu) = private_gpu() else { return };
+    // The same buffer bound read-only and read-write in one dispatch is a
+    // usage conflict that wgpu reports at encoding time.
+    let t = gpu.upload(&[1.0; 64], &[64]).unwrap();
+    let mut s = gpu.step("conflict");
+    scorecl_host::ops::elementwise::axpby(&mut s, 1.0, &t, 1.0, &t, &t).unwrap();
+    match s.submit() {
+        Err(GpuError::Kernel { kernel, message }) => {
+            assert!(kernel.contains("elementwise::axpby"), "{kernel}: {message}");
+        }
+        other => panic!("expected a kernel error, got {other:?}"),
+    }
+    // The device stays usable afterwards.
+    let mut s = gpu.step("after");
+    let i = s.readback(&t);
+    assert_eq!(s.submit().unwrap().f32(i)[0], 1.0);
+    // A wrong number of buffers is refused before wgpu sees it.
+    let k = gpu
+        .kernel(&scorecl_host::shaders::ELEMENTWISE, "axpby", &[], &[])
+        .unwrap();
+    let mut s = gpu.step("count");
+    let e = s.dispatch(&k, &[0u32; 8], &[&t], [1, 1, 1]).unwrap_err();
+    assert!(e.to_string().contains("elementwise::axpby"), "{e}");
+}
+
+#[test]
+fn limits_are_checked_with_a_clear_message() {
+    let Some(gpu) = common::gpu() else { return };
+    let too_big = gpu.caps.limits.max_buffer_size as usize / 4 + 16;
+    let e = gpu.tensor(&[too_big], DType::F32).unwrap_err();
+    assert!(e.to_string().contains("max_buffer_size"), "{e}");
+}
