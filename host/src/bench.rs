@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::ops::gemm::{gemm, GemmSpec};
+use crate::ops::gemm::{gemm_with, kernel_for, GemmKernel, GemmSpec};
 
 /// One GEMM measurement.
 #[derive(Debug, Clone)]
@@ -18,6 +18,8 @@ pub struct GemmResult {
     pub seconds: f64,
     /// GFLOP/s.
     pub gflops: f64,
+    /// The kernel that ran.
+    pub kernel: GemmKernel,
 }
 
 /// The shapes of `scorecl bench gemm`: squares, skinny products, and the
@@ -46,7 +48,13 @@ pub fn gemm_shapes(max: usize) -> Vec<(String, GemmSpec)> {
 
 /// Times `spec`: one warm-up step, then rounds of `reps` products recorded
 /// into one step each, until about `budget` seconds have passed.
-pub fn time_gemm(gpu: &Gpu, name: &str, spec: &GemmSpec, budget: f64) -> Result<GemmResult> {
+pub fn time_gemm(
+    gpu: &Gpu,
+    name: &str,
+    spec: &GemmSpec,
+    kernel: GemmKernel,
+    budget: f64,
+) -> Result<GemmResult> {
     let a = gpu.upload(
         &vec![0.5f32; spec.m * spec.k * spec.batch],
         &[spec.m * spec.k * spec.batch],
@@ -59,7 +67,7 @@ pub fn time_gemm(gpu: &Gpu, name: &str, spec: &GemmSpec, budget: f64) -> Result<
     let run = |reps: usize| -> Result<f64> {
         let mut step = gpu.step(name);
         for _ in 0..reps {
-            gemm(&mut step, spec, &a, &b, None, &c)?;
+            gemm_with(&mut step, spec, &a, &b, None, &c, kernel)?;
         }
         let t = Instant::now();
         step.submit()?;
@@ -80,5 +88,6 @@ pub fn time_gemm(gpu: &Gpu, name: &str, spec: &GemmSpec, budget: f64) -> Result<
         spec: *spec,
         seconds,
         gflops: spec.flops() / seconds / 1e9,
+        kernel: kernel_for(gpu, spec, kernel),
     })
 }

@@ -84,3 +84,17 @@ fn bench_gemm_prints_its_table() {
         "{text}"
     );
 }
+
+#[test]
+fn bad_kernel_value_names_the_option() {
+    let out = scorecl()
+        .args(["bench", "gemm", "--kernel", "fastest"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--kernel") && err.contains("portable"),
+        "{err}"
+    );
+}

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use scorecl_host::ops::gemm::GemmKernel;
 use scorecl_host::{bench, Gpu, GpuOptions};
 
 #[derive(Parser)]
@@ -40,10 +41,22 @@ enum BenchCmd {
         /// Only shapes whose name contains this.
         #[arg(long)]
         only: Option<String>,
+        /// Kernel: auto (chosen per adapter), portable, or sg8.
+        #[arg(long, default_value = "auto")]
+        kernel: String,
         /// Print one JSON object instead of the table.
         #[arg(long)]
         json: bool,
     },
+}
+
+fn gemm_kernel(name: &str) -> anyhow::Result<GemmKernel> {
+    Ok(match name {
+        "auto" => GemmKernel::Auto,
+        "portable" => GemmKernel::Portable,
+        "sg8" => GemmKernel::Subgroup8,
+        other => anyhow::bail!("--kernel `{other}`: allowed auto, portable, sg8"),
+    })
 }
 
 fn gpu(cli: &Cli) -> anyhow::Result<Gpu> {
@@ -69,14 +82,16 @@ fn run() -> anyhow::Result<()> {
                 max,
                 seconds,
                 only,
+                kernel,
                 json,
             } => {
+                let kernel = gemm_kernel(kernel)?;
                 let gpu = gpu(&cli)?;
                 let mut rows = Vec::new();
                 if !json {
                     println!("GEMM on {}", gpu.describe());
                     println!(
-                        "{:<26} {:>7} {:>7} {:>7} {:>10} {:>9}",
+                        "{:<26} {:>7} {:>7} {:>7} {:>10} {:>9}  kernel",
                         "shape", "M", "N", "K", "ms", "GFLOP/s"
                     );
                 }
@@ -84,37 +99,38 @@ fn run() -> anyhow::Result<()> {
                     if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
                         continue;
                     }
-                    let r = bench::time_gemm(&gpu, &name, &spec, *seconds)
+                    let r = bench::time_gemm(&gpu, &name, &spec, kernel, *seconds)
                         .with_context(|| format!("benchmarking {name}"))?;
                     if !json {
                         println!(
-                            "{:<26} {:>7} {:>7} {:>7} {:>10.3} {:>9.2}",
+                            "{:<26} {:>7} {:>7} {:>7} {:>10.3} {:>9.2}  {:?}",
                             r.name,
                             spec.m,
                             spec.n,
                             spec.k,
                             r.seconds * 1e3,
-                            r.gflops
+                            r.gflops,
+                            r.kernel
                         );
                     }
-                    rows.push(r);
+                    rows.push(serde_json::json!({
+                        "shape": r.name,
+                        "m": spec.m,
+                        "n": spec.n,
+                        "k": spec.k,
+                        "seconds": r.seconds,
+                        "gflops": r.gflops,
+                        "kernel": format!("{:?}", r.kernel),
+                    }));
                 }
                 if *json {
-                    let shapes: Vec<String> = rows
-                        .iter()
-                        .map(|r| {
-                            format!(
-                                "{{\"shape\":\"{}\",\"m\":{},\"n\":{},\"k\":{},\"seconds\":{},\"gflops\":{}}}",
-                                r.name, r.spec.m, r.spec.n, r.spec.k, r.seconds, r.gflops
-                            )
-                        })
-                        .collect();
-                    println!(
-                        "{{\"adapter\":\"{}\",\"backend\":\"{:?}\",\"gemm\":[{}]}}",
-                        gpu.info.name,
-                        gpu.info.backend,
-                        shapes.join(",")
-                    );
+                    let report = serde_json::json!({
+                        "adapter": gpu.info.name,
+                        "backend": format!("{:?}", gpu.info.backend),
+                        "driver": format!("{} {}", gpu.info.driver, gpu.info.driver_info),
+                        "gemm": rows,
+                    });
+                    println!("{report}");
                 }
             }
         },
