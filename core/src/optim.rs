@@ -138,7 +138,8 @@ impl Default for LarsConfig {
 }
 
 impl LarsConfig {
-    fn sgd(&self) -> SgdConfig {
+    /// The SGD part of LARS (momentum, dampening, decay, Nesterov).
+    pub fn sgd(&self) -> SgdConfig {
         SgdConfig {
             momentum: self.momentum,
             dampening: self.dampening,

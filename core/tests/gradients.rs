@@ -9,6 +9,8 @@
 //! which a wrong factor or sign exceeds by far. Inputs where the loss curves on a scale near h (kinks, tiny
 //! whitened norms, near-singular chunks) are skipped, each with its reason.
 
+mod common;
+
 use proptest::prelude::*;
 use scorecl_core::vicreg::VicRegConfig;
 use scorecl_core::wmse::WmseConfig;
@@ -103,21 +105,8 @@ fn norms_ok(z: &[f32], d: usize) -> bool {
         .all(|r| r.iter().map(|x| x * x).sum::<f32>().sqrt() > 0.3)
 }
 
-/// 64 cases per property; `SCORECL_PROPTEST_CASES` raises it for a soak.
-fn config() -> ProptestConfig {
-    let cases = std::env::var("SCORECL_PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
-    ProptestConfig {
-        cases,
-        max_global_rejects: cases * 64,
-        ..ProptestConfig::default()
-    }
-}
-
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(common::proptest_config())]
 
     #[test]
     fn simclr_gradient((n, d, z1, z2, w) in batch(5, 4), tau in 0.1f32..1.0) {

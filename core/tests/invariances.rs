@@ -2,6 +2,8 @@
 //! k-NN classifier (proptest). Values must agree to 1e-5 relative (f32
 //! results of f64-accumulated sums: only summation order differs).
 
+mod common;
+
 use proptest::prelude::*;
 use scorecl_core::knn::{self, KnnConfig, KnnSet};
 use scorecl_core::rng::Philox;
@@ -9,17 +11,6 @@ use scorecl_core::vicreg::VicRegConfig;
 use scorecl_core::weights::{self, ScoreWeightConfig, WeightMode};
 use scorecl_core::wmse::WmseConfig;
 use scorecl_core::{simclr, simsiam, vicreg, wmse, GradPair, Views};
-
-fn config() -> ProptestConfig {
-    let cases = std::env::var("SCORECL_PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
-    ProptestConfig {
-        cases,
-        ..ProptestConfig::default()
-    }
-}
 
 fn close(a: f32, b: f32) -> bool {
     (a - b).abs() <= 1e-5 * a.abs().max(b.abs()).max(1.0)
@@ -104,7 +95,7 @@ fn batch() -> impl Strategy<Value = (usize, usize, Vec<f32>, Vec<f32>, Vec<f32>,
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(common::proptest_config())]
 
     /// Permuting the pairs (rows of both views and their weights) permutes
     /// the gradients and keeps the loss. W-MSE whitens the whole batch as

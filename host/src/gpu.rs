@@ -252,6 +252,16 @@ impl Gpu {
         Ok(self.dummy.get_or_init(|| t))
     }
 
+    /// The variant of the kernels with workgroup reductions: the subgroup
+    /// path where the device has subgroups, the shared-memory path otherwise.
+    pub fn subgroup_defines(&self) -> &'static [scorecl_shaders::Define] {
+        if self.caps.subgroups {
+            &[scorecl_shaders::Define::Subgroups]
+        } else {
+            &[]
+        }
+    }
+
     /// Waits until the GPU has finished all submitted work.
     pub fn sync(&self) -> Result<()> {
         self.device

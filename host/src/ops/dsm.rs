@@ -4,7 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 use scorecl_core::dsm::SigmaSchedule;
 use scorecl_core::rng::Philox;
-use scorecl_shaders::{Define, DSM};
+use scorecl_shaders::DSM;
 
 use crate::error::Result;
 use crate::ops::reduce::sum_all;
@@ -22,14 +22,6 @@ struct Params {
     dim: u32,
     levels: u32,
     _p0: u32,
-}
-
-fn defines(step: &Step) -> &'static [Define] {
-    if step.gpu().caps.subgroups {
-        &[Define::Subgroups]
-    } else {
-        &[]
-    }
 }
 
 /// The schedule's levels, as the table `dsm_perturb` reads (computed by the
@@ -68,7 +60,9 @@ pub fn perturb(
         levels: table.len() as u32,
         _p0: 0,
     };
-    let k = step.gpu().kernel(&DSM, "dsm_perturb", defines(step), &[])?;
+    let k = step
+        .gpu()
+        .kernel(&DSM, "dsm_perturb", step.gpu().subgroup_defines(), &[])?;
     step.dispatch(&k, &p, &[x, table, x_noisy, eps, sigma], grid(n * dim, 256))
 }
 
@@ -96,7 +90,9 @@ pub fn loss(
         dim: dim as u32,
         ..Zeroable::zeroed()
     };
-    let k = step.gpu().kernel(&DSM, "dsm_loss", defines(step), &[])?;
+    let k = step
+        .gpu()
+        .kernel(&DSM, "dsm_loss", step.gpu().subgroup_defines(), &[])?;
     step.dispatch(&k, &p, &[score, eps, sigma, terms, grad], grid(n, 1))?;
     sum_all(step, terms, 1.0, loss)
 }

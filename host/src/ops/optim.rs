@@ -92,12 +92,7 @@ pub fn lars(
     // norms = [‖p‖², ‖g‖²], recorded before the update that reads them.
     reduce_at(step, p, [1, n, 1], Reduction::SumSq, 1.0, norms, 0)?;
     reduce_at(step, g, [1, n, 1], Reduction::SumSq, 1.0, norms, 1)?;
-    let sgd = SgdConfig {
-        momentum: cfg.momentum,
-        dampening: cfg.dampening,
-        weight_decay: cfg.weight_decay,
-        nesterov: cfg.nesterov,
-    };
+    let sgd = cfg.sgd();
     let params = Params {
         eta: cfg.eta,
         eps: cfg.eps,

@@ -2,7 +2,7 @@
 //! [`cpu::reduce`]; tests: `host/tests/reduce.rs`.
 
 use bytemuck::{Pod, Zeroable};
-use scorecl_shaders::{Define, REDUCE};
+use scorecl_shaders::REDUCE;
 
 use crate::error::Result;
 use crate::step::{grid, Step};
@@ -67,11 +67,7 @@ pub fn reduce_at(
         ));
     }
     let gpu = step.gpu();
-    let defines: &[Define] = if gpu.caps.subgroups {
-        &[Define::Subgroups]
-    } else {
-        &[]
-    };
+    let defines = gpu.subgroup_defines();
     let p = Params {
         outer: outer as u32,
         axis: axis as u32,

@@ -3,7 +3,7 @@
 //! normalisation backward being scorecl-core's; tests: `host/tests/rows.rs`.
 
 use bytemuck::{Pod, Zeroable};
-use scorecl_shaders::{Define, ROWS};
+use scorecl_shaders::ROWS;
 
 use crate::error::Result;
 use crate::step::{grid, Step};
@@ -19,11 +19,7 @@ struct Params {
 
 fn kernel(step: &Step, entry: &'static str) -> Result<std::sync::Arc<crate::Kernel>> {
     let gpu = step.gpu();
-    let defines: &[Define] = if gpu.caps.subgroups {
-        &[Define::Subgroups]
-    } else {
-        &[]
-    };
+    let defines = gpu.subgroup_defines();
     gpu.kernel(&ROWS, entry, defines, &[])
 }
 

@@ -4,7 +4,7 @@
 
 use bytemuck::{Pod, Zeroable};
 use scorecl_core::simclr::SimClrConfig;
-use scorecl_shaders::{Define, SIMCLR};
+use scorecl_shaders::SIMCLR;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
@@ -80,11 +80,7 @@ impl SimClr {
         };
         gemm(step, &sim, &self.u, &self.u, None, &self.s)?;
         let gpu = step.gpu();
-        let defines: &[Define] = if gpu.caps.subgroups {
-            &[Define::Subgroups]
-        } else {
-            &[]
-        };
+        let defines = gpu.subgroup_defines();
         let p = Params {
             n: n as u32,
             inv_tau,

@@ -2,7 +2,7 @@
 //! scorecl-core's `simsiam`; tests: `host/tests/simsiam.rs`.
 
 use bytemuck::{Pod, Zeroable};
-use scorecl_shaders::{Define, SIMSIAM};
+use scorecl_shaders::SIMSIAM;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
@@ -52,11 +52,7 @@ impl SimSiam {
         w.expect_len("simsiam weights", n)?;
         grad.expect_len("simsiam grad", 2 * n * d)?;
         let gpu = step.gpu();
-        let defines: &[Define] = if gpu.caps.subgroups {
-            &[Define::Subgroups]
-        } else {
-            &[]
-        };
+        let defines = gpu.subgroup_defines();
         let k = gpu.kernel(&SIMSIAM, "simsiam_pairs", defines, &[])?;
         let params = Params {
             n: n as u32,

@@ -4,7 +4,7 @@
 
 use bytemuck::{Pod, Zeroable};
 use scorecl_core::vicreg::VicRegConfig;
-use scorecl_shaders::{Define, VICREG};
+use scorecl_shaders::VICREG;
 
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
@@ -75,11 +75,7 @@ impl VicReg {
         w.expect_len("vicreg weights", n)?;
         grad.expect_len("vicreg grad", 2 * n * d)?;
         let gpu = step.gpu();
-        let defines: &[Define] = if gpu.caps.subgroups {
-            &[Define::Subgroups]
-        } else {
-            &[]
-        };
+        let defines = gpu.subgroup_defines();
         let p = Params {
             n: n as u32,
             d: d as u32,

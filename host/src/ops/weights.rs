@@ -4,7 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 use scorecl_core::rng::Philox;
 use scorecl_core::weights::{ScoreWeightConfig, WeightMode};
-use scorecl_shaders::{Define, WEIGHTS};
+use scorecl_shaders::WEIGHTS;
 
 use crate::error::Result;
 use crate::step::{grid, Step};
@@ -57,11 +57,7 @@ pub fn pair_weights(
         ..Zeroable::zeroed()
     };
     let gpu = step.gpu();
-    let defines: &[Define] = if gpu.caps.subgroups {
-        &[Define::Subgroups]
-    } else {
-        &[]
-    };
+    let defines = gpu.subgroup_defines();
     if cfg.mode != WeightMode::Uniform {
         let k = gpu.kernel(&WEIGHTS, "score_stat", defines, &[])?;
         step.dispatch(&k, &p, &[s, stats], grid(2 * n, 1))?;

@@ -9,7 +9,7 @@
 
 use bytemuck::{Pod, Zeroable};
 use scorecl_core::wmse::WmseConfig;
-use scorecl_shaders::{Define, WMSE};
+use scorecl_shaders::WMSE;
 
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
@@ -107,11 +107,7 @@ impl Wmse {
         grad.expect_len("wmse grad", 2 * n * d)?;
         let k = 2 * n / m;
         let gpu = step.gpu();
-        let defines: &[Define] = if gpu.caps.subgroups {
-            &[Define::Subgroups]
-        } else {
-            &[]
-        };
+        let defines = gpu.subgroup_defines();
         let kern = |entry: &'static str| gpu.kernel(&WMSE, entry, defines, &[]);
         let p = Params {
             n: n as u32,

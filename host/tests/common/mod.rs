@@ -96,3 +96,33 @@ pub fn pair_weights(seed: u64, n: usize) -> Vec<f32> {
     }
     w
 }
+
+/// Runs a GPU pair loss on `[a; b]` (2n × d) with pair weights `w`: `op`
+/// gets the step, the stacked input, the weights, the gradient and the loss
+/// tensors. Returns the loss and the gradient read back.
+pub fn run_pair_loss(
+    gpu: &Gpu,
+    a: &[f32],
+    b: &[f32],
+    w: &[f32],
+    d: usize,
+    op: impl FnOnce(
+        &mut scorecl_host::Step,
+        &scorecl_host::Tensor,
+        &scorecl_host::Tensor,
+        &scorecl_host::Tensor,
+        &scorecl_host::Tensor,
+    ) -> scorecl_host::Result<()>,
+) -> (f32, Vec<f32>) {
+    let z = stacked(gpu, a, b, d);
+    let tw = gpu.upload(w, &[w.len()]).unwrap();
+    let grad = gpu
+        .tensor(&[2 * w.len(), d], scorecl_host::DType::F32)
+        .unwrap();
+    let loss = gpu.tensor(&[1], scorecl_host::DType::F32).unwrap();
+    let mut s = gpu.step("pair loss");
+    op(&mut s, &z, &tw, &grad, &loss).unwrap();
+    let (ig, il) = (s.readback(&grad), s.readback(&loss));
+    let out = s.submit().unwrap();
+    (out.f32(il)[0], out.f32(ig)[..a.len() + b.len()].to_vec())
+}
