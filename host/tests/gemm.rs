@@ -13,17 +13,11 @@ use scorecl_host::ops::gemm::{self, cpu, GemmKernel, GemmSpec};
 use scorecl_host::{DType, Gpu};
 
 fn run(gpu: &Gpu, s: &GemmSpec, bias: bool, kernel: GemmKernel, seed: u64) {
-    let a = normals(
-        seed,
-        s.m * s.k * if s.broadcast_a { 1 } else { s.batch },
-        1.0,
-    );
-    let b = normals(
-        seed + 1,
-        s.k * s.n * if s.broadcast_b { 1 } else { s.batch },
-        1.0,
-    );
-    let c0 = normals(seed + 2, s.m * s.n * s.batch, 1.0);
+    let per = |broadcast: bool| if broadcast { 1 } else { s.batch };
+    let outs = if s.reduce { 1 } else { s.batch };
+    let a = normals(seed, s.a_off + s.m * s.k * per(s.broadcast_a), 1.0);
+    let b = normals(seed + 1, s.b_off + s.k * s.n * per(s.broadcast_b), 1.0);
+    let c0 = normals(seed + 2, s.c_off + s.m * s.n * outs, 1.0);
     let bv = normals(seed + 3, s.n, 1.0);
     let ta = gpu.upload(&a, &[a.len()]).unwrap();
     let tb = gpu.upload(&b, &[b.len()]).unwrap();
@@ -39,23 +33,24 @@ fn run(gpu: &Gpu, s: &GemmSpec, bias: bool, kernel: GemmKernel, seed: u64) {
     let abs_a: Vec<f32> = a.iter().map(|x| x.abs()).collect();
     let abs_b: Vec<f32> = b.iter().map(|x| x.abs()).collect();
     let mut mag = vec![0.0f32; c0.len()];
-    cpu::gemm(
-        &GemmSpec {
-            alpha: 1.0,
-            beta: 0.0,
-            relu: false,
-            ..*s
-        },
-        &abs_a,
-        &abs_b,
-        None,
-        &mut mag,
-    );
-    let gamma = (s.k as f32 + 4.0) * f32::EPSILON;
+    let plain = GemmSpec {
+        alpha: 1.0,
+        beta: 0.0,
+        relu: false,
+        ..*s
+    };
+    cpu::gemm(&plain, &abs_a, &abs_b, None, &mut mag);
+    let terms = if s.reduce { s.batch } else { 1 };
+    let gamma = ((s.k * terms) as f32 + 4.0) * f32::EPSILON;
     let used = gemm::kernel_for(gpu, s, kernel);
     for i in 0..want.len() {
-        let tol = gamma * (s.alpha.abs() * mag[i] + s.beta.abs() * c0[i].abs() + bv[i % s.n].abs())
-            + 1e-6;
+        if i < s.c_off {
+            assert_eq!(got[i], c0[i], "{used:?}: C before c_off was written");
+            continue;
+        }
+        let col = (i - s.c_off) % s.n;
+        let tol =
+            gamma * (s.alpha.abs() * mag[i] + s.beta.abs() * c0[i].abs() + bv[col].abs()) + 1e-6;
         let err = (got[i] - want[i]).abs();
         assert!(
             err <= tol,
@@ -177,8 +172,43 @@ fn wrong_shapes_are_named() {
     };
     let a = gpu.tensor(&[12], DType::F32).unwrap();
     let b = gpu.tensor(&[12], DType::F32).unwrap();
-    let c = gpu.tensor(&[10], DType::F32).unwrap();
+    let c = gpu.tensor(&[8], DType::F32).unwrap();
     let mut step = gpu.step("bad");
     let e = gemm::gemm(&mut step, &spec(3, 3, 4), &a, &b, None, &c).unwrap_err();
     assert!(e.to_string().contains("gemm C"), "{e}");
+}
+
+#[test]
+fn offsets_and_batch_reduce() {
+    for gpu in gpus() {
+        for kernel in [GemmKernel::Portable, GemmKernel::Subgroup8] {
+            let mut seed = 5000;
+            for (m, n, k, batch) in [(8, 32, 16, 3), (17, 20, 12, 4), (64, 36, 8, 2)] {
+                for (ta, tb, ba) in [
+                    (false, false, true),
+                    (true, false, false),
+                    (false, true, false),
+                ] {
+                    for (a_off, b_off, c_off) in [(0, 0, 0), (4, 8, 12), (3, 5, 7)] {
+                        for reduce in [false, true] {
+                            seed += 10;
+                            let s = GemmSpec {
+                                batch,
+                                trans_a: ta,
+                                trans_b: tb,
+                                broadcast_a: ba,
+                                a_off,
+                                b_off,
+                                c_off,
+                                reduce,
+                                beta: if reduce { 1.0 } else { 0.0 },
+                                ..spec(m, n, k)
+                            };
+                            run(gpu, &s, reduce, kernel, seed);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

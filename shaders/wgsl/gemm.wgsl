@@ -1,10 +1,13 @@
 // GEMM: C[b] = act(alpha · op(A[b]) · op(B[b]) + beta · C[b] + bias)
 //
 // op(X) = X or Xᵀ (TRANS_A / TRANS_B); row-major storage with leading
-// dimensions lda, ldb, ldc; batch strides sa, sb, sc in elements (0
-// broadcasts one operand to every batch entry); bias (BIAS) per column;
-// act = ReLU (RELU) or identity. Rows r_off.. of C are computed (the host
-// splits very tall products into several dispatches).
+// dimensions lda, ldb, ldc, starting at element offsets a_off, b_off, c_off;
+// batch strides sa, sb, sc in elements (0 broadcasts one operand to every
+// batch entry); bias (BIAS) per column; act = ReLU (RELU) or identity.
+// With `reduce` set, the batch is summed instead: C = act(alpha · Σ_b
+// op(A[b]) op(B[b]) + beta · C + bias) (one C; a convolution's weight
+// gradient over the images of a batch). Rows r_off.. of C are computed (the
+// host splits very tall products into several dispatches).
 //
 // CPU twin: host/src/ops/gemm.rs `cpu::gemm`; tests: host/tests/gemm.rs.
 //
@@ -18,7 +21,8 @@
 //   vec4 of A per lane (8 rows × 4 k between the 8 lanes), shared with
 //   subgroupBroadcast, and 4 vec4 of B: 5 vector loads per 128 FMAs.
 //   Needs vec4 alignment: K % 4 == 0, and M % 4 == 0 (TRANS_A) or
-//   N % 4 == 0 (not TRANS_B). Workgroups run row blocks fastest so that
+//   N % 4 == 0 (not TRANS_B), offsets and batch strides of A and B
+//   multiples of 4. Workgroups run row blocks fastest so that
 //   consecutive ones reuse the same K × 32 panel of B from cache.
 
 override TRANS_A: bool = false;
@@ -28,9 +32,10 @@ override RELU: bool = false;
 
 struct Params {
     m: u32, n: u32, k: u32, r_off: u32,
-    lda: u32, ldb: u32, ldc: u32, _p0: u32,
-    sa: u32, sb: u32, sc: u32, _p1: u32,
-    alpha: f32, beta: f32, _p2: u32, _p3: u32,
+    lda: u32, ldb: u32, ldc: u32, a_off: u32,
+    sa: u32, sb: u32, sc: u32, b_off: u32,
+    alpha: f32, beta: f32, c_off: u32, batch: u32,
+    reduce: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -59,12 +64,12 @@ fn b_at(base: u32, kk: u32, c: u32) -> f32 {
 
 @compute @workgroup_size(8, 8, 1)
 fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
-    let bt = wg.z;
     let r0 = P.r_off + (wg.y * 8u + l.y) * 4u;
     let c0 = (wg.x * 8u + l.x) * 4u;
     if (r0 >= P.m || c0 >= P.n) { return; }
-    let abase = bt * P.sa;
-    let bbase = bt * P.sb;
+    // One batch entry per z, or all of them summed (reduce).
+    let nb = select(1u, P.batch, P.reduce != 0u);
+    let bt0 = select(wg.z, 0u, P.reduce != 0u);
     // Rows and columns past the edge read row/column 0 (always valid) and
     // are never stored.
     var rr: array<u32, 4>;
@@ -72,14 +77,18 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l: v
     for (var i = 0u; i < 4u; i++) { rr[i] = select(0u, r0 + i, r0 + i < P.m); }
     for (var j = 0u; j < 4u; j++) { cc[j] = select(0u, c0 + j, c0 + j < P.n); }
     var acc: array<vec4<f32>, 4>;
-    for (var kk = 0u; kk < P.k; kk++) {
-        let b = vec4<f32>(b_at(bbase, kk, cc[0]), b_at(bbase, kk, cc[1]), b_at(bbase, kk, cc[2]), b_at(bbase, kk, cc[3]));
-        acc[0] = fma(vec4<f32>(a_at(abase, rr[0], kk)), b, acc[0]);
-        acc[1] = fma(vec4<f32>(a_at(abase, rr[1], kk)), b, acc[1]);
-        acc[2] = fma(vec4<f32>(a_at(abase, rr[2], kk)), b, acc[2]);
-        acc[3] = fma(vec4<f32>(a_at(abase, rr[3], kk)), b, acc[3]);
+    for (var bi = 0u; bi < nb; bi++) {
+        let abase = P.a_off + (bt0 + bi) * P.sa;
+        let bbase = P.b_off + (bt0 + bi) * P.sb;
+        for (var kk = 0u; kk < P.k; kk++) {
+            let b = vec4<f32>(b_at(bbase, kk, cc[0]), b_at(bbase, kk, cc[1]), b_at(bbase, kk, cc[2]), b_at(bbase, kk, cc[3]));
+            acc[0] = fma(vec4<f32>(a_at(abase, rr[0], kk)), b, acc[0]);
+            acc[1] = fma(vec4<f32>(a_at(abase, rr[1], kk)), b, acc[1]);
+            acc[2] = fma(vec4<f32>(a_at(abase, rr[2], kk)), b, acc[2]);
+            acc[3] = fma(vec4<f32>(a_at(abase, rr[3], kk)), b, acc[3]);
+        }
     }
-    let cbase = bt * P.sc;
+    let cbase = P.c_off + bt0 * P.sc;
     for (var i = 0u; i < 4u; i++) {
         let r = r0 + i;
         if (r >= P.m) { break; }
@@ -127,12 +136,15 @@ fn a_rows(av: vec4<f32>) -> array<vec4<f32>, 8> {
 
 @compute @workgroup_size(8, 1, 1)
 fn gemm_sg8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
-    let bt = wg.z;
     let r0 = P.r_off + wg.x * 8u;
     let c = wg.y * 32u + lane * 4u;
     let k4 = P.k / 4u;
-    let abase = bt * P.sa / 4u;
-    let bbase = bt * P.sb / 4u;
+    let nb = select(1u, P.batch, P.reduce != 0u);
+    let bt0 = select(wg.z, 0u, P.reduce != 0u);
+    // Offsets below are relative to batch entry bt0; entry bt0 + bi adds
+    // bi · sa / 4 (resp. sb / 4) vec4s.
+    let abase = (P.a_off + bt0 * P.sa) / 4u;
+    let bbase = (P.b_off + bt0 * P.sb) / 4u;
     // A: which vec4 this lane loads per k-block (clamped to valid rows).
     var a_off: u32;
     var a_step: u32;
@@ -158,20 +170,25 @@ fn gemm_sg8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_i
     for (var j = 0u; j < 4u; j++) { bt_off[j] = bbase + min(c + j, P.n - 1u) * s; }
     let b_off = bbase + min(c, P.n - 4u) / 4u;
     var acc: array<vec4<f32>, 8>;
+    for (var bi = 0u; bi < nb; bi++) {
+    let ao = a_off + bi * (P.sa / 4u);
+    let bo = b_off + bi * (P.sb / 4u);
+    var bto: array<u32, 4>;
+    for (var j = 0u; j < 4u; j++) { bto[j] = bt_off[j] + bi * (P.sb / 4u); }
     for (var kb = 0u; kb < k4; kb++) {
-        let av = A4[a_off + kb * a_step];
+        let av = A4[ao + kb * a_step];
         var b: array<vec4<f32>, 4>;
         if (TRANS_B) {
-            let t0 = B4[bt_off[0] + kb];
-            let t1 = B4[bt_off[1] + kb];
-            let t2 = B4[bt_off[2] + kb];
-            let t3 = B4[bt_off[3] + kb];
+            let t0 = B4[bto[0] + kb];
+            let t1 = B4[bto[1] + kb];
+            let t2 = B4[bto[2] + kb];
+            let t3 = B4[bto[3] + kb];
             b[0] = vec4<f32>(t0.x, t1.x, t2.x, t3.x);
             b[1] = vec4<f32>(t0.y, t1.y, t2.y, t3.y);
             b[2] = vec4<f32>(t0.z, t1.z, t2.z, t3.z);
             b[3] = vec4<f32>(t0.w, t1.w, t2.w, t3.w);
         } else {
-            let o = b_off + kb * 4u * s;
+            let o = bo + kb * 4u * s;
             b[0] = B4[o];
             b[1] = B4[o + s];
             b[2] = B4[o + 2u * s];
@@ -187,8 +204,9 @@ fn gemm_sg8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_i
         acc[6] = fma4(acc[6], a[6], b);
         acc[7] = fma4(acc[7], a[7], b);
     }
+    }
     if (c >= P.n) { return; }
-    let cbase = bt * P.sc;
+    let cbase = P.c_off + bt0 * P.sc;
     for (var i = 0u; i < 8u; i++) {
         let r = r0 + i;
         if (r >= P.m) { break; }

@@ -35,6 +35,14 @@ pub struct GemmSpec {
     pub beta: f32,
     /// ReLU after bias.
     pub relu: bool,
+    /// Element offsets of A, B and C in their tensors (sub-ranges).
+    pub a_off: usize,
+    /// See `a_off`.
+    pub b_off: usize,
+    /// See `a_off`.
+    pub c_off: usize,
+    /// Sum the batch into one C instead of one C per entry.
+    pub reduce: bool,
 }
 
 impl GemmSpec {
@@ -52,6 +60,10 @@ impl GemmSpec {
             alpha: 1.0,
             beta: 0.0,
             relu: false,
+            a_off: 0,
+            b_off: 0,
+            c_off: 0,
+            reduce: false,
         }
     }
 
@@ -69,7 +81,7 @@ impl GemmSpec {
     }
 
     fn c_len(&self) -> usize {
-        self.m * self.n * self.batch
+        self.m * self.n * if self.reduce { 1 } else { self.batch }
     }
 }
 
@@ -83,15 +95,17 @@ struct Params {
     lda: u32,
     ldb: u32,
     ldc: u32,
-    _p0: u32,
+    a_off: u32,
     sa: u32,
     sb: u32,
     sc: u32,
-    _p1: u32,
+    b_off: u32,
     alpha: f32,
     beta: f32,
-    _p2: u32,
-    _p3: u32,
+    c_off: u32,
+    batch: u32,
+    reduce: u32,
+    _p: [u32; 3],
 }
 
 /// Which GEMM kernel runs.
@@ -110,7 +124,9 @@ pub enum GemmKernel {
 impl GemmSpec {
     /// Whether `gemm_sg8` can run this shape (vec4-aligned operands).
     pub fn vec4_aligned(&self) -> bool {
-        self.k % 4 == 0
+        self.a_off % 4 == 0
+            && self.b_off % 4 == 0
+            && self.k % 4 == 0
             && (if self.trans_a { self.m % 4 == 0 } else { true })
             && (self.trans_b || self.n % 4 == 0)
     }
@@ -153,9 +169,9 @@ pub fn gemm_with(
     c: &Tensor,
     want: GemmKernel,
 ) -> Result<()> {
-    a.expect_len("gemm A", s.a_len())?;
-    b.expect_len("gemm B", s.b_len())?;
-    c.expect_len("gemm C", s.c_len())?;
+    at_least("gemm A", a, s.a_off + s.a_len())?;
+    at_least("gemm B", b, s.b_off + s.b_len())?;
+    at_least("gemm C", c, s.c_off + s.c_len())?;
     if let Some(bias) = bias {
         bias.expect_len("gemm bias", s.n)?;
     }
@@ -192,6 +208,11 @@ pub fn gemm_with(
         sc: (s.m * s.n) as u32,
         alpha: s.alpha,
         beta: s.beta,
+        a_off: s.a_off as u32,
+        b_off: s.b_off as u32,
+        c_off: s.c_off as u32,
+        batch: s.batch as u32,
+        reduce: s.reduce as u32,
         ..Zeroable::zeroed()
     };
     let bias = bias.unwrap_or(gpu.dummy()?);
@@ -200,31 +221,39 @@ pub fn gemm_with(
         GemmKernel::Subgroup8 => (8, 8 * 65_535),
         _ => (32, 32 * 65_535),
     };
+    let z = if s.reduce { 1 } else { s.batch as u32 };
     let mut r_off = 0;
     while r_off < s.m {
         let rows = (s.m - r_off).min(chunk);
         p.r_off = r_off as u32;
         match kind {
             GemmKernel::Subgroup8 => {
-                let groups = [
-                    rows.div_ceil(tile_m) as u32,
-                    s.n.div_ceil(32) as u32,
-                    s.batch as u32,
-                ];
+                let groups = [rows.div_ceil(tile_m) as u32, s.n.div_ceil(32) as u32, z];
                 step.dispatch(&kernel, &p, &[bias, c, a, b], groups)?;
             }
             _ => {
-                let groups = [
-                    s.n.div_ceil(32) as u32,
-                    rows.div_ceil(tile_m) as u32,
-                    s.batch as u32,
-                ];
+                let groups = [s.n.div_ceil(32) as u32, rows.div_ceil(tile_m) as u32, z];
                 step.dispatch(&kernel, &p, &[a, b, bias, c], groups)?;
             }
         }
         r_off += rows;
     }
     Ok(())
+}
+
+fn at_least(what: &str, t: &Tensor, len: usize) -> Result<()> {
+    if t.len() >= len {
+        Ok(())
+    } else {
+        Err(GpuError::shape(
+            what,
+            format!(
+                "{} elements (shape {:?}), the product needs {len}",
+                t.len(),
+                t.shape()
+            ),
+        ))
+    }
 }
 
 /// The kernel [`gemm_with`] would run for `s` on `gpu`.
@@ -236,29 +265,35 @@ pub fn kernel_for(gpu: &crate::Gpu, s: &GemmSpec, want: GemmKernel) -> GemmKerne
 pub mod cpu {
     use super::GemmSpec;
 
-    /// The same product in f64 accumulation; `c` holds C on entry (read
-    /// when `beta ≠ 0`) and the result on exit.
+    /// The same product in f64 accumulation, with the same offsets, batch
+    /// and reduce semantics; `c` holds C on entry (read when `beta ≠ 0`)
+    /// and the result on exit.
     pub fn gemm(s: &GemmSpec, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [f32]) {
-        for bt in 0..s.batch {
-            let ab = if s.broadcast_a { 0 } else { bt * s.m * s.k };
-            let bb = if s.broadcast_b { 0 } else { bt * s.k * s.n };
+        let outputs = if s.reduce { 1 } else { s.batch };
+        let terms = if s.reduce { s.batch } else { 1 };
+        for out in 0..outputs {
             for i in 0..s.m {
                 for j in 0..s.n {
                     let mut acc = 0.0f64;
-                    for p in 0..s.k {
-                        let av = if s.trans_a {
-                            a[ab + p * s.m + i]
-                        } else {
-                            a[ab + i * s.k + p]
-                        };
-                        let bv = if s.trans_b {
-                            b[bb + j * s.k + p]
-                        } else {
-                            b[bb + p * s.n + j]
-                        };
-                        acc += av as f64 * bv as f64;
+                    for t in 0..terms {
+                        let bt = out + t;
+                        let ab = s.a_off + if s.broadcast_a { 0 } else { bt * s.m * s.k };
+                        let bb = s.b_off + if s.broadcast_b { 0 } else { bt * s.k * s.n };
+                        for p in 0..s.k {
+                            let av = if s.trans_a {
+                                a[ab + p * s.m + i]
+                            } else {
+                                a[ab + i * s.k + p]
+                            };
+                            let bv = if s.trans_b {
+                                b[bb + j * s.k + p]
+                            } else {
+                                b[bb + p * s.n + j]
+                            };
+                            acc += av as f64 * bv as f64;
+                        }
                     }
-                    let idx = bt * s.m * s.n + i * s.n + j;
+                    let idx = s.c_off + out * s.m * s.n + i * s.n + j;
                     let mut v = s.alpha as f64 * acc;
                     if s.beta != 0.0 {
                         v += s.beta as f64 * c[idx] as f64;
