@@ -186,6 +186,12 @@ pub const VICREG: Module = module!("vicreg", [F32, SUBGROUPS]);
 /// Weighted W-MSE: Cholesky whitening per chunk and its gradient.
 pub const WMSE: Module = module!("wmse", [F32, SUBGROUPS]);
 
+/// im2col / col2im for convolutions, max pooling forward and backward.
+pub const CONV: Module = module!("conv", [F32]);
+
+/// Batch normalisation (training and evaluation), forward and backward.
+pub const BATCHNORM: Module = module!("batchnorm", [F32, SUBGROUPS]);
+
 /// Every module the host ships, with every variant it builds.
 pub const MODULES: &[Module] = &[
     ELEMENTWISE,
@@ -200,6 +206,8 @@ pub const MODULES: &[Module] = &[
     SIMSIAM,
     VICREG,
     WMSE,
+    CONV,
+    BATCHNORM,
 ];
 
 /// Looks a module up by name.

@@ -75,6 +75,14 @@ fn add_cols(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroup
     if (i < P.n) { out[i] = a[i] + P.alpha * b[(i / P.block) * P.cols + i % P.cols]; }
 }
 
+// out = alpha · b[i / block]: expands one value per block of `block`
+// elements (the global-average-pool gradient, alpha = 1/HW).
+@compute @workgroup_size(256)
+fn expand(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid(id, nwg);
+    if (i < P.n) { out[i] = P.alpha * b[i / P.block]; }
+}
+
 //#if F16
 @group(0) @binding(4) var<storage, read> h_in: array<f16>;
 @group(0) @binding(5) var<storage, read_write> h_out: array<f16>;

@@ -16,7 +16,8 @@ struct Params {
     scale: f32,
     // Outputs are written at out[offset + …].
     offset: u32,
-    _p1: u32,
+    // 1: add to the existing output (gradient accumulation).
+    accumulate: u32,
     _p2: u32,
 }
 
@@ -39,7 +40,10 @@ fn reduce_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     let base = o * P.axis;
     for (var a = lid; a < P.axis; a += 64u) { acc += f(x[base + a]); }
     let total = wg_sum(acc, lid);
-    if (lid == 0u) { out[P.offset + o] = total * P.scale; }
+    if (lid == 0u) {
+        let prev = select(0.0, out[P.offset + o], P.accumulate != 0u);
+        out[P.offset + o] = prev + total * P.scale;
+    }
 }
 
 @compute @workgroup_size(64)
@@ -51,5 +55,6 @@ fn reduce_cols(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgr
     var acc = 0.0;
     let base = o * P.axis * P.inner + i;
     for (var a = 0u; a < P.axis; a++) { acc += f(x[base + a * P.inner]); }
-    out[P.offset + t] = acc * P.scale;
+    let prev = select(0.0, out[P.offset + t], P.accumulate != 0u);
+    out[P.offset + t] = prev + acc * P.scale;
 }

@@ -117,6 +117,23 @@ pub fn add_cols(
     run(step, "add_cols", &p, &[a, v, out])
 }
 
+/// `out[i] = alpha·v[i / block]`: one value of `v` per block of `block`
+/// elements of `out`.
+pub fn expand(step: &mut Step, alpha: f32, v: &Tensor, block: usize, out: &Tensor) -> Result<()> {
+    if block == 0 || out.len() % block != 0 {
+        return Err(GpuError::shape(
+            "expand",
+            format!("{out:?} is not whole blocks of {block}"),
+        ));
+    }
+    v.expect_len("expand values", out.len() / block)?;
+    let p = Params {
+        block: block as u32,
+        ..params(out.len(), alpha, 0.0)
+    };
+    run(step, "expand", &p, &[v, out])
+}
+
 /// f32 → f16 (needs shader-f16 on the device).
 pub fn to_f16(step: &mut Step, x: &Tensor, out: &Tensor) -> Result<()> {
     if !step.gpu().caps.f16 || out.dtype() != DType::F16 {

@@ -28,7 +28,8 @@ struct Params {
     square: u32,
     scale: f32,
     offset: u32,
-    _p: [u32; 2],
+    accumulate: u32,
+    _p: u32,
 }
 
 /// Reduces `x` viewed as `[outer, axis, inner]` along `axis` into `out`
@@ -45,6 +46,19 @@ pub fn reduce(
     reduce_at(step, x, dims, op, scale, out, 0)
 }
 
+/// As [`reduce`], adding the results to `out` (gradient accumulation).
+pub fn reduce_add(
+    step: &mut Step,
+    x: &Tensor,
+    dims: [usize; 3],
+    op: Reduction,
+    scale: f32,
+    out: &Tensor,
+) -> Result<()> {
+    out.expect_len("reduce output", dims[0] * dims[2])?;
+    reduce_impl(step, x, dims, op, scale, out, 0, true)
+}
+
 /// As [`reduce`], writing the `outer · inner` results at `out[offset..]`.
 pub fn reduce_at(
     step: &mut Step,
@@ -54,6 +68,20 @@ pub fn reduce_at(
     scale: f32,
     out: &Tensor,
     offset: usize,
+) -> Result<()> {
+    reduce_impl(step, x, dims, op, scale, out, offset, false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn reduce_impl(
+    step: &mut Step,
+    x: &Tensor,
+    dims: [usize; 3],
+    op: Reduction,
+    scale: f32,
+    out: &Tensor,
+    offset: usize,
+    accumulate: bool,
 ) -> Result<()> {
     let [outer, axis, inner] = dims;
     x.expect_len("reduce input", outer * axis * inner)?;
@@ -79,6 +107,7 @@ pub fn reduce_at(
             scale
         },
         offset: offset as u32,
+        accumulate: accumulate as u32,
         ..Zeroable::zeroed()
     };
     if inner == 1 {

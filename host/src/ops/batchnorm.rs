@@ -1,0 +1,296 @@
+//! Batch normalisation on the GPU (`shaders/wgsl/batchnorm.wgsl`):
+//! BatchNorm2d on [N, C, H·W] and BatchNorm1d on [N, C] (S = 1), training and
+//! evaluation, affine or not, optionally fused with a ReLU. PyTorch
+//! semantics: biased variance to normalise, unbiased in the running
+//! variance, `running = (1 − momentum)·running + momentum·batch`.
+//! CPU twin: [`cpu`]; tests: `host/tests/batchnorm.rs`.
+
+use bytemuck::{Pod, Zeroable};
+use scorecl_shaders::BATCHNORM;
+
+use crate::error::Result;
+use crate::step::{grid, Step};
+use crate::tensor::Tensor;
+
+/// Shape and constants of one batch-norm call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BnSpec {
+    /// Batch size.
+    pub n: usize,
+    /// Channels (features).
+    pub c: usize,
+    /// Spatial size H·W (1 for BatchNorm1d).
+    pub s: usize,
+    /// Variance epsilon (1e-5).
+    pub eps: f32,
+    /// Running-statistics momentum (0.1).
+    pub momentum: f32,
+    /// Training (batch statistics) or evaluation (running statistics).
+    pub training: bool,
+    /// With γ and β.
+    pub affine: bool,
+    /// Fuse a ReLU after the normalisation (forward only).
+    pub relu: bool,
+}
+
+impl BnSpec {
+    /// PyTorch's defaults for a [n, c, s] input in training mode.
+    pub fn new(n: usize, c: usize, s: usize) -> Self {
+        BnSpec {
+            n,
+            c,
+            s,
+            eps: 1e-5,
+            momentum: 0.1,
+            training: true,
+            affine: true,
+            relu: false,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.n * self.c * self.s
+    }
+}
+
+/// The tensors of one batch-norm layer.
+pub struct BnTensors<'a> {
+    /// γ (c); ignored when not affine.
+    pub gamma: &'a Tensor,
+    /// β (c); ignored when not affine.
+    pub beta: &'a Tensor,
+    /// Running mean (c), updated in training.
+    pub running_mean: &'a Tensor,
+    /// Running variance (c), updated in training.
+    pub running_var: &'a Tensor,
+    /// Saved mean (c), written by the forward, read by the backward.
+    pub mean: &'a Tensor,
+    /// Saved 1/sqrt(var + eps) (c), as `mean`.
+    pub invstd: &'a Tensor,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    n: u32,
+    c: u32,
+    s: u32,
+    _p0: u32,
+    eps: f32,
+    momentum: f32,
+    _p1: [u32; 2],
+}
+
+fn params(b: &BnSpec) -> Params {
+    Params {
+        n: b.n as u32,
+        c: b.c as u32,
+        s: b.s as u32,
+        eps: b.eps,
+        momentum: b.momentum,
+        ..Zeroable::zeroed()
+    }
+}
+
+fn constants(b: &BnSpec) -> [(&'static str, f64); 3] {
+    [
+        ("AFFINE", b.affine as u8 as f64),
+        ("RELU", b.relu as u8 as f64),
+        ("TRAINING", b.training as u8 as f64),
+    ]
+}
+
+/// `y = bn(x)` (then ReLU if `b.relu`); in training also the saved
+/// statistics and the running-statistics update.
+pub fn forward(step: &mut Step, x: &Tensor, t: &BnTensors, b: &BnSpec, y: &Tensor) -> Result<()> {
+    x.expect_len("batchnorm input", b.len())?;
+    y.expect_len("batchnorm output", b.len())?;
+    for (what, v) in [
+        ("batchnorm running_mean", t.running_mean),
+        ("batchnorm running_var", t.running_var),
+    ] {
+        v.expect_len(what, b.c)?;
+    }
+    let gpu = step.gpu();
+    let defines = gpu.subgroup_defines();
+    let p = params(b);
+    let c = constants(b);
+    if b.training {
+        let k = gpu.kernel(&BATCHNORM, "bn_stats", defines, &c)?;
+        step.dispatch(
+            &k,
+            &p,
+            &[x, t.mean, t.invstd, t.running_mean, t.running_var],
+            grid(b.c, 1),
+        )?;
+    } else {
+        let k = gpu.kernel(&BATCHNORM, "bn_eval_stats", defines, &c)?;
+        step.dispatch(
+            &k,
+            &p,
+            &[t.mean, t.invstd, t.running_mean, t.running_var],
+            [b.c.div_ceil(64) as u32, 1, 1],
+        )?;
+    }
+    let k = gpu.kernel(&BATCHNORM, "bn_apply", defines, &c)?;
+    step.dispatch(
+        &k,
+        &p,
+        &[x, t.gamma, t.beta, y, t.mean, t.invstd],
+        grid(b.len(), 256),
+    )
+}
+
+/// Backward of [`forward`] (without the fused ReLU: apply its backward to
+/// `dy` first): `dx`, and with affine `dgamma += Σ dy·x̂`, `dbeta += Σ dy`.
+/// `sums` (2c) is scratch.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    step: &mut Step,
+    x: &Tensor,
+    dy: &Tensor,
+    t: &BnTensors,
+    b: &BnSpec,
+    sums: &Tensor,
+    dgamma: &Tensor,
+    dbeta: &Tensor,
+    dx: &Tensor,
+) -> Result<()> {
+    dy.expect_len("batchnorm output gradient", b.len())?;
+    dx.expect_len("batchnorm input gradient", b.len())?;
+    sums.expect_len("batchnorm sums", 2 * b.c)?;
+    let gpu = step.gpu();
+    let defines = gpu.subgroup_defines();
+    let p = params(b);
+    let c = constants(b);
+    let k = gpu.kernel(&BATCHNORM, "bn_backward_reduce", defines, &c)?;
+    step.dispatch(
+        &k,
+        &p,
+        &[x, dy, sums, dgamma, dbeta, t.mean, t.invstd],
+        grid(b.c, 1),
+    )?;
+    let k = gpu.kernel(&BATCHNORM, "bn_backward_apply", defines, &c)?;
+    step.dispatch(
+        &k,
+        &p,
+        &[x, t.gamma, dy, sums, dx, t.mean, t.invstd],
+        grid(b.len(), 256),
+    )
+}
+
+/// CPU twin (f64).
+pub mod cpu {
+    use super::BnSpec;
+
+    /// Outputs of [`forward`].
+    pub struct Forward {
+        /// Normalised output.
+        pub y: Vec<f32>,
+        /// Batch (or running) mean.
+        pub mean: Vec<f32>,
+        /// 1/sqrt(var + eps).
+        pub invstd: Vec<f32>,
+        /// Updated running mean.
+        pub running_mean: Vec<f32>,
+        /// Updated running variance.
+        pub running_var: Vec<f32>,
+    }
+
+    fn idx(b: &BnSpec, n: usize, c: usize, s: usize) -> usize {
+        (n * b.c + c) * b.s + s
+    }
+
+    /// PyTorch's batch norm.
+    pub fn forward(
+        x: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        rm: &[f32],
+        rv: &[f32],
+        b: &BnSpec,
+    ) -> Forward {
+        let cnt = (b.n * b.s) as f64;
+        let mut f = Forward {
+            y: vec![0.0; x.len()],
+            mean: vec![0.0; b.c],
+            invstd: vec![0.0; b.c],
+            running_mean: rm.to_vec(),
+            running_var: rv.to_vec(),
+        };
+        for c in 0..b.c {
+            let vals: Vec<f64> = (0..b.n)
+                .flat_map(|n| (0..b.s).map(move |s| (n, s)))
+                .map(|(n, s)| x[idx(b, n, c, s)] as f64)
+                .collect();
+            let (mu, var) = if b.training {
+                let mu = vals.iter().sum::<f64>() / cnt;
+                let var = vals.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / cnt;
+                let m = b.momentum as f64;
+                f.running_mean[c] = ((1.0 - m) * rm[c] as f64 + m * mu) as f32;
+                f.running_var[c] =
+                    ((1.0 - m) * rv[c] as f64 + m * var * cnt / (cnt - 1.0).max(1.0)) as f32;
+                (mu, var)
+            } else {
+                (rm[c] as f64, rv[c] as f64)
+            };
+            let is = 1.0 / (var + b.eps as f64).sqrt();
+            f.mean[c] = mu as f32;
+            f.invstd[c] = is as f32;
+            for n in 0..b.n {
+                for s in 0..b.s {
+                    let i = idx(b, n, c, s);
+                    let mut v = (x[i] as f64 - mu) * is;
+                    if b.affine {
+                        v = v * gamma[c] as f64 + beta[c] as f64;
+                    }
+                    if b.relu {
+                        v = v.max(0.0);
+                    }
+                    f.y[i] = v as f32;
+                }
+            }
+        }
+        f
+    }
+
+    /// Gradients (dx, dγ, dβ) of [`forward`] (without the ReLU).
+    pub fn backward(
+        x: &[f32],
+        dy: &[f32],
+        gamma: &[f32],
+        f: &Forward,
+        b: &BnSpec,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let cnt = (b.n * b.s) as f64;
+        let mut dx = vec![0.0f32; x.len()];
+        let (mut dg, mut db) = (vec![0.0f32; b.c], vec![0.0f32; b.c]);
+        for c in 0..b.c {
+            let (mu, is) = (f.mean[c] as f64, f.invstd[c] as f64);
+            let g = if b.affine { gamma[c] as f64 } else { 1.0 };
+            let (mut s1, mut s2) = (0.0f64, 0.0f64);
+            for n in 0..b.n {
+                for s in 0..b.s {
+                    let i = idx(b, n, c, s);
+                    s1 += dy[i] as f64;
+                    s2 += dy[i] as f64 * (x[i] as f64 - mu) * is;
+                }
+            }
+            dg[c] = s2 as f32;
+            db[c] = s1 as f32;
+            for n in 0..b.n {
+                for s in 0..b.s {
+                    let i = idx(b, n, c, s);
+                    let xhat = (x[i] as f64 - mu) * is;
+                    let v = if b.training {
+                        g * is * (dy[i] as f64 - s1 / cnt - xhat * s2 / cnt)
+                    } else {
+                        g * is * dy[i] as f64
+                    };
+                    dx[i] = v as f32;
+                }
+            }
+        }
+        (dx, dg, db)
+    }
+}

@@ -1,0 +1,445 @@
+//! Convolution (im2col + GEMM), max pooling and global average pooling on
+//! NCHW tensors (`shaders/wgsl/conv.wgsl`, `gemm.wgsl`, `reduce.wgsl`,
+//! `elementwise.wgsl`). CPU twins: [`cpu`]; tests: `host/tests/conv.rs`.
+//!
+//! The images of a batch are processed in chunks whose column matrix
+//! (C·kh·kw × OH·OW per image) fits a scratch buffer within the adapter's
+//! storage-binding limit; the scratch is shared by every convolution of a
+//! model (dispatches run in order).
+
+use bytemuck::{Pod, Zeroable};
+use scorecl_shaders::CONV;
+
+use crate::error::{GpuError, Result};
+use crate::gpu::Gpu;
+use crate::ops::elementwise;
+use crate::ops::gemm::{gemm, GemmSpec};
+use crate::ops::reduce::{reduce, Reduction};
+use crate::step::{grid, Step};
+use crate::tensor::Tensor;
+
+/// Shape of a 2-D convolution or pooling window over NCHW input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvShape {
+    /// Images.
+    pub n: usize,
+    /// Input channels.
+    pub cin: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels (pooling: = cin).
+    pub cout: usize,
+    /// Square kernel size.
+    pub k: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding on every side.
+    pub pad: usize,
+}
+
+impl ConvShape {
+    /// Output height.
+    pub fn oh(&self) -> usize {
+        (self.h + 2 * self.pad - self.k) / self.stride + 1
+    }
+
+    /// Output width.
+    pub fn ow(&self) -> usize {
+        (self.w + 2 * self.pad - self.k) / self.stride + 1
+    }
+
+    /// Rows of the column matrix: cin·k·k.
+    pub fn ckk(&self) -> usize {
+        self.cin * self.k * self.k
+    }
+
+    /// Output elements.
+    pub fn out_len(&self) -> usize {
+        self.n * self.cout * self.oh() * self.ow()
+    }
+
+    /// Input elements.
+    pub fn in_len(&self) -> usize {
+        self.n * self.cin * self.h * self.w
+    }
+
+    /// Weight elements (cout × cin × k × k).
+    pub fn weight_len(&self) -> usize {
+        self.cout * self.ckk()
+    }
+
+    /// Multiply-adds of the forward pass.
+    pub fn macs(&self) -> usize {
+        self.out_len() * self.ckk()
+    }
+
+    /// Column-matrix elements per image.
+    pub fn col_per_image(&self) -> usize {
+        self.ckk() * self.oh() * self.ow()
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.k == 0
+            || self.stride == 0
+            || self.h + 2 * self.pad < self.k
+            || self.w + 2 * self.pad < self.k
+        {
+            return Err(GpuError::shape(
+                "conv",
+                format!("{self:?}: the window does not fit"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Images per im2col chunk so that the scratch holds `scratch_len`
+/// elements.
+pub fn chunk_images(shape: &ConvShape, scratch_len: usize) -> Result<usize> {
+    let per = shape.col_per_image();
+    if per > scratch_len {
+        return Err(GpuError::shape(
+            "conv scratch",
+            format!("{scratch_len} elements, one image of {shape:?} needs {per}"),
+        ));
+    }
+    Ok((scratch_len / per).clamp(1, shape.n.max(1)))
+}
+
+/// Scratch elements for the largest of `shapes`, within the adapter's
+/// storage-binding limit (and 256 MiB, to bound memory on big GPUs).
+pub fn scratch_len(gpu: &Gpu, shapes: &[ConvShape]) -> usize {
+    let limit = (gpu.caps.limits.max_storage_buffer_binding_size as usize).min(256 << 20) / 4;
+    let biggest = shapes
+        .iter()
+        .map(|s| s.n * s.col_per_image())
+        .max()
+        .unwrap_or(1);
+    let one = shapes.iter().map(|s| s.col_per_image()).max().unwrap_or(1);
+    biggest.min(limit.max(one))
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    c: u32,
+    h: u32,
+    w: u32,
+    i0: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    oh: u32,
+    ow: u32,
+    images: u32,
+    _p0: u32,
+}
+
+fn params(s: &ConvShape, i0: usize, images: usize) -> Params {
+    Params {
+        c: s.cin as u32,
+        h: s.h as u32,
+        w: s.w as u32,
+        i0: i0 as u32,
+        kh: s.k as u32,
+        kw: s.k as u32,
+        stride: s.stride as u32,
+        pad: s.pad as u32,
+        oh: s.oh() as u32,
+        ow: s.ow() as u32,
+        images: images as u32,
+        _p0: 0,
+    }
+}
+
+/// Column matrix of images `i0..i0 + images` of `x` into `col`.
+pub fn im2col(
+    step: &mut Step,
+    x: &Tensor,
+    s: &ConvShape,
+    i0: usize,
+    images: usize,
+    col: &Tensor,
+) -> Result<()> {
+    let k = step.gpu().kernel(&CONV, "im2col", &[], &[])?;
+    let n = images * s.col_per_image();
+    step.dispatch(&k, &params(s, i0, images), &[x, col], grid(n, 256))
+}
+
+/// Gathers the column gradient `dcol` of images `i0..i0 + images` into `dx`.
+pub fn col2im(
+    step: &mut Step,
+    dcol: &Tensor,
+    s: &ConvShape,
+    i0: usize,
+    images: usize,
+    dx: &Tensor,
+) -> Result<()> {
+    let k = step.gpu().kernel(&CONV, "col2im", &[], &[])?;
+    let n = images * s.cin * s.h * s.w;
+    step.dispatch(&k, &params(s, i0, images), &[dcol, dx], grid(n, 256))
+}
+
+/// `out = conv(x, weight)` (no bias), NCHW, weight cout × cin × k × k.
+pub fn conv2d(
+    step: &mut Step,
+    x: &Tensor,
+    weight: &Tensor,
+    s: &ConvShape,
+    scratch: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    s.check()?;
+    x.expect_len("conv input", s.in_len())?;
+    weight.expect_len("conv weight", s.weight_len())?;
+    out.expect_len("conv output", s.out_len())?;
+    let chunk = chunk_images(s, scratch.len())?;
+    let ohw = s.oh() * s.ow();
+    let mut i0 = 0;
+    while i0 < s.n {
+        let images = chunk.min(s.n - i0);
+        im2col(step, x, s, i0, images, scratch)?;
+        let g = GemmSpec {
+            batch: images,
+            broadcast_a: true,
+            c_off: i0 * s.cout * ohw,
+            ..GemmSpec::new(s.cout, ohw, s.ckk())
+        };
+        gemm(step, &g, weight, scratch, None, out)?;
+        i0 += images;
+    }
+    Ok(())
+}
+
+/// Backward of [`conv2d`]: `dweight += Σ_images dout·colᵀ`, and `dx` (if
+/// given) = the input gradient. The column matrix is recomputed.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward(
+    step: &mut Step,
+    x: &Tensor,
+    weight: &Tensor,
+    dout: &Tensor,
+    s: &ConvShape,
+    scratch: &Tensor,
+    dweight: &Tensor,
+    dx: Option<&Tensor>,
+) -> Result<()> {
+    s.check()?;
+    dout.expect_len("conv output gradient", s.out_len())?;
+    dweight.expect_len("conv weight gradient", s.weight_len())?;
+    if let Some(dx) = dx {
+        dx.expect_len("conv input gradient", s.in_len())?;
+    }
+    let chunk = chunk_images(s, scratch.len())?;
+    let ohw = s.oh() * s.ow();
+    let mut i0 = 0;
+    while i0 < s.n {
+        let images = chunk.min(s.n - i0);
+        im2col(step, x, s, i0, images, scratch)?;
+        let gw = GemmSpec {
+            batch: images,
+            trans_b: true,
+            reduce: true,
+            beta: 1.0,
+            a_off: i0 * s.cout * ohw,
+            ..GemmSpec::new(s.cout, s.ckk(), ohw)
+        };
+        gemm(step, &gw, dout, scratch, None, dweight)?;
+        if let Some(dx) = dx {
+            // The scratch now receives the column gradient (the GEMM above
+            // has read the columns by then: dispatches run in order).
+            let gd = GemmSpec {
+                batch: images,
+                trans_a: true,
+                broadcast_a: true,
+                b_off: i0 * s.cout * ohw,
+                ..GemmSpec::new(s.ckk(), ohw, s.cout)
+            };
+            gemm(step, &gd, weight, dout, None, scratch)?;
+            col2im(step, scratch, s, i0, images, dx)?;
+        }
+        i0 += images;
+    }
+    Ok(())
+}
+
+/// Max pooling (window `s.k`, `s.stride`, `s.pad`; `s.cout` = `s.cin`):
+/// `y` and the argmax (flat index in the input plane) for the backward.
+pub fn maxpool(step: &mut Step, x: &Tensor, s: &ConvShape, y: &Tensor, arg: &Tensor) -> Result<()> {
+    s.check()?;
+    x.expect_len("maxpool input", s.in_len())?;
+    y.expect_len("maxpool output", s.out_len())?;
+    arg.expect_len("maxpool argmax", s.out_len())?;
+    let k = step.gpu().kernel(&CONV, "maxpool", &[], &[])?;
+    step.dispatch(&k, &params(s, 0, s.n), &[x, y, arg], grid(s.out_len(), 256))
+}
+
+/// Backward of [`maxpool`].
+pub fn maxpool_backward(
+    step: &mut Step,
+    dy: &Tensor,
+    arg: &Tensor,
+    s: &ConvShape,
+    dx: &Tensor,
+) -> Result<()> {
+    dy.expect_len("maxpool output gradient", s.out_len())?;
+    dx.expect_len("maxpool input gradient", s.in_len())?;
+    let k = step.gpu().kernel(&CONV, "maxpool_backward", &[], &[])?;
+    step.dispatch(
+        &k,
+        &params(s, 0, s.n),
+        &[dx, dy, arg],
+        grid(s.in_len(), 256),
+    )
+}
+
+/// Global average pooling: [n, c, h·w] → [n, c].
+pub fn avgpool(
+    step: &mut Step,
+    x: &Tensor,
+    n: usize,
+    c: usize,
+    hw: usize,
+    out: &Tensor,
+) -> Result<()> {
+    reduce(step, x, [n * c, hw, 1], Reduction::Mean, 1.0, out)
+}
+
+/// Backward of [`avgpool`]: dx[n, c, :] = dy[n, c] / hw.
+pub fn avgpool_backward(
+    step: &mut Step,
+    dy: &Tensor,
+    n: usize,
+    c: usize,
+    hw: usize,
+    dx: &Tensor,
+) -> Result<()> {
+    elementwise::expand(step, 1.0 / hw as f32, dy, hw, dx)
+        .and_then(|_| dx.expect_len("avgpool input gradient", n * c * hw))
+}
+
+/// CPU twins (f64 accumulation).
+pub mod cpu {
+    use super::ConvShape;
+
+    fn at(x: &[f32], s: &ConvShape, n: usize, c: usize, h: isize, w: isize) -> f64 {
+        if h < 0 || w < 0 || h >= s.h as isize || w >= s.w as isize {
+            0.0
+        } else {
+            x[((n * s.cin + c) * s.h + h as usize) * s.w + w as usize] as f64
+        }
+    }
+
+    /// Direct convolution.
+    pub fn conv2d(x: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
+        let (oh, ow) = (s.oh(), s.ow());
+        let mut out = vec![0.0f32; s.out_len()];
+        for n in 0..s.n {
+            for co in 0..s.cout {
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let mut acc = 0.0f64;
+                        for c in 0..s.cin {
+                            for p in 0..s.k {
+                                for q in 0..s.k {
+                                    let h = (i * s.stride + p) as isize - s.pad as isize;
+                                    let w = (j * s.stride + q) as isize - s.pad as isize;
+                                    acc += weight[((co * s.cin + c) * s.k + p) * s.k + q] as f64
+                                        * at(x, s, n, c, h, w);
+                                }
+                            }
+                        }
+                        out[((n * s.cout + co) * oh + i) * ow + j] = acc as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Weight and input gradients of [`conv2d`] for the output gradient `dout`.
+    pub fn conv2d_backward(
+        x: &[f32],
+        weight: &[f32],
+        dout: &[f32],
+        s: &ConvShape,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let (oh, ow) = (s.oh(), s.ow());
+        let mut dw = vec![0.0f64; s.weight_len()];
+        let mut dx = vec![0.0f64; s.in_len()];
+        for n in 0..s.n {
+            for co in 0..s.cout {
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let g = dout[((n * s.cout + co) * oh + i) * ow + j] as f64;
+                        for c in 0..s.cin {
+                            for p in 0..s.k {
+                                for q in 0..s.k {
+                                    let h = (i * s.stride + p) as isize - s.pad as isize;
+                                    let w = (j * s.stride + q) as isize - s.pad as isize;
+                                    let wi = ((co * s.cin + c) * s.k + p) * s.k + q;
+                                    dw[wi] += g * at(x, s, n, c, h, w);
+                                    if h >= 0 && w >= 0 && h < s.h as isize && w < s.w as isize {
+                                        dx[((n * s.cin + c) * s.h + h as usize) * s.w
+                                            + w as usize] += g * weight[wi] as f64;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (
+            dw.iter().map(|v| *v as f32).collect(),
+            dx.iter().map(|v| *v as f32).collect(),
+        )
+    }
+
+    /// Max pooling and its argmax (first maximum in scan order).
+    pub fn maxpool(x: &[f32], s: &ConvShape) -> (Vec<f32>, Vec<u32>) {
+        let (oh, ow) = (s.oh(), s.ow());
+        let mut y = Vec::new();
+        let mut arg = Vec::new();
+        for plane in 0..s.n * s.cin {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let mut best = f32::NEG_INFINITY;
+                    let mut at = 0u32;
+                    for p in 0..s.k {
+                        for q in 0..s.k {
+                            let h = (i * s.stride + p) as isize - s.pad as isize;
+                            let w = (j * s.stride + q) as isize - s.pad as isize;
+                            if h < 0 || w < 0 || h >= s.h as isize || w >= s.w as isize {
+                                continue;
+                            }
+                            let idx = h as usize * s.w + w as usize;
+                            let v = x[plane * s.h * s.w + idx];
+                            if v > best {
+                                best = v;
+                                at = idx as u32;
+                            }
+                        }
+                    }
+                    y.push(best);
+                    arg.push(at);
+                }
+            }
+        }
+        (y, arg)
+    }
+
+    /// Backward of [`maxpool`].
+    pub fn maxpool_backward(dy: &[f32], arg: &[u32], s: &ConvShape) -> Vec<f32> {
+        let ohw = s.oh() * s.ow();
+        let mut dx = vec![0.0f32; s.in_len()];
+        for (o, g) in dy.iter().enumerate() {
+            let plane = o / ohw;
+            dx[plane * s.h * s.w + arg[o] as usize] += g;
+        }
+        dx
+    }
+}

@@ -1,0 +1,182 @@
+//! Convolution (im2col + GEMM, chunked), max pooling and average pooling
+//! against direct CPU loops in f64. Convolution tolerance per element: the
+//! dot-product bound γ·Σ|w||x| with γ = (terms + 4)·ε_f32, terms being the
+//! length of each sum (C·k² forward, N·OH·OW for the weight gradient,
+//! C_out·k² for the input gradient). Pooling: max exact, sums 1e-6.
+mod common;
+
+use common::{gpus, normals};
+use scorecl_host::ops::conv::{self, cpu, ConvShape};
+use scorecl_host::{DType, Gpu};
+
+#[allow(clippy::too_many_arguments)]
+fn shape(
+    n: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> ConvShape {
+    ConvShape {
+        n,
+        cin,
+        h,
+        w,
+        cout,
+        k,
+        stride,
+        pad,
+    }
+}
+
+fn within(what: &str, got: &[f32], want: &[f32], mag: &[f32], terms: usize) {
+    let gamma = (terms as f32 + 4.0) * f32::EPSILON;
+    for i in 0..want.len() {
+        let tol = gamma * mag[i] + 1e-6;
+        assert!(
+            (got[i] - want[i]).abs() <= tol,
+            "{what}[{i}]: {} vs {} (tol {tol:e})",
+            got[i],
+            want[i]
+        );
+    }
+}
+
+fn check_conv(gpu: &Gpu, s: &ConvShape, scratch_images: f32, seed: u64) {
+    let x = normals(seed, s.in_len(), 1.0);
+    let wt = normals(seed + 1, s.weight_len(), 0.5);
+    let dout = normals(seed + 2, s.out_len(), 1.0);
+    let tx = gpu.upload(&x, &[s.in_len()]).unwrap();
+    let tw = gpu.upload(&wt, &[s.weight_len()]).unwrap();
+    let tdo = gpu.upload(&dout, &[s.out_len()]).unwrap();
+    let scratch_len = ((s.col_per_image() as f32) * scratch_images).ceil() as usize;
+    let scratch = gpu.tensor(&[scratch_len], DType::F32).unwrap();
+    let out = gpu.tensor(&[s.out_len()], DType::F32).unwrap();
+    let dw0 = normals(seed + 3, s.weight_len(), 0.1);
+    let tdw = gpu.upload(&dw0, &[s.weight_len()]).unwrap();
+    let tdx = gpu.tensor(&[s.in_len()], DType::F32).unwrap();
+    let mut st = gpu.step("conv");
+    conv::conv2d(&mut st, &tx, &tw, s, &scratch, &out).unwrap();
+    conv::conv2d_backward(&mut st, &tx, &tw, &tdo, s, &scratch, &tdw, Some(&tdx)).unwrap();
+    let (io, iw, ix) = (st.readback(&out), st.readback(&tdw), st.readback(&tdx));
+    let r = st.submit().unwrap();
+    let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<f32>>();
+    let want = cpu::conv2d(&x, &wt, s);
+    let mag = cpu::conv2d(&abs(&x), &abs(&wt), s);
+    within(
+        &format!("{s:?} out"),
+        &r.f32(io)[..s.out_len()],
+        &want,
+        &mag,
+        s.ckk(),
+    );
+    let (dw, dx) = cpu::conv2d_backward(&x, &wt, &dout, s);
+    let (mw, mx) = cpu::conv2d_backward(&abs(&x), &abs(&wt), &abs(&dout), s);
+    // dW accumulates onto its previous value.
+    let want_dw: Vec<f32> = dw.iter().zip(&dw0).map(|(a, b)| a + b).collect();
+    let mag_dw: Vec<f32> = mw.iter().zip(&dw0).map(|(a, b)| a + b.abs()).collect();
+    within(
+        &format!("{s:?} dW"),
+        &r.f32(iw)[..s.weight_len()],
+        &want_dw,
+        &mag_dw,
+        s.n * s.oh() * s.ow() + 1,
+    );
+    within(
+        &format!("{s:?} dx"),
+        &r.f32(ix)[..s.in_len()],
+        &dx,
+        &mx,
+        s.cout * s.k * s.k,
+    );
+}
+
+#[test]
+fn conv2d_forward_and_backward_match_direct_loops() {
+    for gpu in gpus() {
+        let cases = [
+            (shape(2, 3, 7, 7, 4, 3, 1, 1), 2.0),
+            (shape(3, 5, 9, 6, 8, 3, 2, 1), 1.5),
+            (shape(1, 2, 5, 5, 3, 1, 1, 0), 1.0),
+            (shape(4, 3, 32, 32, 8, 7, 2, 3), 4.0),
+            (shape(2, 8, 4, 4, 16, 3, 2, 1), 1.0),
+            (shape(5, 4, 8, 8, 8, 1, 2, 0), 2.5),
+            (shape(2, 1, 3, 3, 1, 3, 1, 0), 1.0),
+        ];
+        for (i, (s, chunk)) in cases.iter().enumerate() {
+            check_conv(gpu, s, *chunk, 100 + i as u64 * 10);
+        }
+    }
+}
+
+#[test]
+fn pooling_matches_direct_loops() {
+    for gpu in gpus() {
+        for s in [
+            shape(2, 3, 8, 8, 3, 3, 2, 1),
+            shape(1, 2, 7, 5, 2, 3, 2, 1),
+            shape(3, 4, 6, 6, 4, 2, 2, 0),
+        ] {
+            let x = normals(7, s.in_len(), 1.0);
+            let dy = normals(8, s.out_len(), 1.0);
+            let tx = gpu.upload(&x, &[s.in_len()]).unwrap();
+            let tdy = gpu.upload(&dy, &[s.out_len()]).unwrap();
+            let y = gpu.tensor(&[s.out_len()], DType::F32).unwrap();
+            let arg = gpu.tensor(&[s.out_len()], DType::U32).unwrap();
+            let dx = gpu.tensor(&[s.in_len()], DType::F32).unwrap();
+            let mut st = gpu.step("maxpool");
+            conv::maxpool(&mut st, &tx, &s, &y, &arg).unwrap();
+            conv::maxpool_backward(&mut st, &tdy, &arg, &s, &dx).unwrap();
+            let (iy, ia, ix) = (st.readback(&y), st.readback(&arg), st.readback(&dx));
+            let r = st.submit().unwrap();
+            let (want_y, want_a) = cpu::maxpool(&x, &s);
+            assert_eq!(&r.f32(iy)[..s.out_len()], &want_y[..], "{s:?} max");
+            assert_eq!(&r.u32(ia)[..s.out_len()], &want_a[..], "{s:?} argmax");
+            common::assert_close(
+                "maxpool dx",
+                &r.f32(ix)[..s.in_len()],
+                &cpu::maxpool_backward(&dy, &want_a, &s),
+                1e-6,
+                1e-6,
+            );
+        }
+        // Global average pooling and its gradient.
+        let (n, c, hw) = (3, 5, 16);
+        let x = normals(9, n * c * hw, 1.0);
+        let dy = normals(10, n * c, 1.0);
+        let tx = gpu.upload(&x, &[n * c * hw]).unwrap();
+        let tdy = gpu.upload(&dy, &[n * c]).unwrap();
+        let out = gpu.tensor(&[n * c], DType::F32).unwrap();
+        let dx = gpu.tensor(&[n * c * hw], DType::F32).unwrap();
+        let mut st = gpu.step("avgpool");
+        conv::avgpool(&mut st, &tx, n, c, hw, &out).unwrap();
+        conv::avgpool_backward(&mut st, &tdy, n, c, hw, &dx).unwrap();
+        let (io, ix) = (st.readback(&out), st.readback(&dx));
+        let r = st.submit().unwrap();
+        let want: Vec<f32> = x
+            .chunks(hw)
+            .map(|p| p.iter().sum::<f32>() / hw as f32)
+            .collect();
+        common::assert_close("avgpool", &r.f32(io)[..n * c], &want, 1e-6, 1e-5);
+        let want_dx: Vec<f32> = (0..n * c * hw).map(|i| dy[i / hw] / hw as f32).collect();
+        common::assert_close("avgpool dx", &r.f32(ix)[..n * c * hw], &want_dx, 0.0, 0.0);
+    }
+}
+
+#[test]
+fn a_too_small_scratch_is_named() {
+    let Some(gpu) = gpus().into_iter().next() else {
+        return;
+    };
+    let s = shape(1, 4, 8, 8, 4, 3, 1, 1);
+    let x = gpu.zeros(&[s.in_len()]).unwrap();
+    let w = gpu.zeros(&[s.weight_len()]).unwrap();
+    let out = gpu.zeros(&[s.out_len()]).unwrap();
+    let scratch = gpu.zeros(&[10]).unwrap();
+    let mut st = gpu.step("small");
+    let e = conv::conv2d(&mut st, &x, &w, &s, &scratch, &out).unwrap_err();
+    assert!(e.to_string().contains("conv scratch"), "{e}");
+}

@@ -1,0 +1,136 @@
+// Convolution helpers and pooling on NCHW tensors. CPU twins:
+// host/src/ops/conv.rs `cpu`; tests: host/tests/conv.rs.
+//
+// A convolution is im2col + GEMM: for the images i0.. of a chunk,
+//   col[b, (c·kh + p)·kw + q, oh·OW + ow] = x[i0 + b, c, oh·s + p − pad, ow·s + q − pad]
+// (0 outside the image), then out_b = W · col_b with W = [C_out, C·kh·kw].
+// The input gradient gathers the column gradient back (col2im, no atomics):
+//   dx[i0 + b, c, h, w] = Σ_{p,q} dcol[b, (c·kh + p)·kw + q, oh·OW + ow]
+// over the (oh, ow) with oh·s + p − pad = h and ow·s + q − pad = w.
+//
+// maxpool: max over the window (padding never wins), the argmax kept as the
+// flat index h·W + w; its backward gathers dy where the argmax is this pixel.
+
+struct Params {
+    c: u32, h: u32, w: u32, i0: u32,
+    kh: u32, kw: u32, stride: u32, pad: u32,
+    oh: u32, ow: u32, images: u32, _p0: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> col: array<f32>;
+@group(0) @binding(3) var<storage, read> dcol: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(6) var<storage, read_write> arg: array<u32>;
+@group(0) @binding(7) var<storage, read> dy: array<f32>;
+@group(0) @binding(8) var<storage, read> arg_in: array<u32>;
+
+fn flat(id: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return id.x + id.y * nwg.x * 256u;
+}
+
+@compute @workgroup_size(256)
+fn im2col(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat(id, nwg);
+    let ohw = P.oh * P.ow;
+    let rows = P.c * P.kh * P.kw;
+    if (t >= P.images * rows * ohw) { return; }
+    let b = t / (rows * ohw);
+    let r = (t / ohw) % rows;
+    let o = t % ohw;
+    let c = r / (P.kh * P.kw);
+    let p = (r / P.kw) % P.kh;
+    let q = r % P.kw;
+    let hh = i32((o / P.ow) * P.stride + p) - i32(P.pad);
+    let ww = i32((o % P.ow) * P.stride + q) - i32(P.pad);
+    var v = 0.0;
+    if (hh >= 0 && hh < i32(P.h) && ww >= 0 && ww < i32(P.w)) {
+        v = x[(((P.i0 + b) * P.c + c) * P.h + u32(hh)) * P.w + u32(ww)];
+    }
+    col[t] = v;
+}
+
+@compute @workgroup_size(256)
+fn col2im(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat(id, nwg);
+    let hw = P.h * P.w;
+    if (t >= P.images * P.c * hw) { return; }
+    let b = t / (P.c * hw);
+    let c = (t / hw) % P.c;
+    let h = (t % hw) / P.w;
+    let w = t % P.w;
+    let ohw = P.oh * P.ow;
+    let rows = P.c * P.kh * P.kw;
+    var acc = 0.0;
+    for (var p = 0u; p < P.kh; p++) {
+        let hs = i32(h + P.pad) - i32(p);
+        if (hs < 0 || hs % i32(P.stride) != 0) { continue; }
+        let oh = u32(hs) / P.stride;
+        if (oh >= P.oh) { continue; }
+        for (var q = 0u; q < P.kw; q++) {
+            let ws = i32(w + P.pad) - i32(q);
+            if (ws < 0 || ws % i32(P.stride) != 0) { continue; }
+            let ow = u32(ws) / P.stride;
+            if (ow >= P.ow) { continue; }
+            acc += dcol[(b * rows + (c * P.kh + p) * P.kw + q) * ohw + oh * P.ow + ow];
+        }
+    }
+    dx[((P.i0 + b) * P.c + c) * hw + h * P.w + w] = acc;
+}
+
+// Max pooling over images 0..images (i0 unused), kh × kw window.
+@compute @workgroup_size(256)
+fn maxpool(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat(id, nwg);
+    let ohw = P.oh * P.ow;
+    if (t >= P.images * P.c * ohw) { return; }
+    let plane = t / ohw;
+    let oh = (t % ohw) / P.ow;
+    let ow = t % P.ow;
+    var best = -3.4028235e38;
+    var at = 0u;
+    for (var p = 0u; p < P.kh; p++) {
+        let hh = i32(oh * P.stride + p) - i32(P.pad);
+        if (hh < 0 || hh >= i32(P.h)) { continue; }
+        for (var q = 0u; q < P.kw; q++) {
+            let ww = i32(ow * P.stride + q) - i32(P.pad);
+            if (ww < 0 || ww >= i32(P.w)) { continue; }
+            let idx = u32(hh) * P.w + u32(ww);
+            let v = x[plane * P.h * P.w + idx];
+            // Strictly greater: the first maximum in scan order wins, as in
+            // PyTorch's CPU kernel.
+            if (v > best) { best = v; at = idx; }
+        }
+    }
+    y[t] = best;
+    arg[t] = at;
+}
+
+@compute @workgroup_size(256)
+fn maxpool_backward(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat(id, nwg);
+    let hw = P.h * P.w;
+    if (t >= P.images * P.c * hw) { return; }
+    let plane = t / hw;
+    let idx = t % hw;
+    let h = idx / P.w;
+    let w = idx % P.w;
+    var acc = 0.0;
+    for (var p = 0u; p < P.kh; p++) {
+        let hs = i32(h + P.pad) - i32(p);
+        if (hs < 0 || hs % i32(P.stride) != 0) { continue; }
+        let oh = u32(hs) / P.stride;
+        if (oh >= P.oh) { continue; }
+        for (var q = 0u; q < P.kw; q++) {
+            let ws = i32(w + P.pad) - i32(q);
+            if (ws < 0 || ws % i32(P.stride) != 0) { continue; }
+            let ow = u32(ws) / P.stride;
+            if (ow >= P.ow) { continue; }
+            let o = plane * P.oh * P.ow + oh * P.ow + ow;
+            if (arg_in[o] == idx) { acc += dy[o]; }
+        }
+    }
+    dx[t] = acc;
+}
