@@ -76,12 +76,27 @@ pub enum GpuError {
         /// Limit and request.
         message: String,
     },
+    /// A file could not be read or written, or holds the wrong content.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// An error of the core maths (shapes, configs).
     #[error(transparent)]
     Core(#[from] scorecl_core::CoreError),
 }
 
 impl GpuError {
+    pub(crate) fn file(path: &std::path::Path, message: impl Into<String>) -> Self {
+        GpuError::File {
+            path: path.display().to_string(),
+            message: message.into(),
+        }
+    }
+
     pub(crate) fn shape(what: impl Into<String>, message: impl Into<String>) -> Self {
         GpuError::Shape {
             what: what.into(),

@@ -10,6 +10,7 @@ pub mod bench;
 pub mod error;
 pub mod gpu;
 pub mod kernel;
+pub mod nn;
 pub mod ops;
 pub mod step;
 pub mod tensor;

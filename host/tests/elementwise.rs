@@ -52,6 +52,15 @@ fn binary_and_unary_ops() {
                 0.0,
                 0.0,
             );
+            let mut s = gpu.step("add_relu");
+            ew::add_relu(&mut s, &ta, &tb, &to).unwrap();
+            assert_close(
+                "add_relu",
+                &read(gpu, s, &to),
+                &cpu::add_relu(&a, &b),
+                0.0,
+                0.0,
+            );
             let mut s = gpu.step("relu");
             ew::relu(&mut s, &ta, &to).unwrap();
             assert_close("relu", &read(gpu, s, &to), &cpu::relu(&a), 0.0, 0.0);

@@ -46,6 +46,13 @@ fn mul(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nw
     if (i < P.n) { out[i] = a[i] * b[i]; }
 }
 
+// out = max(a + b, 0): a residual block's output.
+@compute @workgroup_size(256)
+fn add_relu(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid(id, nwg);
+    if (i < P.n) { out[i] = max(a[i] + b[i], 0.0); }
+}
+
 // out = max(a, 0)
 @compute @workgroup_size(256)
 fn relu(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

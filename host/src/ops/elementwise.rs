@@ -67,6 +67,12 @@ pub fn mul(step: &mut Step, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> 
     run(step, "mul", &params(a.len(), 0.0, 0.0), &[a, b, out])
 }
 
+/// `out = max(a + b, 0)`.
+pub fn add_relu(step: &mut Step, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+    same("add_relu", a.len(), &[b, out])?;
+    run(step, "add_relu", &params(a.len(), 0.0, 0.0), &[a, b, out])
+}
+
 /// `out = max(x, 0)`.
 pub fn relu(step: &mut Step, x: &Tensor, out: &Tensor) -> Result<()> {
     same("relu", x.len(), &[out])?;
@@ -185,6 +191,11 @@ pub mod cpu {
     /// `a·b`.
     pub fn mul(a: &[f32], b: &[f32]) -> Vec<f32> {
         a.iter().zip(b).map(|(x, y)| x * y).collect()
+    }
+
+    /// `max(a + b, 0)`.
+    pub fn add_relu(a: &[f32], b: &[f32]) -> Vec<f32> {
+        a.iter().zip(b).map(|(x, y)| (x + y).max(0.0)).collect()
     }
 
     /// `max(x, 0)`.

@@ -1,0 +1,149 @@
+//! Weights as safetensors: every parameter and state tensor as f32 and every
+//! counter as an i64 scalar, under the model's stable names, with
+//! `{"format": "pt"}` metadata, so that `safetensors.torch.load_file` and
+//! `load_state_dict` read a scorecl checkpoint and scorecl reads PyTorch's.
+//! Files are written to a temporary name and renamed, so a crash never
+//! leaves half a checkpoint.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{GpuError, Result};
+use crate::gpu::Gpu;
+use crate::nn::params::ParamStore;
+
+/// Writes `store` to `path` (atomically: temporary file, then rename).
+pub fn save(gpu: &Gpu, store: &ParamStore, path: &Path) -> Result<()> {
+    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for p in &store.params {
+        let v = gpu.download(&p.value)?;
+        owned.push((
+            p.name.clone(),
+            Dtype::F32,
+            p.shape.clone(),
+            bytemuck::cast_slice(&v[..p.value.len()]).to_vec(),
+        ));
+    }
+    for s in &store.states {
+        let v = gpu.download(&s.value)?;
+        owned.push((
+            s.name.clone(),
+            Dtype::F32,
+            s.shape.clone(),
+            bytemuck::cast_slice(&v[..s.value.len()]).to_vec(),
+        ));
+    }
+    for c in &store.counters {
+        owned.push((
+            c.name.clone(),
+            Dtype::I64,
+            vec![],
+            c.value.load(Ordering::Relaxed).to_le_bytes().to_vec(),
+        ));
+    }
+    let views: Vec<(String, TensorView)> = owned
+        .iter()
+        .map(|(name, dtype, shape, data)| {
+            TensorView::new(*dtype, shape.clone(), data)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| GpuError::file(path, format!("tensor `{name}`: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let bytes = safetensors::serialize(views, Some(meta))
+        .map_err(|e| GpuError::file(path, e.to_string()))?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| GpuError::file(path, "not a file name"))?
+        .to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        GpuError::file(path, format!("writing failed: {e}"))
+    })
+}
+
+/// Reads `path` into `store`: every parameter, state and counter must be
+/// present with its shape; tensors the store does not have are an error,
+/// except torchvision's classifier (`fc.*`), which the encoder drops.
+pub fn load(gpu: &Gpu, store: &ParamStore, path: &Path) -> Result<()> {
+    let bytes =
+        std::fs::read(path).map_err(|e| GpuError::file(path, format!("cannot read: {e}")))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| GpuError::file(path, format!("not a safetensors file: {e}")))?;
+    let get = |name: &str, shape: &[usize]| -> Result<Vec<u8>> {
+        let t = st
+            .tensor(name)
+            .map_err(|_| GpuError::file(path, format!("missing tensor `{name}`")))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(GpuError::file(
+                path,
+                format!("tensor `{name}` is {:?}, expected F32", t.dtype()),
+            ));
+        }
+        if t.shape() != shape {
+            return Err(GpuError::file(
+                path,
+                format!(
+                    "tensor `{name}` has shape {:?}, expected {shape:?}",
+                    t.shape()
+                ),
+            ));
+        }
+        Ok(t.data().to_vec())
+    };
+    let mut known: Vec<&str> = Vec::new();
+    for p in &store.params {
+        gpu.write(&p.value, &get(&p.name, &p.shape)?)?;
+        known.push(&p.name);
+    }
+    for s in &store.states {
+        gpu.write(&s.value, &get(&s.name, &s.shape)?)?;
+        known.push(&s.name);
+    }
+    for c in &store.counters {
+        let t = st
+            .tensor(&c.name)
+            .map_err(|_| GpuError::file(path, format!("missing tensor `{}`", c.name)))?;
+        let v = match (t.dtype(), t.data().len()) {
+            (Dtype::I64, 8) => i64::from_le_bytes(t.data().try_into().unwrap()),
+            (dt, _) => {
+                return Err(GpuError::file(
+                    path,
+                    format!("tensor `{}` is {dt:?}, expected an I64 scalar", c.name),
+                ))
+            }
+        };
+        c.value.store(v, Ordering::Relaxed);
+        known.push(&c.name);
+    }
+    let extra: Vec<String> = st
+        .names()
+        .into_iter()
+        .filter(|n| !known.contains(n) && !n.starts_with("fc."))
+        .map(String::from)
+        .collect();
+    if !extra.is_empty() {
+        return Err(GpuError::file(
+            path,
+            format!("tensors the model does not have: {}", extra.join(", ")),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,697 @@
+//! ResNet-18 without its classifier: the encoder of every method.
+//!
+//! Parameter names, shapes and layouts are those of torchvision's `resnet18`
+//! state dict (`conv1.weight`, `bn1.running_mean`, `layer1.0.conv1.weight`,
+//! `layer2.0.downsample.0.weight`, …), so checkpoints move both ways between
+//! scorecl and PyTorch. Widths are `width · (1, 2, 4, 8)` (64 gives the
+//! standard network, 512-d features); the CIFAR stem is a 3×3 stride-1
+//! convolution without max-pool, the ImageNet stem a 7×7 stride-2
+//! convolution and a 3×3 stride-2 max-pool. Initialisation follows
+//! torchvision: convolutions He-normal with fan-out, batch norms γ = 1,
+//! β = 0.
+//!
+//! All activations are NCHW. The forward keeps, per block, the convolution
+//! outputs and the activations its backward needs; the backward accumulates
+//! into the parameters' gradients (zero them first with
+//! [`ParamStore::zero_grads`]).
+
+use scorecl_core::rng::{stream_id, Philox, Purpose};
+
+use crate::error::{GpuError, Result};
+use crate::gpu::Gpu;
+use crate::nn::params::ParamStore;
+use crate::ops::batchnorm::{self, BnSpec, BnTensors};
+use crate::ops::conv::{self, ConvShape};
+use crate::ops::elementwise;
+use crate::step::Step;
+use crate::tensor::{DType, Tensor};
+
+/// The first layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stem {
+    /// 3×3 convolution, stride 1, no max-pool (32×32 images). `padding` 1
+    /// is the usual choice (lightly, most papers); solo-learn uses 2.
+    Cifar {
+        /// Zero padding of the first convolution.
+        padding: usize,
+    },
+    /// 7×7 convolution, stride 2, padding 3, then 3×3 max-pool, stride 2.
+    ImageNet,
+}
+
+/// Shape of the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResNetConfig {
+    /// Base width (64 for the standard ResNet-18).
+    pub width: usize,
+    /// The stem.
+    pub stem: Stem,
+    /// Basic blocks per stage ([2, 2, 2, 2] for ResNet-18).
+    pub blocks: [usize; 4],
+}
+
+impl ResNetConfig {
+    /// ResNet-18 at `width` with `stem`.
+    pub fn resnet18(width: usize, stem: Stem) -> Self {
+        ResNetConfig {
+            width,
+            stem,
+            blocks: [2, 2, 2, 2],
+        }
+    }
+}
+
+struct Conv {
+    w: usize,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+}
+
+impl Conv {
+    fn shape(&self, n: usize, h: usize, w: usize) -> ConvShape {
+        ConvShape {
+            n,
+            cin: self.cin,
+            h,
+            w,
+            cout: self.cout,
+            k: self.k,
+            stride: self.stride,
+            pad: self.pad,
+        }
+    }
+}
+
+struct Bn {
+    gamma: usize,
+    beta: usize,
+    rm: usize,
+    rv: usize,
+    nbt: usize,
+    c: usize,
+}
+
+struct Block {
+    conv1: Conv,
+    bn1: Bn,
+    conv2: Conv,
+    bn2: Bn,
+    down: Option<(Conv, Bn)>,
+}
+
+/// The encoder: its parameters and structure.
+pub struct ResNet {
+    /// Its shape.
+    pub cfg: ResNetConfig,
+    /// Parameters, running statistics, counters (torchvision names).
+    pub store: ParamStore,
+    conv1: Conv,
+    bn1: Bn,
+    blocks: Vec<Block>,
+}
+
+struct Builder<'a> {
+    gpu: &'a Gpu,
+    store: ParamStore,
+    rng_seed: u64,
+}
+
+impl Builder<'_> {
+    fn conv(
+        &mut self,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Conv> {
+        let n = cout * cin * k * k;
+        let mut init = vec![0.0f32; n];
+        let rng = Philox::new(
+            self.rng_seed,
+            stream_id(Purpose::Init, self.store.params.len() as u64),
+        );
+        rng.fill_normal(0, &mut init);
+        // kaiming_normal_(mode="fan_out", nonlinearity="relu")
+        let std = (2.0 / (cout * k * k) as f32).sqrt();
+        init.iter_mut().for_each(|v| *v *= std);
+        let w = self.store.param(
+            self.gpu,
+            &format!("{name}.weight"),
+            &[cout, cin, k, k],
+            &init,
+        )?;
+        Ok(Conv {
+            w,
+            cin,
+            cout,
+            k,
+            stride,
+            pad,
+        })
+    }
+
+    fn bn(&mut self, name: &str, c: usize) -> Result<Bn> {
+        let (g, s) = (self.gpu, &mut self.store);
+        Ok(Bn {
+            gamma: s.param(g, &format!("{name}.weight"), &[c], &vec![1.0; c])?,
+            beta: s.param(g, &format!("{name}.bias"), &[c], &vec![0.0; c])?,
+            rm: s.state(g, &format!("{name}.running_mean"), &[c], &vec![0.0; c])?,
+            rv: s.state(g, &format!("{name}.running_var"), &[c], &vec![1.0; c])?,
+            nbt: s.counter(&format!("{name}.num_batches_tracked")),
+            c,
+        })
+    }
+}
+
+impl ResNet {
+    /// A freshly initialised network; `seed` fixes the initial weights.
+    pub fn new(gpu: &Gpu, cfg: ResNetConfig, seed: u64) -> Result<ResNet> {
+        if cfg.width == 0 {
+            return Err(GpuError::shape("resnet width", "must be at least 1"));
+        }
+        let mut b = Builder {
+            gpu,
+            store: ParamStore::default(),
+            rng_seed: seed,
+        };
+        let w = cfg.width;
+        let conv1 = match cfg.stem {
+            Stem::Cifar { padding } => b.conv("conv1", 3, w, 3, 1, padding)?,
+            Stem::ImageNet => b.conv("conv1", 3, w, 7, 2, 3)?,
+        };
+        let bn1 = b.bn("bn1", w)?;
+        let mut blocks = Vec::new();
+        let mut inplanes = w;
+        for (stage, &count) in cfg.blocks.iter().enumerate() {
+            let planes = w << stage;
+            for i in 0..count {
+                let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+                let p = format!("layer{}.{i}", stage + 1);
+                let conv1 = b.conv(&format!("{p}.conv1"), inplanes, planes, 3, stride, 1)?;
+                let bn1 = b.bn(&format!("{p}.bn1"), planes)?;
+                let conv2 = b.conv(&format!("{p}.conv2"), planes, planes, 3, 1, 1)?;
+                let bn2 = b.bn(&format!("{p}.bn2"), planes)?;
+                let down = if stride != 1 || inplanes != planes {
+                    let c = b.conv(&format!("{p}.downsample.0"), inplanes, planes, 1, stride, 0)?;
+                    Some((c, b.bn(&format!("{p}.downsample.1"), planes)?))
+                } else {
+                    None
+                };
+                blocks.push(Block {
+                    conv1,
+                    bn1,
+                    conv2,
+                    bn2,
+                    down,
+                });
+                inplanes = planes;
+            }
+        }
+        Ok(ResNet {
+            cfg,
+            store: b.store,
+            conv1,
+            bn1,
+            blocks,
+        })
+    }
+
+    /// Dimension of the features (8·width).
+    pub fn feature_dim(&self) -> usize {
+        self.cfg.width << 3
+    }
+
+    /// Spatial size after the stem for an h × w input.
+    fn stem_out(&self, h: usize, w: usize) -> (usize, usize) {
+        let s = self.conv1.shape(1, h, w);
+        match self.cfg.stem {
+            Stem::Cifar { .. } => (s.oh(), s.ow()),
+            Stem::ImageNet => {
+                let p = pool_shape(1, self.cfg.width, s.oh(), s.ow());
+                (p.oh(), p.ow())
+            }
+        }
+    }
+
+    /// Every convolution's shape for a batch of n images of h × w, in order.
+    pub fn conv_shapes(&self, n: usize, h: usize, w: usize) -> Vec<ConvShape> {
+        let mut v = vec![self.conv1.shape(n, h, w)];
+        let (mut hh, mut ww) = self.stem_out(h, w);
+        for b in &self.blocks {
+            let s1 = b.conv1.shape(n, hh, ww);
+            v.push(s1);
+            v.push(b.conv2.shape(n, s1.oh(), s1.ow()));
+            if let Some((d, _)) = &b.down {
+                v.push(d.shape(n, hh, ww));
+            }
+            (hh, ww) = (s1.oh(), s1.ow());
+        }
+        v
+    }
+
+    /// Multiply-adds of one forward pass of one h × w image (convolutions).
+    pub fn macs_per_image(&self, h: usize, w: usize) -> usize {
+        self.conv_shapes(1, h, w).iter().map(|s| s.macs()).sum()
+    }
+
+    /// Buffers for batches of n images of h × w; with `input_grad` the
+    /// backward also writes the gradient with respect to the input.
+    pub fn workspace(
+        &self,
+        gpu: &Gpu,
+        n: usize,
+        h: usize,
+        w: usize,
+        input_grad: bool,
+    ) -> Result<ResNetWorkspace> {
+        let t = |len: usize| gpu.tensor(&[len], DType::F32);
+        let bnw = |c: usize| -> Result<BnWs> {
+            Ok(BnWs {
+                mean: t(c)?,
+                invstd: t(c)?,
+                sums: t(2 * c)?,
+            })
+        };
+        let s0 = self.conv1.shape(n, h, w);
+        let stem_len = s0.out_len();
+        let pool = match self.cfg.stem {
+            Stem::ImageNet => {
+                let p = pool_shape(n, self.cfg.width, s0.oh(), s0.ow());
+                Some((
+                    t(p.out_len())?,
+                    ParamStore::indices(gpu, p.out_len())?,
+                    t(stem_len)?,
+                ))
+            }
+            Stem::Cifar { .. } => None,
+        };
+        let (mut hh, mut ww) = self.stem_out(h, w);
+        let mut blocks = Vec::new();
+        for b in &self.blocks {
+            let s1 = b.conv1.shape(n, hh, ww);
+            let (out_len, in_len) = (s1.out_len(), s1.in_len());
+            blocks.push(BlockWs {
+                h: hh,
+                w: ww,
+                a1: t(out_len)?,
+                r1: t(out_len)?,
+                a2: t(out_len)?,
+                b2: t(out_len)?,
+                ad: b.down.as_ref().map(|_| t(out_len)).transpose()?,
+                bd: b.down.as_ref().map(|_| t(out_len)).transpose()?,
+                out: t(out_len)?,
+                ds: t(out_len)?,
+                da2: t(out_len)?,
+                dr1: t(out_len)?,
+                db1: t(out_len)?,
+                da1: t(out_len)?,
+                dx1: t(in_len)?,
+                dad: b.down.as_ref().map(|_| t(out_len)).transpose()?,
+                dxd: b.down.as_ref().map(|_| t(in_len)).transpose()?,
+                dx: t(in_len)?,
+                bn1: bnw(b.bn1.c)?,
+                bn2: bnw(b.bn2.c)?,
+                bnd: b.down.as_ref().map(|(_, bn)| bnw(bn.c)).transpose()?,
+            });
+            (hh, ww) = (s1.oh(), s1.ow());
+        }
+        let last = blocks
+            .last()
+            .map_or(stem_len / n, |_| self.feature_dim() * hh * ww);
+        Ok(ResNetWorkspace {
+            n,
+            h,
+            w,
+            scratch: t(conv::scratch_len(gpu, &self.conv_shapes(n, h, w)))?,
+            a0: t(stem_len)?,
+            r0: t(stem_len)?,
+            bn0: bnw(self.cfg.width)?,
+            pool,
+            blocks,
+            last_hw: hh * ww,
+            features: gpu.tensor(&[n, self.feature_dim()], DType::F32)?,
+            dlast: t(n * last)?,
+            db0: t(stem_len)?,
+            da0: t(stem_len)?,
+            dinput: if input_grad {
+                Some(t(n * 3 * h * w)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    fn bn_tensors<'a>(&'a self, bn: &Bn, saved: &'a BnWs) -> BnTensors<'a> {
+        let s = &self.store;
+        BnTensors {
+            gamma: &s.params[bn.gamma].value,
+            beta: &s.params[bn.beta].value,
+            running_mean: &s.states[bn.rm].value,
+            running_var: &s.states[bn.rv].value,
+            mean: &saved.mean,
+            invstd: &saved.invstd,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn bn_forward(
+        &self,
+        step: &mut Step,
+        bn: &Bn,
+        saved: &BnWs,
+        x: &Tensor,
+        n: usize,
+        hw: usize,
+        training: bool,
+        relu: bool,
+        y: &Tensor,
+    ) -> Result<()> {
+        let spec = BnSpec {
+            training,
+            relu,
+            ..BnSpec::new(n, bn.c, hw)
+        };
+        batchnorm::forward(step, x, &self.bn_tensors(bn, saved), &spec, y)?;
+        if training {
+            self.store.tick(bn.nbt);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn bn_backward(
+        &self,
+        step: &mut Step,
+        bn: &Bn,
+        saved: &BnWs,
+        x: &Tensor,
+        dy: &Tensor,
+        n: usize,
+        hw: usize,
+        dx: &Tensor,
+    ) -> Result<()> {
+        let spec = BnSpec::new(n, bn.c, hw);
+        let s = &self.store;
+        batchnorm::backward(
+            step,
+            x,
+            dy,
+            &self.bn_tensors(bn, saved),
+            &spec,
+            &saved.sums,
+            &s.params[bn.gamma].grad,
+            &s.params[bn.beta].grad,
+            dx,
+        )
+    }
+
+    fn weight(&self, c: &Conv) -> &Tensor {
+        &self.store.params[c.w].value
+    }
+
+    fn weight_grad(&self, c: &Conv) -> &Tensor {
+        &self.store.params[c.w].grad
+    }
+
+    /// Records the forward pass of `x` (n × 3 × h × w, the workspace's
+    /// shape) into `ws.features` (n × feature_dim). In training, batch
+    /// statistics are used and the running statistics updated.
+    pub fn forward(
+        &self,
+        step: &mut Step,
+        ws: &ResNetWorkspace,
+        x: &Tensor,
+        training: bool,
+    ) -> Result<()> {
+        let n = ws.n;
+        x.expect_len("encoder input", n * 3 * ws.h * ws.w)?;
+        let s0 = self.conv1.shape(n, ws.h, ws.w);
+        conv::conv2d(step, x, self.weight(&self.conv1), &s0, &ws.scratch, &ws.a0)?;
+        self.bn_forward(
+            step,
+            &self.bn1,
+            &ws.bn0,
+            &ws.a0,
+            n,
+            s0.oh() * s0.ow(),
+            training,
+            true,
+            &ws.r0,
+        )?;
+        let mut cur = &ws.r0;
+        if let Some((pooled, arg, _)) = &ws.pool {
+            conv::maxpool(
+                step,
+                &ws.r0,
+                &pool_shape(n, self.cfg.width, s0.oh(), s0.ow()),
+                pooled,
+                arg,
+            )?;
+            cur = pooled;
+        }
+        for (b, bw) in self.blocks.iter().zip(&ws.blocks) {
+            self.block_forward(step, b, bw, n, cur, &ws.scratch, training)?;
+            cur = &bw.out;
+        }
+        conv::avgpool(step, cur, n, self.feature_dim(), ws.last_hw, &ws.features)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block_forward(
+        &self,
+        step: &mut Step,
+        b: &Block,
+        w: &BlockWs,
+        n: usize,
+        x: &Tensor,
+        scratch: &Tensor,
+        training: bool,
+    ) -> Result<()> {
+        let s1 = b.conv1.shape(n, w.h, w.w);
+        let hw = s1.oh() * s1.ow();
+        conv::conv2d(step, x, self.weight(&b.conv1), &s1, scratch, &w.a1)?;
+        self.bn_forward(step, &b.bn1, &w.bn1, &w.a1, n, hw, training, true, &w.r1)?;
+        let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
+        conv::conv2d(step, &w.r1, self.weight(&b.conv2), &s2, scratch, &w.a2)?;
+        self.bn_forward(step, &b.bn2, &w.bn2, &w.a2, n, hw, training, false, &w.b2)?;
+        let shortcut = match (&b.down, &w.ad, &w.bd, &w.bnd) {
+            (Some((dc, dbn)), Some(ad), Some(bd), Some(bnd)) => {
+                conv::conv2d(
+                    step,
+                    x,
+                    self.weight(dc),
+                    &dc.shape(n, w.h, w.w),
+                    scratch,
+                    ad,
+                )?;
+                self.bn_forward(step, dbn, bnd, ad, n, hw, training, false, bd)?;
+                bd
+            }
+            _ => x,
+        };
+        elementwise::add_relu(step, &w.b2, shortcut, &w.out)
+    }
+
+    /// Records the backward pass for the feature gradient `dfeatures`
+    /// (n × feature_dim) after [`ResNet::forward`] in training mode:
+    /// parameter gradients are accumulated, and the input gradient written
+    /// to `ws.dinput` if the workspace has one.
+    pub fn backward(
+        &self,
+        step: &mut Step,
+        ws: &ResNetWorkspace,
+        x: &Tensor,
+        dfeatures: &Tensor,
+    ) -> Result<()> {
+        let n = ws.n;
+        dfeatures.expect_len("feature gradient", n * self.feature_dim())?;
+        conv::avgpool_backward(
+            step,
+            dfeatures,
+            n,
+            self.feature_dim(),
+            ws.last_hw,
+            &ws.dlast,
+        )?;
+        let mut dcur = &ws.dlast;
+        for i in (0..self.blocks.len()).rev() {
+            let input = if i == 0 {
+                ws.pool.as_ref().map_or(&ws.r0, |(p, _, _)| p)
+            } else {
+                &ws.blocks[i - 1].out
+            };
+            self.block_backward(
+                step,
+                &self.blocks[i],
+                &ws.blocks[i],
+                n,
+                input,
+                dcur,
+                &ws.scratch,
+            )?;
+            dcur = &ws.blocks[i].dx;
+        }
+        let s0 = self.conv1.shape(n, ws.h, ws.w);
+        if let Some((_, arg, dpool)) = &ws.pool {
+            conv::maxpool_backward(
+                step,
+                dcur,
+                arg,
+                &pool_shape(n, self.cfg.width, s0.oh(), s0.ow()),
+                dpool,
+            )?;
+            dcur = dpool;
+        }
+        elementwise::relu_backward(step, &ws.r0, dcur, &ws.db0)?;
+        self.bn_backward(
+            step,
+            &self.bn1,
+            &ws.bn0,
+            &ws.a0,
+            &ws.db0,
+            n,
+            s0.oh() * s0.ow(),
+            &ws.da0,
+        )?;
+        conv::conv2d_backward(
+            step,
+            x,
+            self.weight(&self.conv1),
+            &ws.da0,
+            &s0,
+            &ws.scratch,
+            self.weight_grad(&self.conv1),
+            ws.dinput.as_ref(),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block_backward(
+        &self,
+        step: &mut Step,
+        b: &Block,
+        w: &BlockWs,
+        n: usize,
+        x: &Tensor,
+        dout: &Tensor,
+        scratch: &Tensor,
+    ) -> Result<()> {
+        let s1 = b.conv1.shape(n, w.h, w.w);
+        let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
+        let hw = s1.oh() * s1.ow();
+        elementwise::relu_backward(step, &w.out, dout, &w.ds)?;
+        self.bn_backward(step, &b.bn2, &w.bn2, &w.a2, &w.ds, n, hw, &w.da2)?;
+        conv::conv2d_backward(
+            step,
+            &w.r1,
+            self.weight(&b.conv2),
+            &w.da2,
+            &s2,
+            scratch,
+            self.weight_grad(&b.conv2),
+            Some(&w.dr1),
+        )?;
+        elementwise::relu_backward(step, &w.r1, &w.dr1, &w.db1)?;
+        self.bn_backward(step, &b.bn1, &w.bn1, &w.a1, &w.db1, n, hw, &w.da1)?;
+        conv::conv2d_backward(
+            step,
+            x,
+            self.weight(&b.conv1),
+            &w.da1,
+            &s1,
+            scratch,
+            self.weight_grad(&b.conv1),
+            Some(&w.dx1),
+        )?;
+        match (&b.down, &w.ad, &w.dad, &w.dxd, &w.bnd) {
+            (Some((dc, dbn)), Some(ad), Some(dad), Some(dxd), Some(bnd)) => {
+                self.bn_backward(step, dbn, bnd, ad, &w.ds, n, hw, dad)?;
+                conv::conv2d_backward(
+                    step,
+                    x,
+                    self.weight(dc),
+                    dad,
+                    &dc.shape(n, w.h, w.w),
+                    scratch,
+                    self.weight_grad(dc),
+                    Some(dxd),
+                )?;
+                elementwise::add(step, &w.dx1, dxd, &w.dx)
+            }
+            _ => elementwise::add(step, &w.dx1, &w.ds, &w.dx),
+        }
+    }
+}
+
+fn pool_shape(n: usize, c: usize, h: usize, w: usize) -> ConvShape {
+    ConvShape {
+        n,
+        cin: c,
+        h,
+        w,
+        cout: c,
+        k: 3,
+        stride: 2,
+        pad: 1,
+    }
+}
+
+struct BnWs {
+    mean: Tensor,
+    invstd: Tensor,
+    sums: Tensor,
+}
+
+struct BlockWs {
+    h: usize,
+    w: usize,
+    a1: Tensor,
+    r1: Tensor,
+    a2: Tensor,
+    b2: Tensor,
+    ad: Option<Tensor>,
+    bd: Option<Tensor>,
+    out: Tensor,
+    ds: Tensor,
+    da2: Tensor,
+    dr1: Tensor,
+    db1: Tensor,
+    da1: Tensor,
+    dx1: Tensor,
+    dad: Option<Tensor>,
+    dxd: Option<Tensor>,
+    dx: Tensor,
+    bn1: BnWs,
+    bn2: BnWs,
+    bnd: Option<BnWs>,
+}
+
+/// Activations, saved statistics and gradients of one batch shape.
+pub struct ResNetWorkspace {
+    /// Batch size.
+    pub n: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    scratch: Tensor,
+    a0: Tensor,
+    r0: Tensor,
+    bn0: BnWs,
+    /// ImageNet stem: pooled output, argmax, gradient before the pool.
+    pool: Option<(Tensor, Tensor, Tensor)>,
+    blocks: Vec<BlockWs>,
+    last_hw: usize,
+    /// The features (n × feature_dim) of the last forward.
+    pub features: Tensor,
+    dlast: Tensor,
+    db0: Tensor,
+    da0: Tensor,
+    /// The input gradient of the last backward (when asked for).
+    pub dinput: Option<Tensor>,
+}

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""ResNet-18 reference for scorecl's encoder, made with torchvision.
+
+How to run (the tests only read the committed files):
+
+    pip install torch torchvision safetensors
+    python3 tests/reference/resnet.py                 # writes tests/fixtures/resnet/*.safetensors
+    python3 tests/reference/resnet.py --check-checkpoint model.safetensors [--stem cifar]
+        # loads a checkpoint written by `scorecl encoder init` into torchvision's
+        # resnet18 (fc removed) with load_state_dict(strict=True) and runs it
+
+Each fixture is built from torchvision's own BasicBlock and ResNet._make_layer
+at base width 8 (widths 8, 16, 32, 64; features 64-d), with random weights,
+random batch-norm affine parameters and running statistics, a batch of 4 RGB
+images (32x32 for the CIFAR stem, 64x64 for the ImageNet stem). It runs one
+training-mode forward and the backward of sum(features * R) in float64 from the
+stored float32 values, and saves (float32 unless noted):
+
+  param.<name>   every state-dict entry before the forward (num_batches_tracked: int64)
+  input, R       the images and the projection of the features
+  features       the forward's output (N x 64)
+  grad.<name>    the gradient of every parameter; grad.input the input's
+  state.<name>   running_mean / running_var / num_batches_tracked after the forward
+"""
+
+import argparse
+import os
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+from torchvision.models.resnet import BasicBlock, ResNet, resnet18
+
+
+class ResNetW(ResNet):
+    """torchvision's ResNet-18 with base width `width` and a choice of stem."""
+
+    def __init__(self, width, stem, cifar_padding=1):
+        nn.Module.__init__(self)
+        self._norm_layer = nn.BatchNorm2d
+        self.inplanes = width
+        self.dilation = 1
+        self.groups = 1
+        self.base_width = 64  # BasicBlock's own check; not the channel width
+        if stem == "cifar":
+            self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=cifar_padding, bias=False)
+            self.maxpool = nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = self._make_layer(BasicBlock, width, 2)
+        self.layer2 = self._make_layer(BasicBlock, 2 * width, 2, stride=2)
+        self.layer3 = self._make_layer(BasicBlock, 4 * width, 2, stride=2)
+        self.layer4 = self._make_layer(BasicBlock, 8 * width, 2, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Identity()
+
+
+def randomise(model, gen):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=gen)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+                m.num_batches_tracked.fill_(3)
+
+
+def fixture(stem, size, out, seed):
+    gen = torch.Generator().manual_seed(seed)
+    model = ResNetW(8, stem)
+    randomise(model, gen)
+    x = torch.randn(4, 3, size, size, generator=gen)
+    r = torch.randn(4, 64, generator=gen)
+    tensors = {f"param.{k}": v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    tensors["input"] = x.clone()
+    tensors["R"] = r.clone()
+    model = model.double().train()
+    xd = x.double().requires_grad_(True)
+    feats = model(xd)
+    (feats * r.double()).sum().backward()
+    tensors["features"] = feats.detach().float()
+    tensors["grad.input"] = xd.grad.float()
+    for name, p in model.named_parameters():
+        tensors[f"grad.{name}"] = p.grad.float()
+    for name, b in model.named_buffers():
+        tensors[f"state.{name}"] = b.detach().float() if b.is_floating_point() else b.detach().clone()
+    save_file({k: v.contiguous() for k, v in tensors.items()}, out, metadata={"format": "pt"})
+    print(f"wrote {out}: {len(tensors)} tensors, torch {torch.__version__}")
+
+
+def check_checkpoint(path, stem):
+    """Loads a scorecl checkpoint into torchvision's resnet18 (fc removed)."""
+    model = resnet18()
+    if stem == "cifar":
+        model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    model.fc = nn.Identity()
+    state = load_file(path)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    size = 32 if stem == "cifar" else 64
+    with torch.no_grad():
+        feats = model(torch.zeros(2, 3, size, size))
+    print(f"{path}: {len(state)} tensors loaded into torchvision resnet18 (strict); features {tuple(feats.shape)}")
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=os.path.join(here, "..", "fixtures", "resnet"))
+    ap.add_argument("--check-checkpoint")
+    ap.add_argument("--stem", default="cifar", choices=["cifar", "imagenet"])
+    args = ap.parse_args()
+    if args.check_checkpoint:
+        check_checkpoint(args.check_checkpoint, args.stem)
+        return
+    os.makedirs(args.out, exist_ok=True)
+    fixture("cifar", 32, os.path.join(args.out, "cifar_w8.safetensors"), 1)
+    fixture("imagenet", 64, os.path.join(args.out, "imagenet_w8.safetensors"), 2)
+
+
+if __name__ == "__main__":
+    main()
