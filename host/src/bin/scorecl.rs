@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use scorecl_host::nn::{checkpoint, ResNet, ResNetConfig, Stem};
 use scorecl_host::ops::gemm::GemmKernel;
 use scorecl_host::{bench, Gpu, GpuOptions};
 
@@ -26,6 +27,39 @@ enum Command {
         #[command(subcommand)]
         what: BenchCmd,
     },
+    /// Encoder utilities.
+    Encoder {
+        #[command(subcommand)]
+        what: EncoderCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum EncoderCmd {
+    /// Write a freshly initialised ResNet-18 as safetensors (torchvision
+    /// names; loads into torchvision's resnet18 with fc removed).
+    Init {
+        /// Base width (64: the standard ResNet-18).
+        #[arg(long, default_value_t = 64)]
+        width: usize,
+        /// Stem: cifar (3×3, stride 1, no max-pool) or imagenet.
+        #[arg(long, default_value = "cifar")]
+        stem: String,
+        /// Seed of the initial weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output file.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+}
+
+fn stem(name: &str) -> anyhow::Result<Stem> {
+    match name {
+        "cifar" => Ok(Stem::Cifar { padding: 1 }),
+        "imagenet" => Ok(Stem::ImageNet),
+        other => anyhow::bail!("--stem `{other}`: allowed cifar, imagenet"),
+    }
 }
 
 #[derive(Subcommand)]
@@ -77,6 +111,27 @@ fn main() {
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match &cli.command {
+        Command::Encoder {
+            what:
+                EncoderCmd::Init {
+                    width,
+                    stem: s,
+                    seed,
+                    out,
+                },
+        } => {
+            let stem = stem(s)?;
+            anyhow::ensure!(*width >= 1, "--width must be at least 1");
+            let gpu = gpu(&cli)?;
+            let model = ResNet::new(&gpu, ResNetConfig::resnet18(*width, stem), *seed)?;
+            checkpoint::save(&gpu, &model.store, out)?;
+            println!(
+                "wrote {} ({} parameters, {} tensors)",
+                out.display(),
+                model.store.numel(),
+                model.store.params.len() + model.store.states.len() + model.store.counters.len()
+            );
+        }
         Command::Bench { what } => match what {
             BenchCmd::Gemm {
                 max,
