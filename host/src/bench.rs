@@ -91,3 +91,98 @@ pub fn time_gemm(
         kernel: kernel_for(gpu, spec, kernel),
     })
 }
+
+/// One encoder measurement.
+#[derive(Debug, Clone)]
+pub struct EncoderResult {
+    /// Forward images per second (training-mode forward).
+    pub forward_ips: f64,
+    /// Forward + backward images per second.
+    pub train_ips: f64,
+    /// GFLOP/s of the forward (2 flops per multiply-add).
+    pub forward_gflops: f64,
+    /// GFLOP/s of forward + backward (3× the forward's flops).
+    pub train_gflops: f64,
+    /// Forward GFLOP per image.
+    pub gflop_per_image: f64,
+    /// Per-kernel seconds of one forward + backward step from timestamp
+    /// queries (empty where the adapter has none, or not asked for),
+    /// largest first: (kernel, seconds, dispatches).
+    pub profile: Vec<(String, f64, usize)>,
+}
+
+/// Times ResNet-18 forward and forward + backward on `batch` random images
+/// of `size` × `size`: one warm-up step each, then rounds until about
+/// `budget` seconds have passed per measurement (median).
+pub fn time_encoder(
+    gpu: &Gpu,
+    cfg: crate::nn::ResNetConfig,
+    batch: usize,
+    size: usize,
+    budget: f64,
+    profile: bool,
+) -> Result<EncoderResult> {
+    use crate::nn::ResNet;
+    let model = ResNet::new(gpu, cfg, 0)?;
+    let ws = model.workspace(gpu, batch, size, size, false)?;
+    let mut xv = vec![0.0f32; batch * 3 * size * size];
+    scorecl_core::rng::Philox::new(1, 1).fill_normal(0, &mut xv);
+    let x = gpu.upload(&xv, &[batch, 3, size, size])?;
+    let mut rv = vec![0.0f32; batch * model.feature_dim()];
+    scorecl_core::rng::Philox::new(2, 2).fill_normal(0, &mut rv);
+    let r = gpu.upload(&rv, &[batch, model.feature_dim()])?;
+    let run = |backward: bool| -> Result<f64> {
+        let mut step = gpu.step("bench encoder");
+        if backward {
+            model.store.zero_grads(&mut step)?;
+        }
+        model.forward(&mut step, &ws, &x, true)?;
+        if backward {
+            model.backward(&mut step, &ws, &x, &r)?;
+        }
+        let t = Instant::now();
+        step.submit()?;
+        gpu.sync()?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let measure = |backward: bool| -> Result<f64> {
+        run(backward)?;
+        let mut times = Vec::new();
+        let start = Instant::now();
+        while times.is_empty() || (start.elapsed().as_secs_f64() < budget && times.len() < 9) {
+            times.push(run(backward)?);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
+    };
+    let fwd = measure(false)?;
+    let train = measure(true)?;
+    let gflop = 2.0 * model.macs_per_image(size, size) as f64 / 1e9;
+    let mut table: Vec<(String, f64, usize)> = Vec::new();
+    if profile {
+        let mut step = gpu.step("bench encoder (profiled)").with_timestamps();
+        model.store.zero_grads(&mut step)?;
+        model.forward(&mut step, &ws, &x, true)?;
+        model.backward(&mut step, &ws, &x, &r)?;
+        for (name, ns) in step.submit()?.timings {
+            // Aggregate by kernel entry, without the override constants.
+            let key = name.split(' ').next().unwrap_or(&name).to_string();
+            match table.iter_mut().find(|(k, _, _)| *k == key) {
+                Some(row) => {
+                    row.1 += ns * 1e-9;
+                    row.2 += 1;
+                }
+                None => table.push((key, ns * 1e-9, 1)),
+            }
+        }
+        table.sort_by(|a, b| b.1.total_cmp(&a.1));
+    }
+    Ok(EncoderResult {
+        forward_ips: batch as f64 / fwd,
+        train_ips: batch as f64 / train,
+        forward_gflops: gflop * batch as f64 / fwd,
+        train_gflops: 3.0 * gflop * batch as f64 / train,
+        gflop_per_image: gflop,
+        profile: table,
+    })
+}

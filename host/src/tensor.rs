@@ -189,6 +189,22 @@ impl Tensor {
         }
     }
 
+    /// Checks that the tensor holds at least `len` elements.
+    pub fn expect_len_at_least(&self, what: &str, len: usize) -> Result<()> {
+        if self.len() >= len {
+            Ok(())
+        } else {
+            Err(GpuError::shape(
+                what,
+                format!(
+                    "{} elements (shape {:?}), needs {len}",
+                    self.len(),
+                    self.shape
+                ),
+            ))
+        }
+    }
+
     /// Checks the element count, naming `what` if it differs.
     pub fn expect_len(&self, what: &str, len: usize) -> Result<()> {
         if self.len() == len {

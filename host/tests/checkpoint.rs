@@ -12,6 +12,11 @@ use safetensors::{Dtype, SafeTensors};
 use scorecl_host::nn::{checkpoint, ResNet, ResNetConfig, Stem};
 use scorecl_host::Gpu;
 
+/// (name, dtype, shape, bytes) of one tensor in a file.
+type Entry = (String, Dtype, Vec<usize>, Vec<u8>);
+/// An edit of a file's tensors.
+type Edit = Box<dyn Fn(&mut Vec<Entry>)>;
+
 fn dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("scorecl-ckpt-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -67,7 +72,7 @@ fn round_trip_restores_everything() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
-fn write(path: &Path, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) {
+fn write(path: &Path, tensors: &[Entry]) {
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
@@ -80,7 +85,7 @@ fn write(path: &Path, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) {
 }
 
 /// The fixture's torchvision weights, renamed to a plain state dict.
-fn torchvision_state() -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
+fn torchvision_state() -> Vec<Entry> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures/resnet/cifar_w8.safetensors");
     let bytes = std::fs::read(p).unwrap();
@@ -164,11 +169,7 @@ fn bad_files_are_named() {
         e.contains("garbage.safetensors") && e.contains("not a safetensors file"),
         "{e}"
     );
-    let cases: Vec<(
-        &str,
-        Box<dyn Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)>,
-        &str,
-    )> = vec![
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "missing",
             Box::new(|s| s.retain(|t| t.0 != "layer2.0.bn2.running_var")),

@@ -1,7 +1,8 @@
 // Convolution helpers and pooling on NCHW tensors. CPU twins:
 // host/src/ops/conv.rs `cpu`; tests: host/tests/conv.rs.
 //
-// A convolution is im2col + GEMM: for the images i0.. of a chunk,
+// A convolution is im2col + GEMM (col2im gathers at most 64 window taps
+// per pixel: kernels up to 8 × 8 at stride 1, any size at stride ≥ 2): for the images i0.. of a chunk,
 //   col[b, (c·kh + p)·kw + q, oh·OW + ow] = x[i0 + b, c, oh·s + p − pad, ow·s + q − pad]
 // (0 outside the image), then out_b = W · col_b with W = [C_out, C·kh·kw].
 // The input gradient gathers the column gradient back (col2im, no atomics):
@@ -31,39 +32,48 @@ fn flat(id: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return id.x + id.y * nwg.x * 256u;
 }
 
-@compute @workgroup_size(256)
-fn im2col(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = flat(id, nwg);
-    let ohw = P.oh * P.ow;
-    let rows = P.c * P.kh * P.kw;
-    if (t >= P.images * rows * ohw) { return; }
-    let b = t / (rows * ohw);
-    let r = (t / ohw) % rows;
-    let o = t % ohw;
+// One invocation per (ow, oh) of one column-matrix row r = (c, p, q)
+// (workgroup z), looping over the chunk's images: no per-element division.
+@compute @workgroup_size(8, 8, 1)
+fn im2col(@builtin(global_invocation_id) id: vec3<u32>) {
+    let ow = id.x;
+    let oh = id.y;
+    let r = id.z;
+    if (ow >= P.ow || oh >= P.oh) { return; }
     let c = r / (P.kh * P.kw);
     let p = (r / P.kw) % P.kh;
     let q = r % P.kw;
-    let hh = i32((o / P.ow) * P.stride + p) - i32(P.pad);
-    let ww = i32((o % P.ow) * P.stride + q) - i32(P.pad);
-    var v = 0.0;
-    if (hh >= 0 && hh < i32(P.h) && ww >= 0 && ww < i32(P.w)) {
-        v = x[(((P.i0 + b) * P.c + c) * P.h + u32(hh)) * P.w + u32(ww)];
-    }
-    col[t] = v;
-}
-
-@compute @workgroup_size(256)
-fn col2im(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = flat(id, nwg);
-    let hw = P.h * P.w;
-    if (t >= P.images * P.c * hw) { return; }
-    let b = t / (P.c * hw);
-    let c = (t / hw) % P.c;
-    let h = (t % hw) / P.w;
-    let w = t % P.w;
+    let hh = i32(oh * P.stride + p) - i32(P.pad);
+    let ww = i32(ow * P.stride + q) - i32(P.pad);
+    let inside = hh >= 0 && hh < i32(P.h) && ww >= 0 && ww < i32(P.w);
+    let plane = P.h * P.w;
     let ohw = P.oh * P.ow;
     let rows = P.c * P.kh * P.kw;
-    var acc = 0.0;
+    var src = ((P.i0 * P.c + c) * P.h + u32(max(hh, 0))) * P.w + u32(max(ww, 0));
+    var dst = r * ohw + oh * P.ow + ow;
+    for (var b = 0u; b < P.images; b++) {
+        var v = 0.0;
+        if (inside) { v = x[src]; }
+        col[dst] = v;
+        src += P.c * plane;
+        dst += rows * ohw;
+    }
+}
+
+// One invocation per (w, h) of one channel c (workgroup z), looping over
+// the chunk's images; the (oh, ow, p, q) that reach this pixel are found
+// once per invocation.
+@compute @workgroup_size(8, 8, 1)
+fn col2im(@builtin(global_invocation_id) id: vec3<u32>) {
+    let w = id.x;
+    let h = id.y;
+    let c = id.z;
+    if (w >= P.w || h >= P.h) { return; }
+    let ohw = P.oh * P.ow;
+    let rows = P.c * P.kh * P.kw;
+    // Column-matrix offsets (within one image) that map to this pixel.
+    var taps: array<u32, 64>;
+    var count = 0u;
     for (var p = 0u; p < P.kh; p++) {
         let hs = i32(h + P.pad) - i32(p);
         if (hs < 0 || hs % i32(P.stride) != 0) { continue; }
@@ -73,11 +83,18 @@ fn col2im(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups)
             let ws = i32(w + P.pad) - i32(q);
             if (ws < 0 || ws % i32(P.stride) != 0) { continue; }
             let ow = u32(ws) / P.stride;
-            if (ow >= P.ow) { continue; }
-            acc += dcol[(b * rows + (c * P.kh + p) * P.kw + q) * ohw + oh * P.ow + ow];
+            if (ow >= P.ow || count >= 64u) { continue; }
+            taps[count] = ((c * P.kh + p) * P.kw + q) * ohw + oh * P.ow + ow;
+            count++;
         }
     }
-    dx[((P.i0 + b) * P.c + c) * hw + h * P.w + w] = acc;
+    let plane = P.h * P.w;
+    for (var b = 0u; b < P.images; b++) {
+        var acc = 0.0;
+        let base = b * rows * ohw;
+        for (var t = 0u; t < count; t++) { acc += dcol[base + taps[t]]; }
+        dx[((P.i0 + b) * P.c + c) * plane + h * P.w + w] = acc;
+    }
 }
 
 // Max pooling over images 0..images (i0 unused), kh × kw window.

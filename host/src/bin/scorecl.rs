@@ -64,6 +64,30 @@ fn stem(name: &str) -> anyhow::Result<Stem> {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// Images/s of ResNet-18 forward and forward+backward.
+    Encoder {
+        /// Base width (64: the standard ResNet-18).
+        #[arg(long, default_value_t = 64)]
+        width: usize,
+        /// Batch size.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Image size (square).
+        #[arg(long, default_value_t = 32)]
+        size: usize,
+        /// Stem: cifar or imagenet.
+        #[arg(long, default_value = "cifar")]
+        stem: String,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Also time every kernel of one step with timestamp queries.
+        #[arg(long)]
+        profile: bool,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// GFLOP/s of the GEMM kernel on square, skinny and ResNet-18 shapes.
     Gemm {
         /// Largest square size.
@@ -132,63 +156,132 @@ fn run() -> anyhow::Result<()> {
                 model.store.params.len() + model.store.states.len() + model.store.counters.len()
             );
         }
-        Command::Bench { what } => match what {
-            BenchCmd::Gemm {
-                max,
-                seconds,
-                only,
-                kernel,
-                json,
-            } => {
-                let kernel = gemm_kernel(kernel)?;
-                let gpu = gpu(&cli)?;
-                let mut rows = Vec::new();
-                if !json {
-                    println!("GEMM on {}", gpu.describe());
-                    println!(
-                        "{:<26} {:>7} {:>7} {:>7} {:>10} {:>9}  kernel",
-                        "shape", "M", "N", "K", "ms", "GFLOP/s"
-                    );
-                }
-                for (name, spec) in bench::gemm_shapes(*max) {
-                    if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
-                        continue;
-                    }
-                    let r = bench::time_gemm(&gpu, &name, &spec, kernel, *seconds)
-                        .with_context(|| format!("benchmarking {name}"))?;
-                    if !json {
+        Command::Bench {
+            what:
+                BenchCmd::Encoder {
+                    width,
+                    batch,
+                    size,
+                    stem: s,
+                    seconds,
+                    profile,
+                    json,
+                },
+        } => {
+            let stem = stem(s)?;
+            anyhow::ensure!(
+                *width >= 1 && *batch >= 1 && *size >= 8,
+                "--width, --batch ≥ 1 and --size ≥ 8"
+            );
+            let gpu = gpu(&cli)?;
+            let cfg = ResNetConfig::resnet18(*width, stem);
+            let r = bench::time_encoder(&gpu, cfg, *batch, *size, *seconds, *profile)
+                .context("benchmarking the encoder")?;
+            if *json {
+                let report = serde_json::json!({
+                    "adapter": gpu.info.name,
+                    "backend": format!("{:?}", gpu.info.backend),
+                    "model": "resnet18",
+                    "width": width, "batch": batch, "size": size, "stem": s,
+                    "gflop_per_image": r.gflop_per_image,
+                    "forward_images_per_s": r.forward_ips,
+                    "train_images_per_s": r.train_ips,
+                    "forward_gflops": r.forward_gflops,
+                    "train_gflops": r.train_gflops,
+                    "profile": r.profile.iter().map(|(k, t, n)| serde_json::json!({"kernel": k, "seconds": t, "dispatches": n})).collect::<Vec<_>>(),
+                });
+                println!("{report}");
+            } else {
+                println!(
+                    "ResNet-18 ({s} stem, width {width}, {size}×{size}, batch {batch}) on {}",
+                    gpu.describe()
+                );
+                println!("  {:.3} GFLOP per image forward", r.gflop_per_image);
+                println!(
+                    "  forward          {:>9.1} images/s {:>8.2} GFLOP/s",
+                    r.forward_ips, r.forward_gflops
+                );
+                println!(
+                    "  forward+backward {:>9.1} images/s {:>8.2} GFLOP/s",
+                    r.train_ips, r.train_gflops
+                );
+                if *profile {
+                    let total: f64 = r.profile.iter().map(|(_, t, _)| t).sum();
+                    if total == 0.0 {
+                        println!("  (no timestamp queries on this adapter: no kernel profile)");
+                    } else {
                         println!(
-                            "{:<26} {:>7} {:>7} {:>7} {:>10.3} {:>9.2}  {:?}",
-                            r.name,
-                            spec.m,
-                            spec.n,
-                            spec.k,
-                            r.seconds * 1e3,
-                            r.gflops,
-                            r.kernel
+                            "  kernel time of one forward+backward step ({total:.3} s in kernels):"
                         );
+                        for (k, t, n) in &r.profile {
+                            println!(
+                                "    {k:<40} {:>8.1} ms {:>5.1} % {n:>5} dispatches",
+                                t * 1e3,
+                                100.0 * t / total
+                            );
+                        }
                     }
-                    rows.push(serde_json::json!({
-                        "shape": r.name,
-                        "m": spec.m,
-                        "n": spec.n,
-                        "k": spec.k,
-                        "seconds": r.seconds,
-                        "gflops": r.gflops,
-                        "kernel": format!("{:?}", r.kernel),
-                    }));
-                }
-                if *json {
-                    let report = serde_json::json!({
-                        "adapter": gpu.info.name,
-                        "backend": format!("{:?}", gpu.info.backend),
-                        "driver": format!("{} {}", gpu.info.driver, gpu.info.driver_info),
-                        "gemm": rows,
-                    });
-                    println!("{report}");
                 }
             }
-        },
+        }
+        Command::Bench {
+            what:
+                BenchCmd::Gemm {
+                    max,
+                    seconds,
+                    only,
+                    kernel,
+                    json,
+                },
+        } => {
+            let kernel = gemm_kernel(kernel)?;
+            let gpu = gpu(&cli)?;
+            let mut rows = Vec::new();
+            if !json {
+                println!("GEMM on {}", gpu.describe());
+                println!(
+                    "{:<26} {:>7} {:>7} {:>7} {:>10} {:>9}  kernel",
+                    "shape", "M", "N", "K", "ms", "GFLOP/s"
+                );
+            }
+            for (name, spec) in bench::gemm_shapes(*max) {
+                if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+                    continue;
+                }
+                let r = bench::time_gemm(&gpu, &name, &spec, kernel, *seconds)
+                    .with_context(|| format!("benchmarking {name}"))?;
+                if !json {
+                    println!(
+                        "{:<26} {:>7} {:>7} {:>7} {:>10.3} {:>9.2}  {:?}",
+                        r.name,
+                        spec.m,
+                        spec.n,
+                        spec.k,
+                        r.seconds * 1e3,
+                        r.gflops,
+                        r.kernel
+                    );
+                }
+                rows.push(serde_json::json!({
+                    "shape": r.name,
+                    "m": spec.m,
+                    "n": spec.n,
+                    "k": spec.k,
+                    "seconds": r.seconds,
+                    "gflops": r.gflops,
+                    "kernel": format!("{:?}", r.kernel),
+                }));
+            }
+            if *json {
+                let report = serde_json::json!({
+                    "adapter": gpu.info.name,
+                    "backend": format!("{:?}", gpu.info.backend),
+                    "driver": format!("{} {}", gpu.info.driver, gpu.info.driver_info),
+                    "gemm": rows,
+                });
+                println!("{report}");
+            }
+        }
     }
     Ok(())
 }

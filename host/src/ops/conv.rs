@@ -164,9 +164,14 @@ pub fn im2col(
     images: usize,
     col: &Tensor,
 ) -> Result<()> {
+    col.expect_len_at_least("im2col scratch", images * s.col_per_image())?;
     let k = step.gpu().kernel(&CONV, "im2col", &[], &[])?;
-    let n = images * s.col_per_image();
-    step.dispatch(&k, &params(s, i0, images), &[x, col], grid(n, 256))
+    let groups = [
+        s.ow().div_ceil(8) as u32,
+        s.oh().div_ceil(8) as u32,
+        s.ckk() as u32,
+    ];
+    step.dispatch(&k, &params(s, i0, images), &[x, col], groups)
 }
 
 /// Gathers the column gradient `dcol` of images `i0..i0 + images` into `dx`.
@@ -179,8 +184,8 @@ pub fn col2im(
     dx: &Tensor,
 ) -> Result<()> {
     let k = step.gpu().kernel(&CONV, "col2im", &[], &[])?;
-    let n = images * s.cin * s.h * s.w;
-    step.dispatch(&k, &params(s, i0, images), &[dcol, dx], grid(n, 256))
+    let groups = [s.w.div_ceil(8) as u32, s.h.div_ceil(8) as u32, s.cin as u32];
+    step.dispatch(&k, &params(s, i0, images), &[dcol, dx], groups)
 }
 
 /// `out = conv(x, weight)` (no bias), NCHW, weight cout × cin × k × k.

@@ -7,6 +7,7 @@ pub mod conv;
 pub mod dsm;
 pub mod elementwise;
 pub mod gemm;
+pub mod linear;
 pub mod optim;
 pub mod reduce;
 pub mod rng;
