@@ -98,3 +98,71 @@ fn bad_kernel_value_names_the_option() {
         "{err}"
     );
 }
+
+#[test]
+fn encoder_init_writes_a_loadable_checkpoint() {
+    let Some(gpu) = common::gpu() else { return };
+    let dir = std::env::temp_dir().join(format!("scorecl-cli-init-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("r18.safetensors");
+    let out = scorecl()
+        .args([
+            "encoder", "init", "--width", "4", "--stem", "imagenet", "--out",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let model = scorecl_host::nn::ResNet::new(
+        gpu,
+        scorecl_host::nn::ResNetConfig::resnet18(4, scorecl_host::nn::Stem::ImageNet),
+        9,
+    )
+    .unwrap();
+    scorecl_host::nn::checkpoint::load(gpu, &model.store, &path).unwrap();
+    let bad = scorecl()
+        .args(["encoder", "init", "--stem", "tiny", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--stem"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bench_encoder_reports_images_per_second() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let out = scorecl()
+        .args([
+            "bench",
+            "encoder",
+            "--width",
+            "2",
+            "--batch",
+            "2",
+            "--size",
+            "16",
+            "--seconds",
+            "0.05",
+            "--json",
+            "--profile",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["train_images_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["adapter"].is_string());
+}
