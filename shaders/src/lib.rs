@@ -192,6 +192,9 @@ pub const CONV: Module = module!("conv", [F32]);
 /// Batch normalisation (training and evaluation), forward and backward.
 pub const BATCHNORM: Module = module!("batchnorm", [F32, SUBGROUPS]);
 
+/// Data augmentation from the core's per-sample parameters.
+pub const AUGMENT: Module = module!("augment", [F32]);
+
 /// Every module the host ships, with every variant it builds.
 pub const MODULES: &[Module] = &[
     ELEMENTWISE,
@@ -208,6 +211,7 @@ pub const MODULES: &[Module] = &[
     WMSE,
     CONV,
     BATCHNORM,
+    AUGMENT,
 ];
 
 /// Looks a module up by name.

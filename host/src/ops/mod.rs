@@ -2,6 +2,7 @@
 //! dispatches into a [`Step`](crate::Step); its CPU twin is named in its
 //! module documentation, and its test lives in `host/tests/<module>.rs`.
 
+pub mod augment;
 pub mod batchnorm;
 pub mod conv;
 pub mod dsm;

@@ -1,0 +1,431 @@
+//! Data augmentation on the GPU (`shaders/wgsl/augment.wgsl`) from
+//! scorecl-core's per-sample [`AugParams`]. CPU twin: [`cpu`] (the same
+//! maths, step by step); tests: `host/tests/augment.rs`.
+//!
+//! Differences from torchvision, by design: resampling is plain bilinear
+//! (torchvision antialiases when it downscales, which matters for crops of
+//! large images, not for CIFAR); the blur kernel is truncated at 3σ
+//! (radius capped by `max_radius`) instead of a fixed kernel size.
+
+use bytemuck::{Pod, Zeroable};
+use scorecl_core::augment::AugParams;
+use scorecl_shaders::AUGMENT;
+
+use crate::error::{GpuError, Result};
+use crate::gpu::Gpu;
+use crate::ops::reduce::{reduce, Reduction};
+use crate::step::{grid, Step};
+use crate::tensor::{DType, Tensor};
+
+/// Per-channel normalisation of the encoder's input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Normalize {
+    /// Channel means (in [0, 1] pixel scale).
+    pub mean: [f32; 3],
+    /// Channel standard deviations.
+    pub std: [f32; 3],
+}
+
+impl Normalize {
+    /// CIFAR-10/100 statistics as solo-learn uses them.
+    pub const CIFAR: Normalize = Normalize {
+        mean: [0.4914, 0.4822, 0.4465],
+        std: [0.247, 0.243, 0.261],
+    };
+    /// ImageNet statistics (torchvision).
+    pub const IMAGENET: Normalize = Normalize {
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+    };
+}
+
+/// Words per sample in the parameter buffer.
+pub const WORDS: usize = 16;
+
+/// Packs one sample's parameters as the kernel reads them.
+pub fn pack(p: &AugParams) -> [u32; WORDS] {
+    let f = f32::to_bits;
+    let order = p
+        .jitter_order
+        .iter()
+        .enumerate()
+        .fold(0u32, |acc, (i, op)| acc | (*op as u32) << (8 * i));
+    [
+        f(p.top as f32),
+        f(p.left as f32),
+        f(p.height as f32),
+        f(p.width as f32),
+        p.flip as u32,
+        p.jitter as u32,
+        order,
+        f(p.brightness),
+        f(p.contrast),
+        f(p.saturation),
+        f(p.hue),
+        p.gray as u32,
+        f(p.blur_sigma),
+        p.solarize as u32,
+        0,
+        0,
+    ]
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    n: u32,
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    max_radius: u32,
+    _p0: [u32; 2],
+    mean: [f32; 4],
+    std: [f32; 4],
+    threshold: f32,
+    _p1: [u32; 3],
+}
+
+/// Buffers of one augmentation shape: n sources of h × w into n views of
+/// oh × ow, allocated once.
+pub struct Augmenter {
+    n: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    params: Tensor,
+    gray: Tensor,
+    cmean: Tensor,
+    tmp: Tensor,
+    tmp2: Tensor,
+    packed: Vec<u32>,
+    /// Largest blur radius in output pixels (default 8).
+    pub max_radius: u32,
+    /// Solarisation threshold (default 0.5).
+    pub threshold: f32,
+}
+
+impl Augmenter {
+    /// Buffers for `n` sources of h × w and views of oh × ow.
+    pub fn new(
+        gpu: &Gpu,
+        n: usize,
+        (h, w): (usize, usize),
+        (oh, ow): (usize, usize),
+    ) -> Result<Self> {
+        if n == 0 || h == 0 || w == 0 || oh == 0 || ow == 0 {
+            return Err(GpuError::shape("augment", "sizes must be at least 1"));
+        }
+        let t = |len: usize| gpu.tensor(&[len], DType::F32);
+        Ok(Augmenter {
+            n,
+            h,
+            w,
+            oh,
+            ow,
+            params: gpu.tensor(&[n * WORDS], DType::U32)?,
+            gray: t(n * oh * ow)?,
+            cmean: t(n)?,
+            tmp: t(n * 3 * oh * ow)?,
+            tmp2: t(n * 3 * oh * ow)?,
+            packed: Vec::with_capacity(n * WORDS),
+            max_radius: 8,
+            threshold: 0.5,
+        })
+    }
+
+    /// Records the augmentation of `src` ([n, 3, h, w] in [0, 1]) with one
+    /// parameter set per sample: `out01` gets the views in [0, 1] (for the
+    /// score network), `outn` the normalised views (for the encoder).
+    pub fn run(
+        &mut self,
+        step: &mut Step,
+        src: &Tensor,
+        params: &[AugParams],
+        norm: &Normalize,
+        out01: &Tensor,
+        outn: &Tensor,
+    ) -> Result<()> {
+        let (n, ohw) = (self.n, self.oh * self.ow);
+        if params.len() != n {
+            return Err(GpuError::shape(
+                "augment",
+                format!("{} parameter sets for {n} images", params.len()),
+            ));
+        }
+        src.expect_len("augment source", n * 3 * self.h * self.w)?;
+        out01.expect_len("augment view", n * 3 * ohw)?;
+        outn.expect_len("augment normalised view", n * 3 * ohw)?;
+        for (i, p) in params.iter().enumerate() {
+            if p.top as usize + p.height as usize > self.h
+                || p.left as usize + p.width as usize > self.w
+                || p.height == 0
+                || p.width == 0
+            {
+                return Err(GpuError::shape(
+                    "augment",
+                    format!(
+                        "crop of sample {i} {p:?} outside the {}×{} image",
+                        self.h, self.w
+                    ),
+                ));
+            }
+        }
+        self.packed.clear();
+        for p in params {
+            self.packed.extend_from_slice(&pack(p));
+        }
+        step.gpu()
+            .write(&self.params, bytemuck::cast_slice(&self.packed))?;
+        let pr = Params {
+            n: n as u32,
+            h: self.h as u32,
+            w: self.w as u32,
+            oh: self.oh as u32,
+            ow: self.ow as u32,
+            max_radius: self.max_radius,
+            mean: [norm.mean[0], norm.mean[1], norm.mean[2], 0.0],
+            std: [norm.std[0], norm.std[1], norm.std[2], 1.0],
+            threshold: self.threshold,
+            ..Zeroable::zeroed()
+        };
+        let gpu = step.gpu();
+        let k = |entry: &'static str| gpu.kernel(&AUGMENT, entry, &[], &[]);
+        step.dispatch(
+            &k("aug_pre")?,
+            &pr,
+            &[src, &self.params, &self.gray],
+            grid(n * ohw, 256),
+        )?;
+        reduce(
+            step,
+            &self.gray,
+            [n, ohw, 1],
+            Reduction::Mean,
+            1.0,
+            &self.cmean,
+        )?;
+        step.dispatch(
+            &k("aug_main")?,
+            &pr,
+            &[src, &self.params, &self.cmean, &self.tmp],
+            grid(n * ohw, 256),
+        )?;
+        step.dispatch(
+            &k("aug_blur_h")?,
+            &pr,
+            &[&self.params, &self.tmp2, &self.tmp],
+            grid(n * 3 * ohw, 256),
+        )?;
+        step.dispatch(
+            &k("aug_blur_v")?,
+            &pr,
+            &[&self.params, &self.tmp2, out01, outn],
+            grid(n * 3 * ohw, 256),
+        )
+    }
+}
+
+/// CPU twin: the same maths in the same order (f32).
+pub mod cpu {
+    use super::Normalize;
+    use scorecl_core::augment::AugParams;
+
+    fn gray(c: [f32; 3]) -> f32 {
+        0.2989 * c[0] + 0.587 * c[1] + 0.114 * c[2]
+    }
+
+    fn clamp3(c: [f32; 3]) -> [f32; 3] {
+        c.map(|v| v.clamp(0.0, 1.0))
+    }
+
+    /// torchvision's `_rgb2hsv`.
+    pub fn rgb2hsv(c: [f32; 3]) -> [f32; 3] {
+        let maxc = c[0].max(c[1]).max(c[2]);
+        let minc = c[0].min(c[1]).min(c[2]);
+        let eqc = maxc == minc;
+        let cr = maxc - minc;
+        let s = cr / if eqc { 1.0 } else { maxc };
+        let d = if eqc { 1.0 } else { cr };
+        let (rc, gc, bc) = ((maxc - c[0]) / d, (maxc - c[1]) / d, (maxc - c[2]) / d);
+        let h = if maxc == c[0] {
+            bc - gc
+        } else if maxc == c[1] {
+            2.0 + rc - bc
+        } else {
+            4.0 + gc - rc
+        };
+        let h = (h / 6.0 + 1.0).fract();
+        [h, s, maxc]
+    }
+
+    /// torchvision's `_hsv2rgb`.
+    pub fn hsv2rgb([h, s, v]: [f32; 3]) -> [f32; 3] {
+        let i6 = (h * 6.0).floor();
+        let f = h * 6.0 - i6;
+        let p = (v * (1.0 - s)).clamp(0.0, 1.0);
+        let q = (v * (1.0 - s * f)).clamp(0.0, 1.0);
+        let t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0);
+        match (i6 as i32).rem_euclid(6) {
+            0 => [v, t, p],
+            1 => [q, v, p],
+            2 => [p, v, t],
+            3 => [p, q, v],
+            4 => [t, p, v],
+            _ => [v, p, q],
+        }
+    }
+
+    fn sample(
+        src: &[f32],
+        (h, w): (usize, usize),
+        (oh, ow): (usize, usize),
+        p: &AugParams,
+        oy: usize,
+        ox: usize,
+    ) -> [f32; 3] {
+        let x = if p.flip { ow - 1 - ox } else { ox };
+        let (ch, cw) = (p.height as f32, p.width as f32);
+        let sy = ((oy as f32 + 0.5) * ch / oh as f32 - 0.5).max(0.0);
+        let sx = ((x as f32 + 0.5) * cw / ow as f32 - 0.5).max(0.0);
+        let (chu, cwu) = (p.height as usize, p.width as usize);
+        let y0 = (sy as usize).min(chu - 1);
+        let x0 = (sx as usize).min(cwu - 1);
+        let y1 = if y0 < chu - 1 { y0 + 1 } else { y0 };
+        let x1 = if x0 < cwu - 1 { x0 + 1 } else { x0 };
+        let (ly, lx) = (sy - y0 as f32, sx - x0 as f32);
+        let (r0, r1, c0, c1) = (
+            p.top as usize + y0,
+            p.top as usize + y1,
+            p.left as usize + x0,
+            p.left as usize + x1,
+        );
+        let mut out = [0.0; 3];
+        for (k, o) in out.iter_mut().enumerate() {
+            let at = |r: usize, c: usize| src[(k * h + r) * w + c];
+            *o = (1.0 - ly) * ((1.0 - lx) * at(r0, c0) + lx * at(r0, c1))
+                + ly * ((1.0 - lx) * at(r1, c0) + lx * at(r1, c1));
+        }
+        out
+    }
+
+    fn jitter(p: &AugParams, mut c: [f32; 3], until_contrast: bool, mean: f32) -> [f32; 3] {
+        if !p.jitter {
+            return c;
+        }
+        for &op in &p.jitter_order {
+            c = match op {
+                0 => clamp3(c.map(|v| v * p.brightness)),
+                1 => {
+                    if until_contrast {
+                        return c;
+                    }
+                    clamp3(c.map(|v| p.contrast * v + (1.0 - p.contrast) * mean))
+                }
+                2 => {
+                    let g = gray(c);
+                    clamp3(c.map(|v| p.saturation * v + (1.0 - p.saturation) * g))
+                }
+                _ => {
+                    let mut hsv = rgb2hsv(c);
+                    hsv[0] = (hsv[0] + p.hue).rem_euclid(1.0);
+                    hsv2rgb(hsv)
+                }
+            };
+        }
+        c
+    }
+
+    fn reflect(i: isize, len: usize) -> usize {
+        let l = len as isize;
+        if l == 1 {
+            return 0;
+        }
+        let period = 2 * (l - 1);
+        let mut j = i.rem_euclid(period);
+        if j >= l {
+            j = period - j;
+        }
+        j as usize
+    }
+
+    /// One view of one image `src` ([3, h, w]); returns (in [0, 1],
+    /// normalised, and the values before solarisation).
+    #[allow(clippy::type_complexity)]
+    pub fn augment(
+        src: &[f32],
+        hw: (usize, usize),
+        (oh, ow): (usize, usize),
+        p: &AugParams,
+        norm: &Normalize,
+        max_radius: u32,
+        threshold: f32,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let ohw = oh * ow;
+        let mut mean = 0.0f64;
+        for i in 0..ohw {
+            mean += gray(jitter(
+                p,
+                sample(src, hw, (oh, ow), p, i / ow, i % ow),
+                true,
+                0.0,
+            )) as f64;
+        }
+        let mean = (mean / ohw as f64) as f32;
+        let mut img = vec![0.0f32; 3 * ohw];
+        for i in 0..ohw {
+            let mut c = jitter(p, sample(src, hw, (oh, ow), p, i / ow, i % ow), false, mean);
+            if p.gray {
+                c = [gray(c); 3];
+            }
+            for k in 0..3 {
+                img[k * ohw + i] = c[k];
+            }
+        }
+        let blur = |img: &[f32], horizontal: bool| -> Vec<f32> {
+            if p.blur_sigma <= 0.0 {
+                return img.to_vec();
+            }
+            let s = p.blur_sigma;
+            let radius = ((3.0 * s).ceil() as u32).min(max_radius) as isize;
+            let mut out = vec![0.0f32; img.len()];
+            for k in 0..3 {
+                for y in 0..oh {
+                    for x in 0..ow {
+                        let (mut acc, mut nrm) = (0.0f32, 0.0f32);
+                        for d in -radius..=radius {
+                            let wgt = (-0.5 * (d as f32 / s) * (d as f32 / s)).exp();
+                            let v = if horizontal {
+                                img[k * ohw + y * ow + reflect(x as isize + d, ow)]
+                            } else {
+                                img[k * ohw + reflect(y as isize + d, oh) * ow + x]
+                            };
+                            acc += wgt * v;
+                            nrm += wgt;
+                        }
+                        out[k * ohw + y * ow + x] = acc / nrm;
+                    }
+                }
+            }
+            out
+        };
+        let pre = blur(&blur(&img, true), false);
+        let out01: Vec<f32> = pre
+            .iter()
+            .map(|&v| {
+                if p.solarize && v >= threshold {
+                    1.0 - v
+                } else {
+                    v
+                }
+            })
+            .collect();
+        let outn = out01
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v - norm.mean[i / ohw]) / norm.std[i / ohw])
+            .collect();
+        (out01, outn, pre)
+    }
+}

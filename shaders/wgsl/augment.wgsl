@@ -1,0 +1,246 @@
+// Data augmentation on the GPU, applying the per-sample parameters drawn by
+// scorecl-core's `augment` (torchvision semantics). CPU twin:
+// host/src/ops/augment.rs `cpu`; tests: host/tests/augment.rs.
+//
+// Source images are [N, 3, H, W] in [0, 1]; views are [N, 3, OH, OW].
+// Per output pixel: crop box + horizontal flip + bilinear resampling
+// (PyTorch's align_corners=False: src = (dst + 0.5)·scale − 0.5, clamped
+// below at 0), then ColorJitter's adjustments in the sampled order
+// (brightness: b·x; contrast: c·x + (1 − c)·mean gray of the image at that
+// point; saturation: s·x + (1 − s)·gray; hue: shift in HSV; each clamped to
+// [0, 1], as torchvision's functional ops on float tensors), grayscale
+// (0.2989 R + 0.587 G + 0.114 B), Gaussian blur (separable, truncated at
+// 3σ, reflect padding), solarisation (x ≥ threshold → 1 − x), and the
+// mean/std normalisation. Contrast needs the mean gray of the image as it
+// stands when contrast comes in the order, so the pipeline is:
+//   aug_pre (gray before contrast) → reduce (per-image mean) → aug_main →
+//   aug_blur_h → aug_blur_v (+ solarise, normalise).
+//
+// Per-sample parameters, 16 words each (floats as bits): 0 top, 1 left,
+// 2 crop height, 3 crop width, 4 flip, 5 jitter, 6 order (4 × 8 bits, op
+// indices 0 brightness, 1 contrast, 2 saturation, 3 hue), 7 brightness,
+// 8 contrast, 9 saturation, 10 hue, 11 grayscale, 12 blur sigma,
+// 13 solarise.
+
+struct Params {
+    n: u32,
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    max_radius: u32,
+    _p0: u32,
+    _p1: u32,
+    mean: vec4<f32>,
+    stdev: vec4<f32>,
+    threshold: f32,
+    _p2: u32,
+    _p3: u32,
+    _p4: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read> prm: array<u32>;
+@group(0) @binding(3) var<storage, read_write> gray_buf: array<f32>;
+@group(0) @binding(4) var<storage, read> cmean: array<f32>;
+@group(0) @binding(5) var<storage, read_write> tmp: array<f32>;
+@group(0) @binding(6) var<storage, read> tmp_in: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out01: array<f32>;
+@group(0) @binding(8) var<storage, read_write> outn: array<f32>;
+
+fn pf(n: u32, k: u32) -> f32 { return bitcast<f32>(prm[n * 16u + k]); }
+fn pu(n: u32, k: u32) -> u32 { return prm[n * 16u + k]; }
+
+fn flat(id: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return id.x + id.y * nwg.x * 256u;
+}
+
+fn gray(c: vec3<f32>) -> f32 {
+    return dot(c, vec3<f32>(0.2989, 0.587, 0.114));
+}
+
+// torchvision's _rgb2hsv / _hsv2rgb.
+fn rgb2hsv(c: vec3<f32>) -> vec3<f32> {
+    let maxc = max(c.r, max(c.g, c.b));
+    let minc = min(c.r, min(c.g, c.b));
+    let eqc = maxc == minc;
+    let cr = maxc - minc;
+    let s = cr / select(maxc, 1.0, eqc);
+    let d = select(cr, 1.0, eqc);
+    let rc = (maxc - c.r) / d;
+    let gc = (maxc - c.g) / d;
+    let bc = (maxc - c.b) / d;
+    var h = 0.0;
+    if (maxc == c.r) {
+        h = bc - gc;
+    } else if (maxc == c.g) {
+        h = 2.0 + rc - bc;
+    } else {
+        h = 4.0 + gc - rc;
+    }
+    h = fract(h / 6.0 + 1.0);
+    return vec3<f32>(h, s, maxc);
+}
+
+fn hsv2rgb(hsv: vec3<f32>) -> vec3<f32> {
+    let h = hsv.x;
+    let s = hsv.y;
+    let v = hsv.z;
+    let i6 = floor(h * 6.0);
+    let f = h * 6.0 - i6;
+    let p = clamp(v * (1.0 - s), 0.0, 1.0);
+    let q = clamp(v * (1.0 - s * f), 0.0, 1.0);
+    let t = clamp(v * (1.0 - s * (1.0 - f)), 0.0, 1.0);
+    let i = ((i32(i6) % 6) + 6) % 6;
+    switch i {
+        case 0: { return vec3<f32>(v, t, p); }
+        case 1: { return vec3<f32>(q, v, p); }
+        case 2: { return vec3<f32>(p, v, t); }
+        case 3: { return vec3<f32>(p, q, v); }
+        case 4: { return vec3<f32>(t, p, v); }
+        default: { return vec3<f32>(v, p, q); }
+    }
+}
+
+// Crop, flip and bilinear resampling of output pixel (oy, ox) of sample n.
+fn sample_rgb(n: u32, oy: u32, ox: u32) -> vec3<f32> {
+    let top = pf(n, 0u);
+    let left = pf(n, 1u);
+    let ch = pf(n, 2u);
+    let cw = pf(n, 3u);
+    var x = ox;
+    if (pu(n, 4u) != 0u) { x = P.ow - 1u - ox; }
+    let sy = max((f32(oy) + 0.5) * ch / f32(P.oh) - 0.5, 0.0);
+    let sx = max((f32(x) + 0.5) * cw / f32(P.ow) - 0.5, 0.0);
+    let chu = u32(ch);
+    let cwu = u32(cw);
+    let y0 = min(u32(sy), chu - 1u);
+    let x0 = min(u32(sx), cwu - 1u);
+    let y1 = select(y0, y0 + 1u, y0 < chu - 1u);
+    let x1 = select(x0, x0 + 1u, x0 < cwu - 1u);
+    let ly = sy - f32(y0);
+    let lx = sx - f32(x0);
+    let r0 = u32(top) + y0;
+    let r1 = u32(top) + y1;
+    let c0 = u32(left) + x0;
+    let c1 = u32(left) + x1;
+    var out: vec3<f32>;
+    for (var k = 0u; k < 3u; k++) {
+        let base = (n * 3u + k) * P.h * P.w;
+        let a = src[base + r0 * P.w + c0];
+        let b = src[base + r0 * P.w + c1];
+        let c = src[base + r1 * P.w + c0];
+        let d = src[base + r1 * P.w + c1];
+        out[k] = (1.0 - ly) * ((1.0 - lx) * a + lx * b) + ly * ((1.0 - lx) * c + lx * d);
+    }
+    return out;
+}
+
+// The jitter ops of sample n in order; stops before contrast when
+// `until_contrast` (the contrast mean is then not needed).
+fn jitter(n: u32, c_in: vec3<f32>, until_contrast: bool, mean: f32) -> vec3<f32> {
+    var c = c_in;
+    if (pu(n, 5u) == 0u) { return c; }
+    let order = pu(n, 6u);
+    for (var i = 0u; i < 4u; i++) {
+        let op = (order >> (8u * i)) & 0xFFu;
+        if (op == 0u) {
+            c = clamp(c * pf(n, 7u), vec3(0.0), vec3(1.0));
+        } else if (op == 1u) {
+            if (until_contrast) { return c; }
+            let k = pf(n, 8u);
+            c = clamp(k * c + (1.0 - k) * mean, vec3(0.0), vec3(1.0));
+        } else if (op == 2u) {
+            let k = pf(n, 9u);
+            c = clamp(k * c + (1.0 - k) * gray(c), vec3(0.0), vec3(1.0));
+        } else {
+            var hsv = rgb2hsv(c);
+            hsv.x = fract(hsv.x + pf(n, 10u));
+            c = hsv2rgb(hsv);
+        }
+    }
+    return c;
+}
+
+@compute @workgroup_size(256)
+fn aug_pre(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat(id, nwg);
+    let ohw = P.oh * P.ow;
+    if (t >= P.n * ohw) { return; }
+    let n = t / ohw;
+    let p = t % ohw;
+    let c = jitter(n, sample_rgb(n, p / P.ow, p % P.ow), true, 0.0);
+    gray_buf[t] = gray(c);
+}
+
+@compute @workgroup_size(256)
+fn aug_main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat(id, nwg);
+    let ohw = P.oh * P.ow;
+    if (t >= P.n * ohw) { return; }
+    let n = t / ohw;
+    let p = t % ohw;
+    var c = jitter(n, sample_rgb(n, p / P.ow, p % P.ow), false, cmean[n]);
+    if (pu(n, 11u) != 0u) { c = vec3<f32>(gray(c)); }
+    for (var k = 0u; k < 3u; k++) { tmp[(n * 3u + k) * ohw + p] = c[k]; }
+}
+
+// Reflect padding as torchvision's (…, 2, 1, 0, 1, 2, …, L−2, L−1, L−2, …).
+fn reflect(i: i32, len: u32) -> u32 {
+    let l = i32(len);
+    if (l == 1) { return 0u; }
+    var j = i;
+    let period = 2 * (l - 1);
+    j = ((j % period) + period) % period;
+    if (j >= l) { j = period - j; }
+    return u32(j);
+}
+
+// One 1-D Gaussian pass along x (horizontal) or y; σ = 0 copies.
+fn blur_at(n: u32, k: u32, y: u32, x: u32, horizontal: bool) -> f32 {
+    let sigma = pf(n, 12u);
+    let ohw = P.oh * P.ow;
+    let base = (n * 3u + k) * ohw;
+    if (sigma <= 0.0) { return tmp_in[base + y * P.ow + x]; }
+    let radius = i32(min(u32(ceil(3.0 * sigma)), P.max_radius));
+    var acc = 0.0;
+    var norm = 0.0;
+    for (var d = -radius; d <= radius; d++) {
+        let wgt = exp(-0.5 * (f32(d) / sigma) * (f32(d) / sigma));
+        var v: f32;
+        if (horizontal) {
+            v = tmp_in[base + y * P.ow + reflect(i32(x) + d, P.ow)];
+        } else {
+            v = tmp_in[base + reflect(i32(y) + d, P.oh) * P.ow + x];
+        }
+        acc += wgt * v;
+        norm += wgt;
+    }
+    return acc / norm;
+}
+
+@compute @workgroup_size(256)
+fn aug_blur_h(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat(id, nwg);
+    let ohw = P.oh * P.ow;
+    if (t >= P.n * 3u * ohw) { return; }
+    let n = t / (3u * ohw);
+    let k = (t / ohw) % 3u;
+    let p = t % ohw;
+    tmp[t] = blur_at(n, k, p / P.ow, p % P.ow, true);
+}
+
+@compute @workgroup_size(256)
+fn aug_blur_v(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat(id, nwg);
+    let ohw = P.oh * P.ow;
+    if (t >= P.n * 3u * ohw) { return; }
+    let n = t / (3u * ohw);
+    let k = (t / ohw) % 3u;
+    let p = t % ohw;
+    var v = blur_at(n, k, p / P.ow, p % P.ow, false);
+    if (pu(n, 13u) != 0u && v >= P.threshold) { v = 1.0 - v; }
+    out01[t] = v;
+    outn[t] = (v - P.mean[k]) / P.stdev[k];
+}
