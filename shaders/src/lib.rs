@@ -195,6 +195,9 @@ pub const BATCHNORM: Module = module!("batchnorm", [F32, SUBGROUPS]);
 /// Data augmentation from the core's per-sample parameters.
 pub const AUGMENT: Module = module!("augment", [F32]);
 
+/// Score-network kernels: FiLM conditioning, nearest ×2 upsampling.
+pub const SCORE: Module = module!("score", [F32, SUBGROUPS]);
+
 /// Every module the host ships, with every variant it builds.
 pub const MODULES: &[Module] = &[
     ELEMENTWISE,
@@ -212,6 +215,7 @@ pub const MODULES: &[Module] = &[
     CONV,
     BATCHNORM,
     AUGMENT,
+    SCORE,
 ];
 
 /// Looks a module up by name.

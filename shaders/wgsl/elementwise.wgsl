@@ -90,6 +90,14 @@ fn expand(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups)
     if (i < P.n) { out[i] = P.alpha * b[i / P.block]; }
 }
 
+// out = alpha · a / b[i / block]: divides each block of `block` elements
+// by its own value (the score s = f / σ per sample).
+@compute @workgroup_size(256)
+fn div_blocks(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid(id, nwg);
+    if (i < P.n) { out[i] = P.alpha * a[i] / b[i / P.block]; }
+}
+
 //#if F16
 @group(0) @binding(4) var<storage, read> h_in: array<f16>;
 @group(0) @binding(5) var<storage, read_write> h_out: array<f16>;

@@ -4,8 +4,12 @@
 //! parameter gradients into the [`ParamStore`].
 
 pub mod checkpoint;
+pub mod mlp;
 pub mod params;
 pub mod resnet;
+pub mod score;
 
+pub use mlp::{Mlp, MlpLayer, MlpWorkspace};
 pub use params::{Counter, Param, ParamStore, State};
 pub use resnet::{ResNet, ResNetConfig, ResNetWorkspace, Stem};
+pub use score::{ScoreConfig, ScoreNet, ScoreWorkspace};

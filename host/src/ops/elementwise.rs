@@ -140,6 +140,30 @@ pub fn expand(step: &mut Step, alpha: f32, v: &Tensor, block: usize, out: &Tenso
     run(step, "expand", &p, &[v, out])
 }
 
+/// `out[i] = alpha·a[i] / v[i / block]`.
+pub fn div_blocks(
+    step: &mut Step,
+    alpha: f32,
+    a: &Tensor,
+    v: &Tensor,
+    block: usize,
+    out: &Tensor,
+) -> Result<()> {
+    same("div_blocks", a.len(), &[out])?;
+    if block == 0 || a.len() % block != 0 {
+        return Err(GpuError::shape(
+            "div_blocks",
+            format!("{a:?} is not whole blocks of {block}"),
+        ));
+    }
+    v.expect_len("div_blocks divisors", a.len() / block)?;
+    let p = Params {
+        block: block as u32,
+        ..params(a.len(), alpha, 0.0)
+    };
+    run(step, "div_blocks", &p, &[a, v, out])
+}
+
 /// f32 → f16 (needs shader-f16 on the device).
 pub fn to_f16(step: &mut Step, x: &Tensor, out: &Tensor) -> Result<()> {
     if !step.gpu().caps.f16 || out.dtype() != DType::F16 {

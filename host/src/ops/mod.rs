@@ -13,6 +13,7 @@ pub mod optim;
 pub mod reduce;
 pub mod rng;
 pub mod rows;
+pub mod score;
 pub mod simclr;
 pub mod simsiam;
 pub mod vicreg;

@@ -1,0 +1,548 @@
+//! The score network s(x, σ) = f(x, σ)/σ of ScoreCL: a two-resolution U-Net
+//! of residual blocks conditioned on log σ by FiLM (a learned per-channel
+//! scale and shift, `Linear(1 → 2C)` of log σ), on images in [0, 1] pixel
+//! scale.
+//!
+//! ```text
+//! h0 = conv_in(x)                    3 → C, 3×3
+//! h1 = block1(h0)                    C
+//! h2 = block2(down(h1))              down: 3×3 stride 2, C → 2C
+//! m  = up(h2) + h1                   up: nearest ×2, then 3×3, 2C → C
+//! f  = conv_out(relu(block3(m)))     C → 3, 3×3
+//! block(x) = x + conv2(relu(film(conv1(relu(x)), log σ)))
+//! ```
+//!
+//! Convolutions have no bias (FiLM provides the shifts); `conv_out` starts
+//! at zero, so the initial score is 0. The height and width of the input
+//! must be even.
+
+use scorecl_core::rng::{stream_id, Philox, Purpose};
+
+use crate::error::{GpuError, Result};
+use crate::gpu::Gpu;
+use crate::nn::params::ParamStore;
+use crate::ops::conv::{self, ConvShape};
+use crate::ops::elementwise;
+use crate::ops::linear::{linear, linear_backward, LinearShape};
+use crate::ops::score as sops;
+use crate::step::Step;
+use crate::tensor::{DType, Tensor};
+
+/// Size of the score network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScoreConfig {
+    /// Channels at full resolution (2× at half resolution).
+    pub width: usize,
+}
+
+impl Default for ScoreConfig {
+    fn default() -> Self {
+        ScoreConfig { width: 32 }
+    }
+}
+
+struct Conv {
+    w: usize,
+    cin: usize,
+    cout: usize,
+    stride: usize,
+}
+
+impl Conv {
+    fn shape(&self, n: usize, h: usize, w: usize) -> ConvShape {
+        ConvShape {
+            n,
+            cin: self.cin,
+            h,
+            w,
+            cout: self.cout,
+            k: 3,
+            stride: self.stride,
+            pad: 1,
+        }
+    }
+}
+
+struct Block {
+    conv1: Conv,
+    film_w: usize,
+    film_b: usize,
+    conv2: Conv,
+    c: usize,
+}
+
+/// The score network and its parameters.
+pub struct ScoreNet {
+    /// Its size.
+    pub cfg: ScoreConfig,
+    /// Parameters (names: `conv_in.weight`, `block1.film.weight`, …).
+    pub store: ParamStore,
+    conv_in: Conv,
+    block1: Block,
+    down: Conv,
+    block2: Block,
+    up: Conv,
+    block3: Block,
+    conv_out: Conv,
+}
+
+struct Builder<'a> {
+    gpu: &'a Gpu,
+    store: ParamStore,
+    seed: u64,
+}
+
+impl Builder<'_> {
+    fn conv(
+        &mut self,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        stride: usize,
+        zero: bool,
+    ) -> Result<Conv> {
+        let n = cout * cin * 9;
+        let mut v = vec![0.0f32; n];
+        if !zero {
+            Philox::new(
+                self.seed,
+                stream_id(Purpose::Init, (2 << 40) | self.store.params.len() as u64),
+            )
+            .fill_normal(0, &mut v);
+            let std = (2.0 / (cin * 9) as f32).sqrt();
+            v.iter_mut().for_each(|x| *x *= std);
+        }
+        let w = self
+            .store
+            .param(self.gpu, &format!("{name}.weight"), &[cout, cin, 3, 3], &v)?;
+        Ok(Conv {
+            w,
+            cin,
+            cout,
+            stride,
+        })
+    }
+
+    fn block(&mut self, name: &str, c: usize) -> Result<Block> {
+        let conv1 = self.conv(&format!("{name}.conv1"), c, c, 1, false)?;
+        // FiLM starts as the identity: zero weights and biases.
+        let film_w = self.store.param(
+            self.gpu,
+            &format!("{name}.film.weight"),
+            &[2 * c, 1],
+            &vec![0.0; 2 * c],
+        )?;
+        let film_b = self.store.param(
+            self.gpu,
+            &format!("{name}.film.bias"),
+            &[2 * c],
+            &vec![0.0; 2 * c],
+        )?;
+        let conv2 = self.conv(&format!("{name}.conv2"), c, c, 1, false)?;
+        Ok(Block {
+            conv1,
+            film_w,
+            film_b,
+            conv2,
+            c,
+        })
+    }
+}
+
+impl ScoreNet {
+    /// A freshly initialised network (He-normal convolutions with fan-in,
+    /// identity FiLM, zero output convolution).
+    pub fn new(gpu: &Gpu, cfg: ScoreConfig, seed: u64) -> Result<ScoreNet> {
+        if cfg.width == 0 {
+            return Err(GpuError::shape("score network width", "must be at least 1"));
+        }
+        let c = cfg.width;
+        let mut b = Builder {
+            gpu,
+            store: ParamStore::default(),
+            seed,
+        };
+        Ok(ScoreNet {
+            cfg,
+            conv_in: b.conv("conv_in", 3, c, 1, false)?,
+            block1: b.block("block1", c)?,
+            down: b.conv("down", c, 2 * c, 2, false)?,
+            block2: b.block("block2", 2 * c)?,
+            up: b.conv("up", 2 * c, c, 1, false)?,
+            block3: b.block("block3", c)?,
+            conv_out: b.conv("conv_out", c, 3, 1, true)?,
+            store: b.store,
+        })
+    }
+
+    /// Multiply-adds of one forward pass on an h × w image.
+    pub fn macs_per_image(&self, h: usize, w: usize) -> usize {
+        let c = self.cfg.width;
+        let full = h * w * 9;
+        let half = (h / 2) * (w / 2) * 9;
+        full * (3 * c + 4 * c * c + 2 * c * c + 3 * c)
+            + half * (2 * c * c + 2 * 4 * c * c)
+            + full * 2 * c * c
+    }
+
+    /// Buffers for batches of n images of h × w (both even).
+    pub fn workspace(&self, gpu: &Gpu, n: usize, h: usize, w: usize) -> Result<ScoreWorkspace> {
+        if h % 2 != 0 || w % 2 != 0 || h < 2 || w < 2 {
+            return Err(GpuError::shape(
+                "score network input",
+                format!("{h}×{w}: height and width must be even"),
+            ));
+        }
+        let c = self.cfg.width;
+        let t = |len: usize| gpu.tensor(&[len], DType::F32);
+        let full = n * c * h * w;
+        let half = n * 2 * c * (h / 2) * (w / 2);
+        let bw = |len: usize, c: usize| -> Result<BlockWs> {
+            Ok(BlockWs {
+                r0: t(len)?,
+                a: t(len)?,
+                gb: t(n * 2 * c)?,
+                b: t(len)?,
+                c_: t(len)?,
+                y: t(len)?,
+                e: t(len)?,
+                dc: t(len)?,
+                db: t(len)?,
+                da: t(len)?,
+                dgb: t(n * 2 * c)?,
+                dr0: t(len)?,
+                dr0b: t(len)?,
+                dx: t(len)?,
+            })
+        };
+        let shapes = [
+            self.conv_in.shape(n, h, w),
+            self.block1.conv1.shape(n, h, w),
+            self.down.shape(n, h, w),
+            self.block2.conv1.shape(n, h / 2, w / 2),
+            self.up.shape(n, h, w),
+            self.conv_out.shape(n, h, w),
+        ];
+        Ok(ScoreWorkspace {
+            n,
+            h,
+            w,
+            scratch: t(conv::scratch_len(gpu, &shapes))?,
+            h0: t(full)?,
+            b1: bw(full, c)?,
+            d: t(half)?,
+            b2: bw(half, 2 * c)?,
+            u0: t(4 * half)?,
+            u: t(full)?,
+            m: t(full)?,
+            b3: bw(full, c)?,
+            r3: t(full)?,
+            f: t(n * 3 * h * w)?,
+            score: t(n * 3 * h * w)?,
+            df: t(n * 3 * h * w)?,
+            dr3: t(full)?,
+            dh3: t(full)?,
+            du0: t(4 * half)?,
+            dh2: t(half)?,
+            dh1: t(full)?,
+            dh1_down: t(full)?,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block_forward(
+        &self,
+        step: &mut Step,
+        b: &Block,
+        ws: &BlockWs,
+        x: &Tensor,
+        n: usize,
+        h: usize,
+        w: usize,
+        logsig: &Tensor,
+        scratch: &Tensor,
+    ) -> Result<()> {
+        let s = &self.store;
+        elementwise::relu(step, x, &ws.r0)?;
+        conv::conv2d(
+            step,
+            &ws.r0,
+            &s.params[b.conv1.w].value,
+            &b.conv1.shape(n, h, w),
+            scratch,
+            &ws.a,
+        )?;
+        let ls = LinearShape {
+            n,
+            fan_in: 1,
+            fan_out: 2 * b.c,
+        };
+        linear(
+            step,
+            logsig,
+            &s.params[b.film_w].value,
+            Some(&s.params[b.film_b].value),
+            &ls,
+            false,
+            &ws.gb,
+        )?;
+        sops::film(step, &ws.a, &ws.gb, [n, b.c, h, w], &ws.b)?;
+        elementwise::relu(step, &ws.b, &ws.c_)?;
+        conv::conv2d(
+            step,
+            &ws.c_,
+            &s.params[b.conv2.w].value,
+            &b.conv2.shape(n, h, w),
+            scratch,
+            &ws.e,
+        )?;
+        elementwise::add(step, x, &ws.e, &ws.y)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block_backward(
+        &self,
+        step: &mut Step,
+        b: &Block,
+        ws: &BlockWs,
+        dy: &Tensor,
+        n: usize,
+        h: usize,
+        w: usize,
+        logsig: &Tensor,
+        scratch: &Tensor,
+    ) -> Result<()> {
+        let s = &self.store;
+        let p = |i: usize| &s.params[i];
+        conv::conv2d_backward(
+            step,
+            &ws.c_,
+            &p(b.conv2.w).value,
+            dy,
+            &b.conv2.shape(n, h, w),
+            scratch,
+            &p(b.conv2.w).grad,
+            Some(&ws.dc),
+        )?;
+        elementwise::relu_backward(step, &ws.c_, &ws.dc, &ws.db)?;
+        sops::film_backward(step, &ws.a, &ws.gb, &ws.db, [n, b.c, h, w], &ws.da, &ws.dgb)?;
+        let ls = LinearShape {
+            n,
+            fan_in: 1,
+            fan_out: 2 * b.c,
+        };
+        linear_backward(
+            step,
+            logsig,
+            &p(b.film_w).value,
+            &ws.dgb,
+            &ls,
+            &p(b.film_w).grad,
+            Some(&p(b.film_b).grad),
+            None,
+        )?;
+        conv::conv2d_backward(
+            step,
+            &ws.r0,
+            &p(b.conv1.w).value,
+            &ws.da,
+            &b.conv1.shape(n, h, w),
+            scratch,
+            &p(b.conv1.w).grad,
+            Some(&ws.dr0),
+        )?;
+        elementwise::relu_backward(step, &ws.r0, &ws.dr0, &ws.dr0b)?;
+        elementwise::add(step, dy, &ws.dr0b, &ws.dx)
+    }
+
+    /// Records `ws.score = f(x, σ)/σ` for images `x` ([n, 3, h, w]) with
+    /// per-sample noise levels `sigma` (n) and their logarithms `logsig` (n).
+    pub fn forward(
+        &self,
+        step: &mut Step,
+        ws: &ScoreWorkspace,
+        x: &Tensor,
+        sigma: &Tensor,
+        logsig: &Tensor,
+    ) -> Result<()> {
+        let (n, h, w, c) = (ws.n, ws.h, ws.w, self.cfg.width);
+        x.expect_len("score network input", n * 3 * h * w)?;
+        sigma.expect_len("score network sigma", n)?;
+        logsig.expect_len("score network log sigma", n)?;
+        let s = &self.store;
+        let sc = &ws.scratch;
+        conv::conv2d(
+            step,
+            x,
+            &s.params[self.conv_in.w].value,
+            &self.conv_in.shape(n, h, w),
+            sc,
+            &ws.h0,
+        )?;
+        self.block_forward(step, &self.block1, &ws.b1, &ws.h0, n, h, w, logsig, sc)?;
+        conv::conv2d(
+            step,
+            &ws.b1.y,
+            &s.params[self.down.w].value,
+            &self.down.shape(n, h, w),
+            sc,
+            &ws.d,
+        )?;
+        self.block_forward(
+            step,
+            &self.block2,
+            &ws.b2,
+            &ws.d,
+            n,
+            h / 2,
+            w / 2,
+            logsig,
+            sc,
+        )?;
+        sops::up2(step, &ws.b2.y, [n, 2 * c, h / 2, w / 2], &ws.u0)?;
+        conv::conv2d(
+            step,
+            &ws.u0,
+            &s.params[self.up.w].value,
+            &self.up.shape(n, h, w),
+            sc,
+            &ws.u,
+        )?;
+        elementwise::add(step, &ws.u, &ws.b1.y, &ws.m)?;
+        self.block_forward(step, &self.block3, &ws.b3, &ws.m, n, h, w, logsig, sc)?;
+        elementwise::relu(step, &ws.b3.y, &ws.r3)?;
+        conv::conv2d(
+            step,
+            &ws.r3,
+            &s.params[self.conv_out.w].value,
+            &self.conv_out.shape(n, h, w),
+            sc,
+            &ws.f,
+        )?;
+        elementwise::div_blocks(step, 1.0, &ws.f, sigma, 3 * h * w, &ws.score)
+    }
+
+    /// Records the backward for `dscore` after [`ScoreNet::forward`] of `x`
+    /// with the same `sigma` and `logsig`; parameter gradients accumulate.
+    pub fn backward(
+        &self,
+        step: &mut Step,
+        ws: &ScoreWorkspace,
+        x: &Tensor,
+        sigma: &Tensor,
+        logsig: &Tensor,
+        dscore: &Tensor,
+    ) -> Result<()> {
+        let (n, h, w, c) = (ws.n, ws.h, ws.w, self.cfg.width);
+        dscore.expect_len("score gradient", n * 3 * h * w)?;
+        let s = &self.store;
+        let p = |i: usize| &s.params[i];
+        let sc = &ws.scratch;
+        elementwise::div_blocks(step, 1.0, dscore, sigma, 3 * h * w, &ws.df)?;
+        conv::conv2d_backward(
+            step,
+            &ws.r3,
+            &p(self.conv_out.w).value,
+            &ws.df,
+            &self.conv_out.shape(n, h, w),
+            sc,
+            &p(self.conv_out.w).grad,
+            Some(&ws.dr3),
+        )?;
+        elementwise::relu_backward(step, &ws.r3, &ws.dr3, &ws.dh3)?;
+        self.block_backward(step, &self.block3, &ws.b3, &ws.dh3, n, h, w, logsig, sc)?;
+        // m = u + h1: both receive dm = b3.dx.
+        let dm = &ws.b3.dx;
+        conv::conv2d_backward(
+            step,
+            &ws.u0,
+            &p(self.up.w).value,
+            dm,
+            &self.up.shape(n, h, w),
+            sc,
+            &p(self.up.w).grad,
+            Some(&ws.du0),
+        )?;
+        sops::up2_backward(step, &ws.du0, [n, 2 * c, h / 2, w / 2], &ws.dh2)?;
+        self.block_backward(
+            step,
+            &self.block2,
+            &ws.b2,
+            &ws.dh2,
+            n,
+            h / 2,
+            w / 2,
+            logsig,
+            sc,
+        )?;
+        conv::conv2d_backward(
+            step,
+            &ws.b1.y,
+            &p(self.down.w).value,
+            &ws.b2.dx,
+            &self.down.shape(n, h, w),
+            sc,
+            &p(self.down.w).grad,
+            Some(&ws.dh1_down),
+        )?;
+        elementwise::add(step, &ws.dh1_down, dm, &ws.dh1)?;
+        self.block_backward(step, &self.block1, &ws.b1, &ws.dh1, n, h, w, logsig, sc)?;
+        conv::conv2d_backward(
+            step,
+            x,
+            &p(self.conv_in.w).value,
+            &ws.b1.dx,
+            &self.conv_in.shape(n, h, w),
+            sc,
+            &p(self.conv_in.w).grad,
+            None,
+        )
+    }
+}
+
+struct BlockWs {
+    r0: Tensor,
+    a: Tensor,
+    gb: Tensor,
+    b: Tensor,
+    c_: Tensor,
+    y: Tensor,
+    e: Tensor,
+    dc: Tensor,
+    db: Tensor,
+    da: Tensor,
+    dgb: Tensor,
+    dr0: Tensor,
+    dr0b: Tensor,
+    dx: Tensor,
+}
+
+/// Activations and gradients of one batch shape.
+pub struct ScoreWorkspace {
+    /// Batch size.
+    pub n: usize,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+    scratch: Tensor,
+    h0: Tensor,
+    b1: BlockWs,
+    d: Tensor,
+    b2: BlockWs,
+    u0: Tensor,
+    u: Tensor,
+    m: Tensor,
+    b3: BlockWs,
+    r3: Tensor,
+    f: Tensor,
+    /// The score of the last forward ([n, 3, h, w]).
+    pub score: Tensor,
+    df: Tensor,
+    dr3: Tensor,
+    dh3: Tensor,
+    du0: Tensor,
+    dh2: Tensor,
+    dh1: Tensor,
+    dh1_down: Tensor,
+}
