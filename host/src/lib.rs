@@ -14,6 +14,7 @@ pub mod nn;
 pub mod ops;
 pub mod step;
 pub mod tensor;
+pub mod train;
 
 pub use error::{GpuError, Result};
 pub use gpu::{AdapterClass, Caps, Gpu, GpuOptions};

@@ -24,7 +24,9 @@ enum Command {
     },
     Copy {
         src: wgpu::Buffer,
+        src_off: u64,
         dst: wgpu::Buffer,
+        dst_off: u64,
         bytes: u64,
     },
     Readback {
@@ -182,8 +184,39 @@ impl<'g> Step<'g> {
         }
         self.commands.push(Command::Copy {
             src: src.buffer().clone(),
+            src_off: 0,
             dst: dst.buffer().clone(),
+            dst_off: 0,
             bytes: src.bytes(),
+        });
+        Ok(())
+    }
+
+    /// Records a copy of `len` elements (4-byte types) from `src[src_off..]`
+    /// to `dst[dst_off..]`.
+    pub fn copy_range(
+        &mut self,
+        src: &Tensor,
+        src_off: usize,
+        dst: &Tensor,
+        dst_off: usize,
+        len: usize,
+    ) -> Result<()> {
+        if src_off + len > src.len() || dst_off + len > dst.len() {
+            return Err(GpuError::shape(
+                "copy_range",
+                format!("{len} elements from {src:?} at {src_off} into {dst:?} at {dst_off}"),
+            ));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        self.commands.push(Command::Copy {
+            src: src.buffer().clone(),
+            src_off: 4 * src_off as u64,
+            dst: dst.buffer().clone(),
+            dst_off: 4 * dst_off as u64,
+            bytes: 4 * len as u64,
         });
         Ok(())
     }
@@ -279,8 +312,14 @@ impl<'g> Step<'g> {
                     let stamps = queries.as_ref().map(|qs| (qs, q));
                     encode_dispatch(gpu, &mut encoder, cmd, &arena_buf, stamps);
                 }
-                Command::Copy { src, dst, bytes } => {
-                    encoder.copy_buffer_to_buffer(src, 0, dst, 0, *bytes);
+                Command::Copy {
+                    src,
+                    src_off,
+                    dst,
+                    dst_off,
+                    bytes,
+                } => {
+                    encoder.copy_buffer_to_buffer(src, *src_off, dst, *dst_off, *bytes);
                 }
                 Command::Readback { src, bytes } => {
                     let s = gpu.staging(*bytes)?;

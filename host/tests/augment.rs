@@ -233,3 +233,34 @@ fn views_match_torchvision() {
         }
     }
 }
+
+#[test]
+fn two_views_from_shared_sources_equal_views_from_copies() {
+    // Augmenter::with_sources(2B views, B sources) reads source i mod B:
+    // the same as augmenting the batch stacked twice.
+    let cfg = AugConfig::default();
+    for gpu in gpus() {
+        let (b, hw, ohw) = (3usize, (12usize, 10usize), (8usize, 8usize));
+        let src = images(11, b, hw.0, hw.1);
+        let rng = Philox::new(3, stream_id(Purpose::Augment, 0));
+        let params: Vec<AugParams> = (0..2 * b as u32)
+            .map(|i| augment::sample(&rng, i, hw.0 as u32, hw.1 as u32, &cfg).unwrap())
+            .collect();
+        let twice: Vec<f32> = src.iter().chain(src.iter()).copied().collect();
+        let (want01, wantn) = run(gpu, &twice, &params, hw, ohw, &Normalize::CIFAR);
+        let tsrc: Tensor = gpu.upload(&src, &[b, 3, hw.0, hw.1]).unwrap();
+        let len = 2 * b * 3 * ohw.0 * ohw.1;
+        let (o1, on) = (
+            gpu.tensor(&[len], DType::F32).unwrap(),
+            gpu.tensor(&[len], DType::F32).unwrap(),
+        );
+        let mut aug = Augmenter::with_sources(gpu, 2 * b, b, hw, ohw).unwrap();
+        let mut s = gpu.step("augment");
+        aug.run(&mut s, &tsrc, &params, &Normalize::CIFAR, &o1, &on)
+            .unwrap();
+        let (i1, i2) = (s.readback(&o1), s.readback(&on));
+        let r = s.submit().unwrap();
+        assert_eq!(&r.f32(i1)[..len], &want01[..]);
+        assert_eq!(&r.f32(i2)[..len], &wantn[..]);
+    }
+}

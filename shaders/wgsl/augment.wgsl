@@ -2,7 +2,8 @@
 // scorecl-core's `augment` (torchvision semantics). CPU twin:
 // host/src/ops/augment.rs `cpu`; tests: host/tests/augment.rs.
 //
-// Source images are [N, 3, H, W] in [0, 1]; views are [N, 3, OH, OW].
+// Source images are [N_src, 3, H, W] in [0, 1]; views are [N, 3, OH, OW],
+// view n made from source n % N_src (two views of a batch: N = 2·N_src).
 // Per output pixel: crop box + horizontal flip + bilinear resampling
 // (PyTorch's align_corners=False: src = (dst + 0.5)·scale − 0.5, clamped
 // below at 0), then ColorJitter's adjustments in the sampled order
@@ -29,7 +30,8 @@ struct Params {
     oh: u32,
     ow: u32,
     max_radius: u32,
-    _p0: u32,
+    // View n reads source image n % n_src.
+    n_src: u32,
     _p1: u32,
     mean: vec4<f32>,
     stdev: vec4<f32>,
@@ -126,8 +128,9 @@ fn sample_rgb(n: u32, oy: u32, ox: u32) -> vec3<f32> {
     let c0 = u32(left) + x0;
     let c1 = u32(left) + x1;
     var out: vec3<f32>;
+    let sn = n % P.n_src;
     for (var k = 0u; k < 3u; k++) {
-        let base = (n * 3u + k) * P.h * P.w;
+        let base = (sn * 3u + k) * P.h * P.w;
         let a = src[base + r0 * P.w + c0];
         let b = src[base + r0 * P.w + c1];
         let c = src[base + r1 * P.w + c0];

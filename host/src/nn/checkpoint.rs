@@ -18,6 +18,16 @@ use crate::nn::params::ParamStore;
 
 /// Writes `store` to `path` (atomically: temporary file, then rename).
 pub fn save(gpu: &Gpu, store: &ParamStore, path: &Path) -> Result<()> {
+    save_with(gpu, store, path, &[])
+}
+
+/// [`save`] with extra metadata entries (besides `format: pt`).
+pub fn save_with(
+    gpu: &Gpu,
+    store: &ParamStore,
+    path: &Path,
+    meta: &[(&str, String)],
+) -> Result<()> {
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for p in &store.params {
         let v = gpu.download(&p.value)?;
@@ -45,7 +55,16 @@ pub fn save(gpu: &Gpu, store: &ParamStore, path: &Path) -> Result<()> {
             c.value.load(Ordering::Relaxed).to_le_bytes().to_vec(),
         ));
     }
-    let views: Vec<(String, TensorView)> = owned
+    write_tensors(path, &owned, meta)
+}
+
+/// A named tensor as raw little-endian bytes.
+pub type RawTensor = (String, Dtype, Vec<usize>, Vec<u8>);
+
+/// Writes raw tensors with `format: pt` and `meta` as safetensors,
+/// atomically.
+pub fn write_tensors(path: &Path, tensors: &[RawTensor], meta: &[(&str, String)]) -> Result<()> {
+    let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|(name, dtype, shape, data)| {
             TensorView::new(*dtype, shape.clone(), data)
@@ -53,10 +72,53 @@ pub fn save(gpu: &Gpu, store: &ParamStore, path: &Path) -> Result<()> {
                 .map_err(|e| GpuError::file(path, format!("tensor `{name}`: {e}")))
         })
         .collect::<Result<_>>()?;
-    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let bytes = safetensors::serialize(views, Some(meta))
+    let mut metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    for (k, v) in meta {
+        metadata.insert(k.to_string(), v.clone());
+    }
+    let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| GpuError::file(path, e.to_string()))?;
     write_atomic(path, &bytes)
+}
+
+/// Reads every tensor of a safetensors file as f32 (name → (shape,
+/// values); I64 counters converted) and its metadata. Errors name the file
+/// and the tensor.
+#[allow(clippy::type_complexity)]
+pub fn read_f32_tensors(
+    path: &Path,
+) -> Result<(
+    HashMap<String, (Vec<usize>, Vec<f32>)>,
+    HashMap<String, String>,
+)> {
+    let bytes =
+        std::fs::read(path).map_err(|e| GpuError::file(path, format!("cannot read: {e}")))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| GpuError::file(path, format!("not a safetensors file: {e}")))?;
+    let mut out = HashMap::new();
+    for (name, t) in st.tensors() {
+        let values = match t.dtype() {
+            Dtype::F32 => bytemuck::pod_collect_to_vec(t.data()),
+            Dtype::I64 => bytemuck::pod_collect_to_vec::<u8, i64>(t.data())
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
+            dt => {
+                return Err(GpuError::file(
+                    path,
+                    format!("tensor `{name}` is {dt:?}, expected F32 or I64"),
+                ))
+            }
+        };
+        out.insert(name, (t.shape().to_vec(), values));
+    }
+    Ok((out, metadata_of(path, &bytes)?))
+}
+
+fn metadata_of(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String>> {
+    let (_, meta) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| GpuError::file(path, format!("not a safetensors file: {e}")))?;
+    Ok(meta.metadata().clone().unwrap_or_default())
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder.
@@ -83,6 +145,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// present with its shape; tensors the store does not have are an error,
 /// except torchvision's classifier (`fc.*`), which the encoder drops.
 pub fn load(gpu: &Gpu, store: &ParamStore, path: &Path) -> Result<()> {
+    load_with(gpu, store, path).map(|_| ())
+}
+
+/// [`load`], returning the file's metadata.
+pub fn load_with(gpu: &Gpu, store: &ParamStore, path: &Path) -> Result<HashMap<String, String>> {
     let bytes =
         std::fs::read(path).map_err(|e| GpuError::file(path, format!("cannot read: {e}")))?;
     let st = SafeTensors::deserialize(&bytes)
@@ -145,5 +212,5 @@ pub fn load(gpu: &Gpu, store: &ParamStore, path: &Path) -> Result<()> {
             format!("tensors the model does not have: {}", extra.join(", ")),
         ));
     }
-    Ok(())
+    metadata_of(path, &bytes)
 }

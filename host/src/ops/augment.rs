@@ -79,17 +79,19 @@ struct Params {
     oh: u32,
     ow: u32,
     max_radius: u32,
-    _p0: [u32; 2],
+    n_src: u32,
+    _p0: u32,
     mean: [f32; 4],
     std: [f32; 4],
     threshold: f32,
     _p1: [u32; 3],
 }
 
-/// Buffers of one augmentation shape: n sources of h × w into n views of
-/// oh × ow, allocated once.
+/// Buffers of one augmentation shape: `n` views of oh × ow from `n_src`
+/// sources of h × w (view i from source i mod n_src), allocated once.
 pub struct Augmenter {
     n: usize,
+    n_src: usize,
     h: usize,
     w: usize,
     oh: usize,
@@ -108,18 +110,27 @@ pub struct Augmenter {
 
 impl Augmenter {
     /// Buffers for `n` sources of h × w and views of oh × ow.
-    pub fn new(
+    pub fn new(gpu: &Gpu, n: usize, hw: (usize, usize), ohw: (usize, usize)) -> Result<Self> {
+        Self::with_sources(gpu, n, n, hw, ohw)
+    }
+
+    /// Buffers for `n` views of oh × ow drawn from `n_src` sources of h × w:
+    /// view i augments source i mod n_src (two views of a batch of B
+    /// images: n = 2B, n_src = B).
+    pub fn with_sources(
         gpu: &Gpu,
         n: usize,
+        n_src: usize,
         (h, w): (usize, usize),
         (oh, ow): (usize, usize),
     ) -> Result<Self> {
-        if n == 0 || h == 0 || w == 0 || oh == 0 || ow == 0 {
+        if n == 0 || n_src == 0 || h == 0 || w == 0 || oh == 0 || ow == 0 {
             return Err(GpuError::shape("augment", "sizes must be at least 1"));
         }
         let t = |len: usize| gpu.tensor(&[len], DType::F32);
         Ok(Augmenter {
             n,
+            n_src,
             h,
             w,
             oh,
@@ -154,7 +165,7 @@ impl Augmenter {
                 format!("{} parameter sets for {n} images", params.len()),
             ));
         }
-        src.expect_len("augment source", n * 3 * self.h * self.w)?;
+        src.expect_len("augment source", self.n_src * 3 * self.h * self.w)?;
         out01.expect_len("augment view", n * 3 * ohw)?;
         outn.expect_len("augment normalised view", n * 3 * ohw)?;
         for (i, p) in params.iter().enumerate() {
@@ -185,6 +196,7 @@ impl Augmenter {
             oh: self.oh as u32,
             ow: self.ow as u32,
             max_radius: self.max_radius,
+            n_src: self.n_src as u32,
             mean: [norm.mean[0], norm.mean[1], norm.mean[2], 0.0],
             std: [norm.std[0], norm.std[1], norm.std[2], 1.0],
             threshold: self.threshold,

@@ -1,0 +1,649 @@
+//! Training configuration: TOML files in `configs/`, every key validated on
+//! load (an unknown key, or a value out of range, is an error naming the
+//! key and what is allowed).
+//!
+//! Learning rates are given for a batch of 256 and scaled by
+//! batch_size / 256, as solo-learn does.
+
+use std::path::Path;
+
+use scorecl_core::augment::AugConfig;
+use scorecl_core::dsm::SigmaSchedule;
+use scorecl_core::weights::{ScoreWeightConfig, WeightMode};
+use serde::{Deserialize, Serialize};
+
+/// A configuration error: the key and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    /// Dotted key (`optimizer.lr`), or the file for parse errors.
+    pub key: String,
+    /// What is allowed.
+    pub message: String,
+}
+
+fn bad<T>(key: &str, message: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError {
+        key: key.to_string(),
+        message: message.into(),
+    })
+}
+
+/// The self-supervised method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// SimCLR (NT-Xent).
+    Simclr,
+    /// SimSiam.
+    Simsiam,
+    /// W-MSE.
+    Wmse,
+    /// VICReg.
+    Vicreg,
+}
+
+impl Method {
+    /// Parses a method name (for `--method`).
+    pub fn parse(s: &str) -> Result<Method, ConfigError> {
+        match s {
+            "simclr" => Ok(Method::Simclr),
+            "simsiam" => Ok(Method::Simsiam),
+            "wmse" => Ok(Method::Wmse),
+            "vicreg" => Ok(Method::Vicreg),
+            _ => bad(
+                "method",
+                format!("`{s}`: allowed simclr, simsiam, wmse, vicreg"),
+            ),
+        }
+    }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Simclr => "simclr",
+            Method::Simsiam => "simsiam",
+            Method::Wmse => "wmse",
+            Method::Vicreg => "vicreg",
+        }
+    }
+}
+
+/// `[model]`: the encoder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// ResNet-18 base width (64 standard).
+    pub width: usize,
+    /// `cifar` or `imagenet`.
+    pub stem: String,
+    /// Padding of the CIFAR stem's convolution (1; solo-learn uses 2).
+    pub cifar_padding: usize,
+    /// Seed of the initial weights (defaults to `train.seed`).
+    pub init_seed: Option<u64>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            width: 64,
+            stem: "cifar".into(),
+            cifar_padding: 1,
+            init_seed: None,
+        }
+    }
+}
+
+/// `[simclr]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimClrSection {
+    /// Softmax temperature.
+    pub temperature: f32,
+    /// Projector hidden width.
+    pub proj_hidden_dim: usize,
+    /// Projector output width.
+    pub proj_output_dim: usize,
+}
+
+impl Default for SimClrSection {
+    fn default() -> Self {
+        SimClrSection {
+            temperature: 0.2,
+            proj_hidden_dim: 2048,
+            proj_output_dim: 256,
+        }
+    }
+}
+
+/// `[simsiam]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimSiamSection {
+    /// Projector hidden width.
+    pub proj_hidden_dim: usize,
+    /// Projector output width.
+    pub proj_output_dim: usize,
+    /// Predictor bottleneck width.
+    pub pred_hidden_dim: usize,
+}
+
+impl Default for SimSiamSection {
+    fn default() -> Self {
+        SimSiamSection {
+            proj_hidden_dim: 2048,
+            proj_output_dim: 2048,
+            pred_hidden_dim: 512,
+        }
+    }
+}
+
+/// `[wmse]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WmseSection {
+    /// Projector hidden width.
+    pub proj_hidden_dim: usize,
+    /// Projector output width (whitened dimension).
+    pub proj_output_dim: usize,
+    /// Rows per whitening chunk.
+    pub w_size: usize,
+    /// Shrinkage towards the identity.
+    pub eps: f32,
+}
+
+impl Default for WmseSection {
+    fn default() -> Self {
+        WmseSection {
+            proj_hidden_dim: 1024,
+            proj_output_dim: 64,
+            w_size: 128,
+            eps: 0.0,
+        }
+    }
+}
+
+/// `[vicreg]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VicRegSection {
+    /// Projector hidden width (two hidden layers).
+    pub proj_hidden_dim: usize,
+    /// Projector output width.
+    pub proj_output_dim: usize,
+    /// Invariance coefficient.
+    pub sim_coeff: f32,
+    /// Variance coefficient.
+    pub std_coeff: f32,
+    /// Covariance coefficient.
+    pub cov_coeff: f32,
+}
+
+impl Default for VicRegSection {
+    fn default() -> Self {
+        VicRegSection {
+            proj_hidden_dim: 2048,
+            proj_output_dim: 2048,
+            sim_coeff: 25.0,
+            std_coeff: 25.0,
+            cov_coeff: 1.0,
+        }
+    }
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// `builtin[:N]` (synthetic shapes, N images), or a dataset path when
+    /// the loaders have landed (`cifar10:DIR`, `cifar100:DIR`, `folder:DIR`).
+    pub dataset: String,
+    /// Side of the square views (crop size).
+    pub size: usize,
+    /// Normalisation: `cifar` or `imagenet`.
+    pub normalize: String,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dataset: "builtin".into(),
+            size: 32,
+            normalize: "cifar".into(),
+        }
+    }
+}
+
+/// `[optimizer]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimizerConfig {
+    /// `lars`, `sgd`, `adam` or `adamw`.
+    pub name: String,
+    /// Learning rate for a batch of 256.
+    pub lr: f32,
+    /// Weight decay.
+    pub weight_decay: f32,
+    /// Momentum (SGD, LARS).
+    pub momentum: f32,
+    /// LARS trust coefficient.
+    pub eta: f32,
+    /// LARS clipping.
+    pub clip_lr: bool,
+    /// LARS: no adaptation or decay for biases and norm parameters.
+    pub exclude_bias_n_norm: bool,
+    /// Adam β₁.
+    pub beta1: f32,
+    /// Adam β₂.
+    pub beta2: f32,
+    /// Adam ε.
+    pub eps: f32,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig {
+            name: "lars".into(),
+            lr: 0.4,
+            weight_decay: 1e-4,
+            momentum: 0.9,
+            eta: 0.02,
+            clip_lr: true,
+            exclude_bias_n_norm: true,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
+/// `[schedule]`: linear warm-up, then cosine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Warm-up epochs.
+    pub warmup_epochs: f32,
+    /// Learning rate at step 0.
+    pub warmup_start_lr: f32,
+    /// Final learning rate.
+    pub min_lr: f32,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            warmup_epochs: 10.0,
+            warmup_start_lr: 3e-5,
+            min_lr: 0.0,
+        }
+    }
+}
+
+/// `[train]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainSection {
+    /// Epochs.
+    pub epochs: u64,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Seed of everything random (data order, augmentation, noise).
+    pub seed: u64,
+    /// Log a metrics line every this many steps.
+    pub log_every: u64,
+    /// Write a checkpoint every this many epochs (and at the end).
+    pub checkpoint_every: u64,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        TrainSection {
+            epochs: 1000,
+            batch_size: 256,
+            seed: 0,
+            log_every: 10,
+            checkpoint_every: 1,
+        }
+    }
+}
+
+/// `[scorecl]`: the score network and the pair weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScoreClConfig {
+    /// `on` (score weights), `off` (uniform) or `shuffled` (control).
+    pub mode: String,
+    /// Exponent γ.
+    pub gamma: f32,
+    /// Mix with uniform α.
+    pub alpha: f32,
+    /// Upper clamp.
+    pub w_max: f32,
+    /// Reference noise level σ_ref (defaults to sigma_min).
+    pub sigma_ref: Option<f32>,
+    /// Epochs with uniform weights before the score weights start
+    /// (the score network trains from the first step).
+    pub score_warmup_epochs: u64,
+    /// Score-network Adam learning rate.
+    pub lr: f32,
+    /// Score-network width.
+    pub width: usize,
+    /// Largest noise level.
+    pub sigma_max: f32,
+    /// Smallest noise level.
+    pub sigma_min: f32,
+    /// Noise levels.
+    pub levels: u32,
+}
+
+impl Default for ScoreClConfig {
+    fn default() -> Self {
+        ScoreClConfig {
+            mode: "on".into(),
+            gamma: 1.0,
+            alpha: 1.0,
+            w_max: 5.0,
+            sigma_ref: None,
+            score_warmup_epochs: 0,
+            lr: 1e-4,
+            width: 32,
+            sigma_max: 1.0,
+            sigma_min: 0.01,
+            levels: 10,
+        }
+    }
+}
+
+impl ScoreClConfig {
+    /// The weight mode.
+    pub fn weight_mode(&self) -> WeightMode {
+        match self.mode.as_str() {
+            "off" | "uniform" => WeightMode::Uniform,
+            "shuffled" => WeightMode::Shuffled,
+            _ => WeightMode::Score,
+        }
+    }
+
+    /// The pair-weight configuration.
+    pub fn weights(&self) -> ScoreWeightConfig {
+        ScoreWeightConfig {
+            mode: self.weight_mode(),
+            gamma: self.gamma,
+            alpha: self.alpha,
+            w_max: self.w_max,
+        }
+    }
+
+    /// The noise schedule.
+    pub fn schedule(&self) -> SigmaSchedule {
+        SigmaSchedule {
+            sigma_max: self.sigma_max,
+            sigma_min: self.sigma_min,
+            levels: self.levels,
+        }
+    }
+
+    /// σ_ref.
+    pub fn sigma_ref(&self) -> f32 {
+        self.sigma_ref.unwrap_or(self.sigma_min)
+    }
+}
+
+/// A whole training configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The method.
+    pub method: Method,
+    /// `[model]`.
+    pub model: ModelConfig,
+    /// `[simclr]`.
+    pub simclr: SimClrSection,
+    /// `[simsiam]`.
+    pub simsiam: SimSiamSection,
+    /// `[wmse]`.
+    pub wmse: WmseSection,
+    /// `[vicreg]`.
+    pub vicreg: VicRegSection,
+    /// `[data]`.
+    pub data: DataConfig,
+    /// `[augment]`: both views (torchvision parameter meanings).
+    pub augment: AugConfig,
+    /// `[augment_view2]`: the second view, if it differs.
+    pub augment_view2: Option<AugConfig>,
+    /// `[optimizer]`.
+    pub optimizer: OptimizerConfig,
+    /// `[schedule]`.
+    pub schedule: ScheduleConfig,
+    /// `[train]`.
+    pub train: TrainSection,
+    /// `[scorecl]`.
+    pub scorecl: ScoreClConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            method: Method::Simclr,
+            model: ModelConfig::default(),
+            simclr: SimClrSection::default(),
+            simsiam: SimSiamSection::default(),
+            wmse: WmseSection::default(),
+            vicreg: VicRegSection::default(),
+            data: DataConfig::default(),
+            augment: AugConfig::default(),
+            augment_view2: None,
+            optimizer: OptimizerConfig::default(),
+            schedule: ScheduleConfig::default(),
+            train: TrainSection::default(),
+            scorecl: ScoreClConfig::default(),
+        }
+    }
+}
+
+fn positive(key: &str, v: f32) -> Result<(), ConfigError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        bad(key, format!("{v}: allowed a finite value > 0"))
+    }
+}
+
+fn non_negative(key: &str, v: f32) -> Result<(), ConfigError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        bad(key, format!("{v}: allowed a finite value ≥ 0"))
+    }
+}
+
+fn at_least(key: &str, v: usize, min: usize) -> Result<(), ConfigError> {
+    if v >= min {
+        Ok(())
+    } else {
+        bad(key, format!("{v}: allowed ≥ {min}"))
+    }
+}
+
+fn one_of(key: &str, v: &str, allowed: &[&str]) -> Result<(), ConfigError> {
+    if allowed.contains(&v) {
+        Ok(())
+    } else {
+        bad(key, format!("`{v}`: allowed {}", allowed.join(", ")))
+    }
+}
+
+impl TrainConfig {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<TrainConfig, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            key: file.clone(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text).map_err(|e| {
+            if e.key.is_empty() {
+                ConfigError {
+                    key: file,
+                    message: e.message,
+                }
+            } else {
+                e
+            }
+        })
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<TrainConfig, ConfigError> {
+        let cfg: TrainConfig = toml::from_str(text).map_err(|e| ConfigError {
+            key: String::new(),
+            message: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The configuration as TOML (written into run directories).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a validated configuration serialises")
+    }
+
+    /// Checks every key; the first bad one is reported.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        at_least("model.width", self.model.width, 1)?;
+        one_of("model.stem", &self.model.stem, &["cifar", "imagenet"])?;
+        if self.model.cifar_padding > 3 {
+            return bad(
+                "model.cifar_padding",
+                format!("{}: allowed 0 to 3", self.model.cifar_padding),
+            );
+        }
+        positive("simclr.temperature", self.simclr.temperature)?;
+        at_least("simclr.proj_hidden_dim", self.simclr.proj_hidden_dim, 1)?;
+        at_least("simclr.proj_output_dim", self.simclr.proj_output_dim, 1)?;
+        at_least("simsiam.proj_hidden_dim", self.simsiam.proj_hidden_dim, 1)?;
+        at_least("simsiam.proj_output_dim", self.simsiam.proj_output_dim, 1)?;
+        at_least("simsiam.pred_hidden_dim", self.simsiam.pred_hidden_dim, 1)?;
+        at_least("wmse.proj_hidden_dim", self.wmse.proj_hidden_dim, 1)?;
+        at_least("wmse.proj_output_dim", self.wmse.proj_output_dim, 1)?;
+        at_least("wmse.w_size", self.wmse.w_size, 2)?;
+        if !(0.0..1.0).contains(&self.wmse.eps) {
+            return bad("wmse.eps", format!("{}: allowed [0, 1)", self.wmse.eps));
+        }
+        at_least("vicreg.proj_hidden_dim", self.vicreg.proj_hidden_dim, 1)?;
+        at_least("vicreg.proj_output_dim", self.vicreg.proj_output_dim, 1)?;
+        non_negative("vicreg.sim_coeff", self.vicreg.sim_coeff)?;
+        non_negative("vicreg.std_coeff", self.vicreg.std_coeff)?;
+        non_negative("vicreg.cov_coeff", self.vicreg.cov_coeff)?;
+        if !(self.data.dataset == "builtin"
+            || self.data.dataset.starts_with("builtin:")
+            || self.data.dataset.contains(':'))
+        {
+            return bad(
+                "data.dataset",
+                format!("`{}`: allowed builtin[:N] or KIND:PATH", self.data.dataset),
+            );
+        }
+        if self.data.size < 8 || self.data.size % 2 != 0 {
+            return bad(
+                "data.size",
+                format!("{}: allowed an even number ≥ 8", self.data.size),
+            );
+        }
+        one_of(
+            "data.normalize",
+            &self.data.normalize,
+            &["cifar", "imagenet"],
+        )?;
+        for (key, a) in [
+            ("augment", Some(&self.augment)),
+            ("augment_view2", self.augment_view2.as_ref()),
+        ] {
+            if let Some(a) = a {
+                a.validate().map_err(|e| ConfigError {
+                    key: key.into(),
+                    message: e.to_string(),
+                })?;
+            }
+        }
+        one_of(
+            "optimizer.name",
+            &self.optimizer.name,
+            &["lars", "sgd", "adam", "adamw"],
+        )?;
+        positive("optimizer.lr", self.optimizer.lr)?;
+        non_negative("optimizer.weight_decay", self.optimizer.weight_decay)?;
+        if !(0.0..1.0).contains(&self.optimizer.momentum) {
+            return bad(
+                "optimizer.momentum",
+                format!("{}: allowed [0, 1)", self.optimizer.momentum),
+            );
+        }
+        positive("optimizer.eta", self.optimizer.eta)?;
+        for (key, b) in [
+            ("optimizer.beta1", self.optimizer.beta1),
+            ("optimizer.beta2", self.optimizer.beta2),
+        ] {
+            if !(0.0..1.0).contains(&b) {
+                return bad(key, format!("{b}: allowed [0, 1)"));
+            }
+        }
+        positive("optimizer.eps", self.optimizer.eps)?;
+        non_negative("schedule.warmup_epochs", self.schedule.warmup_epochs)?;
+        non_negative("schedule.warmup_start_lr", self.schedule.warmup_start_lr)?;
+        non_negative("schedule.min_lr", self.schedule.min_lr)?;
+        if self.train.epochs == 0 {
+            return bad("train.epochs", "0: allowed ≥ 1");
+        }
+        if self.schedule.warmup_epochs > self.train.epochs as f32 {
+            return bad(
+                "schedule.warmup_epochs",
+                format!(
+                    "{}: allowed ≤ train.epochs ({})",
+                    self.schedule.warmup_epochs, self.train.epochs
+                ),
+            );
+        }
+        at_least("train.batch_size", self.train.batch_size, 2)?;
+        if self.train.log_every == 0 {
+            return bad("train.log_every", "0: allowed ≥ 1");
+        }
+        if self.train.checkpoint_every == 0 {
+            return bad("train.checkpoint_every", "0: allowed ≥ 1");
+        }
+        if self.method == Method::Wmse && self.train.batch_size % self.wmse.w_size != 0 {
+            return bad(
+                "wmse.w_size",
+                format!(
+                    "{}: must divide train.batch_size ({})",
+                    self.wmse.w_size, self.train.batch_size
+                ),
+            );
+        }
+        one_of(
+            "scorecl.mode",
+            &self.scorecl.mode,
+            &["on", "off", "shuffled"],
+        )?;
+        self.scorecl.weights().validate().map_err(|e| ConfigError {
+            key: "scorecl".into(),
+            message: e.to_string(),
+        })?;
+        self.scorecl
+            .schedule()
+            .validate()
+            .map_err(|e| ConfigError {
+                key: "scorecl".into(),
+                message: e.to_string(),
+            })?;
+        positive("scorecl.sigma_ref", self.scorecl.sigma_ref())?;
+        positive("scorecl.lr", self.scorecl.lr)?;
+        at_least("scorecl.width", self.scorecl.width, 1)?;
+        Ok(())
+    }
+
+    /// The learning rate actually used at the peak: lr · batch_size / 256.
+    pub fn scaled_lr(&self) -> f32 {
+        self.optimizer.lr * self.train.batch_size as f32 / 256.0
+    }
+}

@@ -1,0 +1,61 @@
+//! Training: configuration ([`config`]), in-memory datasets ([`data`]),
+//! the ScoreCL trainer ([`trainer`]) and its run directory with
+//! checkpoints and metrics ([`run`]).
+
+pub mod config;
+pub mod data;
+pub mod run;
+pub mod trainer;
+
+pub use config::{ConfigError, Method, TrainConfig};
+pub use data::Dataset;
+pub use run::{run_training, RunDir, RunOptions, RunSummary};
+pub use trainer::{StepReport, TrainState, Trainer};
+
+use crate::error::GpuError;
+
+/// What can stop a training run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A configuration value is wrong.
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The GPU side failed (kernel, memory, device, file).
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    /// A loss term became NaN or infinite.
+    #[error(
+        "step {step} (epoch {epoch}): the {term} is not finite ({value}); the run stopped and \
+         the last good checkpoint is kept"
+    )]
+    NonFinite {
+        /// Global step (0-based).
+        step: u64,
+        /// Epoch (0-based).
+        epoch: u64,
+        /// Which term (`simclr loss`, `DSM loss`, `pair weights`).
+        term: String,
+        /// The value read back.
+        value: f32,
+    },
+    /// A checkpoint or run-directory file is missing or inconsistent.
+    #[error("{path}: {message}")]
+    Checkpoint {
+        /// The file or folder.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl TrainError {
+    pub(crate) fn checkpoint(path: &std::path::Path, message: impl Into<String>) -> Self {
+        TrainError::Checkpoint {
+            path: path.display().to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Result of training functions.
+pub type TrainResult<T> = std::result::Result<T, TrainError>;

@@ -1,0 +1,450 @@
+//! The run directory: checkpoints, metrics, resume, and the training loop
+//! with its progress bar.
+//!
+//! Layout of `DIR`:
+//! - `config.toml`: the resolved configuration of the run;
+//! - `metrics.jsonl`: one JSON object per logged step (`"kind": "step"`)
+//!   and per epoch (`"kind": "epoch"`);
+//! - `checkpoint/`: `backbone.safetensors` (torchvision names),
+//!   `heads.safetensors` (`projector.*`, `predictor.*`),
+//!   `score.safetensors` (when ScoreCL is on or shuffled),
+//!   `optimizer.safetensors` (PyTorch's state names per parameter),
+//!   `config.toml` and `state.json` (step, epoch, RNG counters).
+//!
+//! Every safetensors file carries the step in its metadata. A checkpoint is
+//! written into `checkpoint.tmp/` and swapped in by renames, so a crash
+//! leaves either the old or the new checkpoint whole (`checkpoint.old/` is
+//! used when the swap was interrupted).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use safetensors::Dtype;
+use serde::{Deserialize, Serialize};
+
+use crate::gpu::Gpu;
+use crate::nn::checkpoint::{self, write_atomic, RawTensor};
+use crate::nn::ParamStore;
+use crate::train::config::TrainConfig;
+use crate::train::data::Dataset;
+use crate::train::trainer::{StepReport, TrainState, Trainer};
+use crate::train::{TrainError, TrainResult};
+
+/// Format version of `state.json`.
+pub const STATE_FORMAT: u32 = 1;
+
+/// Contents of `checkpoint/state.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointState {
+    /// [`STATE_FORMAT`].
+    pub format: u32,
+    /// The counters.
+    pub state: TrainState,
+    /// The method.
+    pub method: String,
+    /// The adapter that wrote it (exact resumption needs the same one).
+    pub adapter: String,
+    /// The weight files.
+    pub files: Vec<String>,
+}
+
+/// A run directory.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    /// Its path.
+    pub path: PathBuf,
+}
+
+/// How [`run`] behaves.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop (with a checkpoint) after this many global steps.
+    pub max_steps: Option<u64>,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// What a finished (or stopped) run reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    /// Global steps done in total.
+    pub steps: u64,
+    /// Epochs completed.
+    pub epochs: u64,
+    /// Loss of the first step of this invocation.
+    pub first_loss: Option<f32>,
+    /// Loss of the last step.
+    pub last_loss: Option<f32>,
+    /// DSM loss of the first step of this invocation.
+    pub first_dsm_loss: Option<f32>,
+    /// DSM loss of the last step.
+    pub last_dsm_loss: Option<f32>,
+    /// Images per second over this invocation.
+    pub images_per_s: f64,
+    /// Wall time of this invocation.
+    pub seconds: f64,
+    /// Whether all epochs are done.
+    pub finished: bool,
+}
+
+fn io_err(path: &Path, what: &str, e: impl std::fmt::Display) -> TrainError {
+    TrainError::checkpoint(path, format!("{what}: {e}"))
+}
+
+fn f32_tensors(gpu: &Gpu, named: &[(String, &crate::Tensor)]) -> TrainResult<Vec<RawTensor>> {
+    named
+        .iter()
+        .map(|(name, t)| {
+            let v = gpu.download(t)?;
+            Ok((
+                name.clone(),
+                Dtype::F32,
+                vec![t.len()],
+                bytemuck::cast_slice(&v[..t.len()]).to_vec(),
+            ))
+        })
+        .collect()
+}
+
+impl RunDir {
+    /// A run directory at `path` (created on first write).
+    pub fn new(path: impl Into<PathBuf>) -> RunDir {
+        RunDir { path: path.into() }
+    }
+
+    /// `DIR/checkpoint`.
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.path.join("checkpoint")
+    }
+
+    /// `DIR/metrics.jsonl`.
+    pub fn metrics_path(&self) -> PathBuf {
+        self.path.join("metrics.jsonl")
+    }
+
+    /// Creates the folder and writes `config.toml`.
+    pub fn create(&self, cfg: &TrainConfig) -> TrainResult<()> {
+        std::fs::create_dir_all(&self.path)
+            .map_err(|e| io_err(&self.path, "cannot create the run directory", e))?;
+        write_atomic(&self.path.join("config.toml"), cfg.to_toml().as_bytes())?;
+        Ok(())
+    }
+
+    /// Writes a checkpoint of `t` (atomically, see the module docs).
+    pub fn save(&self, t: &Trainer) -> TrainResult<()> {
+        let gpu = t.gpu();
+        let tmp = self.path.join("checkpoint.tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| io_err(&tmp, "cannot clear", e))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, "cannot create", e))?;
+        let meta = [
+            ("step", t.state.step.to_string()),
+            ("epoch", t.state.epoch.to_string()),
+            ("method", t.cfg.method.name().to_string()),
+        ];
+        let mut files = Vec::new();
+        let mut save = |name: &str, store: &ParamStore| -> TrainResult<()> {
+            checkpoint::save_with(gpu, store, &tmp.join(name), &meta)?;
+            files.push(name.to_string());
+            Ok(())
+        };
+        save("backbone.safetensors", &t.encoder.store)?;
+        save("heads.safetensors", &t.heads)?;
+        if let Some(net) = t.score_net() {
+            save("score.safetensors", &net.store)?;
+        }
+        let opt = f32_tensors(gpu, &t.optimizer_tensors())?;
+        checkpoint::write_tensors(&tmp.join("optimizer.safetensors"), &opt, &meta)?;
+        files.push("optimizer.safetensors".into());
+        write_atomic(&tmp.join("config.toml"), t.cfg.to_toml().as_bytes())?;
+        let state = CheckpointState {
+            format: STATE_FORMAT,
+            state: t.state,
+            method: t.cfg.method.name().into(),
+            adapter: gpu.info.name.clone(),
+            files,
+        };
+        let json = serde_json::to_string_pretty(&state).expect("state serialises");
+        write_atomic(&tmp.join("state.json"), json.as_bytes())?;
+        // Swap: checkpoint → checkpoint.old, tmp → checkpoint, drop old.
+        let ck = self.checkpoint_dir();
+        let old = self.path.join("checkpoint.old");
+        if ck.exists() {
+            if old.exists() {
+                std::fs::remove_dir_all(&old).map_err(|e| io_err(&old, "cannot clear", e))?;
+            }
+            std::fs::rename(&ck, &old).map_err(|e| io_err(&ck, "cannot move aside", e))?;
+        }
+        std::fs::rename(&tmp, &ck).map_err(|e| io_err(&ck, "cannot install", e))?;
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| io_err(&old, "cannot remove", e))?;
+        }
+        Ok(())
+    }
+
+    /// The checkpoint folder to resume from: `checkpoint/`, or
+    /// `checkpoint.old/` if a swap was interrupted.
+    pub fn resume_dir(&self) -> TrainResult<PathBuf> {
+        let ck = self.checkpoint_dir();
+        if ck.join("state.json").exists() {
+            return Ok(ck);
+        }
+        let old = self.path.join("checkpoint.old");
+        if old.join("state.json").exists() {
+            return Ok(old);
+        }
+        Err(TrainError::checkpoint(
+            &ck,
+            "no checkpoint here (state.json missing): nothing to resume",
+        ))
+    }
+
+    /// The configuration saved with the checkpoint.
+    pub fn checkpoint_config(&self) -> TrainResult<TrainConfig> {
+        Ok(TrainConfig::load(&self.resume_dir()?.join("config.toml"))?)
+    }
+
+    /// Rebuilds the trainer of the checkpoint in this directory, with
+    /// `cfg` (normally [`RunDir::checkpoint_config`]) and `data`.
+    pub fn resume<'g>(
+        &self,
+        gpu: &'g Gpu,
+        cfg: TrainConfig,
+        data: Dataset,
+    ) -> TrainResult<Trainer<'g>> {
+        let dir = self.resume_dir()?;
+        let state_path = dir.join("state.json");
+        let text = std::fs::read_to_string(&state_path)
+            .map_err(|e| io_err(&state_path, "cannot read", e))?;
+        let cs: CheckpointState = serde_json::from_str(&text)
+            .map_err(|e| io_err(&state_path, "not a scorecl checkpoint state", e))?;
+        if cs.format != STATE_FORMAT {
+            return Err(TrainError::checkpoint(
+                &state_path,
+                format!("format {} (this version reads {STATE_FORMAT})", cs.format),
+            ));
+        }
+        if cs.method != cfg.method.name() {
+            return Err(TrainError::checkpoint(
+                &state_path,
+                format!(
+                    "a {} checkpoint, the configuration says {}",
+                    cs.method,
+                    cfg.method.name()
+                ),
+            ));
+        }
+        let mut t = Trainer::new(gpu, cfg, data)?;
+        let want = cs.state.step.to_string();
+        let check_step = |path: &Path, meta: &std::collections::HashMap<String, String>| match meta
+            .get("step")
+        {
+            Some(s) if *s == want => Ok(()),
+            other => Err(TrainError::checkpoint(
+                path,
+                format!(
+                    "written at step {}, state.json says step {want}",
+                    other.map_or("(none)", |s| s.as_str())
+                ),
+            )),
+        };
+        let load = |name: &str, store: &ParamStore| -> TrainResult<()> {
+            let path = dir.join(name);
+            let meta = checkpoint::load_with(gpu, store, &path)?;
+            check_step(&path, &meta)
+        };
+        load("backbone.safetensors", &t.encoder.store)?;
+        load("heads.safetensors", &t.heads)?;
+        if let Some(net) = t.score_net() {
+            load("score.safetensors", &net.store)?;
+        }
+        let opt_path = dir.join("optimizer.safetensors");
+        let (tensors, meta) = checkpoint::read_f32_tensors(&opt_path)?;
+        check_step(&opt_path, &meta)?;
+        let wanted = t.optimizer_tensors();
+        for (name, tensor) in &wanted {
+            let (shape, values) = tensors.get(name).ok_or_else(|| {
+                TrainError::checkpoint(&opt_path, format!("missing tensor `{name}`"))
+            })?;
+            if values.len() != tensor.len() {
+                return Err(TrainError::checkpoint(
+                    &opt_path,
+                    format!(
+                        "tensor `{name}` has shape {shape:?}, expected [{}]",
+                        tensor.len()
+                    ),
+                ));
+            }
+            gpu.write(tensor, bytemuck::cast_slice(values))?;
+        }
+        if tensors.len() != wanted.len() {
+            return Err(TrainError::checkpoint(
+                &opt_path,
+                format!(
+                    "{} tensors, the optimizer has {}",
+                    tensors.len(),
+                    wanted.len()
+                ),
+            ));
+        }
+        t.state = cs.state;
+        Ok(t)
+    }
+
+    /// Drops metric lines from after `state` (left by a run that stopped
+    /// after its last checkpoint), so that a resumed run appends cleanly.
+    pub fn trim_metrics(&self, state: &TrainState) -> TrainResult<()> {
+        let path = self.metrics_path();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(());
+        };
+        let keep: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+                    return false;
+                };
+                match v["kind"].as_str() {
+                    Some("step") => v["step"].as_u64().is_some_and(|s| s < state.step),
+                    Some("epoch") => v["epoch"].as_u64().is_some_and(|e| e < state.epoch),
+                    _ => false,
+                }
+            })
+            .collect();
+        let mut out = keep.join("\n");
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        write_atomic(&path, out.as_bytes())?;
+        Ok(())
+    }
+}
+
+struct Metrics {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Metrics {
+    fn open(path: PathBuf) -> TrainResult<Metrics> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, "cannot open", e))?;
+        Ok(Metrics { file, path })
+    }
+
+    fn write(&mut self, v: serde_json::Value) -> TrainResult<()> {
+        writeln!(self.file, "{v}").map_err(|e| io_err(&self.path, "cannot write", e))
+    }
+}
+
+fn fmt_opt(v: Option<f32>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.4}"))
+}
+
+/// Trains `t` until its last epoch (or `opts.max_steps`), logging to
+/// `dir` and writing checkpoints every `train.checkpoint_every` epochs and
+/// at the end. A non-finite loss returns [`TrainError::NonFinite`] without
+/// touching the last checkpoint.
+pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainResult<RunSummary> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    dir.create(&t.cfg)?;
+    dir.trim_metrics(&t.state)?;
+    let mut metrics = Metrics::open(dir.metrics_path())?;
+    let n = t.cfg.train.batch_size as f64;
+    let spe = t.steps_per_epoch();
+    let epochs = t.cfg.train.epochs;
+    let start = Instant::now();
+    let (mut first, mut last): (Option<StepReport>, Option<StepReport>) = (None, None);
+    let mut steps_here = 0u64;
+    let stop_at = opts.max_steps.unwrap_or(u64::MAX);
+    while !t.finished() && t.state.step < stop_at {
+        let epoch = t.state.epoch;
+        let bar = if opts.progress {
+            ProgressBar::new(spe)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} {msg} ({elapsed})")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
+        bar.set_position(t.state.step_in_epoch);
+        let epoch_start = Instant::now();
+        let (mut sum_loss, mut sum_dsm, mut sum_wstd, mut k) = (0.0f64, 0.0f64, 0.0f64, 0u64);
+        while t.state.epoch == epoch && !t.finished() && t.state.step < stop_at {
+            let t0 = Instant::now();
+            let r = t.step()?;
+            let ips = n / t0.elapsed().as_secs_f64().max(1e-9);
+            let (wm, ws) = r.weight_stats();
+            sum_loss += r.loss as f64;
+            sum_dsm += r.dsm_loss.unwrap_or(0.0) as f64;
+            sum_wstd += ws as f64;
+            k += 1;
+            steps_here += 1;
+            bar.set_message(format!(
+                "loss {:.4} | w {wm:.2}±{ws:.2} | dsm {} | {ips:.1} img/s",
+                r.loss,
+                fmt_opt(r.dsm_loss)
+            ));
+            bar.inc(1);
+            if r.step % t.cfg.train.log_every == 0 || t.state.step_in_epoch == 0 {
+                metrics.write(serde_json::json!({
+                    "kind": "step",
+                    "step": r.step,
+                    "epoch": r.epoch,
+                    "loss": r.loss,
+                    "dsm_loss": r.dsm_loss,
+                    "w_mean": wm,
+                    "w_std": ws,
+                    "score_weights": r.score_weights,
+                    "lr": r.lr,
+                    "images_per_s": ips,
+                }))?;
+            }
+            first.get_or_insert_with(|| r.clone());
+            last = Some(r);
+        }
+        bar.finish();
+        let secs = epoch_start.elapsed().as_secs_f64();
+        if t.state.epoch > epoch && k > 0 {
+            let kf = k as f64;
+            metrics.write(serde_json::json!({
+                "kind": "epoch",
+                "epoch": epoch,
+                "step": t.state.step,
+                "loss_mean": sum_loss / kf,
+                "dsm_loss_mean": t.score_net().map(|_| sum_dsm / kf),
+                "w_std_mean": sum_wstd / kf,
+                "seconds": secs,
+                "images_per_s": kf * n / secs.max(1e-9),
+            }))?;
+            if t.state.epoch % t.cfg.train.checkpoint_every == 0 || t.finished() {
+                dir.save(t)?;
+            }
+        }
+    }
+    if !t.finished() {
+        // Stopped by max_steps: checkpoint where we are.
+        dir.save(t)?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(RunSummary {
+        steps: t.state.step,
+        epochs: t.state.epoch,
+        first_loss: first.as_ref().map(|r| r.loss),
+        last_loss: last.as_ref().map(|r| r.loss),
+        first_dsm_loss: first.as_ref().and_then(|r| r.dsm_loss),
+        last_dsm_loss: last.as_ref().and_then(|r| r.dsm_loss),
+        images_per_s: steps_here as f64 * n / seconds.max(1e-9),
+        seconds,
+        finished: t.finished(),
+    })
+}

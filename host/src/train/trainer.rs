@@ -1,0 +1,808 @@
+//! The ScoreCL trainer: one [`Step`] (one submit) per batch.
+//!
+//! Per step, in order on the GPU:
+//! 1. two views of every image of the batch (augmentation from the core's
+//!    per-sample parameters, streams `Augment` at 2·step and 2·step + 1);
+//! 2. pair weights: the score network at σ_ref on both views (pixel scale),
+//!    then the core's weight formula (`ops::weights`); uniform while ScoreCL
+//!    is off or during `scorecl.score_warmup_epochs`;
+//! 3. encoder and heads on each view (batch statistics per view, as
+//!    solo-learn), the weighted loss and its gradient, the backward passes;
+//! 4. the optimizer step (LARS, SGD or Adam) at the warm-up + cosine rate;
+//! 5. one DSM step of the score network on the clean images (σ per sample
+//!    from the geometric schedule, streams `DsmNoise`/`DsmSigma` at step),
+//!    with its own Adam.
+//!
+//! Nothing flows from the contrastive loss into the score network: its
+//! weights enter the loss as constants. Everything random is a function of
+//! (seed, step), so a resumed run repeats the same draws.
+
+use scorecl_core::augment::{self, AugConfig, AugParams};
+use scorecl_core::optim::{AdamConfig, LarsConfig, SgdConfig, WarmupCosine};
+use scorecl_core::rng::{stream_id, Philox, Purpose};
+use scorecl_core::simclr::SimClrConfig;
+use scorecl_core::vicreg::VicRegConfig;
+use scorecl_core::weights::WeightMode;
+use scorecl_core::wmse::WmseConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{GpuError, Result};
+use crate::gpu::Gpu;
+use crate::nn::{Mlp, MlpLayer, MlpWorkspace, ParamStore, ResNet, ResNetConfig, ResNetWorkspace};
+use crate::nn::{ScoreConfig, ScoreNet, ScoreWorkspace, Stem};
+use crate::ops::augment::{Augmenter, Normalize};
+use crate::ops::elementwise::fill;
+use crate::ops::simclr::SimClr;
+use crate::ops::simsiam::SimSiam;
+use crate::ops::vicreg::VicReg;
+use crate::ops::wmse::Wmse;
+use crate::ops::{dsm, optim, weights};
+use crate::tensor::{DType, Tensor};
+use crate::train::config::{Method, TrainConfig};
+use crate::train::data::Dataset;
+use crate::train::{TrainError, TrainResult};
+
+/// Where a run stands: everything besides tensors that a resume needs.
+/// The random streams are functions of (seed, step), so these counters
+/// are the RNG state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TrainState {
+    /// Optimizer steps taken (global, 0-based index of the next step).
+    pub step: u64,
+    /// Current epoch (0-based).
+    pub epoch: u64,
+    /// Steps taken in the current epoch.
+    pub step_in_epoch: u64,
+    /// DSM (score-network Adam) steps taken.
+    pub score_steps: u64,
+}
+
+/// What one step read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    /// The step's global index.
+    pub step: u64,
+    /// Its epoch.
+    pub epoch: u64,
+    /// The weighted loss of the method.
+    pub loss: f32,
+    /// The DSM loss of the score network (when it trains).
+    pub dsm_loss: Option<f32>,
+    /// The pair weights used (n).
+    pub weights: Vec<f32>,
+    /// The score statistics S(v) of both views (2n: view 1 then view 2)
+    /// when score weights were computed.
+    pub stats: Option<Vec<f32>>,
+    /// Whether the weights came from the score network this step.
+    pub score_weights: bool,
+    /// The learning rate of the step.
+    pub lr: f32,
+}
+
+impl StepReport {
+    /// Mean and standard deviation of the pair weights.
+    pub fn weight_stats(&self) -> (f32, f32) {
+        let n = self.weights.len().max(1) as f64;
+        let mean = self.weights.iter().map(|w| *w as f64).sum::<f64>() / n;
+        let var = self
+            .weights
+            .iter()
+            .map(|w| (*w as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        (mean as f32, var.sqrt() as f32)
+    }
+}
+
+/// Optimizer of the encoder and heads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Optim {
+    Sgd(SgdConfig),
+    Lars(LarsConfig),
+    Adam(AdamConfig),
+}
+
+impl Optim {
+    fn from_config(cfg: &TrainConfig) -> Optim {
+        let o = &cfg.optimizer;
+        match o.name.as_str() {
+            "sgd" => Optim::Sgd(SgdConfig {
+                momentum: o.momentum,
+                weight_decay: o.weight_decay,
+                ..SgdConfig::default()
+            }),
+            "adam" | "adamw" => Optim::Adam(AdamConfig {
+                beta1: o.beta1,
+                beta2: o.beta2,
+                eps: o.eps,
+                weight_decay: o.weight_decay,
+                decoupled: o.name == "adamw",
+            }),
+            _ => Optim::Lars(LarsConfig {
+                momentum: o.momentum,
+                weight_decay: o.weight_decay,
+                eta: o.eta,
+                clip_lr: o.clip_lr,
+                exclude_bias_n_norm: o.exclude_bias_n_norm,
+                ..LarsConfig::default()
+            }),
+        }
+    }
+
+    /// Names of the per-parameter state tensors (PyTorch's).
+    pub(crate) fn slots(&self) -> &'static [&'static str] {
+        match self {
+            Optim::Sgd(_) | Optim::Lars(_) => &["momentum_buffer"],
+            Optim::Adam(_) => &["exp_avg", "exp_avg_sq"],
+        }
+    }
+}
+
+enum Loss {
+    SimClr(Box<SimClr>, SimClrConfig),
+    SimSiam(Box<SimSiam>),
+    Wmse(Box<Wmse>, WmseConfig),
+    VicReg(Box<VicReg>, VicRegConfig),
+}
+
+/// The score network with its training buffers.
+pub(crate) struct ScorePart {
+    pub(crate) net: ScoreNet,
+    /// Adam moments per parameter.
+    pub(crate) moments: Vec<[Tensor; 2]>,
+    views: ScoreWorkspace,
+    dsm: ScoreWorkspace,
+    sig_ref: Tensor,
+    logsig_ref: Tensor,
+    table: Tensor,
+    x_noisy: Tensor,
+    eps: Tensor,
+    sigma: Tensor,
+    logsig: Tensor,
+    terms: Tensor,
+    dscore: Tensor,
+    loss: Tensor,
+}
+
+struct Buffers {
+    clean: Tensor,
+    views01: Tensor,
+    viewsn: Tensor,
+    x: [Tensor; 2],
+    w: Tensor,
+    stats: Tensor,
+    z: Tensor,
+    dz: Tensor,
+    dzv: [Tensor; 2],
+    /// SimSiam: stacked predictions, their gradient, and the per-view
+    /// gradient.
+    p: Option<(Tensor, Tensor, [Tensor; 2])>,
+    loss: Tensor,
+    norms: Tensor,
+}
+
+/// A training run in memory: models, optimizer states, buffers, counters.
+pub struct Trainer<'g> {
+    gpu: &'g Gpu,
+    /// The resolved configuration.
+    pub cfg: TrainConfig,
+    /// The dataset.
+    pub data: Dataset,
+    /// The encoder (torchvision names).
+    pub encoder: ResNet,
+    /// Projector (and predictor) parameters (`projector.*`, `predictor.*`).
+    pub heads: ParamStore,
+    projector: Mlp,
+    predictor: Option<Mlp>,
+    /// Index in `heads.params` from which the predictor's tensors start
+    /// (SimSiam's predictor keeps a constant learning rate).
+    predictor_from: usize,
+    pub(crate) score: Option<ScorePart>,
+    pub(crate) optim: Optim,
+    /// Optimizer state per parameter: encoder's, then heads'.
+    pub(crate) moments: Vec<Vec<Tensor>>,
+    enc_ws: [ResNetWorkspace; 2],
+    proj_ws: [MlpWorkspace; 2],
+    pred_ws: Option<[MlpWorkspace; 2]>,
+    loss: Loss,
+    augmenter: Augmenter,
+    norm: Normalize,
+    bufs: Buffers,
+    schedule: WarmupCosine,
+    /// Counters (the RNG state).
+    pub state: TrainState,
+    order: Option<(u64, Vec<u32>)>,
+    host: Vec<f32>,
+}
+
+fn head_spec(cfg: &TrainConfig, feat: usize) -> (Vec<MlpLayer>, Option<Vec<MlpLayer>>, usize) {
+    use MlpLayer::{BatchNorm as Bn, Linear as Lin, Relu};
+    let lin = |fan_in, fan_out, bias| Lin {
+        fan_in,
+        fan_out,
+        bias,
+    };
+    let bn = |features| Bn {
+        features,
+        affine: true,
+    };
+    match cfg.method {
+        Method::Simclr => {
+            let (h, o) = (cfg.simclr.proj_hidden_dim, cfg.simclr.proj_output_dim);
+            (
+                vec![lin(feat, h, true), bn(h), Relu, lin(h, o, true)],
+                None,
+                o,
+            )
+        }
+        Method::Simsiam => {
+            let s = &cfg.simsiam;
+            let (h, o, ph) = (s.proj_hidden_dim, s.proj_output_dim, s.pred_hidden_dim);
+            (
+                vec![
+                    lin(feat, h, false),
+                    bn(h),
+                    Relu,
+                    lin(h, h, false),
+                    bn(h),
+                    Relu,
+                    lin(h, o, true),
+                    Bn {
+                        features: o,
+                        affine: false,
+                    },
+                ],
+                Some(vec![lin(o, ph, false), bn(ph), Relu, lin(ph, o, true)]),
+                o,
+            )
+        }
+        Method::Wmse => {
+            let (h, o) = (cfg.wmse.proj_hidden_dim, cfg.wmse.proj_output_dim);
+            (
+                vec![lin(feat, h, true), bn(h), Relu, lin(h, o, true)],
+                None,
+                o,
+            )
+        }
+        Method::Vicreg => {
+            let (h, o) = (cfg.vicreg.proj_hidden_dim, cfg.vicreg.proj_output_dim);
+            (
+                vec![
+                    lin(feat, h, true),
+                    bn(h),
+                    Relu,
+                    lin(h, h, true),
+                    bn(h),
+                    Relu,
+                    lin(h, o, true),
+                ],
+                None,
+                o,
+            )
+        }
+    }
+}
+
+/// Steps per epoch (the last incomplete batch is dropped, as solo-learn).
+pub fn steps_per_epoch(images: usize, batch: usize) -> u64 {
+    (images / batch.max(1)) as u64
+}
+
+impl<'g> Trainer<'g> {
+    /// A fresh run of `cfg` on `data`: models initialised from the seed.
+    pub fn new(gpu: &'g Gpu, cfg: TrainConfig, data: Dataset) -> TrainResult<Trainer<'g>> {
+        cfg.validate()?;
+        let n = cfg.train.batch_size;
+        let spe = steps_per_epoch(data.len(), n);
+        if spe == 0 {
+            return Err(GpuError::shape(
+                "train.batch_size",
+                format!(
+                    "{n}: larger than the dataset `{}` ({} images)",
+                    data.name,
+                    data.len()
+                ),
+            )
+            .into());
+        }
+        let size = cfg.data.size;
+        let seed = cfg.train.seed;
+        let init_seed = cfg.model.init_seed.unwrap_or(seed);
+        let stem = match cfg.model.stem.as_str() {
+            "imagenet" => Stem::ImageNet,
+            _ => Stem::Cifar {
+                padding: cfg.model.cifar_padding,
+            },
+        };
+        let encoder = ResNet::new(
+            gpu,
+            ResNetConfig::resnet18(cfg.model.width, stem),
+            init_seed,
+        )?;
+        let feat = encoder.feature_dim();
+        let (proj_spec, pred_spec, d) = head_spec(&cfg, feat);
+        let mut heads = ParamStore::default();
+        let projector = Mlp::new(gpu, &mut heads, "projector", &proj_spec, init_seed)?;
+        let predictor_from = heads.params.len();
+        let predictor = pred_spec
+            .map(|s| Mlp::new(gpu, &mut heads, "predictor", &s, init_seed))
+            .transpose()?;
+        let optim = Optim::from_config(&cfg);
+        let moments = encoder
+            .store
+            .params
+            .iter()
+            .chain(&heads.params)
+            .map(|p| {
+                optim
+                    .slots()
+                    .iter()
+                    .map(|_| gpu.zeros(&[p.value.len()]))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let t = |len: usize| gpu.tensor(&[len], DType::F32);
+        let (h, w) = (data.h, data.w);
+        let view = 3 * size * size;
+        let score = if cfg.scorecl.weight_mode() == WeightMode::Uniform {
+            None
+        } else {
+            let net = ScoreNet::new(
+                gpu,
+                ScoreConfig {
+                    width: cfg.scorecl.width,
+                },
+                init_seed ^ 0x5c0e,
+            )?;
+            let moments = net
+                .store
+                .params
+                .iter()
+                .map(|p| Ok([gpu.zeros(&[p.value.len()])?, gpu.zeros(&[p.value.len()])?]))
+                .collect::<Result<Vec<_>>>()?;
+            let sref = cfg.scorecl.sigma_ref();
+            let table = dsm::sigma_table(&cfg.scorecl.schedule());
+            Some(ScorePart {
+                views: net.workspace(gpu, 2 * n, size, size)?,
+                dsm: net.workspace(gpu, n, h, w)?,
+                moments,
+                net,
+                sig_ref: gpu.upload(&vec![sref; 2 * n], &[2 * n])?,
+                logsig_ref: gpu.upload(&vec![sref.ln(); 2 * n], &[2 * n])?,
+                table: gpu.upload(&table, &[table.len()])?,
+                x_noisy: t(n * 3 * h * w)?,
+                eps: t(n * 3 * h * w)?,
+                sigma: t(n)?,
+                logsig: t(n)?,
+                terms: t(n)?,
+                dscore: t(n * 3 * h * w)?,
+                loss: t(1)?,
+            })
+        };
+        let loss = match cfg.method {
+            Method::Simclr => Loss::SimClr(
+                Box::new(SimClr::new(gpu, n, d)?),
+                SimClrConfig {
+                    temperature: cfg.simclr.temperature,
+                },
+            ),
+            Method::Simsiam => Loss::SimSiam(Box::new(SimSiam::new(gpu, n, d)?)),
+            Method::Wmse => Loss::Wmse(
+                Box::new(Wmse::new(gpu, n, d, cfg.wmse.w_size)?),
+                WmseConfig {
+                    eps: cfg.wmse.eps,
+                    w_size: cfg.wmse.w_size,
+                },
+            ),
+            Method::Vicreg => Loss::VicReg(
+                Box::new(VicReg::new(gpu, n, d)?),
+                VicRegConfig {
+                    sim_coeff: cfg.vicreg.sim_coeff,
+                    std_coeff: cfg.vicreg.std_coeff,
+                    cov_coeff: cfg.vicreg.cov_coeff,
+                },
+            ),
+        };
+        let bufs = Buffers {
+            clean: t(n * 3 * h * w)?,
+            views01: t(2 * n * view)?,
+            viewsn: t(2 * n * view)?,
+            x: [t(n * view)?, t(n * view)?],
+            w: t(n)?,
+            stats: t(2 * n)?,
+            z: t(2 * n * d)?,
+            dz: t(2 * n * d)?,
+            dzv: [t(n * d)?, t(n * d)?],
+            p: match cfg.method {
+                Method::Simsiam => Some((t(2 * n * d)?, t(2 * n * d)?, [t(n * d)?, t(n * d)?])),
+                _ => None,
+            },
+            loss: t(1)?,
+            norms: t(2)?,
+        };
+        let enc_ws = [
+            encoder.workspace(gpu, n, size, size, false)?,
+            encoder.workspace(gpu, n, size, size, false)?,
+        ];
+        let proj_ws = [projector.workspace(gpu, n)?, projector.workspace(gpu, n)?];
+        let pred_ws = predictor
+            .as_ref()
+            .map(|p| Ok::<_, GpuError>([p.workspace(gpu, n)?, p.workspace(gpu, n)?]))
+            .transpose()?;
+        let mut augmenter = Augmenter::with_sources(gpu, 2 * n, n, (h, w), (size, size))?;
+        augmenter.threshold = cfg.augment.solarize_threshold;
+        let norm = match cfg.data.normalize.as_str() {
+            "imagenet" => Normalize::IMAGENET,
+            _ => Normalize::CIFAR,
+        };
+        let total = cfg.train.epochs * spe;
+        let warmup = ((cfg.schedule.warmup_epochs as f64 * spe as f64).round() as u64).min(total);
+        let schedule = WarmupCosine {
+            base_lr: cfg.scaled_lr(),
+            warmup_start_lr: cfg.schedule.warmup_start_lr,
+            min_lr: cfg.schedule.min_lr,
+            warmup_steps: warmup,
+            total_steps: total,
+        };
+        schedule.validate().map_err(GpuError::from)?;
+        Ok(Trainer {
+            gpu,
+            cfg,
+            data,
+            encoder,
+            heads,
+            projector,
+            predictor,
+            predictor_from,
+            score,
+            optim,
+            moments,
+            enc_ws,
+            proj_ws,
+            pred_ws,
+            loss,
+            augmenter,
+            norm,
+            bufs,
+            schedule,
+            state: TrainState::default(),
+            order: None,
+            host: Vec::new(),
+        })
+    }
+
+    /// The GPU.
+    pub fn gpu(&self) -> &'g Gpu {
+        self.gpu
+    }
+
+    /// The score network, when ScoreCL is on or shuffled.
+    pub fn score_net(&self) -> Option<&ScoreNet> {
+        self.score.as_ref().map(|s| &s.net)
+    }
+
+    /// Steps per epoch.
+    pub fn steps_per_epoch(&self) -> u64 {
+        steps_per_epoch(self.data.len(), self.cfg.train.batch_size)
+    }
+
+    /// Total steps of the run.
+    pub fn total_steps(&self) -> u64 {
+        self.cfg.train.epochs * self.steps_per_epoch()
+    }
+
+    /// Whether every step has been taken.
+    pub fn finished(&self) -> bool {
+        self.state.step >= self.total_steps()
+    }
+
+    /// The learning-rate schedule.
+    pub fn schedule(&self) -> &WarmupCosine {
+        &self.schedule
+    }
+
+    /// Augmentation parameters of both views of the current step (view 1's
+    /// n samples, then view 2's).
+    pub fn view_params(&self) -> TrainResult<Vec<AugParams>> {
+        let n = self.cfg.train.batch_size;
+        let (h, w) = (self.data.h as u32, self.data.w as u32);
+        let mut out = Vec::with_capacity(2 * n);
+        for v in 0..2u64 {
+            let cfg: &AugConfig = match (v, &self.cfg.augment_view2) {
+                (1, Some(c)) => c,
+                _ => &self.cfg.augment,
+            };
+            let rng = Philox::new(
+                self.cfg.train.seed,
+                stream_id(Purpose::Augment, 2 * self.state.step + v),
+            );
+            for i in 0..n as u32 {
+                out.push(augment::sample(&rng, i, h, w, cfg).map_err(GpuError::from)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn batch_indices(&mut self) -> Vec<u32> {
+        let (epoch, n) = (self.state.epoch, self.cfg.train.batch_size);
+        if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.order = Some((epoch, self.data.order(self.cfg.train.seed, epoch)));
+        }
+        let order = &self.order.as_ref().unwrap().1;
+        let s = self.state.step_in_epoch as usize * n;
+        order[s..s + n].to_vec()
+    }
+
+    /// Runs one training step and advances the counters.
+    pub fn step(&mut self) -> TrainResult<StepReport> {
+        if self.finished() {
+            return Err(GpuError::shape(
+                "train",
+                format!("the run is complete ({} steps)", self.total_steps()),
+            )
+            .into());
+        }
+        let gpu = self.gpu;
+        let n = self.cfg.train.batch_size;
+        let size = self.cfg.data.size;
+        let view = 3 * size * size;
+        let (st, seed) = (self.state, self.cfg.train.seed);
+        let idx = self.batch_indices();
+        self.data.gather(&idx, &mut self.host);
+        gpu.write(&self.bufs.clean, bytemuck::cast_slice(&self.host))?;
+        let params = self.view_params()?;
+        let lr = self.schedule.lr(st.step);
+        let static_lr = self.schedule.base_lr;
+        let wcfg = self.cfg.scorecl.weights();
+        let score_weights =
+            self.score.is_some() && st.epoch >= self.cfg.scorecl.score_warmup_epochs;
+        // DSM noise levels, drawn as the kernel draws them; their logs are
+        // uploaded for the FiLM conditioning.
+        let sigmas = Philox::new(seed, stream_id(Purpose::DsmSigma, st.step));
+        let noise = Philox::new(seed, stream_id(Purpose::DsmNoise, st.step));
+        if let Some(sp) = &self.score {
+            let sched = self.cfg.scorecl.schedule();
+            let logs: Vec<f32> = (0..n as u64)
+                .map(|i| sched.sigma(sched.level_for(sigmas.uniform_at(i))).ln())
+                .collect();
+            gpu.write(&sp.logsig, bytemuck::cast_slice(&logs))?;
+        }
+
+        let mut s = gpu.step("train step");
+        let b = &self.bufs;
+        self.encoder.store.zero_grads(&mut s)?;
+        self.heads.zero_grads(&mut s)?;
+        // 1. Views.
+        self.augmenter
+            .run(&mut s, &b.clean, &params, &self.norm, &b.views01, &b.viewsn)?;
+        s.copy_range(&b.viewsn, 0, &b.x[0], 0, n * view)?;
+        s.copy_range(&b.viewsn, n * view, &b.x[1], 0, n * view)?;
+        // 2. Pair weights (constants for the encoder).
+        if score_weights {
+            let sp = self.score.as_ref().unwrap();
+            sp.net
+                .forward(&mut s, &sp.views, &b.views01, &sp.sig_ref, &sp.logsig_ref)?;
+            let shuffle = Philox::new(seed, stream_id(Purpose::Shuffle, st.step));
+            weights::pair_weights(
+                &mut s,
+                &sp.views.score,
+                view,
+                &wcfg,
+                &shuffle,
+                &b.stats,
+                &b.w,
+            )?;
+        } else {
+            fill(&mut s, 1.0, &b.w)?;
+        }
+        // 3. Encoder, heads, loss, backward.
+        let d = self.projector.out_dim();
+        for v in 0..2 {
+            self.encoder
+                .forward(&mut s, &self.enc_ws[v], &b.x[v], true)?;
+            self.projector.forward(
+                &mut s,
+                &self.heads,
+                &self.proj_ws[v],
+                &self.enc_ws[v].features,
+                true,
+            )?;
+            s.copy_range(self.proj_ws[v].output(), 0, &b.z, v * n * d, n * d)?;
+            if let (Some(pred), Some(pws), Some((p, _, _))) = (&self.predictor, &self.pred_ws, &b.p)
+            {
+                pred.forward(&mut s, &self.heads, &pws[v], self.proj_ws[v].output(), true)?;
+                s.copy_range(pws[v].output(), 0, p, v * n * d, n * d)?;
+            }
+        }
+        let mut wmse_status = None;
+        match &self.loss {
+            Loss::SimClr(op, c) => op.forward_backward(&mut s, &b.z, &b.w, c, &b.dz, &b.loss)?,
+            Loss::SimSiam(op) => {
+                let (p, dp, _) = b.p.as_ref().unwrap();
+                op.forward_backward(&mut s, p, &b.z, &b.w, dp, &b.loss)?
+            }
+            Loss::Wmse(op, c) => {
+                op.forward_backward(&mut s, &b.z, &b.w, c, &b.dz, &b.loss)?;
+                wmse_status = Some(s.readback(&op.status));
+            }
+            Loss::VicReg(op, c) => op.forward_backward(&mut s, &b.z, &b.w, c, &b.dz, &b.loss)?,
+        }
+        for v in 0..2 {
+            let dfeat_src = if let (Some(pred), Some(pws), Some((_, dp, dpv))) =
+                (&self.predictor, &self.pred_ws, &b.p)
+            {
+                s.copy_range(dp, v * n * d, &dpv[v], 0, n * d)?;
+                pred.backward(
+                    &mut s,
+                    &self.heads,
+                    &pws[v],
+                    self.proj_ws[v].output(),
+                    &dpv[v],
+                )?;
+                pws[v].input_grad()
+            } else {
+                s.copy_range(&b.dz, v * n * d, &b.dzv[v], 0, n * d)?;
+                &b.dzv[v]
+            };
+            self.projector.backward(
+                &mut s,
+                &self.heads,
+                &self.proj_ws[v],
+                &self.enc_ws[v].features,
+                dfeat_src,
+            )?;
+            self.encoder.backward(
+                &mut s,
+                &self.enc_ws[v],
+                &b.x[v],
+                self.proj_ws[v].input_grad(),
+            )?;
+        }
+        // 4. Optimizer.
+        let first = st.step == 0;
+        let all = self.encoder.store.params.iter().chain(&self.heads.params);
+        let n_enc = self.encoder.store.params.len();
+        for (i, (p, m)) in all.zip(&self.moments).enumerate() {
+            let in_predictor = self.predictor.is_some() && i >= n_enc + self.predictor_from;
+            let lr = if in_predictor { static_lr } else { lr };
+            match &self.optim {
+                Optim::Sgd(c) => optim::sgd(&mut s, &p.value, &p.grad, &m[0], lr, c, first)?,
+                Optim::Lars(c) => optim::lars(
+                    &mut s, &p.value, &p.grad, &m[0], &b.norms, lr, c, p.one_d, first,
+                )?,
+                Optim::Adam(c) => optim::adam(
+                    &mut s,
+                    &p.value,
+                    &p.grad,
+                    &m[0],
+                    &m[1],
+                    lr,
+                    (st.step + 1) as u32,
+                    c,
+                )?,
+            }
+        }
+        // 5. DSM step of the score network.
+        if let Some(sp) = &self.score {
+            let dim = 3 * self.data.h * self.data.w;
+            sp.net.store.zero_grads(&mut s)?;
+            dsm::perturb(
+                &mut s,
+                &b.clean,
+                dim,
+                &sp.table,
+                &noise,
+                &sigmas,
+                &sp.x_noisy,
+                &sp.eps,
+                &sp.sigma,
+            )?;
+            sp.net
+                .forward(&mut s, &sp.dsm, &sp.x_noisy, &sp.sigma, &sp.logsig)?;
+            dsm::loss(
+                &mut s,
+                &sp.dsm.score,
+                &sp.eps,
+                &sp.sigma,
+                dim,
+                &sp.terms,
+                &sp.dscore,
+                &sp.loss,
+            )?;
+            sp.net.backward(
+                &mut s,
+                &sp.dsm,
+                &sp.x_noisy,
+                &sp.sigma,
+                &sp.logsig,
+                &sp.dscore,
+            )?;
+            let adam = AdamConfig::default();
+            for (p, [m, v]) in sp.net.store.params.iter().zip(&sp.moments) {
+                optim::adam(
+                    &mut s,
+                    &p.value,
+                    &p.grad,
+                    m,
+                    v,
+                    self.cfg.scorecl.lr,
+                    (st.score_steps + 1) as u32,
+                    &adam,
+                )?;
+            }
+        }
+        let r_loss = s.readback(&b.loss);
+        let r_w = s.readback(&b.w);
+        let r_stats = score_weights.then(|| s.readback(&b.stats));
+        let r_dsm = self.score.as_ref().map(|sp| s.readback(&sp.loss));
+        let r = s.submit()?;
+
+        let report = StepReport {
+            step: st.step,
+            epoch: st.epoch,
+            loss: r.f32(r_loss)[0],
+            dsm_loss: r_dsm.map(|i| r.f32(i)[0]),
+            weights: r.f32(r_w)[..n].to_vec(),
+            stats: r_stats.map(|i| r.f32(i)[..2 * n].to_vec()),
+            score_weights,
+            lr,
+        };
+        let non_finite = |term: &str, value: f32| TrainError::NonFinite {
+            step: st.step,
+            epoch: st.epoch,
+            term: term.to_string(),
+            value,
+        };
+        if let (Some(i), Loss::Wmse(op, _)) = (wmse_status, &self.loss) {
+            op.check(&r.u32(i))?;
+        }
+        if !report.loss.is_finite() {
+            return Err(non_finite(
+                &format!("{} loss", self.cfg.method.name()),
+                report.loss,
+            ));
+        }
+        if let Some(v) = report.dsm_loss.filter(|v| !v.is_finite()) {
+            return Err(non_finite("DSM loss of the score network", v));
+        }
+        if let Some(v) = report.weights.iter().find(|v| !v.is_finite()) {
+            return Err(non_finite("pair weights", *v));
+        }
+        self.state.step += 1;
+        self.state.step_in_epoch += 1;
+        if self.score.is_some() {
+            self.state.score_steps += 1;
+        }
+        if self.state.step_in_epoch == self.steps_per_epoch() {
+            self.state.epoch += 1;
+            self.state.step_in_epoch = 0;
+        }
+        Ok(report)
+    }
+
+    /// Names and tensors of every optimizer state, as PyTorch names them
+    /// (`backbone.conv1.weight.momentum_buffer`, `projector.0.weight.exp_avg`,
+    /// `score.conv_in.weight.exp_avg_sq`).
+    pub fn optimizer_tensors(&self) -> Vec<(String, &Tensor)> {
+        let mut out = Vec::new();
+        let names = self
+            .encoder
+            .store
+            .params
+            .iter()
+            .map(|p| format!("backbone.{}", p.name))
+            .chain(self.heads.params.iter().map(|p| p.name.clone()));
+        for (name, m) in names.zip(&self.moments) {
+            for (slot, t) in self.optim.slots().iter().zip(m) {
+                out.push((format!("{name}.{slot}"), t));
+            }
+        }
+        if let Some(sp) = &self.score {
+            for (p, [m, v]) in sp.net.store.params.iter().zip(&sp.moments) {
+                out.push((format!("score.{}.exp_avg", p.name), m));
+                out.push((format!("score.{}.exp_avg_sq", p.name), v));
+            }
+        }
+        out
+    }
+}

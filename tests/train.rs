@@ -1,0 +1,390 @@
+//! End-to-end training on the tiny built-in dataset (ResNet-18 at width 8,
+//! 16×16 views, batch 32), on whatever adapter is present (lavapipe in CI).
+//!
+//! - every method, ScoreCL on and off: ten steps, every loss finite, the
+//!   mean of the last three below the mean of the first three, and the
+//!   weights equal to the core's formula applied to the score statistics
+//!   read back (1e-6 absolute + 1e-5 relative: the GPU and the core sum in
+//!   different orders); off: all weights exactly 1;
+//! - the shuffled control: the core's shuffle of the core's score weights;
+//! - resume: a run stopped mid-epoch, checkpointed and resumed, ends with
+//!   the same parameters and optimizer states as one that never stopped
+//!   (1e-6 absolute + 1e-5 relative, same adapter);
+//! - a truncated, corrupt or inconsistent checkpoint, a bad configuration
+//!   key or value, and a NaN loss each give an error that names the file,
+//!   key or step and term.
+#[path = "../host/tests/common/mod.rs"]
+mod common;
+
+use scorecl::core::rng::{stream_id, Philox, Purpose};
+use scorecl::core::weights::{from_statistics, ScoreWeightConfig, WeightMode};
+use scorecl::host::train::{
+    run_training, Dataset, RunDir, RunOptions, StepReport, TrainConfig, TrainError, Trainer,
+};
+use scorecl::host::Gpu;
+
+/// A tiny configuration with mild augmentations (so that ten steps
+/// visibly reduce the loss).
+fn tiny(method: &str, mode: &str) -> TrainConfig {
+    let heads = match method {
+        "simclr" => "[simclr]\nproj_hidden_dim = 64\nproj_output_dim = 32\n",
+        "simsiam" => {
+            "[simsiam]\nproj_hidden_dim = 64\nproj_output_dim = 64\npred_hidden_dim = 16\n"
+        }
+        "wmse" => "[wmse]\nproj_hidden_dim = 64\nproj_output_dim = 8\nw_size = 32\n",
+        _ => "[vicreg]\nproj_hidden_dim = 64\nproj_output_dim = 64\n",
+    };
+    let optimizer = match method {
+        "simclr" => "name = \"lars\"\nlr = 0.4\nweight_decay = 1e-4",
+        "simsiam" => "name = \"sgd\"\nlr = 0.5\nweight_decay = 1e-5",
+        "wmse" => "name = \"adam\"\nlr = 2e-2\nweight_decay = 1e-6",
+        _ => "name = \"lars\"\nlr = 0.3\nweight_decay = 1e-4",
+    };
+    let text = format!(
+        r#"
+method = "{method}"
+[model]
+width = 8
+{heads}
+[data]
+dataset = "builtin:64"
+size = 16
+[augment]
+crop_scale = [0.5, 1.0]
+jitter_prob = 0.0
+gray_prob = 0.0
+[optimizer]
+{optimizer}
+[schedule]
+warmup_epochs = 1
+[train]
+epochs = 5
+batch_size = 32
+[scorecl]
+mode = "{mode}"
+width = 8
+lr = 1e-3
+"#
+    );
+    TrainConfig::parse(&text).unwrap()
+}
+
+fn trainer(gpu: &Gpu, cfg: TrainConfig) -> Trainer<'_> {
+    let data = Dataset::open(&cfg.data.dataset, cfg.data.size, 0).unwrap();
+    Trainer::new(gpu, cfg, data).unwrap()
+}
+
+fn mean(v: &[f32]) -> f32 {
+    v.iter().sum::<f32>() / v.len() as f32
+}
+
+/// The weights the core computes from the statistics read back.
+fn core_weights(r: &StepReport, cfg: &ScoreWeightConfig, seed: u64) -> Vec<f32> {
+    let stats = r.stats.as_ref().expect("score statistics");
+    let n = r.weights.len();
+    let shuffle = Philox::new(seed, stream_id(Purpose::Shuffle, r.step));
+    let mut out = vec![0.0; n];
+    from_statistics(&stats[..n], &stats[n..], cfg, &shuffle, &mut out).unwrap();
+    out
+}
+
+fn trains(method: &str) {
+    let Some(gpu) = common::gpu() else { return };
+    for mode in ["on", "off"] {
+        let cfg = tiny(method, mode);
+        let wcfg = cfg.scorecl.weights();
+        let mut t = trainer(gpu, cfg);
+        let reports: Vec<StepReport> = (0..10).map(|_| t.step().unwrap()).collect();
+        let losses: Vec<f32> = reports.iter().map(|r| r.loss).collect();
+        assert!(
+            losses.iter().all(|l| l.is_finite()),
+            "{method} {mode}: {losses:?}"
+        );
+        assert!(
+            mean(&losses[7..]) < mean(&losses[..3]),
+            "{method} with ScoreCL {mode}: the loss does not fall: {losses:?}"
+        );
+        if mode == "off" {
+            for r in &reports {
+                assert!(r.weights.iter().all(|w| *w == 1.0), "uniform weights");
+                assert!(r.stats.is_none() && r.dsm_loss.is_none());
+            }
+            continue;
+        }
+        let mut spread = 0.0f32;
+        for r in &reports {
+            assert!(r.score_weights && r.dsm_loss.is_some_and(f32::is_finite));
+            let want = core_weights(r, &wcfg, 0);
+            common::assert_close(
+                &format!("{method} step {} weights", r.step),
+                &r.weights,
+                &want,
+                1e-6,
+                1e-5,
+            );
+            spread = spread.max(r.weight_stats().1);
+        }
+        // The score network moves off its zero initialisation after one
+        // DSM step, so the weights must stop being uniform.
+        assert!(spread > 0.05, "{method}: weights stayed uniform");
+    }
+}
+
+#[test]
+fn simclr_trains_with_and_without_scorecl() {
+    trains("simclr");
+}
+
+#[test]
+fn simsiam_trains_with_and_without_scorecl() {
+    trains("simsiam");
+}
+
+#[test]
+fn wmse_trains_with_and_without_scorecl() {
+    trains("wmse");
+}
+
+#[test]
+fn vicreg_trains_with_and_without_scorecl() {
+    trains("vicreg");
+}
+
+#[test]
+fn shuffled_weights_are_the_score_weights_permuted() {
+    let Some(gpu) = common::gpu() else { return };
+    let cfg = tiny("simclr", "shuffled");
+    let wcfg = cfg.scorecl.weights();
+    assert_eq!(wcfg.mode, WeightMode::Shuffled);
+    let mut t = trainer(gpu, cfg);
+    for _ in 0..3 {
+        let r = t.step().unwrap();
+        common::assert_close(
+            "shuffled weights",
+            &r.weights,
+            &core_weights(&r, &wcfg, 0),
+            1e-6,
+            1e-5,
+        );
+        let mut unshuffled = core_weights(
+            &r,
+            &ScoreWeightConfig {
+                mode: WeightMode::Score,
+                ..wcfg
+            },
+            0,
+        );
+        let mut got = r.weights.clone();
+        unshuffled.sort_by(f32::total_cmp);
+        got.sort_by(f32::total_cmp);
+        common::assert_close("same multiset", &got, &unshuffled, 1e-6, 1e-5);
+    }
+}
+
+/// Every parameter, state and optimizer tensor of a trainer.
+fn snapshot(t: &Trainer) -> Vec<(String, Vec<f32>)> {
+    let gpu = t.gpu();
+    let mut out = Vec::new();
+    let mut stores = vec![&t.encoder.store, &t.heads];
+    if let Some(s) = t.score_net() {
+        stores.push(&s.store);
+    }
+    for s in stores {
+        for p in &s.params {
+            out.push((p.name.clone(), gpu.download(&p.value).unwrap()));
+        }
+        for st in &s.states {
+            out.push((st.name.clone(), gpu.download(&st.value).unwrap()));
+        }
+    }
+    for (name, tensor) in t.optimizer_tensors() {
+        out.push((name, gpu.download(tensor).unwrap()));
+    }
+    out
+}
+
+fn resumes(method: &str, mode: &str) {
+    let Some(gpu) = common::gpu() else { return };
+    let mut cfg = tiny(method, mode);
+    cfg.train.epochs = 3; // 6 steps of 2 per epoch
+    let mut straight = trainer(gpu, cfg.clone());
+    let mut losses = Vec::new();
+    while !straight.finished() {
+        losses.push(straight.step().unwrap().loss);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::new(dir.path());
+    {
+        let mut first = trainer(gpu, cfg.clone());
+        let opts = RunOptions {
+            max_steps: Some(3),
+            progress: false,
+        };
+        let s = run_training(&mut first, &run, &opts).unwrap();
+        assert_eq!((s.steps, s.finished), (3, false));
+    }
+    let saved = run.checkpoint_config().unwrap();
+    assert_eq!(
+        saved, cfg,
+        "the checkpoint keeps the resolved configuration"
+    );
+    let data = Dataset::open(&saved.data.dataset, saved.data.size, 0).unwrap();
+    let mut resumed = run.resume(gpu, saved, data).unwrap();
+    assert_eq!(resumed.state.step, 3);
+    assert_eq!(resumed.state.step_in_epoch, 1, "stopped mid-epoch");
+    let mut later = Vec::new();
+    while !resumed.finished() {
+        later.push(resumed.step().unwrap().loss);
+    }
+    common::assert_close("losses after the resume", &later, &losses[3..], 1e-6, 1e-5);
+    let (a, b) = (snapshot(&straight), snapshot(&resumed));
+    assert_eq!(a.len(), b.len());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        common::assert_close(&format!("{method}: {name}"), y, x, 1e-6, 1e-5);
+    }
+}
+
+#[test]
+fn resume_matches_an_uninterrupted_run_lars_with_scorecl() {
+    resumes("simclr", "on");
+}
+
+#[test]
+fn resume_matches_an_uninterrupted_run_sgd_and_adam() {
+    resumes("simsiam", "off");
+    resumes("wmse", "shuffled");
+}
+
+/// A run directory with a checkpoint at step 2.
+fn checkpointed(gpu: &Gpu) -> (tempfile::TempDir, RunDir, TrainConfig) {
+    let cfg = tiny("vicreg", "on");
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::new(dir.path());
+    let mut t = trainer(gpu, cfg.clone());
+    let opts = RunOptions {
+        max_steps: Some(2),
+        progress: false,
+    };
+    run_training(&mut t, &run, &opts).unwrap();
+    (dir, run, cfg)
+}
+
+fn resume_err(gpu: &Gpu, run: &RunDir, cfg: &TrainConfig) -> String {
+    let data = Dataset::open(&cfg.data.dataset, cfg.data.size, 0).unwrap();
+    match run.resume(gpu, cfg.clone(), data) {
+        Ok(_) => panic!("resuming a damaged checkpoint succeeded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn damaged_checkpoints_are_named() {
+    let Some(gpu) = common::gpu() else { return };
+    let (_dir, run, cfg) = checkpointed(gpu);
+    let ck = run.checkpoint_dir();
+    let backbone = ck.join("backbone.safetensors");
+    let good = std::fs::read(&backbone).unwrap();
+
+    // Truncated.
+    std::fs::write(&backbone, &good[..good.len() / 2]).unwrap();
+    let e = resume_err(gpu, &run, &cfg);
+    assert!(
+        e.contains("backbone.safetensors") && e.contains("not a safetensors file"),
+        "{e}"
+    );
+
+    // Corrupt header.
+    let mut bad = good.clone();
+    bad[8..24].copy_from_slice(&[0xff; 16]);
+    std::fs::write(&backbone, &bad).unwrap();
+    let e = resume_err(gpu, &run, &cfg);
+    assert!(e.contains("backbone.safetensors"), "{e}");
+    std::fs::write(&backbone, &good).unwrap();
+
+    // Files from different steps.
+    let opt = ck.join("optimizer.safetensors");
+    let opt_good = std::fs::read(&opt).unwrap();
+    let state = ck.join("state.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    std::fs::write(&state, text.replace("\"step\": 2", "\"step\": 7")).unwrap();
+    let e = resume_err(gpu, &run, &cfg);
+    assert!(
+        e.contains("written at step 2") && e.contains("step 7"),
+        "{e}"
+    );
+    std::fs::write(&state, &text).unwrap();
+
+    // A truncated optimizer state.
+    std::fs::write(&opt, &opt_good[..100]).unwrap();
+    let e = resume_err(gpu, &run, &cfg);
+    assert!(e.contains("optimizer.safetensors"), "{e}");
+    std::fs::write(&opt, &opt_good).unwrap();
+
+    // A corrupt state.json.
+    std::fs::write(&state, "{ not json").unwrap();
+    let e = resume_err(gpu, &run, &cfg);
+    assert!(
+        e.contains("state.json") && e.contains("not a scorecl checkpoint state"),
+        "{e}"
+    );
+    std::fs::write(&state, &text).unwrap();
+
+    // The wrong method for the files.
+    let e = resume_err(gpu, &run, &tiny("simclr", "on"));
+    assert!(e.contains("a vicreg checkpoint"), "{e}");
+
+    // No checkpoint at all.
+    std::fs::remove_dir_all(&ck).unwrap();
+    let e = resume_err(gpu, &run, &cfg);
+    assert!(e.contains("nothing to resume"), "{e}");
+}
+
+#[test]
+fn bad_configuration_keys_and_values_are_named() {
+    let e = TrainConfig::parse("[optimizer]\nlrr = 0.1\n").unwrap_err();
+    assert!(e.to_string().contains("lrr"), "{e}");
+    let e = TrainConfig::parse("[optimizer]\nlr = -1.0\n").unwrap_err();
+    assert_eq!(e.key, "optimizer.lr");
+    assert!(e.message.contains("allowed"), "{e}");
+    let e = TrainConfig::parse("method = \"byol\"\n").unwrap_err();
+    assert!(e.to_string().contains("byol"), "{e}");
+    let e = TrainConfig::parse("[scorecl]\nmode = \"maybe\"\n").unwrap_err();
+    assert_eq!(e.key, "scorecl.mode");
+    let e = TrainConfig::parse("method = \"wmse\"\n[wmse]\nw_size = 100\n").unwrap_err();
+    assert_eq!(e.key, "wmse.w_size");
+    let e = TrainConfig::parse("[augment]\ncrop_scale = [0.9, 0.1]\n").unwrap_err();
+    assert!(e.to_string().contains("crop_scale"), "{e}");
+}
+
+#[test]
+fn a_nan_loss_stops_the_run_and_keeps_the_checkpoint() {
+    let Some(gpu) = common::gpu() else { return };
+    let cfg = tiny("simclr", "on");
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::new(dir.path());
+    let mut t = trainer(gpu, cfg);
+    let opts = RunOptions {
+        max_steps: Some(2),
+        progress: false,
+    };
+    run_training(&mut t, &run, &opts).unwrap();
+    let state = std::fs::read_to_string(run.checkpoint_dir().join("state.json")).unwrap();
+    // Poison the projector's output bias (after its last ReLU, which
+    // would map NaN to 0): every projection becomes NaN.
+    let bias = t.heads.find("projector.3.bias").unwrap();
+    let nan = vec![f32::NAN; bias.value.len()];
+    gpu.write(&bias.value, bytemuck::cast_slice(&nan)).unwrap();
+    let opts = RunOptions {
+        max_steps: None,
+        progress: false,
+    };
+    match run_training(&mut t, &run, &opts) {
+        Err(TrainError::NonFinite { step, term, .. }) => {
+            assert_eq!(step, 2);
+            assert_eq!(term, "simclr loss");
+        }
+        other => panic!("expected a non-finite loss error, got {other:?}"),
+    }
+    let after = std::fs::read_to_string(run.checkpoint_dir().join("state.json")).unwrap();
+    assert_eq!(after, state, "the last good checkpoint is kept");
+}
