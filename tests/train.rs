@@ -388,3 +388,28 @@ fn a_nan_loss_stops_the_run_and_keeps_the_checkpoint() {
     let after = std::fs::read_to_string(run.checkpoint_dir().join("state.json")).unwrap();
     assert_eq!(after, state, "the last good checkpoint is kept");
 }
+
+#[test]
+fn every_preset_loads_and_validates() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let cfg = TrainConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let stem = path.file_stem().unwrap().to_str().unwrap();
+        assert!(
+            stem.ends_with(cfg.method.name()),
+            "{stem} holds method {}",
+            cfg.method.name()
+        );
+        if stem.starts_with("cifar") || stem.starts_with("imagenet100") {
+            assert_eq!(cfg.model.width, 64, "{stem}: ResNet-18");
+            assert_eq!(cfg.scorecl.mode, "on", "{stem}");
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 12, "4 methods × (CIFAR, ImageNet-100, tiny)");
+}

@@ -164,18 +164,7 @@ pub fn time_encoder(
         model.store.zero_grads(&mut step)?;
         model.forward(&mut step, &ws, &x, true)?;
         model.backward(&mut step, &ws, &x, &r)?;
-        for (name, ns) in step.submit()?.timings {
-            // Aggregate by kernel entry, without the override constants.
-            let key = name.split(' ').next().unwrap_or(&name).to_string();
-            match table.iter_mut().find(|(k, _, _)| *k == key) {
-                Some(row) => {
-                    row.1 += ns * 1e-9;
-                    row.2 += 1;
-                }
-                None => table.push((key, ns * 1e-9, 1)),
-            }
-        }
-        table.sort_by(|a, b| b.1.total_cmp(&a.1));
+        table = aggregate(&step.submit()?.timings);
     }
     Ok(EncoderResult {
         forward_ips: batch as f64 / fwd,
@@ -185,4 +174,81 @@ pub fn time_encoder(
         gflop_per_image: gflop,
         profile: table,
     })
+}
+
+/// Training-step throughput of one configuration.
+#[derive(Debug, Clone)]
+pub struct TrainBench {
+    /// ScoreCL mode measured.
+    pub mode: String,
+    /// Images per second (batch / step wall time, mean over the steps).
+    pub images_per_s: f64,
+    /// Seconds per step.
+    pub step_seconds: f64,
+    /// Per-kernel time of one step (when profiled and the adapter has
+    /// timestamps).
+    pub profile: Vec<(String, f64, usize)>,
+}
+
+/// Times `steps` training steps (after one untimed step) of `cfg` on the
+/// built-in dataset at the configured view size, once per ScoreCL mode in
+/// `modes`. The run's schedule is that of the configuration; only speed
+/// is measured.
+pub fn time_train(
+    gpu: &Gpu,
+    cfg: &crate::train::TrainConfig,
+    steps: u64,
+    modes: &[&str],
+    profile: bool,
+) -> crate::train::TrainResult<Vec<TrainBench>> {
+    use crate::train::{Dataset, Trainer};
+    let n = cfg.train.batch_size;
+    let mut out = Vec::new();
+    for mode in modes {
+        let mut c = cfg.clone();
+        c.scorecl.mode = mode.to_string();
+        c.data.dataset = format!("builtin:{}", n * (steps as usize + 2));
+        c.train.epochs = c.train.epochs.max(1);
+        c.schedule.warmup_epochs = 0.0;
+        c.validate()?;
+        let data = Dataset::open(&c.data.dataset, c.data.size, 0)?;
+        let mut t = Trainer::new(gpu, c, data)?;
+        t.step()?;
+        let start = Instant::now();
+        for _ in 0..steps {
+            t.step()?;
+        }
+        let secs = start.elapsed().as_secs_f64() / steps.max(1) as f64;
+        let mut table = Vec::new();
+        if profile && !t.finished() {
+            t.profile = true;
+            t.step()?;
+            table = aggregate(&t.last_timings);
+        }
+        out.push(TrainBench {
+            mode: mode.to_string(),
+            images_per_s: n as f64 / secs,
+            step_seconds: secs,
+            profile: table,
+        });
+    }
+    Ok(out)
+}
+
+/// Per-kernel totals of a step's timestamp timings: (kernel entry without
+/// its override constants, seconds, dispatches), slowest first.
+pub fn aggregate(timings: &[(String, f64)]) -> Vec<(String, f64, usize)> {
+    let mut table: Vec<(String, f64, usize)> = Vec::new();
+    for (name, ns) in timings {
+        let key = name.split(' ').next().unwrap_or(name).to_string();
+        match table.iter_mut().find(|(k, _, _)| *k == key) {
+            Some(row) => {
+                row.1 += ns * 1e-9;
+                row.2 += 1;
+            }
+            None => table.push((key, ns * 1e-9, 1)),
+        }
+    }
+    table.sort_by(|a, b| b.1.total_cmp(&a.1));
+    table
 }

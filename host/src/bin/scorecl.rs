@@ -209,6 +209,27 @@ fn stem(name: &str) -> anyhow::Result<Stem> {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// Images/s of whole training steps, with ScoreCL on and off.
+    Train {
+        /// The configuration (TOML).
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Batch size, overriding train.batch_size.
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// Encoder width, overriding model.width.
+        #[arg(long)]
+        width: Option<usize>,
+        /// Timed steps per mode.
+        #[arg(long, default_value_t = 3)]
+        steps: u64,
+        /// Also time every kernel of one ScoreCL step.
+        #[arg(long)]
+        profile: bool,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Images/s of ResNet-18 forward and forward+backward.
     Encoder {
         /// Base width (64: the standard ResNet-18).
@@ -281,6 +302,82 @@ fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match &cli.command {
         Command::Train(a) => train(&cli, a)?,
+        Command::Bench {
+            what:
+                BenchCmd::Train {
+                    config,
+                    batch_size,
+                    width,
+                    steps,
+                    profile,
+                    json,
+                },
+        } => {
+            let mut cfg = scorecl_host::train::TrainConfig::load(config)?;
+            if let Some(b) = batch_size {
+                cfg.train.batch_size = *b;
+            }
+            if let Some(w) = width {
+                cfg.model.width = *w;
+            }
+            cfg.validate()?;
+            anyhow::ensure!(*steps >= 1, "--steps must be at least 1");
+            let gpu = gpu(&cli)?;
+            let rows = bench::time_train(&gpu, &cfg, *steps, &["off", "on"], *profile)
+                .context("benchmarking training steps")?;
+            let (off, on) = (&rows[0], &rows[1]);
+            // (t_on − t_off) / t_on: the score network's forward on the views
+            // and its DSM step, as a fraction of a ScoreCL step.
+            let share = 1.0 - off.step_seconds / on.step_seconds;
+            if *json {
+                let report = serde_json::json!({
+                    "adapter": gpu.info.name,
+                    "backend": format!("{:?}", gpu.info.backend),
+                    "method": cfg.method.name(),
+                    "width": cfg.model.width,
+                    "batch": cfg.train.batch_size,
+                    "size": cfg.data.size,
+                    "score_width": cfg.scorecl.width,
+                    "off_images_per_s": off.images_per_s,
+                    "on_images_per_s": on.images_per_s,
+                    "scorecl_share_of_step": share,
+                    "profile": on.profile.iter().map(|(k, t, n)| serde_json::json!({"kernel": k, "seconds": t, "dispatches": n})).collect::<Vec<_>>(),
+                });
+                println!("{report}");
+            } else {
+                println!(
+                    "{} training step (ResNet-18 width {}, {}×{}, batch {}, score network width {}) on {}",
+                    cfg.method.name(),
+                    cfg.model.width,
+                    cfg.data.size,
+                    cfg.data.size,
+                    cfg.train.batch_size,
+                    cfg.scorecl.width,
+                    gpu.describe()
+                );
+                for r in &rows {
+                    println!(
+                        "  ScoreCL {:<4} {:>9.1} images/s {:>9.3} s/step",
+                        r.mode, r.images_per_s, r.step_seconds
+                    );
+                }
+                println!(
+                    "  ScoreCL's share of the step (score weights + DSM): {:.1} %",
+                    100.0 * share
+                );
+                let total: f64 = on.profile.iter().map(|(_, t, _)| t).sum();
+                if total > 0.0 {
+                    println!("  kernel time of one ScoreCL step ({total:.3} s in kernels):");
+                    for (k, t, n) in on.profile.iter().take(20) {
+                        println!(
+                            "    {k:<40} {:>8.1} ms {:>5.1} % {n:>5} dispatches",
+                            t * 1e3,
+                            100.0 * t / total
+                        );
+                    }
+                }
+            }
+        }
         Command::Encoder {
             what:
                 EncoderCmd::Init {

@@ -211,6 +211,10 @@ pub struct Trainer<'g> {
     schedule: WarmupCosine,
     /// Counters (the RNG state).
     pub state: TrainState,
+    /// Time every kernel of the following steps with timestamp queries.
+    pub profile: bool,
+    /// (kernel, nanoseconds) per dispatch of the last profiled step.
+    pub last_timings: Vec<(String, f64)>,
     order: Option<(u64, Vec<u32>)>,
     host: Vec<f32>,
 }
@@ -466,6 +470,8 @@ impl<'g> Trainer<'g> {
             bufs,
             schedule,
             state: TrainState::default(),
+            profile: false,
+            last_timings: Vec::new(),
             order: None,
             host: Vec::new(),
         })
@@ -569,6 +575,9 @@ impl<'g> Trainer<'g> {
         }
 
         let mut s = gpu.step("train step");
+        if self.profile {
+            s = s.with_timestamps();
+        }
         let b = &self.bufs;
         self.encoder.store.zero_grads(&mut s)?;
         self.heads.zero_grads(&mut s)?;
@@ -735,7 +744,8 @@ impl<'g> Trainer<'g> {
         let r_w = s.readback(&b.w);
         let r_stats = score_weights.then(|| s.readback(&b.stats));
         let r_dsm = self.score.as_ref().map(|sp| s.readback(&sp.loss));
-        let r = s.submit()?;
+        let mut r = s.submit()?;
+        self.last_timings = std::mem::take(&mut r.timings);
 
         let report = StepReport {
             step: st.step,
