@@ -191,13 +191,13 @@ fn train_writes_checkpoints_and_metrics_and_resumes_exactly() {
         scorecl()
             .args(["train", "--config"])
             .arg(preset("tiny-simclr.toml"))
-            .args(["--epochs", "1", "--quiet", "--out"])
+            .args(["--data", "builtin:128", "--epochs", "1", "--quiet", "--out"])
             .arg(out)
             .args(extra)
             .output()
             .unwrap()
     };
-    // One epoch of 4 steps straight through.
+    // One epoch of 4 steps (128 images, batch 32) straight through.
     let stdout = ok(&train(&[], &a));
     assert!(stdout.contains("finished after 4 steps"), "{stdout}");
     // The same run stopped after 2 steps, then resumed.
