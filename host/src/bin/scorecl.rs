@@ -60,7 +60,8 @@ struct TrainArgs {
     /// Seed, overriding train.seed.
     #[arg(long)]
     seed: Option<u64>,
-    /// Run directory (default runs/<method>-<scorecl>-<seed>).
+    /// Run directory (default runs/<method>-<scorecl>-<seed>, numbered when
+    /// taken).
     #[arg(long)]
     out: Option<std::path::PathBuf>,
     /// Continue the run in this directory exactly where it stopped (its
@@ -106,14 +107,25 @@ fn train(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
         cfg.validate().map_err(|e| {
             anyhow::anyhow!("{} (after command-line overrides): {e}", path.display())
         })?;
+        // Without --out: runs/<method>-<scorecl>-<seed>, numbered -2, -3, …
+        // when that already holds a run.
         let out = a.out.clone().unwrap_or_else(|| {
-            format!(
+            let base = format!(
                 "runs/{}-{}-{}",
                 cfg.method.name(),
                 cfg.scorecl.mode,
                 cfg.train.seed
-            )
-            .into()
+            );
+            (1..)
+                .map(|i| {
+                    std::path::PathBuf::from(if i == 1 {
+                        base.clone()
+                    } else {
+                        format!("{base}-{i}")
+                    })
+                })
+                .find(|p| !p.join("checkpoint").exists())
+                .expect("an unused run directory")
         });
         anyhow::ensure!(
             !out.join("checkpoint").exists(),
@@ -125,7 +137,7 @@ fn train(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
     let gpu = gpu(cli)?;
     let data = Dataset::open(&cfg.data.dataset, cfg.data.size, 0)?;
     println!(
-        "{} with ScoreCL {} on {} ({} images, {}×{}), ResNet-18 width {}, batch {}, {} epochs, on {}",
+        "{}, ScoreCL {}, on {} ({} images, {}×{}), ResNet-18 width {}, batch {}, {} epochs, on {}",
         cfg.method.name(),
         cfg.scorecl.mode,
         data.name,
