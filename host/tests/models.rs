@@ -53,7 +53,8 @@ fn directional_check(gpu: &Gpu, store: &ParamStore, loss: &dyn Fn() -> f64, what
 fn score_network_gradients_match_finite_differences() {
     let Some(gpu) = common::gpu() else { return };
     let (n, h, w) = (2, 8, 6);
-    let net = ScoreNet::new(gpu, ScoreConfig { width: 4 }, 3).unwrap();
+    // Depth 2: two blocks per stage, so the chaining of blocks is checked.
+    let net = ScoreNet::new(gpu, ScoreConfig { width: 4, depth: 2 }, 3).unwrap();
     // Move conv_out and the FiLM layers off their zero initialisation so
     // that every parameter carries a gradient.
     for p in &net.store.params {

@@ -12,6 +12,8 @@
 //! block(x) = x + conv2(relu(film(conv1(relu(x)), log σ)))
 //! ```
 //!
+//! Each `blockK` is a stage of `depth` residual blocks (`blockK.0`, …).
+//!
 //! Convolutions have no bias (FiLM provides the shifts); `conv_out` starts
 //! at zero, so the initial score is 0. The height and width of the input
 //! must be even.
@@ -33,11 +35,17 @@ use crate::tensor::{DType, Tensor};
 pub struct ScoreConfig {
     /// Channels at full resolution (2× at half resolution).
     pub width: usize,
+    /// Residual blocks per stage (three stages: full, half, full
+    /// resolution).
+    pub depth: usize,
 }
 
 impl Default for ScoreConfig {
     fn default() -> Self {
-        ScoreConfig { width: 32 }
+        ScoreConfig {
+            width: 32,
+            depth: 1,
+        }
     }
 }
 
@@ -75,14 +83,14 @@ struct Block {
 pub struct ScoreNet {
     /// Its size.
     pub cfg: ScoreConfig,
-    /// Parameters (names: `conv_in.weight`, `block1.film.weight`, …).
+    /// Parameters (names: `conv_in.weight`, `block1.0.film.weight`, …).
     pub store: ParamStore,
     conv_in: Conv,
-    block1: Block,
+    block1: Vec<Block>,
     down: Conv,
-    block2: Block,
+    block2: Vec<Block>,
     up: Conv,
-    block3: Block,
+    block3: Vec<Block>,
     conv_out: Conv,
 }
 
@@ -123,6 +131,12 @@ impl Builder<'_> {
         })
     }
 
+    fn stage(&mut self, name: &str, c: usize, depth: usize) -> Result<Vec<Block>> {
+        (0..depth)
+            .map(|i| self.block(&format!("{name}.{i}"), c))
+            .collect()
+    }
+
     fn block(&mut self, name: &str, c: usize) -> Result<Block> {
         let conv1 = self.conv(&format!("{name}.conv1"), c, c, 1, false)?;
         // FiLM starts as the identity: zero weights and biases.
@@ -153,8 +167,14 @@ impl ScoreNet {
     /// A freshly initialised network (He-normal convolutions with fan-in,
     /// identity FiLM, zero output convolution).
     pub fn new(gpu: &Gpu, cfg: ScoreConfig, seed: u64) -> Result<ScoreNet> {
-        if cfg.width == 0 {
-            return Err(GpuError::shape("score network width", "must be at least 1"));
+        if cfg.width == 0 || cfg.depth == 0 {
+            return Err(GpuError::shape(
+                "score network",
+                format!(
+                    "width {} and depth {}: both must be at least 1",
+                    cfg.width, cfg.depth
+                ),
+            ));
         }
         let c = cfg.width;
         let mut b = Builder {
@@ -165,11 +185,11 @@ impl ScoreNet {
         Ok(ScoreNet {
             cfg,
             conv_in: b.conv("conv_in", 3, c, 1, false)?,
-            block1: b.block("block1", c)?,
+            block1: b.stage("block1", c, cfg.depth)?,
             down: b.conv("down", c, 2 * c, 2, false)?,
-            block2: b.block("block2", 2 * c)?,
+            block2: b.stage("block2", 2 * c, cfg.depth)?,
             up: b.conv("up", 2 * c, c, 1, false)?,
-            block3: b.block("block3", c)?,
+            block3: b.stage("block3", c, cfg.depth)?,
             conv_out: b.conv("conv_out", c, 3, 1, true)?,
             store: b.store,
         })
@@ -177,12 +197,12 @@ impl ScoreNet {
 
     /// Multiply-adds of one forward pass on an h × w image.
     pub fn macs_per_image(&self, h: usize, w: usize) -> usize {
-        let c = self.cfg.width;
+        let (c, d) = (self.cfg.width, self.cfg.depth);
         let full = h * w * 9;
         let half = (h / 2) * (w / 2) * 9;
-        full * (3 * c + 4 * c * c + 2 * c * c + 3 * c)
-            + half * (2 * c * c + 2 * 4 * c * c)
-            + full * 2 * c * c
+        // conv_in, stages 1 and 3, up, conv_out at full resolution; down
+        // and stage 2 at half.
+        full * (3 * c + 4 * d * c * c + 2 * c * c + 3 * c) + half * (2 * c * c + 8 * d * c * c)
     }
 
     /// Buffers for batches of n images of h × w (both even).
@@ -193,7 +213,7 @@ impl ScoreNet {
                 format!("{h}×{w}: height and width must be even"),
             ));
         }
-        let c = self.cfg.width;
+        let (c, depth) = (self.cfg.width, self.cfg.depth);
         let t = |len: usize| gpu.tensor(&[len], DType::F32);
         let full = n * c * h * w;
         let half = n * 2 * c * (h / 2) * (w / 2);
@@ -217,9 +237,9 @@ impl ScoreNet {
         };
         let shapes = [
             self.conv_in.shape(n, h, w),
-            self.block1.conv1.shape(n, h, w),
+            self.block1[0].conv1.shape(n, h, w),
             self.down.shape(n, h, w),
-            self.block2.conv1.shape(n, h / 2, w / 2),
+            self.block2[0].conv1.shape(n, h / 2, w / 2),
             self.up.shape(n, h, w),
             self.conv_out.shape(n, h, w),
         ];
@@ -229,13 +249,13 @@ impl ScoreNet {
             w,
             scratch: t(conv::scratch_len(gpu, &shapes))?,
             h0: t(full)?,
-            b1: bw(full, c)?,
+            b1: (0..depth).map(|_| bw(full, c)).collect::<Result<_>>()?,
             d: t(half)?,
-            b2: bw(half, 2 * c)?,
+            b2: (0..depth).map(|_| bw(half, 2 * c)).collect::<Result<_>>()?,
             u0: t(4 * half)?,
             u: t(full)?,
             m: t(full)?,
-            b3: bw(full, c)?,
+            b3: (0..depth).map(|_| bw(full, c)).collect::<Result<_>>()?,
             r3: t(full)?,
             f: t(n * 3 * h * w)?,
             score: t(n * 3 * h * w)?,
@@ -355,6 +375,50 @@ impl ScoreNet {
         elementwise::add(step, dy, &ws.dr0b, &ws.dx)
     }
 
+    /// The blocks of a stage in order; returns the stage's output.
+    #[allow(clippy::too_many_arguments)]
+    fn stage_forward<'w>(
+        &self,
+        step: &mut Step,
+        blocks: &[Block],
+        wss: &'w [BlockWs],
+        x: &'w Tensor,
+        n: usize,
+        h: usize,
+        w: usize,
+        logsig: &Tensor,
+        scratch: &Tensor,
+    ) -> Result<&'w Tensor> {
+        let mut cur = x;
+        for (b, ws) in blocks.iter().zip(wss) {
+            self.block_forward(step, b, ws, cur, n, h, w, logsig, scratch)?;
+            cur = &ws.y;
+        }
+        Ok(cur)
+    }
+
+    /// The blocks of a stage in reverse; returns the stage's input gradient.
+    #[allow(clippy::too_many_arguments)]
+    fn stage_backward<'w>(
+        &self,
+        step: &mut Step,
+        blocks: &[Block],
+        wss: &'w [BlockWs],
+        dy: &'w Tensor,
+        n: usize,
+        h: usize,
+        w: usize,
+        logsig: &Tensor,
+        scratch: &Tensor,
+    ) -> Result<&'w Tensor> {
+        let mut cur = dy;
+        for (b, ws) in blocks.iter().zip(wss).rev() {
+            self.block_backward(step, b, ws, cur, n, h, w, logsig, scratch)?;
+            cur = &ws.dx;
+        }
+        Ok(cur)
+    }
+
     /// Records `ws.score = f(x, σ)/σ` for images `x` ([n, 3, h, w]) with
     /// per-sample noise levels `sigma` (n) and their logarithms `logsig` (n).
     pub fn forward(
@@ -379,16 +443,16 @@ impl ScoreNet {
             sc,
             &ws.h0,
         )?;
-        self.block_forward(step, &self.block1, &ws.b1, &ws.h0, n, h, w, logsig, sc)?;
+        let y1 = self.stage_forward(step, &self.block1, &ws.b1, &ws.h0, n, h, w, logsig, sc)?;
         conv::conv2d(
             step,
-            &ws.b1.y,
+            y1,
             &s.params[self.down.w].value,
             &self.down.shape(n, h, w),
             sc,
             &ws.d,
         )?;
-        self.block_forward(
+        let y2 = self.stage_forward(
             step,
             &self.block2,
             &ws.b2,
@@ -399,7 +463,7 @@ impl ScoreNet {
             logsig,
             sc,
         )?;
-        sops::up2(step, &ws.b2.y, [n, 2 * c, h / 2, w / 2], &ws.u0)?;
+        sops::up2(step, y2, [n, 2 * c, h / 2, w / 2], &ws.u0)?;
         conv::conv2d(
             step,
             &ws.u0,
@@ -408,9 +472,9 @@ impl ScoreNet {
             sc,
             &ws.u,
         )?;
-        elementwise::add(step, &ws.u, &ws.b1.y, &ws.m)?;
-        self.block_forward(step, &self.block3, &ws.b3, &ws.m, n, h, w, logsig, sc)?;
-        elementwise::relu(step, &ws.b3.y, &ws.r3)?;
+        elementwise::add(step, &ws.u, y1, &ws.m)?;
+        let y3 = self.stage_forward(step, &self.block3, &ws.b3, &ws.m, n, h, w, logsig, sc)?;
+        elementwise::relu(step, y3, &ws.r3)?;
         conv::conv2d(
             step,
             &ws.r3,
@@ -450,9 +514,8 @@ impl ScoreNet {
             Some(&ws.dr3),
         )?;
         elementwise::relu_backward(step, &ws.r3, &ws.dr3, &ws.dh3)?;
-        self.block_backward(step, &self.block3, &ws.b3, &ws.dh3, n, h, w, logsig, sc)?;
-        // m = u + h1: both receive dm = b3.dx.
-        let dm = &ws.b3.dx;
+        // m = u + y1: both receive dm, stage 3's input gradient.
+        let dm = self.stage_backward(step, &self.block3, &ws.b3, &ws.dh3, n, h, w, logsig, sc)?;
         conv::conv2d_backward(
             step,
             &ws.u0,
@@ -464,7 +527,7 @@ impl ScoreNet {
             Some(&ws.du0),
         )?;
         sops::up2_backward(step, &ws.du0, [n, 2 * c, h / 2, w / 2], &ws.dh2)?;
-        self.block_backward(
+        let dd = self.stage_backward(
             step,
             &self.block2,
             &ws.b2,
@@ -475,23 +538,24 @@ impl ScoreNet {
             logsig,
             sc,
         )?;
+        let y1 = &ws.b1.last().expect("depth ≥ 1").y;
         conv::conv2d_backward(
             step,
-            &ws.b1.y,
+            y1,
             &p(self.down.w).value,
-            &ws.b2.dx,
+            dd,
             &self.down.shape(n, h, w),
             sc,
             &p(self.down.w).grad,
             Some(&ws.dh1_down),
         )?;
         elementwise::add(step, &ws.dh1_down, dm, &ws.dh1)?;
-        self.block_backward(step, &self.block1, &ws.b1, &ws.dh1, n, h, w, logsig, sc)?;
+        let dh0 = self.stage_backward(step, &self.block1, &ws.b1, &ws.dh1, n, h, w, logsig, sc)?;
         conv::conv2d_backward(
             step,
             x,
             &p(self.conv_in.w).value,
-            &ws.b1.dx,
+            dh0,
             &self.conv_in.shape(n, h, w),
             sc,
             &p(self.conv_in.w).grad,
@@ -527,13 +591,13 @@ pub struct ScoreWorkspace {
     pub w: usize,
     scratch: Tensor,
     h0: Tensor,
-    b1: BlockWs,
+    b1: Vec<BlockWs>,
     d: Tensor,
-    b2: BlockWs,
+    b2: Vec<BlockWs>,
     u0: Tensor,
     u: Tensor,
     m: Tensor,
-    b3: BlockWs,
+    b3: Vec<BlockWs>,
     r3: Tensor,
     f: Tensor,
     /// The score of the last forward ([n, 3, h, w]).

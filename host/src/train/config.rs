@@ -326,8 +326,10 @@ pub struct ScoreClConfig {
     pub score_warmup_epochs: u64,
     /// Score-network Adam learning rate.
     pub lr: f32,
-    /// Score-network width.
+    /// Score-network width (channels at full resolution).
     pub width: usize,
+    /// Score-network depth (residual blocks per resolution stage).
+    pub depth: usize,
     /// Largest noise level.
     pub sigma_max: f32,
     /// Smallest noise level.
@@ -347,6 +349,7 @@ impl Default for ScoreClConfig {
             score_warmup_epochs: 0,
             lr: 1e-4,
             width: 32,
+            depth: 1,
             sigma_max: 1.0,
             sigma_min: 0.01,
             levels: 10,
@@ -639,6 +642,7 @@ impl TrainConfig {
         positive("scorecl.sigma_ref", self.scorecl.sigma_ref())?;
         positive("scorecl.lr", self.scorecl.lr)?;
         at_least("scorecl.width", self.scorecl.width, 1)?;
+        at_least("scorecl.depth", self.scorecl.depth, 1)?;
         Ok(())
     }
 

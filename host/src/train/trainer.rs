@@ -355,6 +355,7 @@ impl<'g> Trainer<'g> {
                 gpu,
                 ScoreConfig {
                     width: cfg.scorecl.width,
+                    depth: cfg.scorecl.depth,
                 },
                 init_seed ^ 0x5c0e,
             )?;
