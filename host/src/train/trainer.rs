@@ -53,8 +53,6 @@ pub struct TrainState {
     pub epoch: u64,
     /// Steps taken in the current epoch.
     pub step_in_epoch: u64,
-    /// DSM (score-network Adam) steps taken.
-    pub score_steps: u64,
 }
 
 /// What one step read back.
@@ -736,7 +734,7 @@ impl<'g> Trainer<'g> {
                     m,
                     v,
                     self.cfg.scorecl.lr,
-                    (st.score_steps + 1) as u32,
+                    (st.step + 1) as u32,
                     &adam,
                 )?;
             }
@@ -781,9 +779,6 @@ impl<'g> Trainer<'g> {
         }
         self.state.step += 1;
         self.state.step_in_epoch += 1;
-        if self.score.is_some() {
-            self.state.score_steps += 1;
-        }
         if self.state.step_in_epoch == self.steps_per_epoch() {
             self.state.epoch += 1;
             self.state.step_in_epoch = 0;
