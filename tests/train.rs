@@ -18,8 +18,9 @@ mod common;
 
 use scorecl::core::rng::{stream_id, Philox, Purpose};
 use scorecl::core::weights::{from_statistics, ScoreWeightConfig, WeightMode};
+use scorecl::host::data::Split;
 use scorecl::host::train::{
-    run_training, Dataset, RunDir, RunOptions, StepReport, TrainConfig, TrainError, Trainer,
+    run_training, RunDir, RunOptions, StepReport, TrainConfig, TrainError, Trainer,
 };
 use scorecl::host::Gpu;
 
@@ -70,7 +71,7 @@ lr = 1e-3
 }
 
 fn trainer(gpu: &Gpu, cfg: TrainConfig) -> Trainer<'_> {
-    let data = Dataset::open(&cfg.data.dataset, cfg.data.size, 0).unwrap();
+    let data = cfg.data.open(Split::Train).unwrap();
     Trainer::new(gpu, cfg, data).unwrap()
 }
 
@@ -228,7 +229,7 @@ fn resumes(method: &str, mode: &str) {
         saved, cfg,
         "the checkpoint keeps the resolved configuration"
     );
-    let data = Dataset::open(&saved.data.dataset, saved.data.size, 0).unwrap();
+    let data = saved.data.open(Split::Train).unwrap();
     let mut resumed = run.resume(gpu, saved, data).unwrap();
     assert_eq!(resumed.state.step, 3);
     assert_eq!(resumed.state.step_in_epoch, 1, "stopped mid-epoch");
@@ -270,7 +271,7 @@ fn checkpointed(gpu: &Gpu) -> (tempfile::TempDir, RunDir, TrainConfig) {
 }
 
 fn resume_err(gpu: &Gpu, run: &RunDir, cfg: &TrainConfig) -> String {
-    let data = Dataset::open(&cfg.data.dataset, cfg.data.size, 0).unwrap();
+    let data = cfg.data.open(Split::Train).unwrap();
     match run.resume(gpu, cfg.clone(), data) {
         Ok(_) => panic!("resuming a damaged checkpoint succeeded"),
         Err(e) => e.to_string(),

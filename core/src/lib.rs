@@ -21,6 +21,7 @@
 //! | denoising score matching and the σ schedule | [`dsm`] |
 //! | ScoreCL pair weights (score, uniform, shuffled) | [`weights`] |
 //! | weighted k-NN vote | [`knn`] |
+//! | softmax cross-entropy (linear probe), top-k accuracy | [`xent`] |
 //! | SGD, LARS, Adam, AdamW, warm-up + cosine | [`optim`] |
 //! | Philox4x32-10 counter-based RNG | [`rng`] |
 //! | augmentation parameters (torchvision semantics) | [`augment`] |
@@ -42,6 +43,7 @@ pub mod simsiam;
 pub mod vicreg;
 pub mod weights;
 pub mod wmse;
+pub mod xent;
 
 pub use error::{CoreError, Result};
 pub use math::{normalize_backward, GradPair, Views, NORM_EPS};

@@ -14,7 +14,7 @@ mod common;
 use proptest::prelude::*;
 use scorecl_core::vicreg::VicRegConfig;
 use scorecl_core::wmse::WmseConfig;
-use scorecl_core::{dsm, simclr, simsiam, vicreg, wmse, GradPair, Views};
+use scorecl_core::{dsm, simclr, simsiam, vicreg, wmse, xent, GradPair, Views};
 
 const ABS: f64 = 2e-3;
 const REL: f64 = 2e-2;
@@ -220,5 +220,28 @@ proptest! {
         let mut g = vec![0.0; n * d];
         dsm::loss(&score, &noise, sigma, d, Some(&mut g)).unwrap();
         check_fd("dsm dscore", &score, &g, &|x| dsm::loss(x, &noise, sigma, d, None).unwrap())?;
+    }
+
+    #[test]
+    fn xent_gradient(
+        (n, c, logits, labels) in (1usize..6, 2usize..7).prop_flat_map(|(n, c)| (
+            Just(n),
+            Just(c),
+            matrix(n, c, -4.0, 4.0),
+            proptest::collection::vec(0..c as u32, n),
+        )),
+    ) {
+        let mut g = vec![0.0; n * c];
+        xent::softmax_xent(&logits, &labels, c, &mut g).unwrap();
+        let mut scratch = vec![0.0; n * c];
+        check_fd("xent dlogits", &logits, &g, &|x| {
+            xent::softmax_xent(x, &labels, c, &mut scratch.clone()).unwrap()
+        })?;
+        // Each row's gradient sums to zero (softmax minus a one-hot).
+        for r in 0..n {
+            let sum: f32 = g[r * c..(r + 1) * c].iter().sum();
+            prop_assert!(sum.abs() < 1e-6, "row {r} sums to {sum}");
+        }
+        scratch.clear();
     }
 }

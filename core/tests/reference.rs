@@ -16,7 +16,7 @@ use scorecl_core::rng::Philox;
 use scorecl_core::vicreg::VicRegConfig;
 use scorecl_core::weights::{self, ScoreWeightConfig, WeightMode};
 use scorecl_core::wmse::WmseConfig;
-use scorecl_core::{dsm, simclr, simsiam, vicreg, wmse, GradPair, Views};
+use scorecl_core::{dsm, simclr, simsiam, vicreg, wmse, xent, GradPair, Views};
 use serde_json::Value;
 
 const ABS_TOL: f64 = 1e-4;
@@ -272,6 +272,22 @@ fn check_case(file: &str, v: &Value) -> Result<(String, Stats), String> {
             .map_err(e)?;
             c.close("weights", &w)?;
         }
+        "xent" => {
+            let logits = c.f32s(&["inputs", "logits"])?;
+            let labels = c.u32s(&["inputs", "labels"])?;
+            let classes = c.uint(&["config", "classes"])?;
+            let mut g = vec![0.0; logits.len()];
+            let loss = xent::softmax_xent(&logits, &labels, classes, &mut g).map_err(e)?;
+            c.close1("loss", loss)?;
+            c.close("grad_logits", &g)?;
+            for (key, k) in [("top1", 1), ("top5", 5)] {
+                let got = xent::top_k_correct(&logits, &labels, classes, k).map_err(e)?;
+                let want = c.uint(&["expected", key])?;
+                if got != want {
+                    return Err(format!("{file}: {key} = {got}, PyTorch gives {want}"));
+                }
+            }
+        }
         "knn" => {
             let train = c.f32s(&["inputs", "train"])?;
             let labels = c.u32s(&["inputs", "train_labels"])?;
@@ -473,6 +489,7 @@ fn repository_fixtures_match_pytorch() {
         "dsm",
         "score_weights",
         "knn",
+        "xent",
     ] {
         let n = stats.get(kind).map_or(0, |s| s.cases);
         assert!(n >= 5, "kind {kind} has {n} cases, at least 5 are required");

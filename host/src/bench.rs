@@ -201,7 +201,7 @@ pub fn time_train(
     modes: &[&str],
     profile: bool,
 ) -> crate::train::TrainResult<Vec<TrainBench>> {
-    use crate::train::{Dataset, Trainer};
+    use crate::train::Trainer;
     let n = cfg.train.batch_size;
     let mut out = Vec::new();
     for mode in modes {
@@ -211,7 +211,7 @@ pub fn time_train(
         c.train.epochs = c.train.epochs.max(1);
         c.schedule.warmup_epochs = 0.0;
         c.validate()?;
-        let data = Dataset::open(&c.data.dataset, c.data.size, 0)?;
+        let data = c.data.open(crate::data::Split::Train)?;
         let mut t = Trainer::new(gpu, c, data)?;
         t.step()?;
         let start = Instant::now();

@@ -7,7 +7,9 @@
 //! that compares the two on whatever adapter is present.
 
 pub mod bench;
+pub mod data;
 pub mod error;
+pub mod eval;
 pub mod gpu;
 pub mod kernel;
 pub mod nn;

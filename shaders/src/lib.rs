@@ -198,6 +198,12 @@ pub const AUGMENT: Module = module!("augment", [F32]);
 /// Score-network kernels: FiLM conditioning, nearest ×2 upsampling.
 pub const SCORE: Module = module!("score", [F32, SUBGROUPS]);
 
+/// Weighted k-NN: top-k merge over similarity tiles, class vote.
+pub const KNN: Module = module!("knn", [F32]);
+
+/// Softmax cross-entropy and its gradient (linear probe).
+pub const XENT: Module = module!("xent", [F32]);
+
 /// Every module the host ships, with every variant it builds.
 pub const MODULES: &[Module] = &[
     ELEMENTWISE,
@@ -216,6 +222,8 @@ pub const MODULES: &[Module] = &[
     BATCHNORM,
     AUGMENT,
     SCORE,
+    KNN,
+    XENT,
 ];
 
 /// Looks a module up by name.

@@ -21,6 +21,7 @@ kinds and their fields
   vicreg         config sim_coeff std_coeff cov_coeff; inputs z1 z2 weights; expected loss grad_z1 grad_z2
   dsm            config {};                      inputs score noise sigma; expected loss grad_score
   score_weights  config gamma alpha w_max;       inputs s1 s2;            expected weights
+  xent           config classes;                 inputs logits labels;    expected loss grad_logits top1 top5
   knn            config temperature k classes;   inputs train train_labels test (n = test rows); expected pred
 Optimizer rules (n = parameter count, d = 1):
   sgd            config lr momentum dampening weight_decay nesterov steps; inputs params grads (steps x n);
@@ -534,6 +535,25 @@ def schedule_cases():
     return out
 
 
+def xent_cases(gen):
+    """Softmax cross-entropy (F.cross_entropy, mean) and top-1/top-5 counts."""
+    specs = [("n1_c2", 1, 2, 1.0), ("n4_c3", 4, 3, 2.0), ("n8_c10", 8, 10, 3.0),
+             ("n16_c100_large", 16, 100, 30.0), ("n5_c7_small", 5, 7, 1e-3)]
+    out = []
+    for name, n, c, scale in specs:
+        logits = randn(gen, n, c, scale=scale)
+        labels = torch.randint(0, c, (n,), generator=gen)
+        leaf = logits.clone().requires_grad_(True)
+        loss = F.cross_entropy(leaf, labels)
+        loss.backward()
+        rank = (logits > logits.gather(1, labels[:, None])).sum(1)
+        out.append(case("xent_" + name, "xent", {"classes": c}, n, c,
+                        {"logits": flat(logits), "labels": [int(v) for v in labels]},
+                        {"loss": float(loss.detach()), "grad_logits": flat(leaf.grad),
+                         "top1": int((rank < 1).sum()), "top5": int((rank < 5).sum())}))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = os.path.dirname(os.path.abspath(__file__))
@@ -544,7 +564,7 @@ def main():
     cases = (simclr_cases(gen) + simsiam_cases(gen) + wmse_cases(gen) + vicreg_cases(gen)
              + dsm_cases(gen) + score_weight_cases(gen) + knn_cases(gen) + sgd_cases(gen)
              + lars_cases(gen) + adam_cases(gen, "adam") + adam_cases(gen, "adamw")
-             + schedule_cases())
+             + schedule_cases() + xent_cases(gen))
     os.makedirs(args.out, exist_ok=True)
     for c in cases:
         with open(os.path.join(args.out, c["name"] + ".json"), "w") as f:

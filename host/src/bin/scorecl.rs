@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use scorecl_host::data::Split;
 use scorecl_host::nn::{checkpoint, ResNet, ResNetConfig, Stem};
 use scorecl_host::ops::gemm::GemmKernel;
 use scorecl_host::{bench, Gpu, GpuOptions};
@@ -77,9 +78,7 @@ struct TrainArgs {
 }
 
 fn train(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
-    use scorecl_host::train::{
-        run_training, Dataset, Method, RunDir, RunOptions, TrainConfig, Trainer,
-    };
+    use scorecl_host::train::{run_training, Method, RunDir, RunOptions, TrainConfig, Trainer};
     let (cfg, dir) = if let Some(dir) = &a.resume {
         let dir = RunDir::new(dir);
         (dir.checkpoint_config()?, dir)
@@ -135,7 +134,7 @@ fn train(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
         (cfg, RunDir::new(out))
     };
     let gpu = gpu(cli)?;
-    let data = Dataset::open(&cfg.data.dataset, cfg.data.size, 0)?;
+    let data = cfg.data.open(Split::Train)?;
     println!(
         "{}, ScoreCL {}, on {} ({} images, {}×{}), ResNet-18 width {}, batch {}, {} epochs, on {}",
         cfg.method.name(),

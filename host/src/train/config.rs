@@ -195,13 +195,31 @@ impl Default for VicRegSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
-    /// `builtin[:N]` (synthetic shapes, N images), or a dataset path when
-    /// the loaders have landed (`cifar10:DIR`, `cifar100:DIR`, `folder:DIR`).
+    /// `builtin[:N]` (the embedded dataset, N training images),
+    /// `cifar10:DIR`, `cifar100:DIR`, `cifar100-coarse:DIR` or `folder:DIR`
+    /// (see [`crate::data`]).
     pub dataset: String,
     /// Side of the square views (crop size).
     pub size: usize,
     /// Normalisation: `cifar` or `imagenet`.
     pub normalize: String,
+    /// Directory of the decoded-image cache of image folders (empty: no
+    /// cache).
+    pub cache: String,
+}
+
+impl DataConfig {
+    /// Opens `split` of the configured dataset.
+    pub fn open(&self, split: crate::data::Split) -> crate::Result<crate::data::Dataset> {
+        crate::data::Dataset::open_with(
+            &self.dataset,
+            &crate::data::OpenOptions {
+                split,
+                size: self.size,
+                cache: (!self.cache.is_empty()).then(|| self.cache.clone().into()),
+            },
+        )
+    }
 }
 
 impl Default for DataConfig {
@@ -210,6 +228,7 @@ impl Default for DataConfig {
             dataset: "builtin".into(),
             size: 32,
             normalize: "cifar".into(),
+            cache: String::new(),
         }
     }
 }

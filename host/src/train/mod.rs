@@ -1,14 +1,13 @@
-//! Training: configuration ([`config`]), in-memory datasets ([`data`]),
+//! Training: configuration ([`config`]),
 //! the ScoreCL trainer ([`trainer`]) and its run directory with
 //! checkpoints and metrics ([`run`]).
 
 pub mod config;
-pub mod data;
 pub mod run;
 pub mod trainer;
 
+pub use crate::data::Dataset;
 pub use config::{ConfigError, Method, TrainConfig};
-pub use data::Dataset;
 pub use run::{run_training, RunDir, RunOptions, RunSummary};
 pub use trainer::{StepReport, TrainState, Trainer};
 

@@ -23,11 +23,11 @@ use std::time::Instant;
 use safetensors::Dtype;
 use serde::{Deserialize, Serialize};
 
+use crate::data::Dataset;
 use crate::gpu::Gpu;
 use crate::nn::checkpoint::{self, write_atomic, RawTensor};
 use crate::nn::ParamStore;
 use crate::train::config::TrainConfig;
-use crate::train::data::Dataset;
 use crate::train::trainer::{StepReport, TrainState, Trainer};
 use crate::train::{TrainError, TrainResult};
 

@@ -26,6 +26,7 @@ use scorecl_core::weights::WeightMode;
 use scorecl_core::wmse::WmseConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::data::Dataset;
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
 use crate::nn::{Mlp, MlpLayer, MlpWorkspace, ParamStore, ResNet, ResNetConfig, ResNetWorkspace};
@@ -39,7 +40,6 @@ use crate::ops::wmse::Wmse;
 use crate::ops::{dsm, optim, weights};
 use crate::tensor::{DType, Tensor};
 use crate::train::config::{Method, TrainConfig};
-use crate::train::data::Dataset;
 use crate::train::{TrainError, TrainResult};
 
 /// Where a run stands: everything besides tensors that a resume needs.

@@ -1,0 +1,175 @@
+//! Weighted k-NN on the GPU (`shaders/wgsl/knn.wgsl`). CPU twin:
+//! scorecl-core's `knn::predict`; test: `host/tests/knn.rs`.
+//!
+//! Features are L2-normalised on the GPU (`rows::l2norm`, as the core's
+//! `max(‖x‖, 1e-12)`); cosine similarities of a tile of test rows against
+//! a chunk of training rows come from one GEMM; `knn_merge` keeps each
+//! test row's k best across chunks (the core's order and tie rule), and
+//! `knn_vote` gives the prediction. Only one tile × chunk similarity block
+//! exists at a time, so 50,000 × 10,000 needs `tiles.test_rows ×
+//! tiles.train_cols` floats, not 500 million.
+
+use bytemuck::{Pod, Zeroable};
+use scorecl_core::knn::KnnConfig;
+use scorecl_shaders::KNN;
+
+use crate::error::{GpuError, Result};
+use crate::gpu::Gpu;
+use crate::ops::gemm::{gemm, GemmSpec};
+use crate::ops::rows;
+use crate::step::grid;
+use crate::tensor::{DType, Tensor};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    k: u32,
+    col0: u32,
+    classes: u32,
+    row0: u32,
+    temperature: f32,
+    _p: u32,
+}
+
+/// Tile sizes of the similarity blocks.
+#[derive(Debug, Clone, Copy)]
+pub struct KnnTiles {
+    /// Test rows per tile (one submit per tile).
+    pub test_rows: usize,
+    /// Training rows per chunk (one GEMM + merge per chunk).
+    pub train_cols: usize,
+}
+
+impl Default for KnnTiles {
+    /// 1024 × 8192: a 32 MiB similarity block.
+    fn default() -> Self {
+        KnnTiles {
+            test_rows: 1024,
+            train_cols: 8192,
+        }
+    }
+}
+
+/// Row-normalised copy of `x` (rows × d).
+fn normalized(gpu: &Gpu, x: &Tensor, rows: usize, d: usize) -> Result<Tensor> {
+    let y = gpu.tensor(&[rows * d], DType::F32)?;
+    let norms = gpu.tensor(&[rows], DType::F32)?;
+    let mut s = gpu.step("knn normalise");
+    rows::l2norm(&mut s, x, rows, d, &y, &norms)?;
+    s.submit()?;
+    Ok(y)
+}
+
+/// Predicts a class for every row of `test` (n_test × d) from `train`
+/// (labels.len() × d) with the core's rule: cosine similarity, the k most
+/// similar training rows (k clamped to the training-set size) voting
+/// `exp(sim / T)`.
+#[allow(clippy::too_many_arguments)]
+pub fn predict(
+    gpu: &Gpu,
+    train: &Tensor,
+    labels: &[u32],
+    test: &Tensor,
+    d: usize,
+    classes: usize,
+    cfg: &KnnConfig,
+    tiles: KnnTiles,
+) -> Result<Vec<u32>> {
+    cfg.validate()?;
+    let n_train = labels.len();
+    if n_train == 0 || d == 0 || classes == 0 {
+        return Err(GpuError::shape(
+            "knn",
+            format!("{n_train} training rows, d {d}, {classes} classes: each must be at least 1"),
+        ));
+    }
+    if let Some((i, l)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, l)| **l as usize >= classes)
+    {
+        return Err(GpuError::shape(
+            "knn labels",
+            format!("label {l} of training row {i} out of range ({classes} classes)"),
+        ));
+    }
+    train.expect_len("knn train features", n_train * d)?;
+    if test.len() % d != 0 {
+        return Err(GpuError::shape(
+            "knn test features",
+            format!("{} values are not rows of {d}", test.len()),
+        ));
+    }
+    let n_test = test.len() / d;
+    if n_test == 0 {
+        return Ok(Vec::new());
+    }
+    let k = cfg.k.min(n_train);
+    let tr = tiles.test_rows.clamp(1, n_test);
+    let tc = tiles.train_cols.clamp(1, n_train);
+    let train_n = normalized(gpu, train, n_train, d)?;
+    let test_n = normalized(gpu, test, n_test, d)?;
+    let lab = gpu.tensor(&[n_train], DType::U32)?;
+    gpu.write(&lab, bytemuck::cast_slice(labels))?;
+    let sims = gpu.tensor(&[tr * tc], DType::F32)?;
+    let top_sim = gpu.tensor(&[tr * k], DType::F32)?;
+    let top_idx = gpu.tensor(&[tr * k], DType::U32)?;
+    let count = gpu.tensor(&[tr], DType::U32)?;
+    let scores = gpu.tensor(&[tr * classes], DType::F32)?;
+    let preds = gpu.tensor(&[n_test], DType::U32)?;
+    let merge = gpu.kernel(&KNN, "knn_merge", &[], &[])?;
+    let vote = gpu.kernel(&KNN, "knn_vote", &[], &[])?;
+    let mut last = None;
+    for row0 in (0..n_test).step_by(tr) {
+        let rows = tr.min(n_test - row0);
+        let mut s = gpu.step("knn tile");
+        for col0 in (0..n_train).step_by(tc) {
+            let cols = tc.min(n_train - col0);
+            let spec = GemmSpec {
+                trans_b: true,
+                a_off: row0 * d,
+                b_off: col0 * d,
+                ..GemmSpec::new(rows, cols, d)
+            };
+            gemm(&mut s, &spec, &test_n, &train_n, None, &sims)?;
+            let p = Params {
+                rows: rows as u32,
+                cols: cols as u32,
+                k: k as u32,
+                col0: col0 as u32,
+                ..Zeroable::zeroed()
+            };
+            s.dispatch(
+                &merge,
+                &p,
+                &[&sims, &top_sim, &top_idx, &count],
+                grid(rows, 64),
+            )?;
+        }
+        let p = Params {
+            rows: rows as u32,
+            k: k as u32,
+            classes: classes as u32,
+            row0: row0 as u32,
+            temperature: cfg.temperature,
+            ..Zeroable::zeroed()
+        };
+        s.dispatch(
+            &vote,
+            &p,
+            &[&top_sim, &top_idx, &lab, &scores, &preds],
+            grid(rows, 64),
+        )?;
+        if row0 + tr >= n_test {
+            last = Some(s.readback(&preds));
+        }
+        let rb = s.submit()?;
+        if let Some(i) = last {
+            // Readbacks cover the whole (aligned) buffer.
+            return Ok(rb.u32(i)[..n_test].to_vec());
+        }
+    }
+    unreachable!("the last tile reads the predictions back")
+}
