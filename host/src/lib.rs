@@ -14,6 +14,7 @@ pub mod gpu;
 pub mod kernel;
 pub mod nn;
 pub mod ops;
+pub mod plot;
 pub mod step;
 pub mod tensor;
 pub mod train;

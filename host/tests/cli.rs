@@ -287,3 +287,144 @@ fn train_names_bad_options_keys_and_files() {
     let e = err(&["--resume", tmp.path().to_str().unwrap(), "--epochs", "3"]);
     assert!(e.contains("cannot be used with"), "{e}");
 }
+
+#[test]
+fn eval_plot_and_the_knn_monitor_on_a_tiny_run() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    // The tiny preset with the k-NN monitor after every epoch.
+    let mut cfg = std::fs::read_to_string(preset("tiny-simclr.toml")).unwrap();
+    cfg.push_str("\n[eval]\nknn_every = 1\nknn_k = 20\n");
+    let cfg_path = tmp.path().join("cfg.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let stdout = ok(&scorecl()
+        .args([
+            "train",
+            "--quiet",
+            "--data",
+            "builtin:64",
+            "--epochs",
+            "2",
+            "--config",
+        ])
+        .arg(&cfg_path)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap());
+    assert!(stdout.contains("k-NN top-1 on the test split"), "{stdout}");
+    // Each epoch record holds the monitor's top-1 and the weight quantiles.
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let epochs: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "epoch")
+        .collect();
+    assert_eq!(epochs.len(), 2);
+    for e in &epochs {
+        let k = e["knn_top1"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&k), "{e}");
+        let q: Vec<f64> = e["w_quantiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(q.len(), 5, "{e}");
+        assert!(q.windows(2).all(|w| w[0] <= w[1]), "{e}");
+    }
+    // Plots were written after training; each is an 800×500 PNG.
+    for name in ["loss.png", "dsm_loss.png", "knn.png", "weights.png"] {
+        let img = image::open(run.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((img.width(), img.height()), (800, 500), "{name}");
+        // Not a blank canvas.
+        let rgb = img.to_rgb8();
+        let dark = rgb
+            .pixels()
+            .filter(|p| p.0.iter().all(|c| *c < 128))
+            .count();
+        assert!(dark > 500, "{name}: {dark} dark pixels");
+    }
+    // `scorecl plot` redraws them.
+    std::fs::remove_file(run.join("loss.png")).unwrap();
+    let stdout = ok(&scorecl().arg("plot").arg(&run).output().unwrap());
+    assert!(
+        stdout.contains("loss.png") && run.join("loss.png").exists(),
+        "{stdout}"
+    );
+
+    // k-NN as JSON: the dataset, both splits, the adapter.
+    let stdout = ok(&scorecl()
+        .args(["eval", "knn", "--json", "--k", "20", "--checkpoint"])
+        .arg(&run)
+        .output()
+        .unwrap());
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["eval"], "knn");
+    assert_eq!(v["dataset"], "builtin:64");
+    assert_eq!(
+        (v["train_images"].as_u64(), v["test_images"].as_u64()),
+        (Some(64), Some(16))
+    );
+    let trained = v["top1"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&trained));
+    assert!(v["adapter"].as_str().unwrap().contains("adapter"));
+    // The monitor's last figure is the same evaluation.
+    let last = epochs[1]["knn_top1"].as_f64().unwrap();
+    assert!(
+        (last - trained).abs() < 1e-9,
+        "monitor {last} vs eval {trained}"
+    );
+    // The table, for the encoder at initialisation, from the checkpoint folder.
+    let stdout = ok(&scorecl()
+        .args(["eval", "knn", "--init", "--checkpoint"])
+        .arg(run.join("checkpoint"))
+        .output()
+        .unwrap());
+    assert!(
+        stdout.contains("initialisation encoder") && stdout.contains("top-1"),
+        "{stdout}"
+    );
+    // Linear probe as JSON (10 classes: no top-5).
+    let stdout = ok(&scorecl()
+        .args(["eval", "linear", "--json", "--epochs", "3", "--checkpoint"])
+        .arg(&run)
+        .output()
+        .unwrap());
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["eval"], "linear");
+    assert!((0.0..=100.0).contains(&v["top1"].as_f64().unwrap()), "{v}");
+    assert!(v["top5"].is_null(), "{v}");
+
+    // Bad input: a missing checkpoint, missing data, bad probe settings.
+    let fail = |args: &[&str]| {
+        let out = scorecl().args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!err.contains("panicked"), "{err}");
+        err
+    };
+    let missing = tmp.path().join("nothing-here");
+    let err = fail(&["eval", "knn", "--checkpoint", missing.to_str().unwrap()]);
+    assert!(
+        err.contains("nothing-here") && err.contains("no checkpoint"),
+        "{err}"
+    );
+    let r = run.to_str().unwrap();
+    let err = fail(&[
+        "eval",
+        "knn",
+        "--checkpoint",
+        r,
+        "--data",
+        "cifar10:/no/such/dir",
+    ]);
+    assert!(err.contains("data_batch_1.bin"), "{err}");
+    let err = fail(&["eval", "linear", "--checkpoint", r, "--lr=-1"]);
+    assert!(err.contains("linear.lr"), "{err}");
+    let err = fail(&["plot", missing.to_str().unwrap()]);
+    assert!(err.contains("metrics.jsonl"), "{err}");
+}

@@ -1,17 +1,19 @@
 //! The embedded default dataset (`builtin[:N]`): generated in code from
 //! fixed Philox streams, no download, the same on every machine.
 //!
-//! Ten classes defined by content: disc, square, triangle, ring, plus,
-//! diagonal cross, horizontal bars, vertical bars, checkerboard and a pair
-//! of discs. What varies inside a class is what the augmentations vary:
-//! the shape's colour, the background (a two-colour gradient in a random
-//! direction), position, scale and pixel noise. A classifier on raw colour
-//! statistics is therefore near chance, and an encoder must become
-//! invariant to colour and position to separate the classes: the k-NN
-//! accuracy measures what self-supervised training learned.
+//! Ten classes defined by texture, each filling the image: horizontal and
+//! vertical stripes, checkerboard, diamonds, dots, rings, grid,
+//! cross-hatch, zigzag and bricks. What varies inside a class is what the
+//! augmentations vary: the two colours (random hue and saturation, one dark and one light),
+//! the background gradient, the period (scale), the phase (position), a
+//! small rotation and pixel noise. Because the pattern fills the image,
+//! every random crop still shows its class; because colours are shared by
+//! all classes, a classifier on colour statistics is near chance and an
+//! encoder must become invariant to colour to separate the classes: the
+//! k-NN accuracy measures what self-supervised training learned.
 //!
-//! Shapes are drawn with 4 × 4 supersampling so they stay recognisable at
-//! 16 × 16. Image `i` has class `i mod 10`; the test split (N/4 images, at
+//! Patterns are drawn with 4 × 4 supersampling so they stay recognisable
+//! at 16 × 16. Image `i` has class `i mod 10`; the test split (N/4 images, at
 //! least one per class) comes from a different stream than the training
 //! split.
 
@@ -24,40 +26,76 @@ pub const CLASSES: usize = 10;
 
 /// Class names.
 pub const NAMES: [&str; CLASSES] = [
-    "disc",
-    "square",
-    "triangle",
-    "ring",
-    "plus",
-    "cross",
-    "horizontal bars",
-    "vertical bars",
+    "horizontal stripes",
+    "vertical stripes",
     "checkerboard",
-    "two discs",
+    "diamonds",
+    "dots",
+    "rings",
+    "grid",
+    "cross-hatch",
+    "zigzag",
+    "bricks",
 ];
+
+/// HSV (all in [0, 1]) to RGB.
+fn hsv(h: f32, s: f32, v: f32) -> [f32; 3] {
+    let h6 = (h.fract() * 6.0).min(5.999);
+    let (i, f) = (h6.floor() as u32, h6.fract());
+    let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
+    match i {
+        0 => [v, t, p],
+        1 => [q, v, p],
+        2 => [p, v, t],
+        3 => [p, q, v],
+        4 => [t, p, v],
+        _ => [v, p, q],
+    }
+}
 
 /// Images of the test split for `n` training images.
 pub fn test_len(n: usize) -> usize {
     (n / 4).max(CLASSES)
 }
 
-/// Whether the point (u, v), in units of the shape's radius around its
-/// centre, is inside a shape of `class`.
+/// Whether the pattern of `class` covers the point (u, v), in units of the
+/// pattern's period, already rotated and shifted. Every pattern maps to
+/// itself under a horizontal flip, so the flip augmentation never turns
+/// one class into another.
 pub fn inside(class: usize, u: f32, v: f32) -> bool {
-    let (au, av) = (u.abs(), v.abs());
-    let in_box = au <= 1.0 && av <= 1.0;
+    let fr = |a: f32| a - a.floor();
     let even = |a: f32| (a.floor() as i32).rem_euclid(2) == 0;
     match class {
-        0 => u * u + v * v <= 1.0,
-        1 => au <= 0.85 && av <= 0.85,
-        2 => (-0.9..=0.8).contains(&v) && au <= (v + 0.9) / 1.7,
-        3 => (0.3..=1.0).contains(&(u * u + v * v)),
-        4 => (au <= 1.0 && av <= 0.32) || (av <= 1.0 && au <= 0.32),
-        5 => au <= 0.9 && av <= 0.9 && ((u - v).abs() <= 0.38 || (u + v).abs() <= 0.38),
-        6 => in_box && even((v + 1.0) * 2.5),
-        7 => in_box && even((u + 1.0) * 2.5),
-        8 => in_box && even((u + 1.0) * 1.5 + 2.0 * ((v + 1.0) * 1.5).floor()),
-        _ => (au - 0.55).powi(2) + v * v <= 0.2,
+        0 => fr(v) < 0.5,
+        1 => fr(u) < 0.5,
+        2 => even(u) == even(v),
+        3 => {
+            let (a, b) = (
+                (u + v) * std::f32::consts::FRAC_1_SQRT_2,
+                (u - v) * std::f32::consts::FRAC_1_SQRT_2,
+            );
+            even(a) == even(b)
+        }
+        4 => {
+            let (du, dv) = (fr(u) - 0.5, fr(v) - 0.5);
+            du * du + dv * dv < 0.32 * 0.32
+        }
+        5 => fr((u * u + v * v).sqrt()) < 0.5,
+        6 => fr(u) < 0.28 || fr(v) < 0.28,
+        7 => {
+            let k = std::f32::consts::FRAC_1_SQRT_2;
+            fr((u + v) * k) < 0.25 || fr((u - v) * k) < 0.25
+        }
+        8 => {
+            // Zigzag stripes: a triangle wave across u.
+            let t = (fr(u) - 0.5).abs() * 2.0;
+            fr(v + 0.6 * t) < 0.5
+        }
+        _ => {
+            // Bricks: mortar rows, and joints shifted every other row.
+            let shift = if even(v) { 0.0 } else { 0.5 };
+            fr(v) < 0.25 || fr(u / 1.5 + shift) < 0.14
+        }
     }
 }
 
@@ -77,27 +115,32 @@ pub fn generate(n: usize, split: Split, size: usize) -> Dataset {
         let u = |k: u64| rng.uniform_at(base + k);
         let class = i % CLASSES;
         labels.push(class as u32);
-        let bg0 = [u(0), u(1), u(2)].map(|v| 0.1 + 0.8 * v);
-        let bg1 = [u(3), u(4), u(5)].map(|v| 0.1 + 0.8 * v);
-        let mut fg = [u(6), u(7), u(8)];
-        // Keep the shape visible against both ends of the background.
-        let far = |a: [f32; 3], b: [f32; 3]| (0..3).map(|k| (a[k] - b[k]).abs()).sum::<f32>();
-        if far(fg, bg0) < 0.7 || far(fg, bg1) < 0.7 {
-            let mid = [0, 1, 2].map(|k| 0.5 * (bg0[k] + bg1[k]));
-            fg = mid.map(|v| {
-                if v > 0.5 {
-                    0.05 * u(9)
-                } else {
-                    1.0 - 0.05 * u(9)
-                }
-            });
-        }
-        let angle = std::f32::consts::TAU * u(10);
+        // Two colours of random hue and saturation, one dark and one
+        // light (which is which is random): the pattern always stands out
+        // by its luminance, while its colours say nothing about the class.
+        let colour = |k: u64, light: bool| -> [f32; 3] {
+            let (h, sat) = (u(k), 0.3 + 0.7 * u(k + 1));
+            let val = if light {
+                0.75 + 0.25 * u(k + 2)
+            } else {
+                0.1 + 0.25 * u(k + 2)
+            };
+            hsv(h, sat, val)
+        };
+        let light_fg = u(0) < 0.5;
+        let fg = colour(1, light_fg);
+        let bg0 = colour(4, !light_fg);
+        let bg1 = [0, 1, 2].map(|k| (bg0[k] + 0.25 * (u(7 + k as u64) - 0.5)).clamp(0.0, 1.0));
+        let angle = std::f32::consts::TAU * u(12);
         let (gx, gy) = (angle.cos(), angle.sin());
         let s = size as f32;
-        let r = s * (0.2 + 0.14 * u(11));
-        let (cx, cy) = (r + (s - 2.0 * r) * u(12), r + (s - 2.0 * r) * u(13));
-        let noise = 0.03 + 0.05 * u(14);
+        // Period 22–36 % of the side, a small rotation, a random phase
+        // (and, for rings, a random centre).
+        let period = s * (0.22 + 0.14 * u(13));
+        let rot = (u(14) - 0.5) * 0.3;
+        let (rc, rs) = (rot.cos(), rot.sin());
+        let (ox, oy) = (s * u(15), s * u(17));
+        let noise = 0.02 + 0.04 * u(16);
         for y in 0..size {
             for x in 0..size {
                 let mut cover = 0.0f32;
@@ -105,7 +148,9 @@ pub fn generate(n: usize, split: Split, size: usize) -> Dataset {
                     for sx in 0..SS {
                         let px = x as f32 + (sx as f32 + 0.5) / SS as f32;
                         let py = y as f32 + (sy as f32 + 0.5) / SS as f32;
-                        if inside(class, (px - cx) / r, (py - cy) / r) {
+                        let (dx, dy) = (px - ox, py - oy);
+                        let (pu, pv) = (rc * dx + rs * dy, -rs * dx + rc * dy);
+                        if inside(class, pu / period, pv / period) {
                             cover += 1.0 / (SS * SS) as f32;
                         }
                     }

@@ -441,6 +441,41 @@ pub struct TrainConfig {
     pub train: TrainSection,
     /// `[scorecl]`.
     pub scorecl: ScoreClConfig,
+    /// `[eval]`.
+    pub eval: EvalSection,
+}
+
+/// `[eval]`: the k-NN monitor during training (on the dataset's test
+/// split, with the training split as the memory bank).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalSection {
+    /// Run the k-NN every this many epochs and after the last (0: never).
+    pub knn_every: u64,
+    /// Neighbours (200).
+    pub knn_k: usize,
+    /// Vote temperature (0.1).
+    pub knn_temperature: f32,
+}
+
+impl Default for EvalSection {
+    fn default() -> Self {
+        EvalSection {
+            knn_every: 0,
+            knn_k: 200,
+            knn_temperature: 0.1,
+        }
+    }
+}
+
+impl EvalSection {
+    /// The k-NN settings.
+    pub fn knn(&self) -> scorecl_core::knn::KnnConfig {
+        scorecl_core::knn::KnnConfig {
+            k: self.knn_k,
+            temperature: self.knn_temperature,
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -459,6 +494,7 @@ impl Default for TrainConfig {
             schedule: ScheduleConfig::default(),
             train: TrainSection::default(),
             scorecl: ScoreClConfig::default(),
+            eval: EvalSection::default(),
         }
     }
 }
@@ -525,6 +561,25 @@ impl TrainConfig {
         Ok(cfg)
     }
 
+    /// The encoder this configuration trains.
+    pub fn encoder_config(&self) -> crate::nn::ResNetConfig {
+        let stem = match self.model.stem.as_str() {
+            "imagenet" => crate::nn::Stem::ImageNet,
+            _ => crate::nn::Stem::Cifar {
+                padding: self.model.cifar_padding,
+            },
+        };
+        crate::nn::ResNetConfig::resnet18(self.model.width, stem)
+    }
+
+    /// The input normalisation (`data.normalize`).
+    pub fn normalize(&self) -> crate::ops::augment::Normalize {
+        match self.data.normalize.as_str() {
+            "imagenet" => crate::ops::augment::Normalize::IMAGENET,
+            _ => crate::ops::augment::Normalize::CIFAR,
+        }
+    }
+
     /// The configuration as TOML (written into run directories).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a validated configuration serialises")
@@ -557,15 +612,15 @@ impl TrainConfig {
         non_negative("vicreg.sim_coeff", self.vicreg.sim_coeff)?;
         non_negative("vicreg.std_coeff", self.vicreg.std_coeff)?;
         non_negative("vicreg.cov_coeff", self.vicreg.cov_coeff)?;
-        if !(self.data.dataset == "builtin"
-            || self.data.dataset.starts_with("builtin:")
-            || self.data.dataset.contains(':'))
-        {
-            return bad(
-                "data.dataset",
-                format!("`{}`: allowed builtin[:N] or KIND:PATH", self.data.dataset),
-            );
+        if let Err(e) = crate::data::DataSpec::parse(&self.data.dataset) {
+            let message = match e {
+                crate::GpuError::Shape { message, .. } => message,
+                e => e.to_string(),
+            };
+            return bad("data.dataset", message);
         }
+        at_least("eval.knn_k", self.eval.knn_k, 1)?;
+        positive("eval.knn_temperature", self.eval.knn_temperature)?;
         if self.data.size < 8 || self.data.size % 2 != 0 {
             return bad(
                 "data.size",

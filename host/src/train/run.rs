@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::Dataset;
 use crate::gpu::Gpu;
 use crate::nn::checkpoint::{self, write_atomic, RawTensor};
-use crate::nn::ParamStore;
+use crate::nn::{ParamStore, ResNet};
 use crate::train::config::TrainConfig;
 use crate::train::trainer::{StepReport, TrainState, Trainer};
 use crate::train::{TrainError, TrainResult};
@@ -87,6 +87,20 @@ pub struct RunSummary {
     pub seconds: f64,
     /// Whether all epochs are done.
     pub finished: bool,
+    /// The last k-NN top-1 of the monitor (`eval.knn_every`), percent.
+    pub knn_top1: Option<f64>,
+}
+
+/// Quantiles 5, 25, 50, 75, 95 % of `v` (nearest rank), empty for none.
+pub fn quantiles(v: &mut [f32]) -> Vec<f32> {
+    if v.is_empty() {
+        return Vec::new();
+    }
+    v.sort_by(f32::total_cmp);
+    [0.05, 0.25, 0.5, 0.75, 0.95]
+        .iter()
+        .map(|q| v[((q * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)])
+        .collect()
 }
 
 fn io_err(path: &Path, what: &str, e: impl std::fmt::Display) -> TrainError {
@@ -205,6 +219,27 @@ impl RunDir {
     /// The configuration saved with the checkpoint.
     pub fn checkpoint_config(&self) -> TrainResult<TrainConfig> {
         Ok(TrainConfig::load(&self.resume_dir()?.join("config.toml"))?)
+    }
+
+    /// The trained backbone of a checkpoint and its configuration. `path`
+    /// is a run directory or a checkpoint folder (holding `config.toml`
+    /// and `backbone.safetensors`).
+    pub fn load_backbone(gpu: &Gpu, path: &Path) -> TrainResult<(ResNet, TrainConfig)> {
+        let dir = if path.join("backbone.safetensors").exists() {
+            path.to_path_buf()
+        } else {
+            RunDir::new(path).resume_dir().map_err(|_| {
+                TrainError::checkpoint(
+                    path,
+                    "no checkpoint here: expected a run directory (with checkpoint/) or a \
+                     checkpoint folder (with backbone.safetensors and config.toml)",
+                )
+            })?
+        };
+        let cfg = TrainConfig::load(&dir.join("config.toml"))?;
+        let encoder = ResNet::new(gpu, cfg.encoder_config(), 0)?;
+        checkpoint::load(gpu, &encoder.store, &dir.join("backbone.safetensors"))?;
+        Ok((encoder, cfg))
     }
 
     /// Rebuilds the trainer of the checkpoint in this directory, with
@@ -363,6 +398,13 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
     let (mut first, mut last): (Option<StepReport>, Option<StepReport>) = (None, None);
     let mut steps_here = 0u64;
     let stop_at = opts.max_steps.unwrap_or(u64::MAX);
+    // The k-NN monitor: the test split, loaded once.
+    let knn_test = if t.cfg.eval.knn_every > 0 {
+        Some(t.cfg.data.open(crate::data::Split::Test)?)
+    } else {
+        None
+    };
+    let mut knn_top1 = None;
     while !t.finished() && t.state.step < stop_at {
         let epoch = t.state.epoch;
         let bar = if opts.progress {
@@ -379,6 +421,7 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
         bar.set_position(t.state.step_in_epoch);
         let epoch_start = Instant::now();
         let (mut sum_loss, mut sum_dsm, mut sum_wstd, mut k) = (0.0f64, 0.0f64, 0.0f64, 0u64);
+        let mut epoch_weights: Vec<f32> = Vec::new();
         while t.state.epoch == epoch && !t.finished() && t.state.step < stop_at {
             let t0 = Instant::now();
             let r = t.step()?;
@@ -387,6 +430,9 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
             sum_loss += r.loss as f64;
             sum_dsm += r.dsm_loss.unwrap_or(0.0) as f64;
             sum_wstd += ws as f64;
+            if r.score_weights {
+                epoch_weights.extend_from_slice(&r.weights);
+            }
             k += 1;
             steps_here += 1;
             bar.set_message(format!(
@@ -416,6 +462,32 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
         let secs = epoch_start.elapsed().as_secs_f64();
         if t.state.epoch > epoch && k > 0 {
             let kf = k as f64;
+            let every = t.cfg.eval.knn_every;
+            let knn = match &knn_test {
+                Some(test) if t.state.epoch % every == 0 || t.finished() => {
+                    let r = crate::eval::knn_eval(
+                        t.gpu(),
+                        &t.encoder,
+                        &t.data,
+                        test,
+                        t.cfg.data.size,
+                        &t.cfg.normalize(),
+                        &t.cfg.eval.knn(),
+                    )?;
+                    if opts.progress {
+                        println!(
+                            "epoch {}: k-NN top-1 {:.2} % ({}/{})",
+                            epoch + 1,
+                            r.top1,
+                            r.correct,
+                            r.total
+                        );
+                    }
+                    knn_top1 = Some(r.top1);
+                    Some(r.top1)
+                }
+                _ => None,
+            };
             metrics.write(serde_json::json!({
                 "kind": "epoch",
                 "epoch": epoch,
@@ -423,6 +495,8 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
                 "loss_mean": sum_loss / kf,
                 "dsm_loss_mean": t.score_net().map(|_| sum_dsm / kf),
                 "w_std_mean": sum_wstd / kf,
+                "w_quantiles": quantiles(&mut epoch_weights),
+                "knn_top1": knn,
                 "seconds": secs,
                 "images_per_s": kf * n / secs.max(1e-9),
             }))?;
@@ -436,6 +510,10 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
         dir.save(t)?;
     }
     let seconds = start.elapsed().as_secs_f64();
+    // Plots of the metrics so far; a failure to draw does not fail the run.
+    if let Err(e) = crate::plot::plot_run(&dir.path) {
+        eprintln!("warning: no plots: {e}");
+    }
     Ok(RunSummary {
         steps: t.state.step,
         epochs: t.state.epoch,
@@ -446,5 +524,6 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
         images_per_s: steps_here as f64 * n / seconds.max(1e-9),
         seconds,
         finished: t.finished(),
+        knn_top1,
     })
 }

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use crate::data::Dataset;
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
-use crate::nn::{Mlp, MlpLayer, MlpWorkspace, ParamStore, ResNet, ResNetConfig, ResNetWorkspace};
-use crate::nn::{ScoreConfig, ScoreNet, ScoreWorkspace, Stem};
+use crate::nn::{Mlp, MlpLayer, MlpWorkspace, ParamStore, ResNet, ResNetWorkspace};
+use crate::nn::{ScoreConfig, ScoreNet, ScoreWorkspace};
 use crate::ops::augment::{Augmenter, Normalize};
 use crate::ops::elementwise::fill;
 use crate::ops::simclr::SimClr;
@@ -310,17 +310,7 @@ impl<'g> Trainer<'g> {
         let size = cfg.data.size;
         let seed = cfg.train.seed;
         let init_seed = cfg.model.init_seed.unwrap_or(seed);
-        let stem = match cfg.model.stem.as_str() {
-            "imagenet" => Stem::ImageNet,
-            _ => Stem::Cifar {
-                padding: cfg.model.cifar_padding,
-            },
-        };
-        let encoder = ResNet::new(
-            gpu,
-            ResNetConfig::resnet18(cfg.model.width, stem),
-            init_seed,
-        )?;
+        let encoder = ResNet::new(gpu, cfg.encoder_config(), init_seed)?;
         let feat = encoder.feature_dim();
         let (proj_spec, pred_spec, d) = head_spec(&cfg, feat);
         let mut heads = ParamStore::default();
@@ -434,10 +424,7 @@ impl<'g> Trainer<'g> {
             .transpose()?;
         let mut augmenter = Augmenter::with_sources(gpu, 2 * n, n, (h, w), (size, size))?;
         augmenter.threshold = cfg.augment.solarize_threshold;
-        let norm = match cfg.data.normalize.as_str() {
-            "imagenet" => Normalize::IMAGENET,
-            _ => Normalize::CIFAR,
-        };
+        let norm = cfg.normalize();
         let total = cfg.train.epochs * spe;
         let warmup = ((cfg.schedule.warmup_epochs as f64 * spe as f64).round() as u64).min(total);
         let schedule = WarmupCosine {
