@@ -38,7 +38,7 @@ fn the_main_job_trains_and_reports_both_knn_figures() {
     assert_eq!(out, tmp.path().join("default"));
     let r = main_job::run(gpu, cfg, &out, false).unwrap();
     for k in [&r.init, &r.trained] {
-        assert_eq!(k.total, 16);
+        assert_eq!(k.total, 32);
         assert!((0.0..=100.0).contains(&k.top1));
         assert_eq!(k.k, 20);
     }

@@ -367,7 +367,7 @@ fn eval_plot_and_the_knn_monitor_on_a_tiny_run() {
     assert_eq!(v["dataset"], "builtin:64");
     assert_eq!(
         (v["train_images"].as_u64(), v["test_images"].as_u64()),
-        (Some(64), Some(16))
+        (Some(64), Some(32))
     );
     let trained = v["top1"].as_f64().unwrap();
     assert!((0.0..=100.0).contains(&trained));

@@ -2,7 +2,7 @@
 //!
 //! A `data.dataset` value (or `--data`) names one:
 //! - `builtin[:N]`: the embedded synthetic dataset ([`synth`]), generated
-//!   in code, N training images (2048 by default) and N/4 test images;
+//!   in code, N training images (2048 by default) and N/2 test images;
 //! - `cifar10:DIR`, `cifar100:DIR` (fine labels), `cifar100-coarse:DIR`:
 //!   the binary versions of CIFAR ([`cifar`]);
 //! - `folder:DIR`: an image-folder tree in the ImageNet layout,

@@ -13,7 +13,7 @@
 //! k-NN accuracy measures what self-supervised training learned.
 //!
 //! Patterns are drawn with 4 × 4 supersampling so they stay recognisable
-//! at 16 × 16. Image `i` has class `i mod 10`; the test split (N/4 images, at
+//! at 16 × 16. Image `i` has class `i mod 10`; the test split (N/2 images, at
 //! least one per class) comes from a different stream than the training
 //! split.
 
@@ -38,24 +38,9 @@ pub const NAMES: [&str; CLASSES] = [
     "bricks",
 ];
 
-/// HSV (all in [0, 1]) to RGB.
-fn hsv(h: f32, s: f32, v: f32) -> [f32; 3] {
-    let h6 = (h.fract() * 6.0).min(5.999);
-    let (i, f) = (h6.floor() as u32, h6.fract());
-    let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
-    match i {
-        0 => [v, t, p],
-        1 => [q, v, p],
-        2 => [p, v, t],
-        3 => [p, q, v],
-        4 => [t, p, v],
-        _ => [v, p, q],
-    }
-}
-
 /// Images of the test split for `n` training images.
 pub fn test_len(n: usize) -> usize {
-    (n / 4).max(CLASSES)
+    (n / 2).max(CLASSES)
 }
 
 /// Whether the pattern of `class` covers the point (u, v), in units of the
@@ -125,7 +110,7 @@ pub fn generate(n: usize, split: Split, size: usize) -> Dataset {
             } else {
                 0.1 + 0.25 * u(k + 2)
             };
-            hsv(h, sat, val)
+            crate::ops::augment::cpu::hsv2rgb([h, sat, val])
         };
         let light_fg = u(0) < 0.5;
         let fg = colour(1, light_fg);
