@@ -22,6 +22,7 @@
 //! | ScoreCL pair weights (score, uniform, shuffled) | [`weights`] |
 //! | weighted k-NN vote | [`knn`] |
 //! | softmax cross-entropy (linear probe), top-k accuracy | [`xent`] |
+//! | average ranks, Spearman's rank correlation | [`stats`] |
 //! | SGD, LARS, Adam, AdamW, warm-up + cosine | [`optim`] |
 //! | Philox4x32-10 counter-based RNG | [`rng`] |
 //! | augmentation parameters (torchvision semantics) | [`augment`] |
@@ -40,6 +41,7 @@ pub mod optim;
 pub mod rng;
 pub mod simclr;
 pub mod simsiam;
+pub mod stats;
 pub mod vicreg;
 pub mod weights;
 pub mod wmse;

@@ -283,3 +283,40 @@ proptest! {
         prop_assert_eq!(predict(&train, &labels), predict(&ptrain, &plabels));
     }
 }
+
+proptest! {
+    /// Spearman's ρ: 1 for any strictly increasing map, −1 for a decreasing
+    /// one, symmetric in its arguments, within [−1, 1].
+    #[test]
+    fn spearman_rank_invariances(
+        x in proptest::collection::vec(-10.0f32..10.0, 3..40),
+        y in proptest::collection::vec(-10.0f32..10.0, 40),
+    ) {
+        use scorecl_core::stats::spearman;
+        let n = x.len();
+        let y = &y[..n];
+        let (mut idx, mut a, mut b) = (vec![0u32; n], vec![0.0; n], vec![0.0; n]);
+        let distinct = {
+            let mut s = x.clone();
+            s.sort_by(f32::total_cmp);
+            s.windows(2).all(|w| w[0] < w[1])
+        };
+        prop_assume!(distinct);
+        let up: Vec<f32> = x.iter().map(|v| v * v * v + 2.0 * v).collect();
+        let down: Vec<f32> = x.iter().map(|v| -v).collect();
+        let r = spearman(&x, &up, &mut idx, &mut a, &mut b).unwrap().unwrap();
+        prop_assert!((r - 1.0).abs() < 1e-12, "{r}");
+        let r = spearman(&x, &down, &mut idx, &mut a, &mut b).unwrap().unwrap();
+        prop_assert!((r + 1.0).abs() < 1e-12, "{r}");
+        let xy = spearman(&x, y, &mut idx, &mut a, &mut b).unwrap();
+        let yx = spearman(y, &x, &mut idx, &mut a, &mut b).unwrap();
+        prop_assert_eq!(xy, yx);
+        if let Some(r) = xy {
+            prop_assert!((-1.0..=1.0).contains(&r));
+        }
+        // A constant argument has no rank correlation.
+        let c = vec![0.5f32; n];
+        prop_assert_eq!(spearman(&x, &c, &mut idx, &mut a, &mut b).unwrap(), None);
+        prop_assert!(spearman(&x, &c[..n - 1], &mut idx, &mut a, &mut b).is_err());
+    }
+}

@@ -16,7 +16,7 @@ use scorecl_core::rng::Philox;
 use scorecl_core::vicreg::VicRegConfig;
 use scorecl_core::weights::{self, ScoreWeightConfig, WeightMode};
 use scorecl_core::wmse::WmseConfig;
-use scorecl_core::{dsm, simclr, simsiam, vicreg, wmse, xent, GradPair, Views};
+use scorecl_core::{dsm, simclr, simsiam, stats, vicreg, wmse, xent, GradPair, Views};
 use serde_json::Value;
 
 const ABS_TOL: f64 = 1e-4;
@@ -272,6 +272,25 @@ fn check_case(file: &str, v: &Value) -> Result<(String, Stats), String> {
             .map_err(e)?;
             c.close("weights", &w)?;
         }
+        "spearman" => {
+            let x = c.f32s(&["inputs", "x"])?;
+            let y = c.f32s(&["inputs", "y"])?;
+            let mut idx = vec![0u32; n];
+            let (mut rx, mut ry) = (vec![0.0; n], vec![0.0; n]);
+            let rho = stats::spearman(&x, &y, &mut idx, &mut rx, &mut ry).map_err(e)?;
+            let rank_x: Vec<f32> = rx.iter().map(|r| *r as f32).collect();
+            c.close("rank_x", &rank_x)?;
+            match (rho, c.field(&["expected", "rho"])?.is_null()) {
+                (None, true) => {}
+                (Some(r), false) => c.close1("rho", r as f32)?,
+                (got, _) => {
+                    return Err(format!(
+                        "{file}: rho {got:?}, scipy gives {}",
+                        c.v["expected"]["rho"]
+                    ));
+                }
+            }
+        }
         "xent" => {
             let logits = c.f32s(&["inputs", "logits"])?;
             let labels = c.u32s(&["inputs", "labels"])?;
@@ -490,6 +509,7 @@ fn repository_fixtures_match_pytorch() {
         "score_weights",
         "knn",
         "xent",
+        "spearman",
     ] {
         let n = stats.get(kind).map_or(0, |s| s.cases);
         assert!(n >= 5, "kind {kind} has {n} cases, at least 5 are required");

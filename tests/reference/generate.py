@@ -3,7 +3,7 @@
 
 How to run (not needed by the tests, which read the committed JSON):
 
-    pip install torch            # CPU is enough
+    pip install torch scipy      # CPU is enough (scipy: the Spearman cases)
     python3 tests/reference/generate.py            # writes tests/fixtures/*.json
     python3 tests/reference/generate.py --out DIR  # writes elsewhere
 
@@ -21,6 +21,7 @@ kinds and their fields
   vicreg         config sim_coeff std_coeff cov_coeff; inputs z1 z2 weights; expected loss grad_z1 grad_z2
   dsm            config {};                      inputs score noise sigma; expected loss grad_score
   score_weights  config gamma alpha w_max;       inputs s1 s2;            expected weights
+  spearman       config {};                      inputs x y;              expected rho (null when undefined), rank_x
   xent           config classes;                 inputs logits labels;    expected loss grad_logits top1 top5
   knn            config temperature k classes;   inputs train train_labels test (n = test rows); expected pred
 Optimizer rules (n = parameter count, d = 1):
@@ -554,6 +555,32 @@ def xent_cases(gen):
     return out
 
 
+def spearman_cases(gen):
+    """Spearman's rho and average ranks, as scipy.stats.spearmanr / rankdata."""
+    from scipy.stats import rankdata, spearmanr
+    out = []
+    specs = [("n2", 2, None), ("n10_random", 10, None), ("n30_ties", 30, 4),
+             ("n50_monotone_noise", 50, None), ("n8_constant_y", 8, "const")]
+    for name, n, mode in specs:
+        x = randn(gen, n)
+        if mode == 4:
+            x = f32(torch.round(x * 2) / 2)   # few distinct values: many ties
+            y = f32(torch.round((x + torch.randn(n, generator=gen)) * 2) / 2)
+        elif mode == "const":
+            y = f32(torch.full((n,), 0.25))
+        elif name.startswith("n50"):
+            y = f32(x ** 3 + 0.3 * torch.randn(n, generator=gen))
+        else:
+            y = randn(gen, n)
+        xs, ys = x.numpy(), y.numpy()
+        rho = spearmanr(xs, ys).statistic if mode != "const" else float("nan")
+        out.append(case("spearman_" + name, "spearman", {}, n, 1,
+                        {"x": flat(x), "y": flat(y)},
+                        {"rho": None if math.isnan(rho) else float(rho),
+                         "rank_x": [float(r) for r in rankdata(xs)]}))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = os.path.dirname(os.path.abspath(__file__))
@@ -564,7 +591,7 @@ def main():
     cases = (simclr_cases(gen) + simsiam_cases(gen) + wmse_cases(gen) + vicreg_cases(gen)
              + dsm_cases(gen) + score_weight_cases(gen) + knn_cases(gen) + sgd_cases(gen)
              + lars_cases(gen) + adam_cases(gen, "adam") + adam_cases(gen, "adamw")
-             + schedule_cases() + xent_cases(gen))
+             + schedule_cases() + xent_cases(gen) + spearman_cases(gen))
     os.makedirs(args.out, exist_ok=True)
     for c in cases:
         with open(os.path.join(args.out, c["name"] + ".json"), "w") as f:
