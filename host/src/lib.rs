@@ -15,6 +15,7 @@ pub mod kernel;
 pub mod nn;
 pub mod ops;
 pub mod plot;
+pub mod probe;
 pub mod step;
 pub mod tensor;
 pub mod train;

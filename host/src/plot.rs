@@ -109,6 +109,19 @@ fn chart(
     title: &str,
     y_label: &str,
     epochs: f64,
+    yr: (f64, f64),
+    draw: impl FnOnce(&mut Chart) -> std::result::Result<(), String>,
+) -> Result<()> {
+    let labels = ("epoch", y_label);
+    chart_xy(path, title, labels, (1.0, epochs.max(2.0)), yr, draw)
+}
+
+/// One chart with `draw` filling it; written atomically.
+fn chart_xy(
+    path: &Path,
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    (x0, x1): (f64, f64),
     (y0, y1): (f64, f64),
     draw: impl FnOnce(&mut Chart) -> std::result::Result<(), String>,
 ) -> Result<()> {
@@ -122,13 +135,19 @@ fn chart(
             .margin(16)
             .x_label_area_size(40)
             .y_label_area_size(64)
-            .build_cartesian_2d(1.0..epochs.max(2.0), y0..y1)
+            .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(|e| draw_err(path, e))?;
         c.configure_mesh()
-            .x_desc("epoch")
+            .x_desc(x_label)
             .y_desc(y_label)
             .label_style(("sans-serif", 14))
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_label_formatter(&|x| {
+                if x.fract() == 0.0 {
+                    format!("{x:.0}")
+                } else {
+                    format!("{x:.2}")
+                }
+            })
             .draw()
             .map_err(|e| draw_err(path, e))?;
         draw(&mut c).map_err(|e| draw_err(path, e))?;
@@ -212,4 +231,43 @@ pub fn plot_run(dir: &Path) -> Result<Vec<PathBuf>> {
         out.push(path);
     }
     Ok(out)
+}
+
+/// `scorecl probe`'s plot of one augmentation family: the score statistic
+/// (mean ± std over the images) against the strength, the unaugmented
+/// images' mean as a dashed reference.
+pub fn probe_family(
+    path: &Path,
+    family: &str,
+    strength_label: &str,
+    points: &[(f64, f64, f64)],
+    original: f64,
+) -> Result<()> {
+    let xr = range(points.iter().map(|p| p.0));
+    let yr = range(
+        points
+            .iter()
+            .flat_map(|p| [p.1 - p.2, p.1 + p.2])
+            .chain(std::iter::once(original)),
+    );
+    let blue = RGBColor(31, 119, 180);
+    let title = format!("Score statistic S under {family}");
+    chart_xy(
+        path,
+        &title,
+        (strength_label, "S (mean ± std)"),
+        xr,
+        yr,
+        |c| {
+            c.draw_series(points.iter().map(|(x, m, sd)| {
+                PathElement::new(vec![(*x, m - sd), (*x, m + sd)], blue.stroke_width(2))
+            }))
+            .map_err(|e| e.to_string())?;
+            let orig = [(xr.0, original), (xr.1, original)];
+            c.draw_series(DashedLineSeries::new(orig, 6, 4, BLACK.stroke_width(1)))
+                .map_err(|e| e.to_string())?;
+            let means: Vec<(f64, f64)> = points.iter().map(|p| (p.0, p.1)).collect();
+            line(c, &means, blue)
+        },
+    )
 }

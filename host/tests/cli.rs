@@ -399,6 +399,42 @@ fn eval_plot_and_the_knn_monitor_on_a_tiny_run() {
     assert!((0.0..=100.0).contains(&v["top1"].as_f64().unwrap()), "{v}");
     assert!(v["top5"].is_null(), "{v}");
 
+    // The probe: S per level of each augmentation family, ρ, CSV and PNG.
+    let probe_dir = tmp.path().join("probe");
+    let stdout = ok(&scorecl()
+        .args(["probe", "--json", "--images", "16", "--checkpoint"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&probe_dir)
+        .output()
+        .unwrap());
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let fams = v["families"].as_array().unwrap();
+    let names: Vec<&str> = fams.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["crop", "color_jitter", "grayscale", "blur", "solarize"]
+    );
+    for (f, levels) in fams.iter().zip([6, 7, 2, 5, 6]) {
+        let l = f["levels"].as_array().unwrap();
+        assert_eq!(l.len(), levels, "{f}");
+        // The weakest level is the original image: no difference.
+        assert_eq!(l[0]["mean_abs_diff"].as_f64(), Some(0.0), "{f}");
+        assert!(
+            l.iter().all(|x| x["mean"].as_f64().unwrap().is_finite()),
+            "{f}"
+        );
+        if let Some(rho) = f["spearman"].as_f64() {
+            assert!((-1.0..=1.0).contains(&rho), "{f}");
+        }
+        let name = f["name"].as_str().unwrap();
+        let csv = std::fs::read_to_string(probe_dir.join(format!("{name}.csv"))).unwrap();
+        assert!(csv.starts_with("family,strength,s_mean,s_std,mean_abs_diff,spearman\n"));
+        assert_eq!(csv.lines().count(), levels + 1, "{csv}");
+        let img = image::open(probe_dir.join(format!("{name}.png"))).unwrap();
+        assert_eq!((img.width(), img.height()), (800, 500));
+    }
+
     // Bad input: a missing checkpoint, missing data, bad probe settings.
     let fail = |args: &[&str]| {
         let out = scorecl().args(args).output().unwrap();
@@ -425,6 +461,32 @@ fn eval_plot_and_the_knn_monitor_on_a_tiny_run() {
     assert!(err.contains("data_batch_1.bin"), "{err}");
     let err = fail(&["eval", "linear", "--checkpoint", r, "--lr=-1"]);
     assert!(err.contains("linear.lr"), "{err}");
+    let err = fail(&["probe", "--checkpoint", missing.to_str().unwrap()]);
+    assert!(err.contains("nothing-here"), "{err}");
+    // A run without a score network cannot be probed.
+    let off = tmp.path().join("off");
+    ok(&scorecl()
+        .args([
+            "train",
+            "--quiet",
+            "--scorecl",
+            "off",
+            "--data",
+            "builtin:32",
+            "--epochs",
+            "1",
+        ])
+        .args(["--batch-size", "16", "--config"])
+        .arg(preset("tiny-simclr.toml"))
+        .arg("--out")
+        .arg(&off)
+        .output()
+        .unwrap());
+    let err = fail(&["probe", "--checkpoint", off.to_str().unwrap()]);
+    assert!(
+        err.contains("score.safetensors") && err.contains("ScoreCL off"),
+        "{err}"
+    );
     let err = fail(&["plot", missing.to_str().unwrap()]);
     assert!(err.contains("metrics.jsonl"), "{err}");
 }

@@ -41,6 +41,28 @@ enum Command {
         #[command(subcommand)]
         what: EvalCmd,
     },
+    /// Does the score statistic grow with augmentation strength? S per
+    /// level of each augmentation family, Spearman's ρ, CSV and PNG files.
+    Probe {
+        /// A run trained with ScoreCL on or shuffled (its score network).
+        #[arg(long)]
+        checkpoint: std::path::PathBuf,
+        /// Dataset (default: the run's data.dataset); its test split is used.
+        #[arg(long)]
+        data: Option<String>,
+        /// Images in the fixed sample.
+        #[arg(long, default_value_t = 128)]
+        images: usize,
+        /// Seed of the augmentation draws.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output folder for the CSV and PNG files (default RUN/probe).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Draw the PNG plots of a run directory (loss, DSM loss, k-NN, pair
     /// weights) from its metrics.jsonl.
     Plot {
@@ -524,6 +546,72 @@ fn run() -> anyhow::Result<()> {
     match &cli.command {
         Command::Train(a) => train(&cli, a)?,
         Command::Eval { what } => eval(&cli, what)?,
+        Command::Probe {
+            checkpoint,
+            data,
+            images,
+            seed,
+            out,
+            json,
+        } => {
+            use scorecl_host::train::RunDir;
+            let gpu = gpu(&cli)?;
+            let (net, mut cfg) = RunDir::load_score(&gpu, checkpoint)?;
+            if let Some(d) = data {
+                cfg.data.dataset = d.clone();
+            }
+            let test = cfg.data.open(Split::Test)?;
+            let reports = scorecl_host::probe::probe(
+                &gpu,
+                &net,
+                cfg.scorecl.sigma_ref(),
+                &test,
+                cfg.data.size,
+                *images,
+                &cfg.augment,
+                *seed,
+            )?;
+            let dir = out.clone().unwrap_or_else(|| checkpoint.join("probe"));
+            let files = scorecl_host::probe::write_outputs(&dir, &reports)?;
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "checkpoint": checkpoint.display().to_string(),
+                        "dataset": cfg.data.dataset,
+                        "images": images.min(&test.len()),
+                        "sigma_ref": cfg.scorecl.sigma_ref(),
+                        "families": reports,
+                        "adapter": gpu.describe(),
+                    })
+                );
+            } else {
+                println!(
+                    "score statistic S = |s(v, σ_ref)|/√D (σ_ref {}) on {} test images of {}",
+                    cfg.scorecl.sigma_ref(),
+                    images.min(&test.len()),
+                    cfg.data.dataset
+                );
+                for r in &reports {
+                    let rho = r
+                        .spearman
+                        .map_or("undefined".into(), |v| format!("{v:+.3}"));
+                    println!(
+                        "\n{} ({}); Spearman ρ(strength, |S − S₀|) = {rho}; S₀ = {:.4}",
+                        r.name, r.strength_label, r.original_mean
+                    );
+                    println!("  strength   S mean    S std   |S − S₀|");
+                    for l in &r.levels {
+                        println!(
+                            "  {:8.3} {:8.4} {:8.4} {:9.4}",
+                            l.strength, l.mean, l.std, l.mean_abs_diff
+                        );
+                    }
+                }
+                println!("\nwrote {} files to {}", files.len(), dir.display());
+                println!("adapter: {}", gpu.describe());
+            }
+        }
         Command::Plot { run_dir } => {
             let files = scorecl_host::plot::plot_run(run_dir)?;
             anyhow::ensure!(

@@ -242,6 +242,36 @@ impl RunDir {
         Ok((encoder, cfg))
     }
 
+    /// The trained score network of a checkpoint (ScoreCL on or shuffled)
+    /// and its configuration; `path` as for [`RunDir::load_backbone`].
+    pub fn load_score(gpu: &Gpu, path: &Path) -> TrainResult<(crate::nn::ScoreNet, TrainConfig)> {
+        let dir = if path.join("config.toml").exists() && path.join("state.json").exists() {
+            path.to_path_buf()
+        } else {
+            RunDir::new(path).resume_dir().map_err(|_| {
+                TrainError::checkpoint(path, "no checkpoint here: expected a run directory")
+            })?
+        };
+        let cfg = TrainConfig::load(&dir.join("config.toml"))?;
+        let file = dir.join("score.safetensors");
+        if !file.exists() {
+            return Err(TrainError::checkpoint(
+                &file,
+                "missing: this run has no score network (trained with ScoreCL off)",
+            ));
+        }
+        let net = crate::nn::ScoreNet::new(
+            gpu,
+            crate::nn::ScoreConfig {
+                width: cfg.scorecl.width,
+                depth: cfg.scorecl.depth,
+            },
+            0,
+        )?;
+        checkpoint::load(gpu, &net.store, &file)?;
+        Ok((net, cfg))
+    }
+
     /// Rebuilds the trainer of the checkpoint in this directory, with
     /// `cfg` (normally [`RunDir::checkpoint_config`]) and `data`.
     pub fn resume<'g>(
