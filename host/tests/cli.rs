@@ -490,3 +490,80 @@ fn eval_plot_and_the_knn_monitor_on_a_tiny_run() {
     let err = fail(&["plot", missing.to_str().unwrap()]);
     assert!(err.contains("metrics.jsonl"), "{err}");
 }
+
+#[test]
+fn compare_runs_every_combination_once_and_tabulates() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("cmp");
+    let compare = || {
+        scorecl()
+            .args([
+                "compare",
+                "--quiet",
+                "--data",
+                "builtin:32",
+                "--epochs",
+                "1",
+            ])
+            .args(["--batch-size", "16", "--seeds", "0,1", "--config"])
+            .arg(preset("tiny-simclr.toml"))
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let first = ok(&compare());
+    assert_eq!(first.matches(": k-NN top-1").count(), 6, "{first}");
+    assert!(!first.contains("skipped"), "{first}");
+    for w in ["off", "on", "shuffled"] {
+        for seed in [0, 1] {
+            let r = out.join(format!("simclr-{w}-{seed}/result.json"));
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&r).unwrap()).unwrap();
+            assert_eq!(
+                (v["weighting"].as_str(), v["seed"].as_u64()),
+                (Some(w), Some(seed))
+            );
+            assert!((0.0..=100.0).contains(&v["top1"].as_f64().unwrap()));
+        }
+    }
+    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| simclr")).collect();
+    assert_eq!(rows.len(), 3, "{md}");
+    assert!(
+        rows[0].contains("| off | 2 |") && rows[0].ends_with("| — |"),
+        "{md}"
+    );
+    assert!(rows.iter().all(|r| r.contains(" ± ")), "{md}");
+    // Resumable: a second call runs nothing and gives the same table.
+    let again = ok(&compare());
+    assert_eq!(
+        again.matches("(done before, skipped)").count(),
+        6,
+        "{again}"
+    );
+    assert_eq!(std::fs::read_to_string(out.join("compare.md")).unwrap(), md);
+    // A bad weighting is named.
+    let bad = scorecl()
+        .args([
+            "compare",
+            "--quiet",
+            "--weightings",
+            "off,sometimes",
+            "--config",
+        ])
+        .arg(preset("tiny-simclr.toml"))
+        .arg("--out")
+        .arg(tmp.path().join("bad"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("sometimes") && err.contains("off, on, shuffled"),
+        "{err}"
+    );
+}

@@ -63,6 +63,38 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Same data and seeds, methods with ScoreCL off, on and shuffled, over
+    /// several seeds: a table of k-NN top-1 (resumable).
+    Compare {
+        /// The base configuration (TOML).
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Methods, comma-separated (simclr, simsiam, wmse, vicreg).
+        #[arg(long, default_value = "simclr", value_delimiter = ',')]
+        methods: Vec<String>,
+        /// Weightings, comma-separated: off, on, shuffled.
+        #[arg(long, default_value = "off,on,shuffled", value_delimiter = ',')]
+        weightings: Vec<String>,
+        /// Seeds, comma-separated.
+        #[arg(long, default_value = "0,1,2", value_delimiter = ',')]
+        seeds: Vec<u64>,
+        /// Dataset, overriding data.dataset.
+        #[arg(long)]
+        data: Option<String>,
+        /// Epochs, overriding train.epochs.
+        #[arg(long)]
+        epochs: Option<u64>,
+        /// Batch size, overriding train.batch_size.
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// Output folder: one run directory per (method, weighting, seed),
+        /// and compare.md.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Draw the PNG plots of a run directory (loss, DSM loss, k-NN, pair
     /// weights) from its metrics.jsonl.
     Plot {
@@ -546,6 +578,68 @@ fn run() -> anyhow::Result<()> {
     match &cli.command {
         Command::Train(a) => train(&cli, a)?,
         Command::Eval { what } => eval(&cli, what)?,
+        Command::Compare {
+            config,
+            methods,
+            weightings,
+            seeds,
+            data,
+            epochs,
+            batch_size,
+            out,
+            quiet,
+        } => {
+            use scorecl_host::train::compare::{run_compare, table, CompareSpec};
+            use scorecl_host::train::{Method, TrainConfig};
+            let mut cfg = TrainConfig::load(config)?;
+            if let Some(d) = data {
+                cfg.data.dataset = d.clone();
+            }
+            if let Some(e) = epochs {
+                cfg.train.epochs = *e;
+            }
+            if let Some(b) = batch_size {
+                cfg.train.batch_size = *b;
+            }
+            cfg.validate().map_err(|e| {
+                anyhow::anyhow!("{} (after command-line overrides): {e}", config.display())
+            })?;
+            let spec = CompareSpec {
+                methods: methods
+                    .iter()
+                    .map(|m| Method::parse(m))
+                    .collect::<Result<_, _>>()?,
+                weightings: weightings.clone(),
+                seeds: seeds.clone(),
+            };
+            let gpu = gpu(&cli)?;
+            let results = run_compare(&gpu, &cfg, &spec, out, !quiet, |r, cached| {
+                println!(
+                    "{} {} seed {}: k-NN top-1 {:.2} %{}",
+                    r.method,
+                    r.weighting,
+                    r.seed,
+                    r.top1,
+                    if cached {
+                        " (done before, skipped)"
+                    } else {
+                        ""
+                    }
+                );
+            })?;
+            let t = table(&results);
+            let md = format!(
+                "# scorecl compare\n\nData `{}`, {} epochs, batch {}, seeds {:?}, on {}.\n\n{t}",
+                cfg.data.dataset,
+                cfg.train.epochs,
+                cfg.train.batch_size,
+                seeds,
+                gpu.describe()
+            );
+            let path = out.join("compare.md");
+            scorecl_host::nn::checkpoint::write_atomic(&path, md.as_bytes())?;
+            println!("\n{t}\nwritten to {}", path.display());
+        }
         Command::Probe {
             checkpoint,
             data,

@@ -2,6 +2,7 @@
 //! the ScoreCL trainer ([`trainer`]) and its run directory with
 //! checkpoints and metrics ([`run`]).
 
+pub mod compare;
 pub mod config;
 pub mod run;
 pub mod trainer;
