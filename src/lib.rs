@@ -87,7 +87,11 @@ pub mod main_job {
                 progress,
             },
         )?;
-        let trained = knn_eval(gpu, &t.encoder, &t.data, &test, size, &norm, &knn)?;
+        // The monitor has evaluated the final encoder when it is on.
+        let trained = match s.knn.filter(|_| s.finished) {
+            Some(k) => k,
+            None => knn_eval(gpu, &t.encoder, &t.data, &test, size, &norm, &knn)?,
+        };
         Ok(Report {
             init,
             trained,

@@ -442,8 +442,8 @@ fn train(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
         f(s.first_dsm_loss),
         f(s.last_dsm_loss),
     );
-    if let Some(k) = s.knn_top1 {
-        println!("k-NN top-1 on the test split: {k:.2} %");
+    if let Some(k) = &s.knn {
+        println!("k-NN top-1 on the test split: {:.2} %", k.top1);
     }
     println!(
         "checkpoint: {}  metrics: {}  plots: {}/*.png",

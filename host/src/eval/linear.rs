@@ -21,7 +21,7 @@ use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
 use crate::ops::gemm::{gemm, GemmSpec};
 use crate::ops::{elementwise, optim, xent as xent_op};
-use crate::tensor::{DType, Tensor};
+use crate::tensor::DType;
 
 /// Settings of the linear probe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,12 +105,6 @@ pub struct LinearReport {
     pub epochs: usize,
 }
 
-fn read_f32(gpu: &Gpu, t: &Tensor) -> Result<Vec<f32>> {
-    let mut s = gpu.step("linear readback");
-    let i = s.readback(t);
-    Ok(s.submit()?.f32(i))
-}
-
 /// Trains the probe on `train` and measures it on `test`.
 pub fn linear_probe(
     gpu: &Gpu,
@@ -152,7 +146,7 @@ pub fn linear_probe(
     let n = train.n;
     let b = cfg.batch_size.min(n);
     let steps = n / b;
-    let host = read_f32(gpu, &train.tensor)?;
+    let host = gpu.download(&train.tensor)?;
     let t = |len: usize| gpu.tensor(&[len], DType::F32);
     let (xe, ye) = (t(n * d)?, gpu.tensor(&[n], DType::U32)?);
     let (w, bias) = (t(classes * d)?, t(classes)?);

@@ -74,7 +74,7 @@ pub fn extract(
 }
 
 /// What [`knn_eval`] measured.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct KnnReport {
     /// Top-1 accuracy in percent.
     pub top1: f64,

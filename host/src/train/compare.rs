@@ -108,15 +108,19 @@ pub fn run_compare(
                         progress,
                     },
                 )?;
-                let k = knn_eval(
-                    gpu,
-                    &t.encoder,
-                    &t.data,
-                    &test,
-                    cfg.data.size,
-                    &cfg.normalize(),
-                    &cfg.eval.knn(),
-                )?;
+                // The monitor has evaluated the final encoder when it is on.
+                let k = match s.knn.clone().filter(|_| s.finished) {
+                    Some(k) => k,
+                    None => knn_eval(
+                        gpu,
+                        &t.encoder,
+                        &t.data,
+                        &test,
+                        cfg.data.size,
+                        &cfg.normalize(),
+                        &cfg.eval.knn(),
+                    )?,
+                };
                 let r = RunResult {
                     method: method.name().to_string(),
                     weighting: w.clone(),

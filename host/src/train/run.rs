@@ -87,8 +87,9 @@ pub struct RunSummary {
     pub seconds: f64,
     /// Whether all epochs are done.
     pub finished: bool,
-    /// The last k-NN top-1 of the monitor (`eval.knn_every`), percent.
-    pub knn_top1: Option<f64>,
+    /// The monitor's last k-NN (`eval.knn_every`); when the run is
+    /// finished, that of the final encoder.
+    pub knn: Option<crate::eval::KnnReport>,
 }
 
 /// Quantiles 5, 25, 50, 75, 95 % of `v` (nearest rank), empty for none.
@@ -434,7 +435,7 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
     } else {
         None
     };
-    let mut knn_top1 = None;
+    let mut last_knn = None;
     while !t.finished() && t.state.step < stop_at {
         let epoch = t.state.epoch;
         let bar = if opts.progress {
@@ -513,8 +514,9 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
                             r.total
                         );
                     }
-                    knn_top1 = Some(r.top1);
-                    Some(r.top1)
+                    let top1 = r.top1;
+                    last_knn = Some(r);
+                    Some(top1)
                 }
                 _ => None,
             };
@@ -554,6 +556,6 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
         images_per_s: steps_here as f64 * n / seconds.max(1e-9),
         seconds,
         finished: t.finished(),
-        knn_top1,
+        knn: last_knn,
     })
 }
