@@ -17,7 +17,7 @@
 mod common;
 
 use scorecl::core::rng::{stream_id, Philox, Purpose};
-use scorecl::core::weights::{from_statistics, ScoreWeightConfig, WeightMode};
+use scorecl::core::weights::{augment_statistic, from_statistics, ScoreWeightConfig, WeightMode};
 use scorecl::host::data::Split;
 use scorecl::host::train::{
     run_training, RunDir, RunOptions, StepReport, TrainConfig, TrainError, Trainer,
@@ -114,7 +114,7 @@ fn trains(method: &str) {
         }
         let mut spread = 0.0f32;
         for r in &reports {
-            assert!(r.score_weights && r.dsm_loss.is_some_and(f32::is_finite));
+            assert!(r.weighted && r.dsm_loss.is_some_and(f32::is_finite));
             let want = core_weights(r, &wcfg, 0);
             common::assert_close(
                 &format!("{method} step {} weights", r.step),
@@ -180,6 +180,41 @@ fn shuffled_weights_are_the_score_weights_permuted() {
         got.sort_by(f32::total_cmp);
         common::assert_close("same multiset", &got, &unshuffled, 1e-6, 1e-5);
     }
+}
+
+#[test]
+fn augment_weights_come_from_the_augmentation_parameters() {
+    let Some(gpu) = common::gpu() else { return };
+    let cfg = tiny("simclr", "augment");
+    let wcfg = cfg.scorecl.weights();
+    assert_eq!(wcfg.mode, WeightMode::Augment);
+    let coef = cfg.scorecl.augment_strength();
+    let mut t = trainer(gpu, cfg);
+    assert!(
+        t.score_net().is_none(),
+        "the control needs no score network"
+    );
+    let (h, w) = (t.data.h as u32, t.data.w as u32);
+    let mut spread = 0.0f32;
+    for _ in 0..3 {
+        let params = t.view_params().unwrap();
+        let r = t.step().unwrap();
+        assert!(r.weighted && r.dsm_loss.is_none());
+        let want: Vec<f32> = params
+            .iter()
+            .map(|p| augment_statistic(p, h, w, &coef))
+            .collect();
+        assert_eq!(r.stats.as_deref(), Some(&want[..]), "strengths A(v)");
+        common::assert_close(
+            "augment weights",
+            &r.weights,
+            &core_weights(&r, &wcfg, 0),
+            1e-6,
+            1e-5,
+        );
+        spread = spread.max(r.weight_stats().1);
+    }
+    assert!(spread > 0.05, "the weights stayed uniform");
 }
 
 /// Every parameter, state and optimizer tensor of a trainer.

@@ -6,10 +6,14 @@
 //! `wᵢ ← (1−α) + α·wᵢ`, `wᵢ ← min(wᵢ, w_max)`.
 //! Weights are constants for the encoder's gradient.
 //!
-//! Modes: `score` (the method), `uniform` (the baseline: all ones) and
+//! Modes: `score` (the method), `uniform` (the baseline: all ones),
 //! `shuffled` (the score weights randomly permuted across the batch: a
-//! control with the same distribution but no pairing information).
+//! control with the same distribution but no pairing information) and
+//! `augment` (a hand-crafted control: the same transform applied to a
+//! strength read off the augmentation parameters instead of the score,
+//! see [`augment_statistic`]).
 
+use crate::augment::AugParams;
 use crate::math::{check_len, non_negative, probability};
 use crate::rng::Philox;
 use crate::{CoreError, Result, Views};
@@ -29,6 +33,65 @@ pub enum WeightMode {
     Score,
     /// The score weights, randomly permuted (control).
     Shuffled,
+    /// The same transform of a hand-crafted strength per view
+    /// ([`augment_statistic`]) in place of the score statistic (control).
+    Augment,
+}
+
+impl WeightMode {
+    /// Whether the weights need the score network.
+    pub fn needs_score_net(self) -> bool {
+        matches!(self, WeightMode::Score | WeightMode::Shuffled)
+    }
+}
+
+/// Coefficients of the hand-crafted strength [`augment_statistic`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct AugStrength {
+    /// Weight of the cropped-away fraction `1 − area(crop)/area(image)`.
+    pub crop: f32,
+    /// Weight of the jitter magnitude
+    /// `|b − 1| + |c − 1| + |s − 1| + |hue|` (0 when jitter is off).
+    pub jitter: f32,
+}
+
+impl Default for AugStrength {
+    fn default() -> Self {
+        AugStrength {
+            crop: 1.0,
+            jitter: 1.0,
+        }
+    }
+}
+
+impl AugStrength {
+    /// Checks both coefficients (finite, ≥ 0).
+    pub fn validate(&self) -> Result<()> {
+        non_negative("augment_crop", self.crop)?;
+        non_negative("augment_jitter", self.jitter)
+    }
+}
+
+/// The hand-crafted strength of one view of an `h × w` image:
+/// `A(v) = crop·(1 − height·width/(h·w)) + jitter·J(v)`, with
+/// `J(v) = |b − 1| + |c − 1| + |s − 1| + |hue|` when the colour jitter is
+/// applied and 0 otherwise. Weights of the `augment` mode are
+/// [`from_statistics`] of `A(v1)`, `A(v2)`, as the score mode's are of
+/// `S(v1)`, `S(v2)`.
+pub fn augment_statistic(p: &AugParams, h: u32, w: u32, coef: &AugStrength) -> f32 {
+    let area = (h as f64 * w as f64).max(1.0);
+    let kept = (p.height as f64 * p.width as f64 / area).min(1.0);
+    let jit = if p.jitter {
+        libm::fabs(p.brightness as f64 - 1.0)
+            + libm::fabs(p.contrast as f64 - 1.0)
+            + libm::fabs(p.saturation as f64 - 1.0)
+            + libm::fabs(p.hue as f64)
+    } else {
+        0.0
+    };
+    (coef.crop as f64 * (1.0 - kept) + coef.jitter as f64 * jit) as f32
 }
 
 /// Configuration of the pair weights.

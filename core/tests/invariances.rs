@@ -320,3 +320,81 @@ proptest! {
         prop_assert!(spearman(&x, &c[..n - 1], &mut idx, &mut a, &mut b).is_err());
     }
 }
+
+/// The hand-crafted strength of the `augment` control: zero for the
+/// identity, the cropped-away fraction for a crop, the jitter magnitude
+/// only when the jitter is applied, linear in each coefficient, and
+/// monotone: a smaller crop of the same view never has a smaller strength.
+#[test]
+fn augment_statistic_reads_crop_and_jitter() {
+    use scorecl_core::augment::AugParams;
+    use scorecl_core::weights::{augment_statistic, AugStrength};
+    let unit = AugStrength::default();
+    let id = AugParams::identity(32, 32);
+    assert_eq!(augment_statistic(&id, 32, 32, &unit), 0.0);
+    let half = AugParams {
+        height: 16,
+        width: 32,
+        flip: true,
+        gray: true,
+        ..id
+    };
+    assert!(close(augment_statistic(&half, 32, 32, &unit), 0.5));
+    let jit = AugParams {
+        jitter: true,
+        brightness: 1.25,
+        contrast: 0.875,
+        saturation: 1.0,
+        hue: -0.125,
+        ..id
+    };
+    // |0.25| + |−0.125| + 0 + |−0.125|
+    assert!(close(augment_statistic(&jit, 32, 32, &unit), 0.5));
+    let off = AugParams {
+        jitter: false,
+        ..jit
+    };
+    assert_eq!(augment_statistic(&off, 32, 32, &unit), 0.0);
+    let both = AugParams {
+        height: 16,
+        width: 16,
+        ..jit
+    };
+    let coef = AugStrength {
+        crop: 2.0,
+        jitter: 0.5,
+    };
+    assert!(close(
+        augment_statistic(&both, 32, 32, &coef),
+        2.0 * 0.75 + 0.5 * 0.5
+    ));
+    assert!(AugStrength {
+        crop: -1.0,
+        jitter: 1.0
+    }
+    .validate()
+    .is_err());
+    assert!(AugStrength {
+        crop: 1.0,
+        jitter: f32::NAN
+    }
+    .validate()
+    .is_err());
+    assert!(!WeightMode::Augment.needs_score_net());
+    assert!(WeightMode::Shuffled.needs_score_net() && WeightMode::Score.needs_score_net());
+}
+
+proptest! {
+    #[test]
+    fn augment_statistic_is_monotone_in_the_crop(
+        h in 1u32..64, w in 1u32..64, ch in 1u32..64, cw in 1u32..64, shrink in 0u32..64,
+    ) {
+        use scorecl_core::augment::AugParams;
+        use scorecl_core::weights::{augment_statistic, AugStrength};
+        let big = AugParams { height: ch.min(h), width: cw.min(w), ..AugParams::identity(h, w) };
+        let small = AugParams { height: big.height.saturating_sub(shrink).max(1), ..big };
+        let c = AugStrength::default();
+        let (a, b) = (augment_statistic(&big, h, w, &c), augment_statistic(&small, h, w, &c));
+        prop_assert!((0.0..1.0).contains(&a) && b >= a, "{a} {b}");
+    }
+}

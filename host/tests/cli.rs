@@ -435,6 +435,34 @@ fn eval_plot_and_the_knn_monitor_on_a_tiny_run() {
         assert_eq!((img.width(), img.height()), (800, 500));
     }
 
+    // A score network trained alone, then probed.
+    let alone_dir = tmp.path().join("probe-alone");
+    let stdout = ok(&scorecl()
+        .args([
+            "probe",
+            "--json",
+            "--images",
+            "8",
+            "--train-score-epochs",
+            "1",
+        ])
+        .args(["--data", "builtin:32", "--config"])
+        .arg(preset("tiny-simclr.toml"))
+        .arg("--out")
+        .arg(&alone_dir)
+        .output()
+        .unwrap());
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(
+        v["source"]
+            .as_str()
+            .unwrap()
+            .contains("trained alone for 1 epochs"),
+        "{v}"
+    );
+    assert_eq!(v["families"].as_array().unwrap().len(), 5, "{v}");
+    assert!(alone_dir.join("crop.csv").exists() && alone_dir.join("crop.png").exists());
+
     // Bad input: a missing checkpoint, missing data, bad probe settings.
     let fail = |args: &[&str]| {
         let out = scorecl().args(args).output().unwrap();
@@ -463,6 +491,10 @@ fn eval_plot_and_the_knn_monitor_on_a_tiny_run() {
     assert!(err.contains("linear.lr"), "{err}");
     let err = fail(&["probe", "--checkpoint", missing.to_str().unwrap()]);
     assert!(err.contains("nothing-here"), "{err}");
+    let err = fail(&["probe"]);
+    assert!(err.contains("--checkpoint"), "{err}");
+    let err = fail(&["probe", "--checkpoint", r, "--train-score-epochs", "1"]);
+    assert!(err.contains("cannot be used with"), "{err}");
     // A run without a score network cannot be probed.
     let off = tmp.path().join("off");
     ok(&scorecl()
@@ -510,15 +542,15 @@ fn compare_runs_every_combination_once_and_tabulates() {
             ])
             .args(["--batch-size", "16", "--seeds", "0,1", "--config"])
             .arg(preset("tiny-simclr.toml"))
-            .arg("--out")
+            .args(["--weightings", "off,on,shuffled,augment", "--out"])
             .arg(&out)
             .output()
             .unwrap()
     };
     let first = ok(&compare());
-    assert_eq!(first.matches(": k-NN top-1").count(), 6, "{first}");
+    assert_eq!(first.matches(": k-NN top-1").count(), 8, "{first}");
     assert!(!first.contains("skipped"), "{first}");
-    for w in ["off", "on", "shuffled"] {
+    for w in ["off", "on", "shuffled", "augment"] {
         for seed in [0, 1] {
             let r = out.join(format!("simclr-{w}-{seed}/result.json"));
             let v: serde_json::Value =
@@ -532,7 +564,8 @@ fn compare_runs_every_combination_once_and_tabulates() {
     }
     let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
     let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| simclr")).collect();
-    assert_eq!(rows.len(), 3, "{md}");
+    assert_eq!(rows.len(), 4, "{md}");
+    assert!(rows[3].contains("| augment | 2 |"), "{md}");
     assert!(
         rows[0].contains("| off | 2 |") && rows[0].ends_with("| — |"),
         "{md}"
@@ -542,7 +575,7 @@ fn compare_runs_every_combination_once_and_tabulates() {
     let again = ok(&compare());
     assert_eq!(
         again.matches("(done before, skipped)").count(),
-        6,
+        8,
         "{again}"
     );
     assert_eq!(std::fs::read_to_string(out.join("compare.md")).unwrap(), md);
@@ -563,7 +596,7 @@ fn compare_runs_every_combination_once_and_tabulates() {
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
-        err.contains("sometimes") && err.contains("off, on, shuffled"),
+        err.contains("sometimes") && err.contains("off, on, shuffled, augment"),
         "{err}"
     );
 }

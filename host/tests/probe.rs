@@ -1,7 +1,9 @@
 //! `scorecl probe`'s families and the probe itself on an untrained score
 //! network (its output convolution starts at zero, so S is 0 for every
-//! view: no difference, ρ undefined). The trained case runs in
-//! `cli.rs` (eval_plot_and_the_knn_monitor_on_a_tiny_run).
+//! view: no difference, ρ undefined). A score network trained alone
+//! (`--train-score-epochs`) equals the one a ScoreCL run trains on the same
+//! batches, and is no longer zero. The CLI case runs in `cli.rs`
+//! (eval_plot_and_the_knn_monitor_on_a_tiny_run).
 
 mod common;
 
@@ -9,6 +11,8 @@ use scorecl_host::core::augment::AugConfig;
 use scorecl_host::data::{Dataset, OpenOptions, Split};
 use scorecl_host::nn::{ScoreConfig, ScoreNet};
 use scorecl_host::probe::{families, probe};
+use scorecl_host::train::score_only::train_score_alone;
+use scorecl_host::train::{TrainConfig, Trainer};
 
 #[test]
 fn families_are_valid_and_graded_from_none() {
@@ -67,4 +71,58 @@ fn untrained_score_network_gives_zero_statistics() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("at least 2"), "{e}");
+}
+
+#[test]
+fn score_network_trained_alone_matches_the_runs_and_probes_nonzero() {
+    let gpu = match common::gpu() {
+        Some(g) => g,
+        None => return,
+    };
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/tiny-simclr.toml");
+    let mut cfg = TrainConfig::load(std::path::Path::new(path)).unwrap();
+    cfg.data.dataset = "builtin:32".into();
+    cfg.train.batch_size = 16;
+    cfg.train.epochs = 1;
+    let train = cfg.data.open(Split::Train).unwrap();
+    let mut losses = Vec::new();
+    let alone = train_score_alone(gpu, &cfg, &train, 1, |e, l| losses.push((e, l))).unwrap();
+    assert_eq!(losses.len(), 1);
+    assert!(losses[0].1.is_finite() && losses[0].1 > 0.0, "{losses:?}");
+    // The same two steps inside a ScoreCL run give the same network.
+    let mut t = Trainer::new(gpu, cfg.clone(), train).unwrap();
+    for _ in 0..2 {
+        t.step().unwrap();
+    }
+    let run_net = t.score_net().unwrap();
+    let read = |p: &scorecl_host::Tensor| gpu.download(p).unwrap()[..p.len()].to_vec();
+    assert_eq!(alone.store.params.len(), run_net.store.params.len());
+    for (a, b) in alone.store.params.iter().zip(&run_net.store.params) {
+        common::assert_close(&a.name, &read(&a.value), &read(&b.value), 1e-6, 1e-5);
+    }
+    // Trained, its output is no longer zero: S > 0 and ρ defined.
+    let test = cfg.data.open(Split::Test).unwrap();
+    let r = probe(
+        gpu,
+        &alone,
+        cfg.scorecl.sigma_ref(),
+        &test,
+        16,
+        8,
+        &cfg.augment,
+        0,
+    )
+    .unwrap();
+    for f in &r {
+        assert!(f.levels.iter().all(|l| l.mean > 0.0), "{}", f.name);
+    }
+    assert!(r.iter().any(|f| f.spearman.is_some()));
+    // A batch larger than the dataset is named.
+    cfg.train.batch_size = 64;
+    let train = cfg.data.open(Split::Train).unwrap();
+    let e = train_score_alone(gpu, &cfg, &train, 1, |_, _| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("train.batch_size"), "{e}");
 }

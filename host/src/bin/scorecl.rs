@@ -45,9 +45,19 @@ enum Command {
     /// level of each augmentation family, Spearman's ρ, CSV and PNG files.
     Probe {
         /// A run trained with ScoreCL on or shuffled (its score network).
-        #[arg(long)]
-        checkpoint: std::path::PathBuf,
-        /// Dataset (default: the run's data.dataset); its test split is used.
+        #[arg(long, required_unless_present = "train_score_epochs")]
+        checkpoint: Option<std::path::PathBuf>,
+        /// Instead of a run: train a score network alone by DSM for N epochs
+        /// on the training split (settings from --config), then probe it.
+        #[arg(long, conflicts_with = "checkpoint")]
+        train_score_epochs: Option<u64>,
+        /// Configuration (TOML) for --train-score-epochs: [scorecl], [data],
+        /// [augment], train.batch_size and train.seed (default: built-in
+        /// defaults on the embedded dataset).
+        #[arg(long, requires = "train_score_epochs")]
+        config: Option<std::path::PathBuf>,
+        /// Dataset (default: the run's or the configuration's
+        /// data.dataset); the test split is probed.
         #[arg(long)]
         data: Option<String>,
         /// Images in the fixed sample.
@@ -56,15 +66,17 @@ enum Command {
         /// Seed of the augmentation draws.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Output folder for the CSV and PNG files (default RUN/probe).
+        /// Output folder for the CSV and PNG files (default RUN/probe, or
+        /// runs/probe with --train-score-epochs).
         #[arg(long)]
         out: Option<std::path::PathBuf>,
         /// Print one JSON object instead of the table.
         #[arg(long)]
         json: bool,
     },
-    /// Same data and seeds, methods with ScoreCL off, on and shuffled, over
-    /// several seeds: a table of k-NN top-1 (resumable).
+    /// Same data and seeds, methods with ScoreCL off, on and shuffled (and
+    /// the hand-crafted `augment` control), over several seeds: a table of
+    /// k-NN top-1 (resumable).
     Compare {
         /// The base configuration (TOML).
         #[arg(long)]
@@ -72,7 +84,8 @@ enum Command {
         /// Methods, comma-separated (simclr, simsiam, wmse, vicreg).
         #[arg(long, default_value = "simclr", value_delimiter = ',')]
         methods: Vec<String>,
-        /// Weightings, comma-separated: off, on, shuffled.
+        /// Weightings, comma-separated: off, on, shuffled, augment (weights
+        /// from crop area and jitter magnitude instead of the score).
         #[arg(long, default_value = "off,on,shuffled", value_delimiter = ',')]
         weightings: Vec<String>,
         /// Seeds, comma-separated.
@@ -309,7 +322,8 @@ struct TrainArgs {
     /// Method, overriding `method` (simclr, simsiam, wmse, vicreg).
     #[arg(long)]
     method: Option<String>,
-    /// ScoreCL weights: on, off (the plain method) or shuffled (control).
+    /// ScoreCL weights: on, off (the plain method), shuffled (control) or
+    /// augment (hand-crafted control from crop area and jitter).
     #[arg(long)]
     scorecl: Option<String>,
     /// Epochs, overriding train.epochs.
@@ -642,18 +656,53 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Probe {
             checkpoint,
+            train_score_epochs,
+            config,
             data,
             images,
             seed,
             out,
             json,
         } => {
-            use scorecl_host::train::RunDir;
+            use scorecl_host::train::{RunDir, TrainConfig};
             let gpu = gpu(&cli)?;
-            let (net, mut cfg) = RunDir::load_score(&gpu, checkpoint)?;
-            if let Some(d) = data {
-                cfg.data.dataset = d.clone();
-            }
+            let (net, cfg, source) = match (checkpoint, train_score_epochs) {
+                (Some(run), _) => {
+                    let (net, mut cfg) = RunDir::load_score(&gpu, run)?;
+                    if let Some(d) = data {
+                        cfg.data.dataset = d.clone();
+                    }
+                    (net, cfg, run.display().to_string())
+                }
+                (None, Some(epochs)) => {
+                    let mut cfg = match config {
+                        Some(path) => TrainConfig::load(path)?,
+                        None => TrainConfig::default(),
+                    };
+                    if let Some(d) = data {
+                        cfg.data.dataset = d.clone();
+                    }
+                    let train = cfg.data.open(Split::Train)?;
+                    let quiet = *json;
+                    let net = scorecl_host::train::score_only::train_score_alone(
+                        &gpu,
+                        &cfg,
+                        &train,
+                        *epochs,
+                        |e, loss| {
+                            if !quiet {
+                                println!("score network epoch {}: DSM loss {loss:.5}", e + 1);
+                            }
+                        },
+                    )?;
+                    (
+                        net,
+                        cfg,
+                        format!("score network trained alone for {epochs} epochs"),
+                    )
+                }
+                (None, None) => anyhow::bail!("give --checkpoint RUN or --train-score-epochs N"),
+            };
             let test = cfg.data.open(Split::Test)?;
             let reports = scorecl_host::probe::probe(
                 &gpu,
@@ -665,13 +714,16 @@ fn run() -> anyhow::Result<()> {
                 &cfg.augment,
                 *seed,
             )?;
-            let dir = out.clone().unwrap_or_else(|| checkpoint.join("probe"));
+            let dir = out.clone().unwrap_or_else(|| match checkpoint {
+                Some(run) => run.join("probe"),
+                None => std::path::PathBuf::from("runs/probe"),
+            });
             let files = scorecl_host::probe::write_outputs(&dir, &reports)?;
             if *json {
                 println!(
                     "{}",
                     serde_json::json!({
-                        "checkpoint": checkpoint.display().to_string(),
+                        "source": source,
                         "dataset": cfg.data.dataset,
                         "images": images.min(&test.len()),
                         "sigma_ref": cfg.scorecl.sigma_ref(),

@@ -25,6 +25,26 @@ struct Params {
     stream: [u32; 2],
 }
 
+impl Params {
+    fn new(n: usize, dim: usize, cfg: &ScoreWeightConfig, shuffle: &Philox) -> Params {
+        Params {
+            n: n as u32,
+            dim: dim as u32,
+            mode: match cfg.mode {
+                WeightMode::Uniform => 0,
+                WeightMode::Score | WeightMode::Augment => 1,
+                WeightMode::Shuffled => 2,
+            },
+            gamma: cfg.gamma,
+            alpha: cfg.alpha,
+            w_max: cfg.w_max,
+            key: shuffle.key,
+            stream: shuffle.stream,
+            ..Zeroable::zeroed()
+        }
+    }
+}
+
 /// Pair weights (n) from the score fields of the two views stacked as
 /// `s` = [2n, dim] (rows 0..n the first view). `stats` (2n) receives
 /// S(v) = ‖s(v)‖/√dim; `shuffle` is the stream of the shuffled control.
@@ -41,21 +61,7 @@ pub fn pair_weights(
     let n = weights.len();
     s.expect_len("score fields [2n, dim]", 2 * n * dim)?;
     stats.expect_len("score statistics", 2 * n)?;
-    let p = Params {
-        n: n as u32,
-        dim: dim as u32,
-        mode: match cfg.mode {
-            WeightMode::Uniform => 0,
-            WeightMode::Score => 1,
-            WeightMode::Shuffled => 2,
-        },
-        gamma: cfg.gamma,
-        alpha: cfg.alpha,
-        w_max: cfg.w_max,
-        key: shuffle.key,
-        stream: shuffle.stream,
-        ..Zeroable::zeroed()
-    };
+    let p = Params::new(n, dim, cfg, shuffle);
     let gpu = step.gpu();
     let defines = gpu.subgroup_defines();
     if cfg.mode != WeightMode::Uniform {
@@ -63,5 +69,24 @@ pub fn pair_weights(
         step.dispatch(&k, &p, &[s, stats], grid(2 * n, 1))?;
     }
     let k = gpu.kernel(&WEIGHTS, "pair_weights", defines, &[])?;
+    step.dispatch(&k, &p, &[stats, weights], [1, 1, 1])
+}
+
+/// Pair weights (n) from per-view statistics already in `stats` (2n: view
+/// 1's, then view 2's), e.g. the `augment` mode's hand-crafted strengths:
+/// the same transform as [`pair_weights`] (the core's `from_statistics`).
+pub fn weights_from_stats(
+    step: &mut Step,
+    cfg: &ScoreWeightConfig,
+    shuffle: &Philox,
+    stats: &Tensor,
+    weights: &Tensor,
+) -> Result<()> {
+    cfg.validate()?;
+    let n = weights.len();
+    stats.expect_len("per-view statistics", 2 * n)?;
+    let p = Params::new(n, 1, cfg, shuffle);
+    let gpu = step.gpu();
+    let k = gpu.kernel(&WEIGHTS, "pair_weights", gpu.subgroup_defines(), &[])?;
     step.dispatch(&k, &p, &[stats, weights], [1, 1, 1])
 }

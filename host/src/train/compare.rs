@@ -1,6 +1,8 @@
 //! `scorecl compare`: the same data and seeds, the chosen methods with
-//! ScoreCL's weighting off (the plain method), on, and shuffled (the
-//! control: the same weights given to the wrong pairs), over several seeds;
+//! ScoreCL's weighting off (the plain method), on, shuffled (the control:
+//! the same weights given to the wrong pairs) and optionally augment (the
+//! hand-crafted control: the same transform of crop-area and jitter
+//! strengths read off the augmentation parameters), over several seeds;
 //! k-NN top-1 per run, then mean ± std over seeds per method and weighting
 //! with the difference to `off`.
 //!
@@ -25,7 +27,7 @@ use crate::train::{
 pub struct CompareSpec {
     /// Methods.
     pub methods: Vec<Method>,
-    /// Weightings: `off`, `on`, `shuffled`.
+    /// Weightings: `off`, `on`, `shuffled`, `augment`.
     pub weightings: Vec<String>,
     /// Seeds.
     pub seeds: Vec<u64>,
@@ -62,10 +64,10 @@ pub fn run_compare(
     mut on_run: impl FnMut(&RunResult, bool),
 ) -> TrainResult<Vec<RunResult>> {
     for w in &spec.weightings {
-        if !matches!(w.as_str(), "off" | "on" | "shuffled") {
+        if !matches!(w.as_str(), "off" | "on" | "shuffled" | "augment") {
             return Err(crate::GpuError::shape(
                 "--weightings",
-                format!("`{w}`: allowed off, on, shuffled"),
+                format!("`{w}`: allowed off, on, shuffled, augment"),
             )
             .into());
         }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use scorecl_core::augment::AugConfig;
 use scorecl_core::dsm::SigmaSchedule;
-use scorecl_core::weights::{ScoreWeightConfig, WeightMode};
+use scorecl_core::weights::{AugStrength, ScoreWeightConfig, WeightMode};
 use serde::{Deserialize, Serialize};
 
 /// A configuration error: the key and what is wrong with it.
@@ -330,7 +330,8 @@ impl Default for TrainSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScoreClConfig {
-    /// `on` (score weights), `off` (uniform) or `shuffled` (control).
+    /// `on` (score weights), `off` (uniform), `shuffled` (control) or
+    /// `augment` (hand-crafted control from the augmentation parameters).
     pub mode: String,
     /// Exponent γ.
     pub gamma: f32,
@@ -355,6 +356,10 @@ pub struct ScoreClConfig {
     pub sigma_min: f32,
     /// Noise levels.
     pub levels: u32,
+    /// `augment` mode: coefficient of the cropped-away area fraction.
+    pub augment_crop: f32,
+    /// `augment` mode: coefficient of the colour-jitter magnitude.
+    pub augment_jitter: f32,
 }
 
 impl Default for ScoreClConfig {
@@ -372,6 +377,8 @@ impl Default for ScoreClConfig {
             sigma_max: 1.0,
             sigma_min: 0.01,
             levels: 10,
+            augment_crop: 1.0,
+            augment_jitter: 1.0,
         }
     }
 }
@@ -382,6 +389,7 @@ impl ScoreClConfig {
         match self.mode.as_str() {
             "off" | "uniform" => WeightMode::Uniform,
             "shuffled" => WeightMode::Shuffled,
+            "augment" => WeightMode::Augment,
             _ => WeightMode::Score,
         }
     }
@@ -393,6 +401,14 @@ impl ScoreClConfig {
             gamma: self.gamma,
             alpha: self.alpha,
             w_max: self.w_max,
+        }
+    }
+
+    /// The coefficients of the `augment` mode's hand-crafted strength.
+    pub fn augment_strength(&self) -> AugStrength {
+        AugStrength {
+            crop: self.augment_crop,
+            jitter: self.augment_jitter,
         }
     }
 
@@ -700,12 +716,19 @@ impl TrainConfig {
         one_of(
             "scorecl.mode",
             &self.scorecl.mode,
-            &["on", "off", "shuffled"],
+            &["on", "off", "shuffled", "augment"],
         )?;
         self.scorecl.weights().validate().map_err(|e| ConfigError {
             key: "scorecl".into(),
             message: e.to_string(),
         })?;
+        self.scorecl
+            .augment_strength()
+            .validate()
+            .map_err(|e| ConfigError {
+                key: "scorecl".into(),
+                message: e.to_string(),
+            })?;
         self.scorecl
             .schedule()
             .validate()

@@ -5,6 +5,7 @@
 pub mod compare;
 pub mod config;
 pub mod run;
+pub mod score_only;
 pub mod trainer;
 
 pub use crate::data::Dataset;

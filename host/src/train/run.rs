@@ -258,7 +258,7 @@ impl RunDir {
         if !file.exists() {
             return Err(TrainError::checkpoint(
                 &file,
-                "missing: this run has no score network (trained with ScoreCL off)",
+                "missing: this run has no score network (trained with ScoreCL off or the augment control)",
             ));
         }
         let net = crate::nn::ScoreNet::new(
@@ -461,7 +461,7 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
             sum_loss += r.loss as f64;
             sum_dsm += r.dsm_loss.unwrap_or(0.0) as f64;
             sum_wstd += ws as f64;
-            if r.score_weights {
+            if r.weighted {
                 epoch_weights.extend_from_slice(&r.weights);
             }
             k += 1;
@@ -481,7 +481,7 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
                     "dsm_loss": r.dsm_loss,
                     "w_mean": wm,
                     "w_std": ws,
-                    "score_weights": r.score_weights,
+                    "weighted": r.weighted,
                     "lr": r.lr,
                     "images_per_s": ips,
                 }))?;

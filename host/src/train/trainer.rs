@@ -68,11 +68,13 @@ pub struct StepReport {
     pub dsm_loss: Option<f32>,
     /// The pair weights used (n).
     pub weights: Vec<f32>,
-    /// The score statistics S(v) of both views (2n: view 1 then view 2)
-    /// when score weights were computed.
+    /// The per-view statistics behind the weights (2n: view 1 then view
+    /// 2) when weights were computed: the score statistic S(v), or the
+    /// hand-crafted strength A(v) in the `augment` mode.
     pub stats: Option<Vec<f32>>,
-    /// Whether the weights came from the score network this step.
-    pub score_weights: bool,
+    /// Whether non-uniform weights were applied this step (ScoreCL on,
+    /// shuffled or augment, after the warm-up).
+    pub weighted: bool,
     /// The learning rate of the step.
     pub lr: f32,
 }
@@ -160,6 +162,127 @@ pub(crate) struct ScorePart {
     terms: Tensor,
     dscore: Tensor,
     loss: Tensor,
+}
+
+impl ScorePart {
+    /// The score network of `cfg` (initialised from `seed ^ 0x5c0e`), its
+    /// Adam moments and the buffers of its two jobs: the pair weights on
+    /// `2n` views of `size²` and the DSM step on `n` clean `h × w` images.
+    pub(crate) fn new(
+        gpu: &Gpu,
+        cfg: &TrainConfig,
+        n: usize,
+        size: usize,
+        (h, w): (usize, usize),
+        seed: u64,
+    ) -> Result<ScorePart> {
+        let t = |len: usize| gpu.tensor(&[len], DType::F32);
+        let net = ScoreNet::new(
+            gpu,
+            ScoreConfig {
+                width: cfg.scorecl.width,
+                depth: cfg.scorecl.depth,
+            },
+            seed ^ 0x5c0e,
+        )?;
+        let moments = net
+            .store
+            .params
+            .iter()
+            .map(|p| Ok([gpu.zeros(&[p.value.len()])?, gpu.zeros(&[p.value.len()])?]))
+            .collect::<Result<Vec<_>>>()?;
+        let sref = cfg.scorecl.sigma_ref();
+        let table = dsm::sigma_table(&cfg.scorecl.schedule());
+        Ok(ScorePart {
+            views: net.workspace(gpu, 2 * n, size, size)?,
+            dsm: net.workspace(gpu, n, h, w)?,
+            moments,
+            net,
+            sig_ref: gpu.upload(&vec![sref; 2 * n], &[2 * n])?,
+            logsig_ref: gpu.upload(&vec![sref.ln(); 2 * n], &[2 * n])?,
+            table: gpu.upload(&table, &[table.len()])?,
+            x_noisy: t(n * 3 * h * w)?,
+            eps: t(n * 3 * h * w)?,
+            sigma: t(n)?,
+            logsig: t(n)?,
+            terms: t(n)?,
+            dscore: t(n * 3 * h * w)?,
+            loss: t(1)?,
+        })
+    }
+
+    /// Uploads ln σ of each sample of the step, drawn as the DSM kernel
+    /// draws them (the FiLM conditioning reads them).
+    pub(crate) fn upload_log_sigmas(
+        &self,
+        gpu: &Gpu,
+        cfg: &TrainConfig,
+        sigmas: &Philox,
+    ) -> Result<()> {
+        let sched = cfg.scorecl.schedule();
+        let logs: Vec<f32> = (0..self.sigma.len() as u64)
+            .map(|i| sched.sigma(sched.level_for(sigmas.uniform_at(i))).ln())
+            .collect();
+        gpu.write(&self.logsig, bytemuck::cast_slice(&logs))
+    }
+
+    /// One DSM step on the clean images `clean` (n × `dim`): perturb,
+    /// forward, loss, backward, Adam at `lr` (step `step`, 0-based). The
+    /// loss lands in `self.loss`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn dsm_step(
+        &self,
+        s: &mut crate::step::Step<'_>,
+        clean: &Tensor,
+        dim: usize,
+        noise: &Philox,
+        sigmas: &Philox,
+        lr: f32,
+        step: u64,
+    ) -> Result<()> {
+        self.net.store.zero_grads(s)?;
+        dsm::perturb(
+            s,
+            clean,
+            dim,
+            &self.table,
+            noise,
+            sigmas,
+            &self.x_noisy,
+            &self.eps,
+            &self.sigma,
+        )?;
+        self.net
+            .forward(s, &self.dsm, &self.x_noisy, &self.sigma, &self.logsig)?;
+        dsm::loss(
+            s,
+            &self.dsm.score,
+            &self.eps,
+            &self.sigma,
+            dim,
+            &self.terms,
+            &self.dscore,
+            &self.loss,
+        )?;
+        self.net.backward(
+            s,
+            &self.dsm,
+            &self.x_noisy,
+            &self.sigma,
+            &self.logsig,
+            &self.dscore,
+        )?;
+        let adam = AdamConfig::default();
+        for (p, [m, v]) in self.net.store.params.iter().zip(&self.moments) {
+            optim::adam(s, &p.value, &p.grad, m, v, lr, (step + 1) as u32, &adam)?;
+        }
+        Ok(())
+    }
+
+    /// The DSM loss of the last step (a tensor of 1).
+    pub(crate) fn loss(&self) -> &Tensor {
+        &self.loss
+    }
 }
 
 struct Buffers {
@@ -336,41 +459,10 @@ impl<'g> Trainer<'g> {
         let t = |len: usize| gpu.tensor(&[len], DType::F32);
         let (h, w) = (data.h, data.w);
         let view = 3 * size * size;
-        let score = if cfg.scorecl.weight_mode() == WeightMode::Uniform {
-            None
+        let score = if cfg.scorecl.weight_mode().needs_score_net() {
+            Some(ScorePart::new(gpu, &cfg, n, size, (h, w), init_seed)?)
         } else {
-            let net = ScoreNet::new(
-                gpu,
-                ScoreConfig {
-                    width: cfg.scorecl.width,
-                    depth: cfg.scorecl.depth,
-                },
-                init_seed ^ 0x5c0e,
-            )?;
-            let moments = net
-                .store
-                .params
-                .iter()
-                .map(|p| Ok([gpu.zeros(&[p.value.len()])?, gpu.zeros(&[p.value.len()])?]))
-                .collect::<Result<Vec<_>>>()?;
-            let sref = cfg.scorecl.sigma_ref();
-            let table = dsm::sigma_table(&cfg.scorecl.schedule());
-            Some(ScorePart {
-                views: net.workspace(gpu, 2 * n, size, size)?,
-                dsm: net.workspace(gpu, n, h, w)?,
-                moments,
-                net,
-                sig_ref: gpu.upload(&vec![sref; 2 * n], &[2 * n])?,
-                logsig_ref: gpu.upload(&vec![sref.ln(); 2 * n], &[2 * n])?,
-                table: gpu.upload(&table, &[table.len()])?,
-                x_noisy: t(n * 3 * h * w)?,
-                eps: t(n * 3 * h * w)?,
-                sigma: t(n)?,
-                logsig: t(n)?,
-                terms: t(n)?,
-                dscore: t(n * 3 * h * w)?,
-                loss: t(1)?,
-            })
+            None
         };
         let loss = match cfg.method {
             Method::Simclr => Loss::SimClr(
@@ -546,18 +638,14 @@ impl<'g> Trainer<'g> {
         let lr = self.schedule.lr(st.step);
         let static_lr = self.schedule.base_lr;
         let wcfg = self.cfg.scorecl.weights();
-        let score_weights =
-            self.score.is_some() && st.epoch >= self.cfg.scorecl.score_warmup_epochs;
+        let weighted =
+            wcfg.mode != WeightMode::Uniform && st.epoch >= self.cfg.scorecl.score_warmup_epochs;
         // DSM noise levels, drawn as the kernel draws them; their logs are
         // uploaded for the FiLM conditioning.
         let sigmas = Philox::new(seed, stream_id(Purpose::DsmSigma, st.step));
         let noise = Philox::new(seed, stream_id(Purpose::DsmNoise, st.step));
         if let Some(sp) = &self.score {
-            let sched = self.cfg.scorecl.schedule();
-            let logs: Vec<f32> = (0..n as u64)
-                .map(|i| sched.sigma(sched.level_for(sigmas.uniform_at(i))).ln())
-                .collect();
-            gpu.write(&sp.logsig, bytemuck::cast_slice(&logs))?;
+            sp.upload_log_sigmas(gpu, &self.cfg, &sigmas)?;
         }
 
         let mut s = gpu.step("train step");
@@ -573,11 +661,10 @@ impl<'g> Trainer<'g> {
         s.copy_range(&b.viewsn, 0, &b.x[0], 0, n * view)?;
         s.copy_range(&b.viewsn, n * view, &b.x[1], 0, n * view)?;
         // 2. Pair weights (constants for the encoder).
-        if score_weights {
-            let sp = self.score.as_ref().unwrap();
+        let shuffle = Philox::new(seed, stream_id(Purpose::Shuffle, st.step));
+        if let (true, Some(sp)) = (weighted, &self.score) {
             sp.net
                 .forward(&mut s, &sp.views, &b.views01, &sp.sig_ref, &sp.logsig_ref)?;
-            let shuffle = Philox::new(seed, stream_id(Purpose::Shuffle, st.step));
             weights::pair_weights(
                 &mut s,
                 &sp.views.score,
@@ -587,6 +674,16 @@ impl<'g> Trainer<'g> {
                 &b.stats,
                 &b.w,
             )?;
+        } else if weighted {
+            // The hand-crafted control: strengths from the parameters.
+            let coef = self.cfg.scorecl.augment_strength();
+            let (h, w) = (self.data.h as u32, self.data.w as u32);
+            let strengths: Vec<f32> = params
+                .iter()
+                .map(|p| scorecl_core::weights::augment_statistic(p, h, w, &coef))
+                .collect();
+            gpu.write(&b.stats, bytemuck::cast_slice(&strengths))?;
+            weights::weights_from_stats(&mut s, &wcfg, &shuffle, &b.stats, &b.w)?;
         } else {
             fill(&mut s, 1.0, &b.w)?;
         }
@@ -680,55 +777,19 @@ impl<'g> Trainer<'g> {
         // 5. DSM step of the score network.
         if let Some(sp) = &self.score {
             let dim = 3 * self.data.h * self.data.w;
-            sp.net.store.zero_grads(&mut s)?;
-            dsm::perturb(
+            sp.dsm_step(
                 &mut s,
                 &b.clean,
                 dim,
-                &sp.table,
                 &noise,
                 &sigmas,
-                &sp.x_noisy,
-                &sp.eps,
-                &sp.sigma,
+                self.cfg.scorecl.lr,
+                st.step,
             )?;
-            sp.net
-                .forward(&mut s, &sp.dsm, &sp.x_noisy, &sp.sigma, &sp.logsig)?;
-            dsm::loss(
-                &mut s,
-                &sp.dsm.score,
-                &sp.eps,
-                &sp.sigma,
-                dim,
-                &sp.terms,
-                &sp.dscore,
-                &sp.loss,
-            )?;
-            sp.net.backward(
-                &mut s,
-                &sp.dsm,
-                &sp.x_noisy,
-                &sp.sigma,
-                &sp.logsig,
-                &sp.dscore,
-            )?;
-            let adam = AdamConfig::default();
-            for (p, [m, v]) in sp.net.store.params.iter().zip(&sp.moments) {
-                optim::adam(
-                    &mut s,
-                    &p.value,
-                    &p.grad,
-                    m,
-                    v,
-                    self.cfg.scorecl.lr,
-                    (st.step + 1) as u32,
-                    &adam,
-                )?;
-            }
         }
         let r_loss = s.readback(&b.loss);
         let r_w = s.readback(&b.w);
-        let r_stats = score_weights.then(|| s.readback(&b.stats));
+        let r_stats = weighted.then(|| s.readback(&b.stats));
         let r_dsm = self.score.as_ref().map(|sp| s.readback(&sp.loss));
         let mut r = s.submit()?;
         self.last_timings = std::mem::take(&mut r.timings);
@@ -740,7 +801,7 @@ impl<'g> Trainer<'g> {
             dsm_loss: r_dsm.map(|i| r.f32(i)[0]),
             weights: r.f32(r_w)[..n].to_vec(),
             stats: r_stats.map(|i| r.f32(i)[..2 * n].to_vec()),
-            score_weights,
+            weighted,
             lr,
         };
         let non_finite = |term: &str, value: f32| TrainError::NonFinite {
