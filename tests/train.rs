@@ -457,3 +457,19 @@ fn every_preset_loads_and_validates() {
         "4 methods × (CIFAR, ImageNet-100, tiny), and default"
     );
 }
+
+/// `scripts/test.sh` runs this file again with `WGPU_BACKEND=gl`: the
+/// tests must then really run on GL (the fallback kernels), not on
+/// whatever adapter comes first.
+#[test]
+fn runs_on_the_backend_wgpu_backend_names() {
+    let Some(gpu) = common::gpu() else { return };
+    let wanted = std::env::var("WGPU_BACKEND").unwrap_or_default();
+    let wanted = wanted.trim().to_lowercase();
+    if !wanted.is_empty() && !wanted.contains(',') {
+        assert_eq!(gpu.info.backend.to_str(), wanted, "{}", gpu.describe());
+    }
+    if gpu.info.backend == scorecl::host::wgpu::Backend::Gl {
+        assert!(!gpu.caps.subgroups && !gpu.caps.f16, "GL offers neither");
+    }
+}

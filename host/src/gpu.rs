@@ -112,7 +112,32 @@ pub fn adapters() -> Vec<wgpu::AdapterInfo> {
         .collect()
 }
 
-fn class_of(t: wgpu::DeviceType) -> AdapterClass {
+/// What an adapter offers: its description, optional features and limits.
+#[derive(Debug, Clone)]
+pub struct AdapterDetails {
+    /// Name, backend, device type, driver.
+    pub info: wgpu::AdapterInfo,
+    /// Every optional feature it has.
+    pub features: wgpu::Features,
+    /// Its limits.
+    pub limits: wgpu::Limits,
+}
+
+/// [`adapters`] with each adapter's features and limits.
+pub fn adapter_details() -> Vec<AdapterDetails> {
+    let (instance, backends) = instance();
+    pollster::block_on(instance.enumerate_adapters(backends))
+        .iter()
+        .map(|a| AdapterDetails {
+            info: a.get_info(),
+            features: a.features(),
+            limits: a.limits(),
+        })
+        .collect()
+}
+
+/// The class (CPU, discrete, integrated, other) of a device type.
+pub fn class_of(t: wgpu::DeviceType) -> AdapterClass {
     match t {
         wgpu::DeviceType::Cpu => AdapterClass::Cpu,
         wgpu::DeviceType::DiscreteGpu => AdapterClass::Discrete,

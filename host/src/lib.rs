@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod doctor;
 pub mod error;
 pub mod eval;
 pub mod gpu;
@@ -27,3 +28,4 @@ pub use scorecl_core as core;
 pub use scorecl_shaders as shaders;
 pub use step::{grid, Readbacks, Step};
 pub use tensor::{DType, Tensor};
+pub use wgpu;

@@ -600,3 +600,52 @@ fn compare_runs_every_combination_once_and_tabulates() {
         "{err}"
     );
 }
+
+#[test]
+fn doctor_lists_adapters_and_checks_the_chosen_one() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let stdout = ok(&scorecl().args(["doctor", "--json"]).output().unwrap());
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let adapters = v["adapters"].as_array().unwrap();
+    assert!(!adapters.is_empty(), "{v}");
+    for a in adapters {
+        assert!(
+            ["vulkan", "metal", "dx12", "gl"].contains(&a["backend"].as_str().unwrap()),
+            "{a}"
+        );
+        assert!(
+            a["limits"]["max_storage_buffer_binding_size"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+    }
+    let checks = v["checks"].as_array().unwrap();
+    assert!(checks.len() >= 3, "{v}");
+    assert!(checks.iter().all(|c| c["passed"] == true), "{v}");
+    assert_eq!(v["passed"], true);
+    // The table form names the checks and ends with the verdict.
+    let text = ok(&scorecl().arg("doctor").output().unwrap());
+    assert!(
+        text.contains("GEMM") && text.contains("NT-Xent") && text.contains("all checks passed"),
+        "{text}"
+    );
+    // No adapter: a clear error, no panic.
+    let backend = if cfg!(target_os = "macos") {
+        "vulkan"
+    } else {
+        "metal"
+    };
+    let out = scorecl()
+        .arg("doctor")
+        .env("WGPU_BACKEND", backend)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no GPU adapter found"),
+        "{err}"
+    );
+}

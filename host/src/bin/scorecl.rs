@@ -114,6 +114,15 @@ enum Command {
         /// The run directory.
         run_dir: std::path::PathBuf,
     },
+    /// Run this first on a new machine (and paste it into bug reports):
+    /// every adapter wgpu sees, its backend, limits and the optional paths
+    /// scorecl would use, then a GEMM and loss check against the core on
+    /// the chosen adapter.
+    Doctor {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -580,6 +589,83 @@ fn gpu(cli: &Cli) -> anyhow::Result<Gpu> {
     Gpu::new(&opts).context("opening the GPU")
 }
 
+fn doctor(cli: &Cli, json: bool) -> anyhow::Result<()> {
+    use scorecl_host::doctor;
+    let adapters = doctor::adapters();
+    if !json {
+        println!("scorecl {}", env!("CARGO_PKG_VERSION"));
+        println!("adapters wgpu sees ({}):", adapters.len());
+        for (i, a) in adapters.iter().enumerate() {
+            println!(
+                "\n[{i}] {} ({}, {}), driver {}",
+                a.name, a.backend, a.device_type, a.driver
+            );
+            println!(
+                "    subgroups {} (sizes {}–{}), shader-f16 {}, timestamps {}",
+                a.subgroups, a.subgroup_size.0, a.subgroup_size.1, a.shader_f16, a.timestamps
+            );
+            println!(
+                "    scorecl uses: reductions in {}; GEMM {}; f16 {}",
+                a.reductions,
+                a.gemm,
+                if a.shader_f16 {
+                    "available"
+                } else {
+                    "off (f32)"
+                }
+            );
+            let l = &a.limits;
+            println!(
+                "    limits: buffer {} MiB, storage binding {} MiB, {} storage buffers/stage, \
+                 workgroup memory {} KiB, {} invocations/workgroup, {} workgroups/dimension",
+                l.max_buffer_size >> 20,
+                l.max_storage_buffer_binding_size >> 20,
+                l.max_storage_buffers_per_shader_stage,
+                l.max_compute_workgroup_storage_size >> 10,
+                l.max_compute_invocations_per_workgroup,
+                l.max_compute_workgroups_per_dimension
+            );
+        }
+    }
+    let gpu = gpu(cli)?;
+    let checks = doctor::self_check(&gpu)?;
+    let ok = checks.iter().all(|c| c.passed);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "adapters": adapters,
+                "chosen": gpu.describe(),
+                "checks": checks,
+                "passed": ok,
+            })
+        );
+    } else {
+        println!("\nchecks on {}:", gpu.describe());
+        for c in &checks {
+            println!(
+                "  {:4} {} (max rel. error {:.1e} ≤ {:.0e}, {:.1} ms)",
+                if c.passed { "ok" } else { "FAIL" },
+                c.name,
+                c.max_rel_err,
+                c.tolerance,
+                c.ms
+            );
+        }
+    }
+    anyhow::ensure!(
+        ok,
+        "a check failed on `{}`: the kernels do not match the core on this adapter; \
+         please report it with this output",
+        gpu.info.name
+    );
+    if !json {
+        println!("all checks passed");
+    }
+    Ok(())
+}
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("error: {e:#}");
@@ -758,6 +844,7 @@ fn run() -> anyhow::Result<()> {
                 println!("adapter: {}", gpu.describe());
             }
         }
+        Command::Doctor { json } => doctor(&cli, *json)?,
         Command::Plot { run_dir } => {
             let files = scorecl_host::plot::plot_run(run_dir)?;
             anyhow::ensure!(
