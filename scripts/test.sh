@@ -3,8 +3,10 @@
 # PyTorch reference check prints its per-kind error table; the GPU tests run
 # on whatever adapter wgpu finds, lavapipe in CI), the training tests again
 # on the GL backend (Mesa's llvmpipe through EGL: no subgroups, no f16, so
-# every kernel takes its f32 fallback), and the no_std proof (a #![no_std]
-# staticlib with its own panic handler that links scorecl-core).
+# every kernel takes its f32 fallback), the no_std proof (a #![no_std]
+# staticlib with its own panic handler that links scorecl-core), the
+# core-only example with no wgpu in its dependency tree, and scorecl-core
+# built for wasm32-unknown-unknown where that target is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Mesa's device-select layer prints a harmless XDG_RUNTIME_DIR warning.
@@ -18,3 +20,21 @@ WGPU_BACKEND=gl cargo test --all-features --test train
 echo "== no_std proof =="
 cargo build --manifest-path core/no_std_check/Cargo.toml --target-dir target/no_std_check
 echo "scorecl-core links into a #![no_std] staticlib: ok"
+echo "== the core without wgpu =="
+for p in scorecl-core-example scorecl-capi; do
+  if cargo tree -q -p "$p" -e normal --prefix none | grep -E '^(wgpu|naga|scorecl-host) '; then
+    echo "error: $p depends on the GPU stack" >&2
+    exit 1
+  fi
+done
+cargo run -q --release -p scorecl-core-example
+echo "scorecl-core-example and scorecl-capi: no wgpu in their dependency trees: ok"
+echo "== wasm32 =="
+if rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'; then
+  cargo build -q -p scorecl-core --all-features --target wasm32-unknown-unknown --target-dir target/wasm
+  echo "scorecl-core builds for wasm32-unknown-unknown: ok"
+elif [ -n "${CI:-}" ]; then
+  echo "SKIPPED under CI: the wasm32-unknown-unknown target could not be installed"
+else
+  echo "SKIPPED: rustup target add wasm32-unknown-unknown to check it"
+fi
