@@ -188,6 +188,12 @@ pub struct TrainBench {
     /// Per-kernel time of one step (when profiled and the adapter has
     /// timestamps).
     pub profile: Vec<(String, f64, usize)>,
+    /// The most device memory scorecl's buffers held at once while this
+    /// mode's trainer lived (models, optimizer state, activations,
+    /// workspaces, readbacks), in bytes.
+    pub peak_memory_bytes: u64,
+    /// Dispatches per training step.
+    pub dispatches_per_step: usize,
 }
 
 /// Times `steps` training steps (after one untimed step) of `cfg` on the
@@ -212,6 +218,8 @@ pub fn time_train(
         c.schedule.warmup_epochs = 0.0;
         c.validate()?;
         let data = c.data.open(crate::data::Split::Train)?;
+        gpu.reset_memory_peak();
+        let base = gpu.memory().in_use_bytes;
         let mut t = Trainer::new(gpu, c, data)?;
         t.step()?;
         let start = Instant::now();
@@ -225,11 +233,14 @@ pub fn time_train(
             t.step()?;
             table = aggregate(&t.last_timings);
         }
+        let peak = gpu.memory().peak_in_use_bytes.saturating_sub(base);
         out.push(TrainBench {
             mode: mode.to_string(),
             images_per_s: n as f64 / secs,
             step_seconds: secs,
             profile: table,
+            peak_memory_bytes: peak,
+            dispatches_per_step: t.last_dispatches,
         });
     }
     Ok(out)

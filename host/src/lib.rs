@@ -27,5 +27,5 @@ pub use kernel::Kernel;
 pub use scorecl_core as core;
 pub use scorecl_shaders as shaders;
 pub use step::{grid, Readbacks, Step};
-pub use tensor::{DType, Tensor};
+pub use tensor::{DType, MemoryStats, Tensor};
 pub use wgpu;

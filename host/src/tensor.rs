@@ -41,11 +41,49 @@ const STAGING: wgpu::BufferUsages =
 pub(crate) struct Pool {
     free: Mutex<HashMap<(u64, wgpu::BufferUsages), Vec<wgpu::Buffer>>>,
     created: AtomicU64,
+    /// Bytes of every buffer the pool has created (it never frees them:
+    /// this is scorecl's device-memory footprint).
+    allocated: AtomicU64,
+    /// Bytes held by live tensors and readbacks now, and the most ever.
+    in_use: AtomicU64,
+    peak_in_use: AtomicU64,
+}
+
+/// Device memory held by scorecl's buffers (the pool's counters; the
+/// parameter arena and timestamp buffers, a few kB, are not counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct MemoryStats {
+    /// Bytes of all buffers created so far (pooled or in use): the peak
+    /// footprint, since pooled buffers are kept for reuse.
+    pub allocated_bytes: u64,
+    /// Bytes in use by live tensors and readbacks now.
+    pub in_use_bytes: u64,
+    /// The most bytes ever in use at once.
+    pub peak_in_use_bytes: u64,
 }
 
 impl Pool {
     pub(crate) fn created(&self) -> u64 {
         self.created.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn memory(&self) -> MemoryStats {
+        MemoryStats {
+            allocated_bytes: self.allocated.load(Ordering::Relaxed),
+            in_use_bytes: self.in_use.load(Ordering::Relaxed),
+            peak_in_use_bytes: self.peak_in_use.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Restarts the peak at what is in use now.
+    pub(crate) fn reset_peak(&self) {
+        self.peak_in_use
+            .store(self.in_use.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    fn taken(&self, size: u64) {
+        let now = self.in_use.fetch_add(size, Ordering::Relaxed) + size;
+        self.peak_in_use.fetch_max(now, Ordering::Relaxed);
     }
 
     /// Counts an allocation made outside the pool (the parameter arena).
@@ -67,6 +105,7 @@ impl Pool {
             .get_mut(&(size, usage))
             .and_then(|v| v.pop())
         {
+            self.taken(size);
             return Ok(b);
         }
         let limit = gpu.caps.limits.max_buffer_size;
@@ -85,11 +124,14 @@ impl Pool {
             })
         })?;
         self.created.fetch_add(1, Ordering::Relaxed);
+        self.allocated.fetch_add(size, Ordering::Relaxed);
+        self.taken(size);
         Ok(b)
     }
 
     pub(crate) fn give(&self, b: wgpu::Buffer, usage: wgpu::BufferUsages) {
         let size = b.size();
+        self.in_use.fetch_sub(size, Ordering::Relaxed);
         self.free
             .lock()
             .unwrap()
@@ -302,6 +344,16 @@ impl Gpu {
         let i = step.readback(t);
         let out = step.submit()?;
         Ok(out.into_bytes(i))
+    }
+
+    /// Device memory held by scorecl's buffers.
+    pub fn memory(&self) -> MemoryStats {
+        self.pool.memory()
+    }
+
+    /// Restarts [`MemoryStats::peak_in_use_bytes`] at the bytes in use now.
+    pub fn reset_memory_peak(&self) {
+        self.pool.reset_peak()
     }
 
     pub(crate) fn staging(&self, size: u64) -> Result<wgpu::Buffer> {

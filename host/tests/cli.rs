@@ -649,3 +649,42 @@ fn doctor_lists_adapters_and_checks_the_chosen_one() {
         "{err}"
     );
 }
+
+#[test]
+fn bench_train_reports_speed_memory_and_kernels() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let stdout = ok(&scorecl()
+        .args(["bench", "train", "--json", "--profile", "--steps", "1"])
+        .args(["--batch-size", "8", "--config"])
+        .arg(preset("tiny-simclr.toml"))
+        .output()
+        .unwrap());
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(!v["adapter"].as_str().unwrap().is_empty(), "{v}");
+    for mode in ["off", "on"] {
+        assert!(
+            v[format!("{mode}_images_per_s")].as_f64().unwrap() > 0.0,
+            "{v}"
+        );
+        assert!(
+            v[format!("{mode}_dispatches_per_step")].as_u64().unwrap() > 10,
+            "{v}"
+        );
+    }
+    // The score network and its buffers cost memory on top of the encoder.
+    let (off, on) = (
+        v["off_peak_memory_bytes"].as_u64().unwrap(),
+        v["on_peak_memory_bytes"].as_u64().unwrap(),
+    );
+    assert!(off > 1 << 20 && on > off, "{v}");
+    if common::gpu().unwrap().caps.timestamps {
+        let p = v["profile"].as_array().unwrap();
+        assert!(
+            p.iter()
+                .any(|k| k["kernel"].as_str().unwrap().contains("gemm")),
+            "{v}"
+        );
+    }
+}

@@ -133,3 +133,32 @@ fn limits_are_checked_with_a_clear_message() {
     let e = gpu.tensor(&[too_big], DType::F32).unwrap_err();
     assert!(e.to_string().contains("max_buffer_size"), "{e}");
 }
+
+#[test]
+fn memory_counters_follow_tensors() {
+    // A device of its own: the shared one is used by other tests at once.
+    if common::gpu().is_none() {
+        return;
+    }
+    let gpu = scorecl_host::Gpu::new(&scorecl_host::GpuOptions {
+        quiet: true,
+        ..scorecl_host::GpuOptions::from_env()
+    })
+    .unwrap();
+    let m0 = gpu.memory();
+    let a = gpu.tensor(&[1000], scorecl_host::DType::F32).unwrap();
+    let b = gpu.tensor(&[3], scorecl_host::DType::F32).unwrap(); // rounded up to 16 bytes
+    let m1 = gpu.memory();
+    assert_eq!(m1.in_use_bytes - m0.in_use_bytes, 4000 + 16);
+    assert_eq!(m1.allocated_bytes - m0.allocated_bytes, 4000 + 16);
+    drop(a);
+    let m2 = gpu.memory();
+    assert_eq!(m2.in_use_bytes, m1.in_use_bytes - 4000);
+    assert_eq!(m2.peak_in_use_bytes, m1.in_use_bytes);
+    // Reused from the pool: nothing new allocated, the peak is kept.
+    let c = gpu.tensor(&[1000], scorecl_host::DType::F32).unwrap();
+    assert_eq!(gpu.memory().allocated_bytes, m1.allocated_bytes);
+    drop((b, c));
+    gpu.reset_memory_peak();
+    assert_eq!(gpu.memory().peak_in_use_bytes, gpu.memory().in_use_bytes);
+}

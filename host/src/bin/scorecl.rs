@@ -892,8 +892,14 @@ fn run() -> anyhow::Result<()> {
                     "batch": cfg.train.batch_size,
                     "size": cfg.data.size,
                     "score_width": cfg.scorecl.width,
+                    "adapter_description": gpu.describe(),
+                    "steps": steps,
                     "off_images_per_s": off.images_per_s,
                     "on_images_per_s": on.images_per_s,
+                    "off_peak_memory_bytes": off.peak_memory_bytes,
+                    "on_peak_memory_bytes": on.peak_memory_bytes,
+                    "off_dispatches_per_step": off.dispatches_per_step,
+                    "on_dispatches_per_step": on.dispatches_per_step,
                     "scorecl_share_of_step": share,
                     "profile": on.profile.iter().map(|(k, t, n)| serde_json::json!({"kernel": k, "seconds": t, "dispatches": n})).collect::<Vec<_>>(),
                 });
@@ -911,8 +917,12 @@ fn run() -> anyhow::Result<()> {
                 );
                 for r in &rows {
                     println!(
-                        "  ScoreCL {:<4} {:>9.1} images/s {:>9.3} s/step",
-                        r.mode, r.images_per_s, r.step_seconds
+                        "  ScoreCL {:<4} {:>9.1} images/s {:>9.3} s/step  peak memory {:>8.1} MiB  {} dispatches/step",
+                        r.mode,
+                        r.images_per_s,
+                        r.step_seconds,
+                        r.peak_memory_bytes as f64 / (1u64 << 20) as f64,
+                        r.dispatches_per_step
                     );
                 }
                 println!(

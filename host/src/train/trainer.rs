@@ -336,6 +336,8 @@ pub struct Trainer<'g> {
     pub profile: bool,
     /// (kernel, nanoseconds) per dispatch of the last profiled step.
     pub last_timings: Vec<(String, f64)>,
+    /// Dispatches recorded by the last step.
+    pub last_dispatches: usize,
     order: Option<(u64, Vec<u32>)>,
     host: Vec<f32>,
 }
@@ -550,6 +552,7 @@ impl<'g> Trainer<'g> {
             state: TrainState::default(),
             profile: false,
             last_timings: Vec::new(),
+            last_dispatches: 0,
             order: None,
             host: Vec::new(),
         })
@@ -791,6 +794,7 @@ impl<'g> Trainer<'g> {
         let r_w = s.readback(&b.w);
         let r_stats = weighted.then(|| s.readback(&b.stats));
         let r_dsm = self.score.as_ref().map(|sp| s.readback(&sp.loss));
+        self.last_dispatches = s.dispatches();
         let mut r = s.submit()?;
         self.last_timings = std::mem::take(&mut r.timings);
 
