@@ -27,7 +27,7 @@ pub struct GemmResult {
 /// batch of 32: M = batch·H·W, N = C_out, K = 9·C_in.
 pub fn gemm_shapes(max: usize) -> Vec<(String, GemmSpec)> {
     let mut v = Vec::new();
-    for s in [256usize, 512, 1024, 2048] {
+    for s in [256usize, 512, 1024, 2048, 4096] {
         if s <= max {
             v.push((format!("square {s}"), GemmSpec::new(s, s, s)));
         }
