@@ -33,6 +33,11 @@ enum Command {
         src: wgpu::Buffer,
         bytes: u64,
     },
+    /// Zeroes a whole buffer with the encoder's fill command (no dispatch).
+    Clear {
+        dst: wgpu::Buffer,
+        bytes: u64,
+    },
 }
 
 /// Recorded work, submitted by [`Step::submit`].
@@ -221,6 +226,15 @@ impl<'g> Step<'g> {
         Ok(())
     }
 
+    /// Records zeroing all of `t` with a buffer fill command (a transfer,
+    /// not a dispatch: gradient zeroing costs no kernel launches).
+    pub fn clear(&mut self, t: &Tensor) {
+        self.commands.push(Command::Clear {
+            dst: t.buffer().clone(),
+            bytes: t.bytes(),
+        });
+    }
+
     /// Asks for `t` to be read back after the step; returns its index in
     /// the [`Readbacks`].
     pub fn readback(&mut self, t: &Tensor) -> usize {
@@ -320,6 +334,9 @@ impl<'g> Step<'g> {
                     bytes,
                 } => {
                     encoder.copy_buffer_to_buffer(src, *src_off, dst, *dst_off, *bytes);
+                }
+                Command::Clear { dst, bytes } => {
+                    encoder.clear_buffer(dst, 0, Some(*bytes));
                 }
                 Command::Readback { src, bytes } => {
                     let s = gpu.staging(*bytes)?;

@@ -118,3 +118,64 @@ fn batchnorm_matches_pytorch_semantics() {
         }
     }
 }
+
+/// The fused residual apply: relu(bn(x) + r) equals the CPU twin's batch
+/// norm plus r, then ReLU (and without the ReLU), in one dispatch.
+#[test]
+fn batchnorm_add_residual_matches_bn_then_add_relu() {
+    for gpu in gpus() {
+        for (n, c, s, training, relu) in [
+            (2usize, 3usize, 16usize, true, true),
+            (4, 8, 9, false, true),
+            (3, 5, 4, true, false),
+        ] {
+            let b = BnSpec {
+                training,
+                relu,
+                ..BnSpec::new(n, c, s)
+            };
+            let len = n * c * s;
+            let x = normals(11, len, 1.5);
+            let r = normals(12, len, 1.0);
+            let gamma: Vec<f32> = normals(13, c, 0.3).iter().map(|v| v + 1.0).collect();
+            let beta = normals(14, c, 0.3);
+            let rm = normals(15, c, 0.2);
+            let rv: Vec<f32> = normals(16, c, 0.2).iter().map(|v| v.abs() + 0.5).collect();
+            let up = |v: &[f32]| gpu.upload(v, &[v.len()]).unwrap();
+            let (tx, tr, tg, tb, trm, trv) =
+                (up(&x), up(&r), up(&gamma), up(&beta), up(&rm), up(&rv));
+            let z = |k: usize| gpu.tensor(&[k], DType::F32).unwrap();
+            let (mean, invstd, y) = (z(c), z(c), z(len));
+            let t = BnTensors {
+                gamma: &tg,
+                beta: &tb,
+                running_mean: &trm,
+                running_var: &trv,
+                mean: &mean,
+                invstd: &invstd,
+            };
+            let mut st = gpu.step("bn add");
+            batchnorm::forward_add(&mut st, &tx, &t, &b, &tr, &y).unwrap();
+            let iy = st.readback(&y);
+            let got = st.submit().unwrap().f32(iy)[..len].to_vec();
+            let f = cpu::forward(&x, &gamma, &beta, &rm, &rv, &BnSpec { relu: false, ..b });
+            let want: Vec<f32> =
+                f.y.iter()
+                    .zip(&r)
+                    .map(|(a, b)| if relu { (a + b).max(0.0) } else { a + b })
+                    .collect();
+            assert_close(
+                &format!("n{n} c{c} s{s} {training} {relu}"),
+                &got,
+                &want,
+                1e-5,
+                1e-5,
+            );
+            // A residual of the wrong length is named.
+            let short = z(len - 1);
+            let mut st = gpu.step("bn add bad");
+            let e = batchnorm::forward_add(&mut st, &tx, &t, &b, &short, &y).unwrap_err();
+            assert!(e.to_string().contains("residual"), "{e}");
+        }
+    }
+}

@@ -76,6 +76,17 @@ fn binary_and_unary_ops() {
             let mut s = gpu.step("fill");
             ew::fill(&mut s, 7.5, &to).unwrap();
             assert!(read(gpu, s, &to).iter().all(|v| *v == 7.5));
+            // Zero is a buffer clear, not a dispatch; -0.0 keeps its sign.
+            let mut s = gpu.step("fill 0");
+            ew::fill(&mut s, 0.0, &to).unwrap();
+            assert_eq!(s.dispatches(), 0);
+            assert!(read(gpu, s, &to).iter().all(|v| v.to_bits() == 0));
+            let mut s = gpu.step("fill -0");
+            ew::fill(&mut s, -0.0, &to).unwrap();
+            assert_eq!(s.dispatches(), 1);
+            assert!(read(gpu, s, &to)
+                .iter()
+                .all(|v| v.to_bits() == (-0.0f32).to_bits()));
         }
     }
 }

@@ -7,6 +7,9 @@
 //   statistics updated with momentum and the unbiased variance.
 // bn_eval_stats: mean = running_mean, invstd = 1/sqrt(running_var + eps).
 // bn_apply: y = (x − mean)·invstd·γ + β (AFFINE), then ReLU (RELU).
+// bn_apply_add: the same plus a residual before the ReLU,
+//   y = relu(bn(x) + r): a ResNet block's second BN, shortcut and ReLU in
+//   one pass.
 // bn_backward_reduce (one workgroup per channel): s1 = Σ dy, s2 = Σ dy·x̂;
 //   with AFFINE, dβ += s1 and dγ += s2.
 // bn_backward_apply: dx = γ·invstd·(dy − s1/cnt − x̂·s2/cnt) in training,
@@ -43,6 +46,7 @@ struct Params {
 @group(0) @binding(13) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(14) var<storage, read> mean_in: array<f32>;
 @group(0) @binding(15) var<storage, read> invstd_in: array<f32>;
+@group(0) @binding(16) var<storage, read> residual: array<f32>;
 
 //#include wg_reduce
 
@@ -91,6 +95,18 @@ fn bn_apply(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroup
     let c = (t / P.s) % P.c;
     var v = (x[t] - mean_in[c]) * invstd_in[c];
     if (AFFINE) { v = v * gamma[c] + beta[c]; }
+    if (RELU) { v = max(v, 0.0); }
+    y[t] = v;
+}
+
+@compute @workgroup_size(256)
+fn bn_apply_add(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat(id, nwg);
+    if (t >= P.n * P.c * P.s) { return; }
+    let c = (t / P.s) % P.c;
+    var v = (x[t] - mean_in[c]) * invstd_in[c];
+    if (AFFINE) { v = v * gamma[c] + beta[c]; }
+    v += residual[t];
     if (RELU) { v = max(v, 0.0); }
     y[t] = v;
 }

@@ -301,7 +301,6 @@ impl ResNet {
                 a1: t(out_len)?,
                 r1: t(out_len)?,
                 a2: t(out_len)?,
-                b2: t(out_len)?,
                 ad: b.down.as_ref().map(|_| t(out_len)).transpose()?,
                 bd: b.down.as_ref().map(|_| t(out_len)).transpose()?,
                 out: t(out_len)?,
@@ -478,7 +477,6 @@ impl ResNet {
         self.bn_forward(step, &b.bn1, &w.bn1, &w.a1, n, hw, training, true, &w.r1)?;
         let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
         conv::conv2d(step, &w.r1, self.weight(&b.conv2), &s2, scratch, &w.a2)?;
-        self.bn_forward(step, &b.bn2, &w.bn2, &w.a2, n, hw, training, false, &w.b2)?;
         let shortcut = match (&b.down, &w.ad, &w.bd, &w.bnd) {
             (Some((dc, dbn)), Some(ad), Some(bd), Some(bnd)) => {
                 conv::conv2d(
@@ -494,7 +492,18 @@ impl ResNet {
             }
             _ => x,
         };
-        elementwise::add_relu(step, &w.b2, shortcut, &w.out)
+        // bn2, the shortcut and the ReLU in one pass.
+        let spec = BnSpec {
+            training,
+            relu: true,
+            ..BnSpec::new(n, b.bn2.c, hw)
+        };
+        let t = self.bn_tensors(&b.bn2, &w.bn2);
+        batchnorm::forward_add(step, &w.a2, &t, &spec, shortcut, &w.out)?;
+        if training {
+            self.store.tick(b.bn2.nbt);
+        }
+        Ok(())
     }
 
     /// Records the backward pass for the feature gradient `dfeatures`
@@ -653,7 +662,6 @@ struct BlockWs {
     a1: Tensor,
     r1: Tensor,
     a2: Tensor,
-    b2: Tensor,
     ad: Option<Tensor>,
     bd: Option<Tensor>,
     out: Tensor,

@@ -103,6 +103,34 @@ fn constants(b: &BnSpec) -> [(&'static str, f64); 3] {
 /// `y = bn(x)` (then ReLU if `b.relu`); in training also the saved
 /// statistics and the running-statistics update.
 pub fn forward(step: &mut Step, x: &Tensor, t: &BnTensors, b: &BnSpec, y: &Tensor) -> Result<()> {
+    forward_impl(step, x, t, b, None, y)
+}
+
+/// `y = bn(x) + residual` (then ReLU if `b.relu`) in one pass over the
+/// activations: a ResNet block's second batch norm, shortcut addition and
+/// ReLU. Statistics as [`forward`]; the backward is [`backward`] applied to
+/// the ReLU's backward of `dy` (the residual's gradient is that same
+/// masked `dy`).
+pub fn forward_add(
+    step: &mut Step,
+    x: &Tensor,
+    t: &BnTensors,
+    b: &BnSpec,
+    residual: &Tensor,
+    y: &Tensor,
+) -> Result<()> {
+    residual.expect_len("batchnorm residual", b.len())?;
+    forward_impl(step, x, t, b, Some(residual), y)
+}
+
+fn forward_impl(
+    step: &mut Step,
+    x: &Tensor,
+    t: &BnTensors,
+    b: &BnSpec,
+    residual: Option<&Tensor>,
+    y: &Tensor,
+) -> Result<()> {
     x.expect_len("batchnorm input", b.len())?;
     y.expect_len("batchnorm output", b.len())?;
     for (what, v) in [
@@ -132,13 +160,26 @@ pub fn forward(step: &mut Step, x: &Tensor, t: &BnTensors, b: &BnSpec, y: &Tenso
             [b.c.div_ceil(64) as u32, 1, 1],
         )?;
     }
-    let k = gpu.kernel(&BATCHNORM, "bn_apply", defines, &c)?;
-    step.dispatch(
-        &k,
-        &p,
-        &[x, t.gamma, t.beta, y, t.mean, t.invstd],
-        grid(b.len(), 256),
-    )
+    match residual {
+        None => {
+            let k = gpu.kernel(&BATCHNORM, "bn_apply", defines, &c)?;
+            step.dispatch(
+                &k,
+                &p,
+                &[x, t.gamma, t.beta, y, t.mean, t.invstd],
+                grid(b.len(), 256),
+            )
+        }
+        Some(r) => {
+            let k = gpu.kernel(&BATCHNORM, "bn_apply_add", defines, &c)?;
+            step.dispatch(
+                &k,
+                &p,
+                &[x, t.gamma, t.beta, y, t.mean, t.invstd, r],
+                grid(b.len(), 256),
+            )
+        }
+    }
 }
 
 /// Backward of [`forward`] (without the fused ReLU: apply its backward to

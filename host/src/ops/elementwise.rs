@@ -92,6 +92,11 @@ pub fn relu_backward(step: &mut Step, x: &Tensor, g: &Tensor, dx: &Tensor) -> Re
 
 /// `out = value` everywhere.
 pub fn fill(step: &mut Step, value: f32, out: &Tensor) -> Result<()> {
+    if value.to_bits() == 0 && out.dtype() == crate::tensor::DType::F32 {
+        // +0.0 is all-zero bytes: a buffer clear, no dispatch.
+        step.clear(out);
+        return Ok(());
+    }
     run(step, "fill", &params(out.len(), value, 0.0), &[out])
 }
 
