@@ -81,6 +81,8 @@ fn report(a: &AdapterDetails) -> AdapterReport {
         // The rule of `ops::gemm`'s automatic choice.
         gemm: if sub && class == AdapterClass::Cpu && i.subgroup_min_size >= 8 {
             "gemm_sg8 (subgroup broadcast, CPU drivers)"
+        } else if matches!(class, AdapterClass::Discrete | AdapterClass::Integrated) {
+            "gemm_tiled (64×64 tiles in workgroup memory)"
         } else {
             "gemm (portable, register-blocked 4×4)"
         },
@@ -166,9 +168,9 @@ pub fn self_check(gpu: &Gpu) -> Result<Vec<Check>> {
         gpu.upload(&bias, &[n])?,
     );
     let tc = gpu.tensor(&[m, n], DType::F32)?;
-    let mut kinds = vec![GemmKernel::Portable];
+    let mut kinds = vec![GemmKernel::Portable, GemmKernel::Tiled];
     let auto = gemm::kernel_for(gpu, &spec, GemmKernel::Auto);
-    if auto != GemmKernel::Portable {
+    if !kinds.contains(&auto) {
         kinds.push(auto);
     }
     for kind in kinds {

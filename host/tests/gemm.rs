@@ -69,7 +69,11 @@ fn spec(m: usize, n: usize, k: usize) -> GemmSpec {
 #[test]
 fn shapes_on_and_off_the_grid() {
     for gpu in gpus() {
-        for kernel in [GemmKernel::Portable, GemmKernel::Subgroup8] {
+        for kernel in [
+            GemmKernel::Portable,
+            GemmKernel::Subgroup8,
+            GemmKernel::Tiled,
+        ] {
             let mut seed = 0;
             for (m, n, k) in [
                 (1, 1, 1),
@@ -101,7 +105,11 @@ fn shapes_on_and_off_the_grid() {
 #[test]
 fn epilogue_and_batch() {
     for gpu in gpus() {
-        for kernel in [GemmKernel::Portable, GemmKernel::Subgroup8] {
+        for kernel in [
+            GemmKernel::Portable,
+            GemmKernel::Subgroup8,
+            GemmKernel::Tiled,
+        ] {
             let mut seed = 1000;
             for (m, n, k, batch) in [(17, 20, 12, 3), (32, 64, 16, 2), (5, 3, 7, 4)] {
                 for (ta, tb, ba, bb) in [
@@ -162,6 +170,20 @@ fn kernel_choice_follows_adapter_and_alignment() {
             GemmKernel::Portable,
             "M % 4 with Aᵀ"
         );
+        // The workgroup-memory kernel runs any shape when asked for, and is
+        // the automatic choice on GPUs only.
+        assert_eq!(
+            gemm::kernel_for(gpu, &odd_k, GemmKernel::Tiled),
+            GemmKernel::Tiled
+        );
+        let gpu_class = matches!(
+            gpu.caps.class,
+            scorecl_host::AdapterClass::Discrete | scorecl_host::AdapterClass::Integrated
+        );
+        assert_eq!(
+            gemm::kernel_for(gpu, &odd_k, GemmKernel::Auto) == GemmKernel::Tiled,
+            gpu_class
+        );
     }
 }
 
@@ -181,7 +203,11 @@ fn wrong_shapes_are_named() {
 #[test]
 fn offsets_and_batch_reduce() {
     for gpu in gpus() {
-        for kernel in [GemmKernel::Portable, GemmKernel::Subgroup8] {
+        for kernel in [
+            GemmKernel::Portable,
+            GemmKernel::Subgroup8,
+            GemmKernel::Tiled,
+        ] {
             let mut seed = 5000;
             for (m, n, k, batch) in [(8, 32, 16, 3), (17, 20, 12, 4), (64, 36, 8, 2)] {
                 for (ta, tb, ba) in [

@@ -11,9 +11,15 @@
 //
 // CPU twin: host/src/ops/gemm.rs `cpu::gemm`; tests: host/tests/gemm.rs.
 //
-// Two kernels:
+// Three kernels:
 // * `gemm`: portable, any shape. Each invocation owns a 4 × 4 block of C in
 //   registers; 8 × 8 invocations per workgroup (a 32 × 32 tile).
+// * `gemm_tiled`: for GPUs (discrete and integrated), any shape. A 64 × 64
+//   tile of C per workgroup of 16 × 16 invocations (4 × 4 each); A and B
+//   pass through workgroup memory in k-blocks of 16, loaded coalesced
+//   (consecutive invocations read consecutive addresses for either
+//   transpose), zero-padded at the edges. 8 KiB of workgroup memory; the
+//   slowest pattern on CPU drivers, so never chosen there.
 // * `gemm_sg8` (SUBGROUPS): for CPU drivers, where every storage load is a
 //   per-lane loop and dominates the cost. A workgroup is one subgroup of 8
 //   lanes computing an 8 × 32 tile: lane j owns columns 4j..4j+4 of the
@@ -94,6 +100,69 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l: v
         if (r >= P.m) { break; }
         for (var j = 0u; j < 4u; j++) {
             let c = c0 + j;
+            if (c >= P.n) { break; }
+            let idx = cbase + r * P.ldc + c;
+            C[idx] = epilogue(idx, c, acc[i][j]);
+        }
+    }
+}
+
+const TT: u32 = 64u;
+const TKB: u32 = 16u;
+var<workgroup> As: array<f32, 1024>; // [k][row] of the 64 × 16 A block
+var<workgroup> Bs: array<f32, 1024>; // [k][col] of the 16 × 64 B block
+
+@compute @workgroup_size(16, 16, 1)
+fn gemm_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+    let row0 = P.r_off + wg.y * TT;
+    let col0 = wg.x * TT;
+    let nb = select(1u, P.batch, P.reduce != 0u);
+    let bt0 = select(wg.z, 0u, P.reduce != 0u);
+    var acc: array<vec4<f32>, 4>;
+    // No early return: every invocation reaches every barrier.
+    for (var bi = 0u; bi < nb; bi++) {
+        let abase = P.a_off + (bt0 + bi) * P.sa;
+        let bbase = P.b_off + (bt0 + bi) * P.sb;
+        for (var k0 = 0u; k0 < P.k; k0 += TKB) {
+            for (var q = 0u; q < 4u; q++) {
+                let e = li + q * 256u;
+                var r = e / TKB;
+                var kk = e % TKB;
+                if (TRANS_A) { r = e % TT; kk = e / TT; }
+                let gr = row0 + r;
+                let gk = k0 + kk;
+                var v = 0.0;
+                if (gr < P.m && gk < P.k) { v = a_at(abase, gr, gk); }
+                As[kk * TT + r] = v;
+                var c = e % TT;
+                var kb = e / TT;
+                if (TRANS_B) { c = e / TKB; kb = e % TKB; }
+                let gc = col0 + c;
+                let gkb = k0 + kb;
+                var w = 0.0;
+                if (gc < P.n && gkb < P.k) { w = b_at(bbase, gkb, gc); }
+                Bs[kb * TT + c] = w;
+            }
+            workgroupBarrier();
+            for (var kk = 0u; kk < TKB; kk++) {
+                let ai = kk * TT + l.y * 4u;
+                let bi4 = kk * TT + l.x * 4u;
+                let b = vec4<f32>(Bs[bi4], Bs[bi4 + 1u], Bs[bi4 + 2u], Bs[bi4 + 3u]);
+                acc[0] = fma(vec4<f32>(As[ai]), b, acc[0]);
+                acc[1] = fma(vec4<f32>(As[ai + 1u]), b, acc[1]);
+                acc[2] = fma(vec4<f32>(As[ai + 2u]), b, acc[2]);
+                acc[3] = fma(vec4<f32>(As[ai + 3u]), b, acc[3]);
+            }
+            workgroupBarrier();
+        }
+    }
+    let cbase = P.c_off + bt0 * P.sc;
+    for (var i = 0u; i < 4u; i++) {
+        let r = row0 + l.y * 4u + i;
+        if (r >= P.m) { break; }
+        for (var j = 0u; j < 4u; j++) {
+            let c = col0 + l.x * 4u + j;
             if (c >= P.n) { break; }
             let idx = cbase + r * P.ldc + c;
             C[idx] = epilogue(idx, c, acc[i][j]);

@@ -563,7 +563,8 @@ enum BenchCmd {
         /// Only shapes whose name contains this.
         #[arg(long)]
         only: Option<String>,
-        /// Kernel: auto (chosen per adapter), portable, or sg8.
+        /// Kernel: auto (chosen per adapter), portable, sg8 (CPU drivers) or
+        /// tiled (GPUs).
         #[arg(long, default_value = "auto")]
         kernel: String,
         /// Print one JSON object instead of the table.
@@ -577,7 +578,8 @@ fn gemm_kernel(name: &str) -> anyhow::Result<GemmKernel> {
         "auto" => GemmKernel::Auto,
         "portable" => GemmKernel::Portable,
         "sg8" => GemmKernel::Subgroup8,
-        other => anyhow::bail!("--kernel `{other}`: allowed auto, portable, sg8"),
+        "tiled" => GemmKernel::Tiled,
+        other => anyhow::bail!("--kernel `{other}`: allowed auto, portable, sg8, tiled"),
     })
 }
 

@@ -113,12 +113,16 @@ struct Params {
 pub enum GemmKernel {
     /// Choose by adapter and shape: [`GemmKernel::Subgroup8`] on CPU
     /// drivers with subgroups of at least 8 lanes when the shape is vec4
-    /// aligned, [`GemmKernel::Portable`] otherwise.
+    /// aligned, [`GemmKernel::Tiled`] on GPUs (discrete, integrated,
+    /// virtual), [`GemmKernel::Portable`] otherwise.
     Auto,
     /// `gemm`: 4 × 4 per invocation, any shape, no optional features.
     Portable,
     /// `gemm_sg8`: subgroup-broadcast kernel for CPU drivers.
     Subgroup8,
+    /// `gemm_tiled`: 64 × 64 tiles through workgroup memory, for GPUs; any
+    /// shape, no optional features.
+    Tiled,
 }
 
 impl GemmSpec {
@@ -134,12 +138,20 @@ impl GemmSpec {
 
 fn resolve(gpu: &crate::Gpu, s: &GemmSpec, want: GemmKernel) -> GemmKernel {
     let sg8 = gpu.caps.subgroups && gpu.caps.subgroup_size.0 >= 8 && s.vec4_aligned();
+    let class = gpu.caps.class;
     match want {
-        GemmKernel::Auto if sg8 && gpu.caps.class == crate::AdapterClass::Cpu => {
-            GemmKernel::Subgroup8
+        GemmKernel::Auto if sg8 && class == crate::AdapterClass::Cpu => GemmKernel::Subgroup8,
+        GemmKernel::Auto
+            if matches!(
+                class,
+                crate::AdapterClass::Discrete | crate::AdapterClass::Integrated
+            ) =>
+        {
+            GemmKernel::Tiled
         }
         GemmKernel::Auto => GemmKernel::Portable,
         GemmKernel::Subgroup8 if sg8 => GemmKernel::Subgroup8,
+        GemmKernel::Tiled => GemmKernel::Tiled,
         _ => GemmKernel::Portable,
     }
 }
@@ -194,6 +206,7 @@ pub fn gemm_with(
     ];
     let kernel = match kind {
         GemmKernel::Subgroup8 => gpu.kernel(&GEMM, "gemm_sg8", &[Define::Subgroups], &constants)?,
+        GemmKernel::Tiled => gpu.kernel(&GEMM, "gemm_tiled", &[], &constants)?,
         _ => gpu.kernel(&GEMM, "gemm", &[], &constants)?,
     };
     let mut p = Params {
@@ -217,10 +230,12 @@ pub fn gemm_with(
     };
     let bias = bias.unwrap_or(gpu.dummy()?);
     // Rows per dispatch: at most 65 535 row tiles in one grid dimension.
-    let (tile_m, chunk) = match kind {
-        GemmKernel::Subgroup8 => (8, 8 * 65_535),
-        _ => (32, 32 * 65_535),
+    let (tile_m, tile_n) = match kind {
+        GemmKernel::Subgroup8 => (8, 32),
+        GemmKernel::Tiled => (64, 64),
+        _ => (32, 32),
     };
+    let chunk = tile_m * 65_535;
     let z = if s.reduce { 1 } else { s.batch as u32 };
     let mut r_off = 0;
     while r_off < s.m {
@@ -232,7 +247,7 @@ pub fn gemm_with(
                 step.dispatch(&kernel, &p, &[bias, c, a, b], groups)?;
             }
             _ => {
-                let groups = [s.n.div_ceil(32) as u32, rows.div_ceil(tile_m) as u32, z];
+                let groups = [s.n.div_ceil(tile_n) as u32, rows.div_ceil(tile_m) as u32, z];
                 step.dispatch(&kernel, &p, &[a, b, bias, c], groups)?;
             }
         }
