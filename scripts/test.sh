@@ -12,6 +12,9 @@ cd "$(dirname "$0")/.."
 # Mesa's device-select layer prints a harmless XDG_RUNTIME_DIR warning.
 export NODEVICE_SELECT=1
 
+# The C ABI test (capi/tests/python.rs) loads the shared library from
+# Python: `cargo test` builds only its rlib, so build the cdylib first.
+cargo build -q -p scorecl-capi
 # The reference test (core/tests/reference.rs) prints its per-kind table.
 cargo test --workspace --all-features
 echo "== training tests on the GL backend =="

@@ -64,7 +64,12 @@ fn python_ctypes_results_equal_the_core() {
         return;
     }
     let lib = library();
-    assert!(lib.exists(), "{} not built", lib.display());
+    assert!(
+        lib.exists(),
+        "{} not built: run `cargo build -p scorecl-capi` first (scripts/test.sh does; \
+         `cargo test` builds only the rlib)",
+        lib.display()
+    );
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/test_ctypes.py");
