@@ -179,3 +179,80 @@ fn batchnorm_add_residual_matches_bn_then_add_relu() {
         }
     }
 }
+
+/// The ReLU's backward fused into the batch norm's: backward_relu(dy, y)
+/// equals backward(dy·[y > 0]) on the CPU twin, in training and evaluation.
+#[test]
+fn batchnorm_backward_with_fused_relu_matches_masked_backward() {
+    for gpu in gpus() {
+        for (n, c, s, training, affine) in [
+            (2usize, 3usize, 16usize, true, true),
+            (4, 8, 9, false, true),
+            (3, 5, 4, true, false),
+        ] {
+            let b = BnSpec {
+                training,
+                affine,
+                ..BnSpec::new(n, c, s)
+            };
+            let len = n * c * s;
+            let x = normals(21, len, 1.5);
+            let dy = normals(22, len, 1.0);
+            let gamma: Vec<f32> = normals(23, c, 0.3).iter().map(|v| v + 1.0).collect();
+            let beta = normals(24, c, 0.3);
+            let rm = normals(25, c, 0.2);
+            let rv: Vec<f32> = normals(26, c, 0.2).iter().map(|v| v.abs() + 0.5).collect();
+            // The ReLU output of this batch norm, as the forward makes it.
+            let f = cpu::forward(&x, &gamma, &beta, &rm, &rv, &BnSpec { relu: true, ..b });
+            let masked: Vec<f32> = dy
+                .iter()
+                .zip(&f.y)
+                .map(|(g, y)| if *y > 0.0 { *g } else { 0.0 })
+                .collect();
+            let (want_dx, want_dg, want_db) = cpu::backward(&x, &masked, &gamma, &f, &b);
+            let up = |v: &[f32]| gpu.upload(v, &[v.len()]).unwrap();
+            let (tx, tdy, ty, tg, tb) = (up(&x), up(&dy), up(&f.y), up(&gamma), up(&beta));
+            let (trm, trv, tmean, tinv) = (up(&rm), up(&rv), up(&f.mean), up(&f.invstd));
+            let z = |k: usize| gpu.tensor(&[k], DType::F32).unwrap();
+            let (sums, dx) = (z(2 * c), z(len));
+            let (dg, db) = (gpu.zeros(&[c]).unwrap(), gpu.zeros(&[c]).unwrap());
+            let t = BnTensors {
+                gamma: &tg,
+                beta: &tb,
+                running_mean: &trm,
+                running_var: &trv,
+                mean: &tmean,
+                invstd: &tinv,
+            };
+            let mut st = gpu.step("bn backward relu");
+            batchnorm::backward_relu(&mut st, &tx, &tdy, &ty, &t, &b, &sums, &dg, &db, &dx)
+                .unwrap();
+            let ids = [st.readback(&dx), st.readback(&dg), st.readback(&db)];
+            let r = st.submit().unwrap();
+            let tag = format!("n{n} c{c} s{s} training {training} affine {affine}");
+            assert_grad(
+                &format!("{tag} dx"),
+                &r.f32(ids[0])[..len],
+                &want_dx,
+                1e-4,
+                1e-4,
+            );
+            if affine {
+                assert_grad(
+                    &format!("{tag} dgamma"),
+                    &r.f32(ids[1])[..c],
+                    &want_dg,
+                    1e-4,
+                    1e-4,
+                );
+                assert_grad(
+                    &format!("{tag} dbeta"),
+                    &r.f32(ids[2])[..c],
+                    &want_db,
+                    1e-4,
+                    1e-4,
+                );
+            }
+        }
+    }
+}

@@ -14,6 +14,10 @@
 //   with AFFINE, dβ += s1 and dγ += s2.
 // bn_backward_apply: dx = γ·invstd·(dy − s1/cnt − x̂·s2/cnt) in training,
 //   γ·invstd·dy in evaluation (TRAINING false).
+// bn_backward_reduce_relu, bn_backward_apply_relu: the same for a batch
+//   norm followed by a ReLU whose output is y_relu: dy is replaced by
+//   dy·[y_relu > 0] as it is read (the ReLU's backward fused in: no masked
+//   gradient is written).
 
 override AFFINE: bool = true;
 override RELU: bool = false;
@@ -47,6 +51,7 @@ struct Params {
 @group(0) @binding(14) var<storage, read> mean_in: array<f32>;
 @group(0) @binding(15) var<storage, read> invstd_in: array<f32>;
 @group(0) @binding(16) var<storage, read> residual: array<f32>;
+@group(0) @binding(17) var<storage, read> y_relu: array<f32>;
 
 //#include wg_reduce
 
@@ -152,5 +157,54 @@ fn bn_backward_apply(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_
         dx[t] = k * (dy[t] - sums[c] * inv_cnt - xhat * sums[P.c + c] * inv_cnt);
     } else {
         dx[t] = k * dy[t];
+    }
+}
+
+fn dy_relu(i: u32) -> f32 {
+    return select(0.0, dy[i], y_relu[i] > 0.0);
+}
+
+@compute @workgroup_size(64)
+fn bn_backward_reduce_relu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                           @builtin(local_invocation_index) lid: u32) {
+    let c = wg.x + wg.y * nwg.x;
+    if (c >= P.c) { return; }
+    let cnt = P.n * P.s;
+    let mu = mean_in[c];
+    let is = invstd_in[c];
+    var a1 = 0.0;
+    var a2 = 0.0;
+    for (var j = lid; j < cnt; j += 64u) {
+        let i = at(c, j);
+        let g = dy_relu(i);
+        a1 += g;
+        a2 += g * (x[i] - mu) * is;
+    }
+    let s1 = wg_sum(a1, lid);
+    let s2 = wg_sum(a2, lid);
+    if (lid == 0u) {
+        sums[c] = s1;
+        sums[P.c + c] = s2;
+        if (AFFINE) {
+            dbeta[c] = dbeta[c] + s1;
+            dgamma[c] = dgamma[c] + s2;
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn bn_backward_apply_relu(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat(id, nwg);
+    if (t >= P.n * P.c * P.s) { return; }
+    let c = (t / P.s) % P.c;
+    var k = invstd_in[c];
+    if (AFFINE) { k = k * gamma[c]; }
+    let g = dy_relu(t);
+    if (TRAINING) {
+        let inv_cnt = 1.0 / f32(P.n * P.s);
+        let xhat = (x[t] - mean_in[c]) * invstd_in[c];
+        dx[t] = k * (g - sums[c] * inv_cnt - xhat * sums[P.c + c] * inv_cnt);
+    } else {
+        dx[t] = k * g;
     }
 }

@@ -307,7 +307,6 @@ impl ResNet {
                 ds: t(out_len)?,
                 da2: t(out_len)?,
                 dr1: t(out_len)?,
-                db1: t(out_len)?,
                 da1: t(out_len)?,
                 dx1: t(in_len)?,
                 dad: b.down.as_ref().map(|_| t(out_len)).transpose()?,
@@ -335,7 +334,6 @@ impl ResNet {
             last_hw: hh * ww,
             features: gpu.tensor(&[n, self.feature_dim()], DType::F32)?,
             dlast: t(n * last)?,
-            db0: t(stem_len)?,
             da0: t(stem_len)?,
             dinput: if input_grad {
                 Some(t(n * 3 * h * w)?)
@@ -389,24 +387,20 @@ impl ResNet {
         bn: &Bn,
         saved: &BnWs,
         x: &Tensor,
-        dy: &Tensor,
+        (dy, relu_out): (&Tensor, Option<&Tensor>),
         n: usize,
         hw: usize,
         dx: &Tensor,
     ) -> Result<()> {
         let spec = BnSpec::new(n, bn.c, hw);
         let s = &self.store;
-        batchnorm::backward(
-            step,
-            x,
-            dy,
-            &self.bn_tensors(bn, saved),
-            &spec,
-            &saved.sums,
-            &s.params[bn.gamma].grad,
-            &s.params[bn.beta].grad,
-            dx,
-        )
+        let t = self.bn_tensors(bn, saved);
+        let (dg, db) = (&s.params[bn.gamma].grad, &s.params[bn.beta].grad);
+        match relu_out {
+            // The ReLU after this batch norm: its backward fused in.
+            Some(y) => batchnorm::backward_relu(step, x, dy, y, &t, &spec, &saved.sums, dg, db, dx),
+            None => batchnorm::backward(step, x, dy, &t, &spec, &saved.sums, dg, db, dx),
+        }
     }
 
     fn weight(&self, c: &Conv) -> &Tensor {
@@ -556,13 +550,12 @@ impl ResNet {
             )?;
             dcur = dpool;
         }
-        elementwise::relu_backward(step, &ws.r0, dcur, &ws.db0)?;
         self.bn_backward(
             step,
             &self.bn1,
             &ws.bn0,
             &ws.a0,
-            &ws.db0,
+            (dcur, Some(&ws.r0)),
             n,
             s0.oh() * s0.ow(),
             &ws.da0,
@@ -594,7 +587,7 @@ impl ResNet {
         let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
         let hw = s1.oh() * s1.ow();
         elementwise::relu_backward(step, &w.out, dout, &w.ds)?;
-        self.bn_backward(step, &b.bn2, &w.bn2, &w.a2, &w.ds, n, hw, &w.da2)?;
+        self.bn_backward(step, &b.bn2, &w.bn2, &w.a2, (&w.ds, None), n, hw, &w.da2)?;
         conv::conv2d_backward(
             step,
             &w.r1,
@@ -605,8 +598,16 @@ impl ResNet {
             self.weight_grad(&b.conv2),
             Some(&w.dr1),
         )?;
-        elementwise::relu_backward(step, &w.r1, &w.dr1, &w.db1)?;
-        self.bn_backward(step, &b.bn1, &w.bn1, &w.a1, &w.db1, n, hw, &w.da1)?;
+        self.bn_backward(
+            step,
+            &b.bn1,
+            &w.bn1,
+            &w.a1,
+            (&w.dr1, Some(&w.r1)),
+            n,
+            hw,
+            &w.da1,
+        )?;
         conv::conv2d_backward(
             step,
             x,
@@ -619,7 +620,7 @@ impl ResNet {
         )?;
         match (&b.down, &w.ad, &w.dad, &w.dxd, &w.bnd) {
             (Some((dc, dbn)), Some(ad), Some(dad), Some(dxd), Some(bnd)) => {
-                self.bn_backward(step, dbn, bnd, ad, &w.ds, n, hw, dad)?;
+                self.bn_backward(step, dbn, bnd, ad, (&w.ds, None), n, hw, dad)?;
                 conv::conv2d_backward(
                     step,
                     x,
@@ -668,7 +669,6 @@ struct BlockWs {
     ds: Tensor,
     da2: Tensor,
     dr1: Tensor,
-    db1: Tensor,
     da1: Tensor,
     dx1: Tensor,
     dad: Option<Tensor>,
@@ -698,7 +698,6 @@ pub struct ResNetWorkspace {
     /// The features (n × feature_dim) of the last forward.
     pub features: Tensor,
     dlast: Tensor,
-    db0: Tensor,
     da0: Tensor,
     /// The input gradient of the last backward (when asked for).
     pub dinput: Option<Tensor>,

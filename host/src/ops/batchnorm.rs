@@ -183,13 +183,50 @@ fn forward_impl(
 }
 
 /// Backward of [`forward`] (without the fused ReLU: apply its backward to
-/// `dy` first): `dx`, and with affine `dgamma += Σ dy·x̂`, `dbeta += Σ dy`.
-/// `sums` (2c) is scratch.
+/// `dy` first, or use [`backward_relu`]): `dx`, and with affine
+/// `dgamma += Σ dy·x̂`, `dbeta += Σ dy`. `sums` (2c) is scratch.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     step: &mut Step,
     x: &Tensor,
     dy: &Tensor,
+    t: &BnTensors,
+    b: &BnSpec,
+    sums: &Tensor,
+    dgamma: &Tensor,
+    dbeta: &Tensor,
+    dx: &Tensor,
+) -> Result<()> {
+    backward_impl(step, x, dy, None, t, b, sums, dgamma, dbeta, dx)
+}
+
+/// [`backward`] of a batch norm followed by a ReLU whose output is
+/// `y_relu`, from the gradient `dy` of the ReLU's output: the ReLU's
+/// backward (`dy·[y_relu > 0]`) is applied as `dy` is read, so no masked
+/// gradient is written.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_relu(
+    step: &mut Step,
+    x: &Tensor,
+    dy: &Tensor,
+    y_relu: &Tensor,
+    t: &BnTensors,
+    b: &BnSpec,
+    sums: &Tensor,
+    dgamma: &Tensor,
+    dbeta: &Tensor,
+    dx: &Tensor,
+) -> Result<()> {
+    y_relu.expect_len("batchnorm ReLU output", b.len())?;
+    backward_impl(step, x, dy, Some(y_relu), t, b, sums, dgamma, dbeta, dx)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward_impl(
+    step: &mut Step,
+    x: &Tensor,
+    dy: &Tensor,
+    y_relu: Option<&Tensor>,
     t: &BnTensors,
     b: &BnSpec,
     sums: &Tensor,
@@ -204,20 +241,20 @@ pub fn backward(
     let defines = gpu.subgroup_defines();
     let p = params(b);
     let c = constants(b);
-    let k = gpu.kernel(&BATCHNORM, "bn_backward_reduce", defines, &c)?;
-    step.dispatch(
-        &k,
-        &p,
-        &[x, dy, sums, dgamma, dbeta, t.mean, t.invstd],
-        grid(b.c, 1),
-    )?;
-    let k = gpu.kernel(&BATCHNORM, "bn_backward_apply", defines, &c)?;
-    step.dispatch(
-        &k,
-        &p,
-        &[x, t.gamma, dy, sums, dx, t.mean, t.invstd],
-        grid(b.len(), 256),
-    )
+    let (reduce, apply) = match y_relu {
+        None => ("bn_backward_reduce", "bn_backward_apply"),
+        Some(_) => ("bn_backward_reduce_relu", "bn_backward_apply_relu"),
+    };
+    let mut red: Vec<&Tensor> = vec![x, dy, sums, dgamma, dbeta, t.mean, t.invstd];
+    let mut app: Vec<&Tensor> = vec![x, t.gamma, dy, sums, dx, t.mean, t.invstd];
+    if let Some(y) = y_relu {
+        red.push(y);
+        app.push(y);
+    }
+    let k = gpu.kernel(&BATCHNORM, reduce, defines, &c)?;
+    step.dispatch(&k, &p, &red, grid(b.c, 1))?;
+    let k = gpu.kernel(&BATCHNORM, apply, defines, &c)?;
+    step.dispatch(&k, &p, &app, grid(b.len(), 256))
 }
 
 /// CPU twin (f64).
