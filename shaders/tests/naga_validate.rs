@@ -1,19 +1,11 @@
 //! Every WGSL module the host ships, in every variant it builds, parses and
 //! validates with naga. No GPU needed.
 
-use naga::valid::{Capabilities, ValidationFlags, Validator};
-use scorecl_shaders::{Define, MODULES};
+mod common;
 
-fn capabilities(defines: &[Define]) -> Capabilities {
-    let mut caps = Capabilities::empty();
-    for d in defines {
-        caps |= match d {
-            Define::Subgroups => Capabilities::SUBGROUP | Capabilities::SUBGROUP_BARRIER,
-            Define::F16 => Capabilities::SHADER_FLOAT16,
-        };
-    }
-    caps
-}
+use common::capabilities;
+use naga::valid::{ValidationFlags, Validator};
+use scorecl_shaders::{Define, MODULES};
 
 #[test]
 fn every_module_and_variant_validates() {

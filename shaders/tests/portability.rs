@@ -17,7 +17,10 @@
 use std::collections::BTreeMap;
 
 use naga::back::{glsl, hlsl, msl, spv, PipelineConstants};
-use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
+mod common;
+
+use common::capabilities;
+use naga::valid::{ModuleInfo, ValidationFlags, Validator};
 use naga::{Module as Ir, ShaderStage};
 use scorecl_shaders::{Define, MODULES};
 
@@ -56,17 +59,6 @@ impl Backend {
 /// capable device: SPIR-V 1.3, MSL 2.1, shader model 6.0 / 6.2).
 fn offered(b: Backend, defines: &[Define]) -> bool {
     defines.is_empty() || !matches!(b, Backend::Glsl430 | Backend::GlslEs310)
-}
-
-fn capabilities(defines: &[Define]) -> Capabilities {
-    let mut caps = Capabilities::empty();
-    for d in defines {
-        caps |= match d {
-            Define::Subgroups => Capabilities::SUBGROUP | Capabilities::SUBGROUP_BARRIER,
-            Define::F16 => Capabilities::SHADER_FLOAT16,
-        };
-    }
-    caps
 }
 
 /// Writes one entry point of a module whose overrides are resolved.

@@ -61,15 +61,13 @@ pub fn pair_weights(
     let n = weights.len();
     s.expect_len("score fields [2n, dim]", 2 * n * dim)?;
     stats.expect_len("score statistics", 2 * n)?;
-    let p = Params::new(n, dim, cfg, shuffle);
-    let gpu = step.gpu();
-    let defines = gpu.subgroup_defines();
     if cfg.mode != WeightMode::Uniform {
-        let k = gpu.kernel(&WEIGHTS, "score_stat", defines, &[])?;
+        let p = Params::new(n, dim, cfg, shuffle);
+        let gpu = step.gpu();
+        let k = gpu.kernel(&WEIGHTS, "score_stat", gpu.subgroup_defines(), &[])?;
         step.dispatch(&k, &p, &[s, stats], grid(2 * n, 1))?;
     }
-    let k = gpu.kernel(&WEIGHTS, "pair_weights", defines, &[])?;
-    step.dispatch(&k, &p, &[stats, weights], [1, 1, 1])
+    weights_from_stats(step, cfg, shuffle, stats, weights)
 }
 
 /// Pair weights (n) from per-view statistics already in `stats` (2n: view

@@ -9,12 +9,11 @@
 use scorecl_core::rng::{stream_id, Philox, Purpose};
 
 use crate::data::Dataset;
-use crate::error::GpuError;
 use crate::gpu::Gpu;
 use crate::nn::ScoreNet;
 use crate::tensor::DType;
 use crate::train::config::TrainConfig;
-use crate::train::trainer::{steps_per_epoch, ScorePart};
+use crate::train::trainer::{checked_steps_per_epoch, ScorePart};
 use crate::train::{TrainError, TrainResult};
 
 /// Trains the score network of `cfg` (`[scorecl]` width, depth, lr, noise
@@ -30,18 +29,7 @@ pub fn train_score_alone(
 ) -> TrainResult<ScoreNet> {
     cfg.validate()?;
     let n = cfg.train.batch_size;
-    let spe = steps_per_epoch(data.len(), n);
-    if spe == 0 {
-        return Err(GpuError::shape(
-            "train.batch_size",
-            format!(
-                "{n}: larger than the dataset `{}` ({} images)",
-                data.name,
-                data.len()
-            ),
-        )
-        .into());
-    }
+    let spe = checked_steps_per_epoch(data, n)?;
     let seed = cfg.train.seed;
     let init_seed = cfg.model.init_seed.unwrap_or(seed);
     let (h, w) = (data.h, data.w);

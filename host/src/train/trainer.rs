@@ -415,23 +415,28 @@ pub fn steps_per_epoch(images: usize, batch: usize) -> u64 {
     (images / batch.max(1)) as u64
 }
 
+/// [`steps_per_epoch`] of `data`, or an error naming `train.batch_size`
+/// when not even one batch fits.
+pub(crate) fn checked_steps_per_epoch(data: &Dataset, batch: usize) -> Result<u64> {
+    match steps_per_epoch(data.len(), batch) {
+        0 => Err(GpuError::shape(
+            "train.batch_size",
+            format!(
+                "{batch}: larger than the dataset `{}` ({} images)",
+                data.name,
+                data.len()
+            ),
+        )),
+        spe => Ok(spe),
+    }
+}
+
 impl<'g> Trainer<'g> {
     /// A fresh run of `cfg` on `data`: models initialised from the seed.
     pub fn new(gpu: &'g Gpu, cfg: TrainConfig, data: Dataset) -> TrainResult<Trainer<'g>> {
         cfg.validate()?;
         let n = cfg.train.batch_size;
-        let spe = steps_per_epoch(data.len(), n);
-        if spe == 0 {
-            return Err(GpuError::shape(
-                "train.batch_size",
-                format!(
-                    "{n}: larger than the dataset `{}` ({} images)",
-                    data.name,
-                    data.len()
-                ),
-            )
-            .into());
-        }
+        let spe = checked_steps_per_epoch(&data, n)?;
         let size = cfg.data.size;
         let seed = cfg.train.seed;
         let init_seed = cfg.model.init_seed.unwrap_or(seed);
