@@ -19,6 +19,7 @@ mod common;
 use scorecl::core::rng::{stream_id, Philox, Purpose};
 use scorecl::core::weights::{augment_statistic, from_statistics, ScoreWeightConfig, WeightMode};
 use scorecl::host::data::Split;
+use scorecl::host::ops::conv::ConvPrecision;
 use scorecl::host::train::{
     run_training, RunDir, RunOptions, StepReport, TrainConfig, TrainError, Trainer,
 };
@@ -375,6 +376,44 @@ fn damaged_checkpoints_are_named() {
     assert!(e.contains("nothing to resume"), "{e}");
 }
 
+/// `train.precision = "f16"`: on a device with shader-f16 the convolutions
+/// read f16 columns and weights, and training follows the f32 run closely
+/// (same initialisation, data and noise; only the rounding of the products'
+/// operands differs) and still learns; without shader-f16 (the GL pass) it
+/// falls back to f32 and is bitwise the f32 run.
+#[test]
+fn f16_storage_trains_and_tracks_f32() {
+    let Some(gpu) = common::gpu() else { return };
+    let run = |precision: &str| {
+        let mut cfg = tiny("simclr", "on");
+        cfg.train.precision = precision.into();
+        let mut t = trainer(gpu, cfg);
+        let losses: Vec<f32> = (0..10).map(|_| t.step().unwrap().loss).collect();
+        (t.conv_precision(), losses)
+    };
+    let (p32, l32) = run("f32");
+    let (p16, l16) = run("f16");
+    assert_eq!(p32, ConvPrecision::F32);
+    assert_eq!(p16 == ConvPrecision::F16, gpu.caps.f16, "{}", gpu.info.name);
+    if p16 == ConvPrecision::F32 {
+        assert_eq!(l16, l32, "the f32 fallback is the f32 run");
+        return;
+    }
+    assert!(l16.iter().all(|l| l.is_finite()), "{l16:?}");
+    assert!(
+        mean(&l16[7..]) < mean(&l16[..3]),
+        "the loss does not fall with f16 storage: {l16:?}"
+    );
+    assert_ne!(l16, l32, "f16 storage changed nothing");
+    let rel = (l16[0] - l32[0]).abs() / l32[0].abs();
+    assert!(
+        rel < 1e-2,
+        "first step: f16 {} vs f32 {} ({rel:e})",
+        l16[0],
+        l32[0]
+    );
+}
+
 #[test]
 fn bad_configuration_keys_and_values_are_named() {
     let e = TrainConfig::parse("[optimizer]\nlrr = 0.1\n").unwrap_err();
@@ -388,6 +427,8 @@ fn bad_configuration_keys_and_values_are_named() {
     assert_eq!(e.key, "scorecl.mode");
     let e = TrainConfig::parse("method = \"wmse\"\n[wmse]\nw_size = 100\n").unwrap_err();
     assert_eq!(e.key, "wmse.w_size");
+    let e = TrainConfig::parse("[train]\nprecision = \"bf16\"\n").unwrap_err();
+    assert_eq!(e.key, "train.precision");
     let e = TrainConfig::parse("[augment]\ncrop_scale = [0.9, 0.1]\n").unwrap_err();
     assert!(e.to_string().contains("crop_scale"), "{e}");
 }

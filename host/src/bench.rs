@@ -194,6 +194,8 @@ pub struct TrainBench {
     pub peak_memory_bytes: u64,
     /// Dispatches per training step.
     pub dispatches_per_step: usize,
+    /// The convolutions' operand storage in effect (`f32` or `f16`).
+    pub precision: String,
 }
 
 /// Times `steps` training steps (after one untimed step) of `cfg` on the
@@ -241,6 +243,7 @@ pub fn time_train(
             profile: table,
             peak_memory_bytes: peak,
             dispatches_per_step: t.last_dispatches,
+            precision: t.conv_precision().name().to_string(),
         });
     }
     Ok(out)

@@ -153,6 +153,8 @@ pub struct Tensor {
     shape: Vec<usize>,
     dtype: DType,
     pool: Arc<Pool>,
+    /// False for a [`Tensor::view`], which must not return the buffer.
+    owned: bool,
 }
 
 impl std::fmt::Debug for Tensor {
@@ -164,7 +166,9 @@ impl std::fmt::Debug for Tensor {
 impl Drop for Tensor {
     fn drop(&mut self) {
         if let Some(b) = self.buf.take() {
-            self.pool.give(b, STORAGE);
+            if self.owned {
+                self.pool.give(b, STORAGE);
+            }
         }
     }
 }
@@ -200,6 +204,27 @@ impl Tensor {
         self.buf
             .as_ref()
             .expect("tensor buffer is present until drop")
+    }
+
+    /// The first `len` `dtype` elements of the same buffer (at most as
+    /// many as fit in its bytes), for scratch memory used with one type by
+    /// some kernels and another by others. The view does not own the
+    /// buffer: it must not outlive `self` (crate-private for that reason).
+    pub(crate) fn view(&self, dtype: DType, len: usize) -> Result<Tensor> {
+        let fits = self.buffer().size() as usize / dtype.size();
+        if len > fits {
+            return Err(GpuError::shape(
+                "view",
+                format!("{len} {dtype:?} elements in {self:?} ({fits} fit)"),
+            ));
+        }
+        Ok(Tensor {
+            buf: self.buf.clone(),
+            shape: vec![len],
+            dtype,
+            pool: self.pool.clone(),
+            owned: false,
+        })
     }
 
     /// Reinterprets the same elements with another shape.
@@ -276,7 +301,33 @@ impl Gpu {
             shape: shape.to_vec(),
             dtype,
             pool: self.pool.clone(),
+            owned: true,
         })
+    }
+
+    /// An f16 tensor holding `data` rounded to the nearest f16 (ties to
+    /// even).
+    pub fn upload_f16(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        let t = self.tensor(shape, DType::F16)?;
+        t.expect_len("upload", data.len())?;
+        let h: Vec<u16> = data
+            .iter()
+            .map(|v| half::f16::from_f32(*v).to_bits())
+            .collect();
+        self.write(&t, bytemuck::cast_slice(&h))?;
+        Ok(t)
+    }
+
+    /// Reads an f16 tensor back as f32 (exact; waits for the GPU).
+    pub fn download_f16(&self, t: &Tensor) -> Result<Vec<f32>> {
+        if t.dtype != DType::F16 {
+            return Err(GpuError::shape("download_f16", format!("{t:?} is not f16")));
+        }
+        let bytes = self.download_bytes(t)?;
+        Ok(bytes[..t.len() * 2]
+            .chunks_exact(2)
+            .map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
+            .collect())
     }
 
     /// An f32 tensor holding `data`.

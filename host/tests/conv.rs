@@ -3,10 +3,17 @@
 //! dot-product bound γ·Σ|w||x| with γ = (terms + 4)·ε_f32, terms being the
 //! length of each sum (C·k² forward, N·OH·OW for the weight gradient,
 //! C_out·k² for the input gradient). Pooling: max exact, sums 1e-6.
+//!
+//! With f16 storage (devices with shader-f16) the forward and the weight
+//! gradient read f16 columns and weights: they are compared with the loops
+//! run on the f16-rounded x and weight (rounded to nearest, ties to even),
+//! with the same f32 bound plus 2⁻⁹·Σ|w||x| since WGSL lets the device's
+//! f32 → f16 conversion round to either neighbour (one f16 ulp, ≤ 2⁻¹⁰
+//! relative, on each of the two operands). The input gradient stays f32.
 mod common;
 
 use common::{gpus, normals};
-use scorecl_host::ops::conv::{self, cpu, ConvShape};
+use scorecl_host::ops::conv::{self, cpu, ConvPrecision, ConvScratch, ConvShape};
 use scorecl_host::{DType, Gpu};
 
 #[allow(clippy::too_many_arguments)]
@@ -33,7 +40,12 @@ fn shape(
 }
 
 fn within(what: &str, got: &[f32], want: &[f32], mag: &[f32], terms: usize) {
-    let gamma = (terms as f32 + 4.0) * f32::EPSILON;
+    within_plus(what, got, want, mag, terms, 0.0)
+}
+
+/// As [`within`] with `extra`·Σ|w||x| added to the bound (f16 rounding).
+fn within_plus(what: &str, got: &[f32], want: &[f32], mag: &[f32], terms: usize, extra: f32) {
+    let gamma = (terms as f32 + 4.0) * f32::EPSILON + extra;
     for i in 0..want.len() {
         let tol = gamma * mag[i] + 1e-6;
         assert!(
@@ -45,7 +57,11 @@ fn within(what: &str, got: &[f32], want: &[f32], mag: &[f32], terms: usize) {
     }
 }
 
-fn check_conv(gpu: &Gpu, s: &ConvShape, scratch_images: f32, seed: u64) {
+fn to_f16(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|x| half::f16::from_f32(*x).to_f32()).collect()
+}
+
+fn check_conv(gpu: &Gpu, s: &ConvShape, scratch_images: f32, seed: u64, precision: ConvPrecision) {
     let x = normals(seed, s.in_len(), 1.0);
     let wt = normals(seed + 1, s.weight_len(), 0.5);
     let dout = normals(seed + 2, s.out_len(), 1.0);
@@ -53,7 +69,13 @@ fn check_conv(gpu: &Gpu, s: &ConvShape, scratch_images: f32, seed: u64) {
     let tw = gpu.upload(&wt, &[s.weight_len()]).unwrap();
     let tdo = gpu.upload(&dout, &[s.out_len()]).unwrap();
     let scratch_len = ((s.col_per_image() as f32) * scratch_images).ceil() as usize;
-    let scratch = gpu.tensor(&[scratch_len], DType::F32).unwrap();
+    let scratch = ConvScratch::new(gpu, scratch_len, s.weight_len(), precision).unwrap();
+    let half = scratch.precision() == ConvPrecision::F16;
+    assert_eq!(
+        half,
+        precision == ConvPrecision::F16 && gpu.caps.f16,
+        "f16 storage is used exactly when asked for and offered"
+    );
     let out = gpu.tensor(&[s.out_len()], DType::F32).unwrap();
     let dw0 = normals(seed + 3, s.weight_len(), 0.1);
     let tdw = gpu.upload(&dw0, &[s.weight_len()]).unwrap();
@@ -64,26 +86,36 @@ fn check_conv(gpu: &Gpu, s: &ConvShape, scratch_images: f32, seed: u64) {
     let (io, iw, ix) = (st.readback(&out), st.readback(&tdw), st.readback(&tdx));
     let r = st.submit().unwrap();
     let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<f32>>();
-    let want = cpu::conv2d(&x, &wt, s);
-    let mag = cpu::conv2d(&abs(&x), &abs(&wt), s);
-    within(
-        &format!("{s:?} out"),
+    // What the products read: the f16-rounded operands with f16 storage.
+    let (xs, ws, extra) = if half {
+        (to_f16(&x), to_f16(&wt), 2f32.powi(-9))
+    } else {
+        (x.clone(), wt.clone(), 0.0)
+    };
+    let want = cpu::conv2d(&xs, &ws, s);
+    let mag = cpu::conv2d(&abs(&xs), &abs(&ws), s);
+    within_plus(
+        &format!("{s:?} {precision:?} out"),
         &r.f32(io)[..s.out_len()],
         &want,
         &mag,
         s.ckk(),
+        extra,
     );
-    let (dw, dx) = cpu::conv2d_backward(&x, &wt, &dout, s);
-    let (mw, mx) = cpu::conv2d_backward(&abs(&x), &abs(&wt), &abs(&dout), s);
+    let (dw, _) = cpu::conv2d_backward(&xs, &wt, &dout, s);
+    let (mw, _) = cpu::conv2d_backward(&abs(&xs), &abs(&wt), &abs(&dout), s);
+    let (_, dx) = cpu::conv2d_backward(&x, &wt, &dout, s);
+    let (_, mx) = cpu::conv2d_backward(&abs(&x), &abs(&wt), &abs(&dout), s);
     // dW accumulates onto its previous value.
     let want_dw: Vec<f32> = dw.iter().zip(&dw0).map(|(a, b)| a + b).collect();
     let mag_dw: Vec<f32> = mw.iter().zip(&dw0).map(|(a, b)| a + b.abs()).collect();
-    within(
-        &format!("{s:?} dW"),
+    within_plus(
+        &format!("{s:?} {precision:?} dW"),
         &r.f32(iw)[..s.weight_len()],
         &want_dw,
         &mag_dw,
         s.n * s.oh() * s.ow() + 1,
+        extra / 2.0,
     );
     within(
         &format!("{s:?} dx"),
@@ -107,7 +139,24 @@ fn conv2d_forward_and_backward_match_direct_loops() {
             (shape(2, 1, 3, 3, 1, 3, 1, 0), 1.0),
         ];
         for (i, (s, chunk)) in cases.iter().enumerate() {
-            check_conv(gpu, s, *chunk, 100 + i as u64 * 10);
+            check_conv(gpu, s, *chunk, 100 + i as u64 * 10, ConvPrecision::F32);
+        }
+    }
+}
+
+/// f16 storage of the columns and weights (f32 accumulation) on the device
+/// with shader-f16; on the fallback device the same request runs in f32.
+#[test]
+fn conv2d_with_f16_storage_matches_the_loops_on_rounded_operands() {
+    for gpu in gpus() {
+        let cases = [
+            (shape(2, 3, 7, 7, 4, 3, 1, 1), 2.0),
+            (shape(3, 5, 9, 6, 8, 3, 2, 1), 1.5),
+            (shape(4, 3, 32, 32, 8, 7, 2, 3), 4.0),
+            (shape(2, 8, 4, 4, 16, 3, 2, 1), 1.0),
+        ];
+        for (i, (s, chunk)) in cases.iter().enumerate() {
+            check_conv(gpu, s, *chunk, 300 + i as u64 * 10, ConvPrecision::F16);
         }
     }
 }
@@ -175,7 +224,7 @@ fn a_too_small_scratch_is_named() {
     let x = gpu.zeros(&[s.in_len()]).unwrap();
     let w = gpu.zeros(&[s.weight_len()]).unwrap();
     let out = gpu.zeros(&[s.out_len()]).unwrap();
-    let scratch = gpu.zeros(&[10]).unwrap();
+    let scratch = ConvScratch::new(gpu, 10, s.weight_len(), ConvPrecision::F32).unwrap();
     let mut st = gpu.step("small");
     let e = conv::conv2d(&mut st, &x, &w, &s, &scratch, &out).unwrap_err();
     assert!(e.to_string().contains("conv scratch"), "{e}");

@@ -14,7 +14,7 @@ mod common;
 
 use common::normals;
 use scorecl_host::ops::batchnorm::{self, BnSpec, BnTensors};
-use scorecl_host::ops::conv::{self, ConvShape};
+use scorecl_host::ops::conv::{self, ConvPrecision, ConvScratch, ConvShape};
 use scorecl_host::ops::elementwise;
 use scorecl_host::{DType, Gpu, Tensor};
 
@@ -32,7 +32,7 @@ const H: f32 = 2e-3;
 
 struct Stack<'g> {
     gpu: &'g Gpu,
-    scratch: Tensor,
+    scratch: ConvScratch,
     a: Tensor,
     y: Tensor,
     rm: Tensor,
@@ -46,7 +46,13 @@ impl<'g> Stack<'g> {
         let t = |n: usize| gpu.tensor(&[n], DType::F32).unwrap();
         Stack {
             gpu,
-            scratch: t(S.n * S.col_per_image()),
+            scratch: ConvScratch::new(
+                gpu,
+                S.n * S.col_per_image(),
+                S.weight_len(),
+                ConvPrecision::F32,
+            )
+            .unwrap(),
             a: t(S.out_len()),
             y: t(S.out_len()),
             rm: gpu.zeros(&[S.cout]).unwrap(),

@@ -12,15 +12,51 @@ use common::{gpus, normals};
 use scorecl_host::ops::gemm::{self, cpu, GemmKernel, GemmSpec};
 use scorecl_host::{DType, Gpu};
 
+/// Which operands are stored as f16.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Half {
+    No,
+    B,
+    AB,
+}
+
+fn rounded(v: Vec<f32>, half: bool) -> Vec<f32> {
+    if half {
+        v.iter().map(|x| half::f16::from_f32(*x).to_f32()).collect()
+    } else {
+        v
+    }
+}
+
 fn run(gpu: &Gpu, s: &GemmSpec, bias: bool, kernel: GemmKernel, seed: u64) {
+    run_stored(gpu, s, bias, kernel, seed, Half::No)
+}
+
+/// f16 operands are rounded here and uploaded as f16, so the device reads
+/// exactly the values the twin uses and the f32 bound applies unchanged.
+fn run_stored(gpu: &Gpu, s: &GemmSpec, bias: bool, kernel: GemmKernel, seed: u64, half: Half) {
     let per = |broadcast: bool| if broadcast { 1 } else { s.batch };
     let outs = if s.reduce { 1 } else { s.batch };
-    let a = normals(seed, s.a_off + s.m * s.k * per(s.broadcast_a), 1.0);
-    let b = normals(seed + 1, s.b_off + s.k * s.n * per(s.broadcast_b), 1.0);
+    let (ha, hb) = (half == Half::AB, half != Half::No);
+    let a = rounded(
+        normals(seed, s.a_off + s.m * s.k * per(s.broadcast_a), 1.0),
+        ha,
+    );
+    let b = rounded(
+        normals(seed + 1, s.b_off + s.k * s.n * per(s.broadcast_b), 1.0),
+        hb,
+    );
     let c0 = normals(seed + 2, s.c_off + s.m * s.n * outs, 1.0);
     let bv = normals(seed + 3, s.n, 1.0);
-    let ta = gpu.upload(&a, &[a.len()]).unwrap();
-    let tb = gpu.upload(&b, &[b.len()]).unwrap();
+    let up = |v: &[f32], h: bool| {
+        if h {
+            gpu.upload_f16(v, &[v.len()]).unwrap()
+        } else {
+            gpu.upload(v, &[v.len()]).unwrap()
+        }
+    };
+    let ta = up(&a, ha);
+    let tb = up(&b, hb);
     let tc = gpu.upload(&c0, &[c0.len()]).unwrap();
     let tbias = gpu.upload(&bv, &[s.n]).unwrap();
     let mut step = gpu.step("gemm test");
@@ -54,7 +90,7 @@ fn run(gpu: &Gpu, s: &GemmSpec, bias: bool, kernel: GemmKernel, seed: u64) {
         let err = (got[i] - want[i]).abs();
         assert!(
             err <= tol,
-            "{used:?} on {}: {s:?} bias {bias}: C[{i}] = {}, want {} (|err| {err:e} > {tol:e})",
+            "{used:?} {half:?} on {}: {s:?} bias {bias}: C[{i}] = {}, want {} (|err| {err:e} > {tol:e})",
             gpu.info.name,
             got[i],
             want[i]
@@ -232,6 +268,61 @@ fn offsets_and_batch_reduce() {
                             };
                             run(gpu, &s, reduce, kernel, seed);
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// f16 operands (B alone, as for a convolution's weight gradient, or A and
+/// B, as for its forward), widened on load with f32 accumulation, on the
+/// portable and tiled kernels (asking for `gemm_sg8` falls back to the
+/// portable one). Devices without shader-f16 refuse them by name.
+#[test]
+fn f16_operands_accumulate_in_f32() {
+    for gpu in gpus() {
+        let h = gpu.upload_f16(&[1.0; 16], &[16]).unwrap();
+        let f = gpu.upload(&[1.0; 16], &[16]).unwrap();
+        let c = gpu.tensor(&[16], DType::F32).unwrap();
+        let mut step = gpu.step("f16 refused");
+        let e = gemm::gemm(&mut step, &spec(4, 4, 4), &h, &f, None, &c);
+        if !gpu.caps.f16 {
+            let e = e.unwrap_err().to_string();
+            assert!(e.contains("shader-f16"), "{e}");
+            continue;
+        }
+        // An f16 A needs an f16 B (no such variant is built).
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains("f16 A needs an f16 B"), "{e}");
+        let mut seed = 9000;
+        for kernel in [
+            GemmKernel::Portable,
+            GemmKernel::Subgroup8,
+            GemmKernel::Tiled,
+        ] {
+            for half in [Half::B, Half::AB] {
+                for (m, n, k, batch) in [(17, 20, 12, 3), (64, 36, 16, 2), (5, 3, 7, 1)] {
+                    for (ta, tb, ba, reduce) in [
+                        (false, false, true, false),
+                        (true, false, false, false),
+                        (false, true, false, true),
+                        (true, true, true, false),
+                    ] {
+                        seed += 10;
+                        let s = GemmSpec {
+                            batch,
+                            trans_a: ta,
+                            trans_b: tb,
+                            broadcast_a: ba,
+                            reduce,
+                            beta: if reduce { 1.0 } else { 0.0 },
+                            a_off: 3,
+                            b_off: 5,
+                            c_off: 2,
+                            ..spec(m, n, k)
+                        };
+                        run_stored(gpu, &s, !reduce, kernel, seed, half);
                     }
                 }
             }

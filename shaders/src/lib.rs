@@ -19,6 +19,12 @@ pub enum Define {
     Subgroups,
     /// 16-bit floats in shaders (`enable f16;`).
     F16,
+    /// GEMM operand A stored as f16 (read into f32 arithmetic); needs
+    /// shader-f16.
+    HalfA,
+    /// GEMM operand B stored as f16 (read into f32 arithmetic); needs
+    /// shader-f16.
+    HalfB,
 }
 
 impl Define {
@@ -27,14 +33,21 @@ impl Define {
         match self {
             Define::Subgroups => "SUBGROUPS",
             Define::F16 => "F16",
+            Define::HalfA => "HALF_A",
+            Define::HalfB => "HALF_B",
         }
+    }
+
+    /// Whether the define needs the adapter's shader-f16 feature.
+    pub fn needs_f16(self) -> bool {
+        matches!(self, Define::F16 | Define::HalfA | Define::HalfB)
     }
 
     /// The WGSL directive the define needs, if any.
     pub fn directive(self) -> Option<&'static str> {
         match self {
             Define::Subgroups => None,
-            Define::F16 => Some("enable f16;"),
+            Define::F16 | Define::HalfA | Define::HalfB => Some("enable f16;"),
         }
     }
 }
@@ -59,7 +72,9 @@ impl Module {
         let mut sorted = defines.to_vec();
         sorted.sort();
         sorted.dedup();
-        for d in sorted.iter().filter_map(|d| d.directive()) {
+        let mut directives: Vec<&str> = sorted.iter().filter_map(|d| d.directive()).collect();
+        directives.dedup();
+        for d in directives {
             out.push_str(d);
             out.push('\n');
         }
@@ -148,12 +163,15 @@ macro_rules! module {
 const F32: &[Define] = &[];
 const SUBGROUPS: &[Define] = &[Define::Subgroups];
 const F16: &[Define] = &[Define::F16];
+const HALF_B: &[Define] = &[Define::HalfB];
+const HALF_AB: &[Define] = &[Define::HalfA, Define::HalfB];
 
 /// Elementwise kernels (add, scale, mul, ReLU, fill, copy, casts).
 pub const ELEMENTWISE: Module = module!("elementwise", [F32, F16]);
 
-/// Dense matrix multiply with transposes, batch, bias/ReLU epilogue.
-pub const GEMM: Module = module!("gemm", [F32, SUBGROUPS]);
+/// Dense matrix multiply with transposes, batch, bias/ReLU epilogue; the
+/// `HALF_*` variants read f16 operands (f16 storage, f32 accumulation).
+pub const GEMM: Module = module!("gemm", [F32, SUBGROUPS, HALF_B, HALF_AB]);
 
 /// Reductions along an axis (sum, mean, sum of squares).
 pub const REDUCE: Module = module!("reduce", [F32, SUBGROUPS]);
@@ -187,7 +205,8 @@ pub const VICREG: Module = module!("vicreg", [F32, SUBGROUPS]);
 pub const WMSE: Module = module!("wmse", [F32, SUBGROUPS]);
 
 /// im2col / col2im for convolutions, max pooling forward and backward.
-pub const CONV: Module = module!("conv", [F32]);
+/// The `F16` variant's im2col writes f16 columns.
+pub const CONV: Module = module!("conv", [F32, F16]);
 
 /// Batch normalisation (training and evaluation), forward and backward.
 pub const BATCHNORM: Module = module!("batchnorm", [F32, SUBGROUPS]);

@@ -70,7 +70,7 @@ fn write(
     defines: &[Define],
 ) -> Result<(), String> {
     let sub = defines.contains(&Define::Subgroups);
-    let f16 = defines.contains(&Define::F16);
+    let f16 = defines.iter().any(|d| d.needs_f16());
     match b {
         Backend::Spirv => {
             let options = spv::Options {
@@ -266,7 +266,9 @@ fn every_kernel_writes_to_every_backend() {
          with subgroups, 6.2 with f16; GLSL 4.30 core and GLSL ES 3.10.\n\n\
          Optional features and their fallback: `subgroups` (subgroup reductions and \
          shuffles; the fallback is the `f32` variant with workgroup-memory reductions) and \
-         `f16` (f16 storage with f32 arithmetic; the fallback is f32 storage). The host \
+         `f16` (f16 storage with f32 arithmetic; the fallback is f32 storage), and \
+         `half_a`/`half_b` (a GEMM operand stored as f16 and accumulated in f32, for \
+         `train.precision = \"f16\"`; the fallback is f32 operands). The host \
          picks a variant per adapter (`scorecl doctor` shows which); wgpu's GL backend \
          offers neither feature, so on GL every kernel runs its `f32` variant \
          (\"f32 only\" below) and the entry points that exist only for a feature \

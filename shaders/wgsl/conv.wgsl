@@ -20,7 +20,13 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+// F16: im2col writes f16 columns (for the HALF_B GEMMs); col2im, which
+// reads `dcol`, is used from the f32 variant only.
+//#if F16
+@group(0) @binding(2) var<storage, read_write> col: array<f16>;
+//#else
 @group(0) @binding(2) var<storage, read_write> col: array<f32>;
+//#endif
 @group(0) @binding(3) var<storage, read> dcol: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
@@ -54,7 +60,11 @@ fn im2col(@builtin(global_invocation_id) id: vec3<u32>) {
     for (var b = 0u; b < P.images; b++) {
         var v = 0.0;
         if (inside) { v = x[src]; }
+        //#if F16
+        col[dst] = f16(v);
+        //#else
         col[dst] = v;
+        //#endif
         src += P.c * plane;
         dst += rows * ohw;
     }

@@ -11,7 +11,8 @@
 //
 // CPU twin: host/src/ops/gemm.rs `cpu::gemm`; tests: host/tests/gemm.rs.
 //
-// Three kernels:
+// Three kernels (the first two also in the HALF_B and HALF_A + HALF_B
+// variants, f16 operands with f32 accumulation):
 // * `gemm`: portable, any shape. Each invocation owns a 4 × 4 block of C in
 //   registers; 8 × 8 invocations per workgroup (a 32 × 32 tile).
 // * `gemm_tiled`: for GPUs (discrete and integrated), any shape. A 64 × 64
@@ -45,8 +46,18 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
+// HALF_A / HALF_B: that operand is stored as f16 (half the bytes to read)
+// and widened to f32 on load; products and sums stay in f32.
+//#if HALF_A
+@group(0) @binding(1) var<storage, read> A: array<f16>;
+//#else
 @group(0) @binding(1) var<storage, read> A: array<f32>;
+//#endif
+//#if HALF_B
+@group(0) @binding(2) var<storage, read> B: array<f16>;
+//#else
 @group(0) @binding(2) var<storage, read> B: array<f32>;
+//#endif
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> C: array<f32>;
 
@@ -59,13 +70,13 @@ fn epilogue(idx: u32, c: u32, acc: f32) -> f32 {
 }
 
 fn a_at(base: u32, r: u32, kk: u32) -> f32 {
-    if (TRANS_A) { return A[base + kk * P.lda + r]; }
-    return A[base + r * P.lda + kk];
+    if (TRANS_A) { return f32(A[base + kk * P.lda + r]); }
+    return f32(A[base + r * P.lda + kk]);
 }
 
 fn b_at(base: u32, kk: u32, c: u32) -> f32 {
-    if (TRANS_B) { return B[base + c * P.ldb + kk]; }
-    return B[base + kk * P.ldb + c];
+    if (TRANS_B) { return f32(B[base + c * P.ldb + kk]); }
+    return f32(B[base + kk * P.ldb + c]);
 }
 
 @compute @workgroup_size(8, 8, 1)

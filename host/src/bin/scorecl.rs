@@ -518,6 +518,10 @@ enum BenchCmd {
         /// Encoder width, overriding model.width.
         #[arg(long)]
         width: Option<usize>,
+        /// Convolution operand storage, f32 or f16, overriding
+        /// train.precision (f16 needs shader-f16; f32 is used otherwise).
+        #[arg(long)]
+        precision: Option<String>,
         /// Timed steps per mode.
         #[arg(long, default_value_t = 3)]
         steps: u64,
@@ -864,6 +868,7 @@ fn run() -> anyhow::Result<()> {
                     config,
                     batch_size,
                     width,
+                    precision,
                     steps,
                     profile,
                     json,
@@ -875,6 +880,13 @@ fn run() -> anyhow::Result<()> {
             }
             if let Some(w) = width {
                 cfg.model.width = *w;
+            }
+            if let Some(p) = precision {
+                anyhow::ensure!(
+                    p == "f32" || p == "f16",
+                    "--precision `{p}`: allowed f32, f16"
+                );
+                cfg.train.precision = p.clone();
             }
             cfg.validate()?;
             anyhow::ensure!(*steps >= 1, "--steps must be at least 1");
@@ -894,6 +906,7 @@ fn run() -> anyhow::Result<()> {
                     "batch": cfg.train.batch_size,
                     "size": cfg.data.size,
                     "score_width": cfg.scorecl.width,
+                    "precision": off.precision,
                     "adapter_description": gpu.describe(),
                     "steps": steps,
                     "off_images_per_s": off.images_per_s,
@@ -908,13 +921,14 @@ fn run() -> anyhow::Result<()> {
                 println!("{report}");
             } else {
                 println!(
-                    "{} training step (ResNet-18 width {}, {}×{}, batch {}, score network width {}) on {}",
+                    "{} training step (ResNet-18 width {}, {}×{}, batch {}, score network width {}, {} convolutions) on {}",
                     cfg.method.name(),
                     cfg.model.width,
                     cfg.data.size,
                     cfg.data.size,
                     cfg.train.batch_size,
                     cfg.scorecl.width,
+                    off.precision,
                     gpu.describe()
                 );
                 for r in &rows {

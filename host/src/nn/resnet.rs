@@ -21,7 +21,7 @@ use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
 use crate::nn::params::ParamStore;
 use crate::ops::batchnorm::{self, BnSpec, BnTensors};
-use crate::ops::conv::{self, ConvShape};
+use crate::ops::conv::{self, ConvPrecision, ConvScratch, ConvShape};
 use crate::ops::elementwise;
 use crate::step::Step;
 use crate::tensor::{DType, Tensor};
@@ -108,6 +108,9 @@ pub struct ResNet {
     pub cfg: ResNetConfig,
     /// Parameters, running statistics, counters (torchvision names).
     pub store: ParamStore,
+    /// How its convolutions store their operands (taken by workspaces
+    /// made after it is set; default f32).
+    pub precision: ConvPrecision,
     conv1: Conv,
     bn1: Bn,
     blocks: Vec<Block>,
@@ -213,6 +216,7 @@ impl ResNet {
             }
         }
         Ok(ResNet {
+            precision: ConvPrecision::F32,
             cfg,
             store: b.store,
             conv1,
@@ -325,7 +329,7 @@ impl ResNet {
             n,
             h,
             w,
-            scratch: t(conv::scratch_len(gpu, &self.conv_shapes(n, h, w)))?,
+            scratch: ConvScratch::for_shapes(gpu, &self.conv_shapes(n, h, w), self.precision)?,
             a0: t(stem_len)?,
             r0: t(stem_len)?,
             bn0: bnw(self.cfg.width)?,
@@ -462,7 +466,7 @@ impl ResNet {
         w: &BlockWs,
         n: usize,
         x: &Tensor,
-        scratch: &Tensor,
+        scratch: &ConvScratch,
         training: bool,
     ) -> Result<()> {
         let s1 = b.conv1.shape(n, w.h, w.w);
@@ -581,7 +585,7 @@ impl ResNet {
         n: usize,
         x: &Tensor,
         dout: &Tensor,
-        scratch: &Tensor,
+        scratch: &ConvScratch,
     ) -> Result<()> {
         let s1 = b.conv1.shape(n, w.h, w.w);
         let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
@@ -687,7 +691,7 @@ pub struct ResNetWorkspace {
     pub h: usize,
     /// Input width.
     pub w: usize,
-    scratch: Tensor,
+    scratch: ConvScratch,
     a0: Tensor,
     r0: Tensor,
     bn0: BnWs,
@@ -701,4 +705,12 @@ pub struct ResNetWorkspace {
     da0: Tensor,
     /// The input gradient of the last backward (when asked for).
     pub dinput: Option<Tensor>,
+}
+
+impl ResNetWorkspace {
+    /// The convolutions' operand storage in effect (f32 where f16 was asked
+    /// for but the device has no shader-f16).
+    pub fn precision(&self) -> ConvPrecision {
+        self.scratch.precision()
+    }
 }

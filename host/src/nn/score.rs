@@ -23,7 +23,7 @@ use scorecl_core::rng::{stream_id, Philox, Purpose};
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
 use crate::nn::params::ParamStore;
-use crate::ops::conv::{self, ConvShape};
+use crate::ops::conv::{self, ConvPrecision, ConvScratch, ConvShape};
 use crate::ops::elementwise;
 use crate::ops::linear::{linear, linear_backward, LinearShape};
 use crate::ops::score as sops;
@@ -85,6 +85,9 @@ pub struct ScoreNet {
     pub cfg: ScoreConfig,
     /// Parameters (names: `conv_in.weight`, `block1.0.film.weight`, …).
     pub store: ParamStore,
+    /// How its convolutions store their operands (taken by workspaces
+    /// made after it is set; default f32).
+    pub precision: ConvPrecision,
     conv_in: Conv,
     block1: Vec<Block>,
     down: Conv,
@@ -183,6 +186,7 @@ impl ScoreNet {
             seed,
         };
         Ok(ScoreNet {
+            precision: ConvPrecision::F32,
             cfg,
             conv_in: b.conv("conv_in", 3, c, 1, false)?,
             block1: b.stage("block1", c, cfg.depth)?,
@@ -247,7 +251,7 @@ impl ScoreNet {
             n,
             h,
             w,
-            scratch: t(conv::scratch_len(gpu, &shapes))?,
+            scratch: ConvScratch::for_shapes(gpu, &shapes, self.precision)?,
             h0: t(full)?,
             b1: (0..depth).map(|_| bw(full, c)).collect::<Result<_>>()?,
             d: t(half)?,
@@ -280,7 +284,7 @@ impl ScoreNet {
         h: usize,
         w: usize,
         logsig: &Tensor,
-        scratch: &Tensor,
+        scratch: &ConvScratch,
     ) -> Result<()> {
         let s = &self.store;
         elementwise::relu(step, x, &ws.r0)?;
@@ -330,7 +334,7 @@ impl ScoreNet {
         h: usize,
         w: usize,
         logsig: &Tensor,
-        scratch: &Tensor,
+        scratch: &ConvScratch,
     ) -> Result<()> {
         let s = &self.store;
         let p = |i: usize| &s.params[i];
@@ -387,7 +391,7 @@ impl ScoreNet {
         h: usize,
         w: usize,
         logsig: &Tensor,
-        scratch: &Tensor,
+        scratch: &ConvScratch,
     ) -> Result<&'w Tensor> {
         let mut cur = x;
         for (b, ws) in blocks.iter().zip(wss) {
@@ -409,7 +413,7 @@ impl ScoreNet {
         h: usize,
         w: usize,
         logsig: &Tensor,
-        scratch: &Tensor,
+        scratch: &ConvScratch,
     ) -> Result<&'w Tensor> {
         let mut cur = dy;
         for (b, ws) in blocks.iter().zip(wss).rev() {
@@ -589,7 +593,7 @@ pub struct ScoreWorkspace {
     pub h: usize,
     /// Width.
     pub w: usize,
-    scratch: Tensor,
+    scratch: ConvScratch,
     h0: Tensor,
     b1: Vec<BlockWs>,
     d: Tensor,

@@ -4,11 +4,17 @@
 //!
 //! The images of a batch are processed in chunks whose column matrix
 //! (C·kh·kw × OH·OW per image) fits a scratch buffer within the adapter's
-//! storage-binding limit; the scratch is shared by every convolution of a
-//! model (dispatches run in order).
+//! storage-binding limit; the scratch ([`ConvScratch`]) is shared by every
+//! convolution of a model (dispatches run in order).
+//!
+//! With [`ConvPrecision::F16`] (on devices with shader-f16) the column
+//! matrix and the weight are stored as f16 for the products that read them
+//! (the forward GEMM and the weight-gradient GEMM), which accumulate in
+//! f32; the input gradient stays in f32. Without shader-f16 the scratch
+//! falls back to f32.
 
 use bytemuck::{Pod, Zeroable};
-use scorecl_shaders::CONV;
+use scorecl_shaders::{Define, CONV};
 
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
@@ -16,7 +22,7 @@ use crate::ops::elementwise;
 use crate::ops::gemm::{gemm, GemmSpec};
 use crate::ops::reduce::{reduce, Reduction};
 use crate::step::{grid, Step};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// Shape of a 2-D convolution or pooling window over NCHW input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +127,127 @@ pub fn scratch_len(gpu: &Gpu, shapes: &[ConvShape]) -> usize {
     biggest.min(limit.max(one))
 }
 
+/// How convolution operands are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvPrecision {
+    /// f32 everywhere.
+    #[default]
+    F32,
+    /// The column matrix and the weight as f16 in the products that read
+    /// them, f32 accumulation; f32 outputs and gradients.
+    F16,
+}
+
+impl ConvPrecision {
+    /// Parses `f32` or `f16`.
+    pub fn parse(s: &str) -> Option<ConvPrecision> {
+        match s {
+            "f32" => Some(ConvPrecision::F32),
+            "f16" => Some(ConvPrecision::F16),
+            _ => None,
+        }
+    }
+
+    /// `f32` or `f16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvPrecision::F32 => "f32",
+            ConvPrecision::F16 => "f16",
+        }
+    }
+}
+
+/// The scratch of a model's convolutions: the column matrix (f32; with f16
+/// storage the same buffer also holds the f16 columns) and, with f16
+/// storage, the f16 copy of the weight being applied.
+pub struct ConvScratch {
+    cols: Tensor,
+    half_weight: Option<Tensor>,
+}
+
+impl ConvScratch {
+    /// A scratch of `len` f32 column elements for weights of at most
+    /// `weight_len` elements. [`ConvPrecision::F16`] on a device without
+    /// shader-f16 gives an f32 scratch ([`ConvScratch::precision`] says
+    /// which).
+    pub fn new(
+        gpu: &Gpu,
+        len: usize,
+        weight_len: usize,
+        precision: ConvPrecision,
+    ) -> Result<ConvScratch> {
+        let half = precision == ConvPrecision::F16 && gpu.caps.f16;
+        Ok(ConvScratch {
+            cols: gpu.tensor(&[len], DType::F32)?,
+            half_weight: if half {
+                Some(gpu.tensor(&[weight_len.max(1)], DType::F16)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// The scratch for `shapes` ([`scratch_len`] columns, their largest
+    /// weight).
+    pub fn for_shapes(
+        gpu: &Gpu,
+        shapes: &[ConvShape],
+        precision: ConvPrecision,
+    ) -> Result<ConvScratch> {
+        let weights = shapes.iter().map(|s| s.weight_len()).max().unwrap_or(1);
+        ConvScratch::new(gpu, scratch_len(gpu, shapes), weights, precision)
+    }
+
+    /// The precision in effect.
+    pub fn precision(&self) -> ConvPrecision {
+        if self.half_weight.is_some() {
+            ConvPrecision::F16
+        } else {
+            ConvPrecision::F32
+        }
+    }
+
+    /// Column elements (f32).
+    pub fn len(&self) -> usize {
+        self.cols.len()
+    }
+
+    /// Whether it holds no columns.
+    pub fn is_empty(&self) -> bool {
+        self.cols.is_empty()
+    }
+
+    /// The f32 column matrix.
+    pub fn cols(&self) -> &Tensor {
+        &self.cols
+    }
+
+    /// The columns to write with im2col for the products: the f32 matrix,
+    /// or an f16 view of the same buffer.
+    fn product_cols(&self) -> Result<Tensor> {
+        let dtype = if self.half_weight.is_some() {
+            DType::F16
+        } else {
+            DType::F32
+        };
+        self.cols.view(dtype, self.cols.len())
+    }
+
+    /// The weight operand of the forward product: `weight` itself, or its
+    /// f16 copy (converted here).
+    fn product_weight(&self, step: &mut Step, weight: &Tensor) -> Result<Option<Tensor>> {
+        match &self.half_weight {
+            None => Ok(None),
+            Some(h) => {
+                let v = h.view(DType::F16, weight.len())?;
+                elementwise::to_f16(step, weight, &v)?;
+                Ok(Some(v))
+            }
+        }
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Params {
@@ -155,7 +282,8 @@ fn params(s: &ConvShape, i0: usize, images: usize) -> Params {
     }
 }
 
-/// Column matrix of images `i0..i0 + images` of `x` into `col`.
+/// Column matrix of images `i0..i0 + images` of `x` into `col` (f32, or
+/// f16 rounded to nearest on devices with shader-f16).
 pub fn im2col(
     step: &mut Step,
     x: &Tensor,
@@ -165,7 +293,12 @@ pub fn im2col(
     col: &Tensor,
 ) -> Result<()> {
     col.expect_len_at_least("im2col scratch", images * s.col_per_image())?;
-    let k = step.gpu().kernel(&CONV, "im2col", &[], &[])?;
+    let defines: &[Define] = if col.dtype() == DType::F16 {
+        &[Define::F16]
+    } else {
+        &[]
+    };
+    let k = step.gpu().kernel(&CONV, "im2col", defines, &[])?;
     let groups = [
         s.ow().div_ceil(8) as u32,
         s.oh().div_ceil(8) as u32,
@@ -194,7 +327,7 @@ pub fn conv2d(
     x: &Tensor,
     weight: &Tensor,
     s: &ConvShape,
-    scratch: &Tensor,
+    scratch: &ConvScratch,
     out: &Tensor,
 ) -> Result<()> {
     s.check()?;
@@ -203,17 +336,20 @@ pub fn conv2d(
     out.expect_len("conv output", s.out_len())?;
     let chunk = chunk_images(s, scratch.len())?;
     let ohw = s.oh() * s.ow();
+    let cols = scratch.product_cols()?;
+    let half_weight = scratch.product_weight(step, weight)?;
+    let w = half_weight.as_ref().unwrap_or(weight);
     let mut i0 = 0;
     while i0 < s.n {
         let images = chunk.min(s.n - i0);
-        im2col(step, x, s, i0, images, scratch)?;
+        im2col(step, x, s, i0, images, &cols)?;
         let g = GemmSpec {
             batch: images,
             broadcast_a: true,
             c_off: i0 * s.cout * ohw,
             ..GemmSpec::new(s.cout, ohw, s.ckk())
         };
-        gemm(step, &g, weight, scratch, None, out)?;
+        gemm(step, &g, w, &cols, None, out)?;
         i0 += images;
     }
     Ok(())
@@ -228,7 +364,7 @@ pub fn conv2d_backward(
     weight: &Tensor,
     dout: &Tensor,
     s: &ConvShape,
-    scratch: &Tensor,
+    scratch: &ConvScratch,
     dweight: &Tensor,
     dx: Option<&Tensor>,
 ) -> Result<()> {
@@ -240,10 +376,11 @@ pub fn conv2d_backward(
     }
     let chunk = chunk_images(s, scratch.len())?;
     let ohw = s.oh() * s.ow();
+    let cols = scratch.product_cols()?;
     let mut i0 = 0;
     while i0 < s.n {
         let images = chunk.min(s.n - i0);
-        im2col(step, x, s, i0, images, scratch)?;
+        im2col(step, x, s, i0, images, &cols)?;
         let gw = GemmSpec {
             batch: images,
             trans_b: true,
@@ -252,10 +389,12 @@ pub fn conv2d_backward(
             a_off: i0 * s.cout * ohw,
             ..GemmSpec::new(s.cout, s.ckk(), ohw)
         };
-        gemm(step, &gw, dout, scratch, None, dweight)?;
+        gemm(step, &gw, dout, &cols, None, dweight)?;
         if let Some(dx) = dx {
-            // The scratch now receives the column gradient (the GEMM above
-            // has read the columns by then: dispatches run in order).
+            // The scratch now receives the column gradient, in f32 (the
+            // GEMM above has read the columns by then: dispatches run in
+            // order).
+            let scratch = scratch.cols();
             let gd = GemmSpec {
                 batch: images,
                 trans_a: true,

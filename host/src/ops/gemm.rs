@@ -8,7 +8,7 @@ use scorecl_shaders::{Define, GEMM};
 
 use crate::error::{GpuError, Result};
 use crate::step::Step;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// Shape and options of one (batched) GEMM.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -136,8 +136,9 @@ impl GemmSpec {
     }
 }
 
-fn resolve(gpu: &crate::Gpu, s: &GemmSpec, want: GemmKernel) -> GemmKernel {
-    let sg8 = gpu.caps.subgroups && gpu.caps.subgroup_size.0 >= 8 && s.vec4_aligned();
+fn resolve(gpu: &crate::Gpu, s: &GemmSpec, want: GemmKernel, half: bool) -> GemmKernel {
+    // gemm_sg8 reads f32 vec4s only: f16 operands take the other kernels.
+    let sg8 = !half && gpu.caps.subgroups && gpu.caps.subgroup_size.0 >= 8 && s.vec4_aligned();
     let class = gpu.caps.class;
     match want {
         GemmKernel::Auto if sg8 && class == crate::AdapterClass::Cpu => GemmKernel::Subgroup8,
@@ -157,7 +158,10 @@ fn resolve(gpu: &crate::Gpu, s: &GemmSpec, want: GemmKernel) -> GemmKernel {
 }
 
 /// Records `C = act(alpha·op(A)·op(B) + beta·C + bias)` with the kernel
-/// chosen for the adapter.
+/// chosen for the adapter. A and B may be f16 tensors (B alone, or both;
+/// the device needs shader-f16): they are widened on load and the product
+/// accumulates in f32 (`gemm` or `gemm_tiled`, never `gemm_sg8`). C and the
+/// bias are f32.
 pub fn gemm(
     step: &mut Step,
     s: &GemmSpec,
@@ -197,7 +201,28 @@ pub fn gemm_with(
         ));
     }
     let gpu = step.gpu();
-    let kind = resolve(gpu, s, want);
+    let (half_a, half_b) = (a.dtype() == DType::F16, b.dtype() == DType::F16);
+    if (half_a || half_b) && !gpu.caps.f16 {
+        return Err(GpuError::shape(
+            "gemm",
+            "f16 operands need shader-f16, which this device does not have",
+        ));
+    }
+    if half_a && !half_b {
+        return Err(GpuError::shape(
+            "gemm",
+            "an f16 A needs an f16 B (variants: B f16, or both)",
+        ));
+    }
+    if c.dtype() != DType::F32 {
+        return Err(GpuError::shape("gemm C", format!("{c:?} is not f32")));
+    }
+    let defines: &[Define] = match (half_a, half_b) {
+        (true, _) => &[Define::HalfA, Define::HalfB],
+        (false, true) => &[Define::HalfB],
+        _ => &[],
+    };
+    let kind = resolve(gpu, s, want, half_b);
     let constants = [
         ("TRANS_A", s.trans_a as u8 as f64),
         ("TRANS_B", s.trans_b as u8 as f64),
@@ -206,8 +231,8 @@ pub fn gemm_with(
     ];
     let kernel = match kind {
         GemmKernel::Subgroup8 => gpu.kernel(&GEMM, "gemm_sg8", &[Define::Subgroups], &constants)?,
-        GemmKernel::Tiled => gpu.kernel(&GEMM, "gemm_tiled", &[], &constants)?,
-        _ => gpu.kernel(&GEMM, "gemm", &[], &constants)?,
+        GemmKernel::Tiled => gpu.kernel(&GEMM, "gemm_tiled", defines, &constants)?,
+        _ => gpu.kernel(&GEMM, "gemm", defines, &constants)?,
     };
     let mut p = Params {
         m: s.m as u32,
@@ -271,9 +296,9 @@ fn at_least(what: &str, t: &Tensor, len: usize) -> Result<()> {
     }
 }
 
-/// The kernel [`gemm_with`] would run for `s` on `gpu`.
+/// The kernel [`gemm_with`] would run for `s` on `gpu` (f32 operands).
 pub fn kernel_for(gpu: &crate::Gpu, s: &GemmSpec, want: GemmKernel) -> GemmKernel {
-    resolve(gpu, s, want)
+    resolve(gpu, s, want, false)
 }
 
 /// CPU twin.

@@ -312,6 +312,11 @@ pub struct TrainSection {
     pub log_every: u64,
     /// Write a checkpoint every this many epochs (and at the end).
     pub checkpoint_every: u64,
+    /// Storage of the convolutions' operands: `f32`, or `f16` (the column
+    /// matrices and weights read by the products stored as f16, with f32
+    /// accumulation, outputs and gradients; for GPUs with shader-f16, and
+    /// f32 on adapters without it).
+    pub precision: String,
 }
 
 impl Default for TrainSection {
@@ -322,6 +327,7 @@ impl Default for TrainSection {
             seed: 0,
             log_every: 10,
             checkpoint_every: 1,
+            precision: "f32".into(),
         }
     }
 }
@@ -601,6 +607,11 @@ impl TrainConfig {
         toml::to_string(self).expect("a validated configuration serialises")
     }
 
+    /// The convolutions' operand storage asked for (`train.precision`).
+    pub fn conv_precision(&self) -> crate::ops::conv::ConvPrecision {
+        crate::ops::conv::ConvPrecision::parse(&self.train.precision).unwrap_or_default()
+    }
+
     /// Checks every key; the first bad one is reported.
     pub fn validate(&self) -> Result<(), ConfigError> {
         at_least("model.width", self.model.width, 1)?;
@@ -701,6 +712,7 @@ impl TrainConfig {
         if self.train.log_every == 0 {
             return bad("train.log_every", "0: allowed ≥ 1");
         }
+        one_of("train.precision", &self.train.precision, &["f32", "f16"])?;
         if self.train.checkpoint_every == 0 {
             return bad("train.checkpoint_every", "0: allowed ≥ 1");
         }

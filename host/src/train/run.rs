@@ -436,6 +436,15 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
         None
     };
     let mut last_knn = None;
+    if t.cfg.conv_precision() != t.conv_precision() {
+        eprintln!(
+            "note: train.precision = \"{}\" needs shader-f16, which `{}` does not offer: \
+             the convolutions run in {}",
+            t.cfg.train.precision,
+            t.gpu().info.name,
+            t.conv_precision().name()
+        );
+    }
     while !t.finished() && t.state.step < stop_at {
         let epoch = t.state.epoch;
         let bar = if opts.progress {

@@ -177,7 +177,7 @@ impl ScorePart {
         seed: u64,
     ) -> Result<ScorePart> {
         let t = |len: usize| gpu.tensor(&[len], DType::F32);
-        let net = ScoreNet::new(
+        let mut net = ScoreNet::new(
             gpu,
             ScoreConfig {
                 width: cfg.scorecl.width,
@@ -185,6 +185,7 @@ impl ScorePart {
             },
             seed ^ 0x5c0e,
         )?;
+        net.precision = cfg.conv_precision();
         let moments = net
             .store
             .params
@@ -440,7 +441,8 @@ impl<'g> Trainer<'g> {
         let size = cfg.data.size;
         let seed = cfg.train.seed;
         let init_seed = cfg.model.init_seed.unwrap_or(seed);
-        let encoder = ResNet::new(gpu, cfg.encoder_config(), init_seed)?;
+        let mut encoder = ResNet::new(gpu, cfg.encoder_config(), init_seed)?;
+        encoder.precision = cfg.conv_precision();
         let feat = encoder.feature_dim();
         let (proj_spec, pred_spec, d) = head_spec(&cfg, feat);
         let mut heads = ParamStore::default();
@@ -563,7 +565,13 @@ impl<'g> Trainer<'g> {
         })
     }
 
-    /// The GPU.
+    /// The convolutions' operand storage in effect (`train.precision`, or
+    /// f32 where the device has no shader-f16).
+    pub fn conv_precision(&self) -> crate::ops::conv::ConvPrecision {
+        self.enc_ws[0].precision()
+    }
+
+    /// The device.
     pub fn gpu(&self) -> &'g Gpu {
         self.gpu
     }

@@ -9,7 +9,7 @@ pub fn capabilities(defines: &[Define]) -> Capabilities {
     for d in defines {
         caps |= match d {
             Define::Subgroups => Capabilities::SUBGROUP | Capabilities::SUBGROUP_BARRIER,
-            Define::F16 => Capabilities::SHADER_FLOAT16,
+            Define::F16 | Define::HalfA | Define::HalfB => Capabilities::SHADER_FLOAT16,
         };
     }
     caps
