@@ -103,6 +103,15 @@ run() {
   SCORECL_BIN="$PWD/$S" timeout 180 bench/compare.sh "$CONFIG" "$BATCH" "$STEPS" \
     "$OUT/train-compare.json" > "$OUT/train-compare.txt" 2>&1 || true
   cat "$OUT/train-compare.txt"
+  echo "== f16 storage and cooperative matrices =="
+  timeout 120 "$S" bench train --config "$CONFIG" --batch-size "$BATCH" --steps "$STEPS" \
+    --precision f16 --json > "$OUT/scorecl-train-f16.json" || true
+  SCORECL_COOP_MATRIX=1 timeout 60 "$S" doctor > "$OUT/doctor-coop.txt" 2>&1 || true
+  if grep -q "cooperative matrix 8" "$OUT/doctor-coop.txt" || grep -q "cooperative matrix 16" "$OUT/doctor-coop.txt"; then
+    SCORECL_COOP_MATRIX=1 timeout 90 "$(ls "$B"/test.*.gemm | head -1)" > "$OUT/test.gemm.coop.log" 2>&1 || echo "coop GEMM tests FAILED"
+    SCORECL_COOP_MATRIX=1 timeout 90 "$S" bench gemm --kernel coop --max 4096 --seconds 1 --json \
+      > "$OUT/scorecl-gemm-coop.json" || true
+  fi
   python3 - "$OUT" "$pass" "$fail" "$failed" "$((SECONDS - t0))" <<'PY'
 import json, os, sys
 out, npass, nfail, failed, secs = sys.argv[1:6]
@@ -136,6 +145,21 @@ try:
                  f"on {c['scorecl']['on_peak_memory_bytes'] / 2**20:.0f} MiB")
 except (OSError, ValueError, KeyError) as e:
     lines.append(f"training comparison unavailable: {e}")
+try:
+    h = json.load(open(os.path.join(out, "scorecl-train-f16.json")))
+    lines.append(f"\ntrain.precision = f16 ({h['precision']} in effect): off {h['off_images_per_s']:.1f} img/s, "
+                 f"on {h['on_images_per_s']:.1f} img/s; peak memory off {h['off_peak_memory_bytes'] / 2**20:.0f} MiB, "
+                 f"on {h['on_peak_memory_bytes'] / 2**20:.0f} MiB")
+except (OSError, ValueError, KeyError) as e:
+    lines.append(f"f16 training bench unavailable: {e}")
+try:
+    doc = open(os.path.join(out, "doctor-coop.txt")).read()
+    lines.append("\nWith SCORECL_COOP_MATRIX=1: " + ("; ".join(l.strip() for l in doc.splitlines()
+                 if "cooperative" in l or l.strip().startswith(("ok", "FAIL")))[:1500]))
+    g = json.load(open(os.path.join(out, "scorecl-gemm-coop.json")))
+    lines.append("coop GEMM GFLOP/s: " + ", ".join(f"{r['shape']} {r['gflops']:.0f}" for r in g["gemm"]))
+except (OSError, ValueError, KeyError) as e:
+    lines.append(f"cooperative matrices: not available ({e})")
 lines.append(f"\n{secs} s in all.")
 open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))

@@ -39,6 +39,9 @@ pub struct AdapterReport {
     pub shader_f16: bool,
     /// Timestamp queries (per-kernel times in `scorecl bench`).
     pub timestamps: bool,
+    /// The cooperative-matrix shapes scorecl's GEMM could use there with
+    /// `SCORECL_COOP_MATRIX=1` (empty: none).
+    pub coop_matrix: Vec<&'static str>,
     /// Where reductions go: `subgroups` or `workgroup memory`.
     pub reductions: &'static str,
     /// The GEMM the automatic choice takes on an aligned shape.
@@ -77,6 +80,21 @@ fn report(a: &AdapterDetails) -> AdapterReport {
         subgroup_size: (i.subgroup_min_size, i.subgroup_max_size),
         shader_f16: a.features.contains(wgpu::Features::SHADER_F16),
         timestamps: a.features.contains(wgpu::Features::TIMESTAMP_QUERY),
+        coop_matrix: {
+            let (f32s, f16s) = crate::gpu::coop_shapes(&a.coop);
+            let usable = a
+                .features
+                .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+                && i.subgroup_max_size <= 32;
+            let mut v = Vec::new();
+            if usable && f32s {
+                v.push("8x8 f32");
+            }
+            if usable && f16s {
+                v.push("16x16 f16->f32");
+            }
+            v
+        },
         reductions: if sub { "subgroups" } else { "workgroup memory" },
         // The rule of `ops::gemm`'s automatic choice.
         gemm: if sub && class == AdapterClass::Cpu && i.subgroup_min_size >= 8 {
@@ -141,7 +159,8 @@ fn check(name: String, max_rel_err: f64, tolerance: f64, ms: f64) -> Check {
 }
 
 /// The GEMM (both kernels the adapter may run, on a vec4-aligned shape
-/// with bias and ReLU) and the weighted NT-Xent with its gradient, each
+/// with bias and ReLU; with f16 operands where the adapter has shader-f16)
+/// and the weighted NT-Xent with its gradient, each
 /// against the core. Tolerances: 1e-4 of the output's scale (f32
 /// accumulation order).
 pub fn self_check(gpu: &Gpu) -> Result<Vec<Check>> {
@@ -173,6 +192,9 @@ pub fn self_check(gpu: &Gpu) -> Result<Vec<Check>> {
     if !kinds.contains(&auto) {
         kinds.push(auto);
     }
+    if gpu.caps.coop_f32 && !kinds.contains(&GemmKernel::Coop) {
+        kinds.push(GemmKernel::Coop);
+    }
     for kind in kinds {
         let t0 = std::time::Instant::now();
         let mut s = gpu.step("doctor gemm");
@@ -185,6 +207,35 @@ pub fn self_check(gpu: &Gpu) -> Result<Vec<Check>> {
             1e-4,
             t0.elapsed().as_secs_f64() * 1e3,
         ));
+    }
+
+    // f16 operands with f32 accumulation (train.precision = "f16"): the
+    // operands are rounded here, so the f64 twin sees what the device reads.
+    if gpu.caps.f16 {
+        let round = |v: &[f32]| -> Vec<f32> {
+            v.iter().map(|x| half::f16::from_f32(*x).to_f32()).collect()
+        };
+        let (ah, bh) = (round(&a), round(&b));
+        let mut want = vec![0.0f32; m * n];
+        gemm::cpu::gemm(&spec, &ah, &bh, Some(&bias), &mut want);
+        let (ta, tb) = (gpu.upload_f16(&ah, &[m, k])?, gpu.upload_f16(&bh, &[k, n])?);
+        let mut kinds = vec![GemmKernel::Portable, GemmKernel::Tiled];
+        if gpu.caps.coop_f16 {
+            kinds.push(GemmKernel::Coop);
+        }
+        for kind in kinds {
+            let t0 = std::time::Instant::now();
+            let mut s = gpu.step("doctor gemm f16");
+            gemm::gemm_with(&mut s, &spec, &ta, &tb, Some(&tbias), &tc, kind)?;
+            let r = s.readback(&tc);
+            let got = s.submit()?.f32(r)[..m * n].to_vec();
+            out.push(check(
+                format!("GEMM {m}×{n}×{k}, f16 operands, {kind:?} kernel, vs f64 CPU"),
+                rel_err(&got, &want),
+                1e-4,
+                t0.elapsed().as_secs_f64() * 1e3,
+            ));
+        }
     }
 
     // Weighted NT-Xent and its gradient.

@@ -35,6 +35,12 @@ pub struct Caps {
     pub f16: bool,
     /// Timestamp queries are enabled.
     pub timestamps: bool,
+    /// Cooperative matrices are enabled (opt-in, [`GpuOptions::coop_matrix`])
+    /// with 8 × 8 × 8 f32 fragments: the GEMM of f32 operands may use them.
+    pub coop_f32: bool,
+    /// Cooperative matrices are enabled with 16 × 16 × 16 f16 → f32
+    /// fragments (and shader-f16): the GEMM of f16 operands may use them.
+    pub coop_f16: bool,
     /// Adapter class.
     pub class: AdapterClass,
     /// The limits the device was created with (the adapter's own).
@@ -52,6 +58,10 @@ pub struct GpuOptions {
     pub no_f16: bool,
     /// Do not use timestamp queries.
     pub no_timestamps: bool,
+    /// Use wgpu's experimental cooperative matrices for GEMMs where the
+    /// adapter offers a fragment shape scorecl has a kernel for (off by
+    /// default: the feature is experimental in wgpu 30).
+    pub coop_matrix: bool,
     /// Do not print the chosen adapter.
     pub quiet: bool,
 }
@@ -62,8 +72,8 @@ fn env_flag(name: &str) -> bool {
 
 impl GpuOptions {
     /// Options from the environment: `SCORECL_ADAPTER` (name substring),
-    /// `SCORECL_NO_SUBGROUPS`, `SCORECL_NO_F16`, `SCORECL_NO_TIMESTAMPS`
-    /// (any non-empty value but `0`). wgpu's own variables (`WGPU_BACKEND`,
+    /// `SCORECL_NO_SUBGROUPS`, `SCORECL_NO_F16`, `SCORECL_NO_TIMESTAMPS`,
+    /// `SCORECL_COOP_MATRIX` (any non-empty value but `0`). wgpu's own variables (`WGPU_BACKEND`,
     /// …) choose the backends.
     pub fn from_env() -> Self {
         GpuOptions {
@@ -73,6 +83,7 @@ impl GpuOptions {
             no_subgroups: env_flag("SCORECL_NO_SUBGROUPS"),
             no_f16: env_flag("SCORECL_NO_F16"),
             no_timestamps: env_flag("SCORECL_NO_TIMESTAMPS"),
+            coop_matrix: env_flag("SCORECL_COOP_MATRIX"),
             quiet: false,
         }
     }
@@ -121,6 +132,9 @@ pub struct AdapterDetails {
     pub features: wgpu::Features,
     /// Its limits.
     pub limits: wgpu::Limits,
+    /// The cooperative-matrix fragment shapes it lists (empty without the
+    /// feature).
+    pub coop: Vec<wgpu::CooperativeMatrixProperties>,
 }
 
 /// [`adapters`] with each adapter's features and limits.
@@ -132,6 +146,7 @@ pub fn adapter_details() -> Vec<AdapterDetails> {
             info: a.get_info(),
             features: a.features(),
             limits: a.limits(),
+            coop: a.cooperative_matrix_properties(),
         })
         .collect()
 }
@@ -213,12 +228,30 @@ impl Gpu {
         let subgroups = want(wgpu::Features::SUBGROUP, opts.no_subgroups);
         let f16 = want(wgpu::Features::SHADER_F16, opts.no_f16);
         let timestamps = want(wgpu::Features::TIMESTAMP_QUERY, opts.no_timestamps);
+        // Cooperative matrices: opt-in, only with a fragment shape the GEMM
+        // has a kernel for, and subgroups at most 32 wide (the kernel's
+        // workgroup of 32 must hold whole subgroups).
+        let (sf32, sf16) = coop_shapes(&adapter.cooperative_matrix_properties());
+        let coop_ok = opts.coop_matrix
+            && have.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+            && info.subgroup_max_size <= 32;
+        let coop_f32 = coop_ok && sf32;
+        let coop_f16 = coop_ok && sf16 && f16;
+        let experimental = if coop_f32 || coop_f16 {
+            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+            // SAFETY: the user opted in (SCORECL_COOP_MATRIX); wgpu marks
+            // the feature experimental. `scorecl doctor` checks the kernel
+            // against the CPU twin on the adapter.
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("scorecl"),
             required_features: features,
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            experimental_features: experimental,
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
@@ -243,6 +276,8 @@ impl Gpu {
             subgroup_size: (info.subgroup_min_size, info.subgroup_max_size),
             f16,
             timestamps,
+            coop_f32,
+            coop_f16,
             class: class_of(info.device_type),
             limits,
         };
@@ -346,6 +381,16 @@ fn describe(info: &wgpu::AdapterInfo, caps: &Caps) -> String {
     if caps.timestamps {
         extras.push("timestamps".to_string());
     }
+    if caps.coop_f32 || caps.coop_f16 {
+        let mut shapes = Vec::new();
+        if caps.coop_f32 {
+            shapes.push("8×8 f32");
+        }
+        if caps.coop_f16 {
+            shapes.push("16×16 f16→f32");
+        }
+        extras.push(format!("cooperative matrix {}", shapes.join(", ")));
+    }
     format!(
         "adapter `{}` ({:?}, {:?}), driver {} {}{}",
         info.name,
@@ -359,4 +404,20 @@ fn describe(info: &wgpu::AdapterInfo, caps: &Caps) -> String {
             format!("; {}", extras.join(", "))
         }
     )
+}
+
+/// Which of the GEMM kernel's cooperative fragment shapes the adapter
+/// lists: (8 × 8 × 8 f32 → f32, 16 × 16 × 16 f16 → f32).
+pub fn coop_shapes(props: &[wgpu::CooperativeMatrixProperties]) -> (bool, bool) {
+    use wgpu::CooperativeScalarType as T;
+    let has = |size: u32, ab: T| {
+        props.iter().any(|p| {
+            p.m_size == size
+                && p.n_size == size
+                && p.k_size == size
+                && p.ab_type == ab
+                && p.cr_type == T::F32
+        })
+    };
+    (has(8, T::F32), has(16, T::F16))
 }

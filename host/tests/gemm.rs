@@ -109,6 +109,7 @@ fn shapes_on_and_off_the_grid() {
             GemmKernel::Portable,
             GemmKernel::Subgroup8,
             GemmKernel::Tiled,
+            GemmKernel::Coop,
         ] {
             let mut seed = 0;
             for (m, n, k) in [
@@ -145,6 +146,7 @@ fn epilogue_and_batch() {
             GemmKernel::Portable,
             GemmKernel::Subgroup8,
             GemmKernel::Tiled,
+            GemmKernel::Coop,
         ] {
             let mut seed = 1000;
             for (m, n, k, batch) in [(17, 20, 12, 3), (32, 64, 16, 2), (5, 3, 7, 4)] {
@@ -216,9 +218,18 @@ fn kernel_choice_follows_adapter_and_alignment() {
             gpu.caps.class,
             scorecl_host::AdapterClass::Discrete | scorecl_host::AdapterClass::Integrated
         );
+        // Cooperative matrices only where the device was made with them
+        // (SCORECL_COOP_MATRIX=1 and a fragment shape the kernel has);
+        // asking for them elsewhere gives the automatic choice.
+        let auto = gemm::kernel_for(gpu, &odd_k, GemmKernel::Auto);
+        assert_eq!(auto == GemmKernel::Coop, gpu.caps.coop_f32);
+        if !gpu.caps.coop_f32 {
+            assert_eq!(auto == GemmKernel::Tiled, gpu_class);
+        }
+        assert_eq!(gemm::kernel_for(gpu, &odd_k, GemmKernel::Coop), auto);
         assert_eq!(
-            gemm::kernel_for(gpu, &odd_k, GemmKernel::Auto) == GemmKernel::Tiled,
-            gpu_class
+            gemm::kernel_for_f16(gpu, &odd_k, GemmKernel::Coop) == GemmKernel::Coop,
+            gpu.caps.coop_f16
         );
     }
 }
@@ -243,6 +254,7 @@ fn offsets_and_batch_reduce() {
             GemmKernel::Portable,
             GemmKernel::Subgroup8,
             GemmKernel::Tiled,
+            GemmKernel::Coop,
         ] {
             let mut seed = 5000;
             for (m, n, k, batch) in [(8, 32, 16, 3), (17, 20, 12, 4), (64, 36, 8, 2)] {
@@ -300,6 +312,7 @@ fn f16_operands_accumulate_in_f32() {
             GemmKernel::Portable,
             GemmKernel::Subgroup8,
             GemmKernel::Tiled,
+            GemmKernel::Coop,
         ] {
             for half in [Half::B, Half::AB] {
                 for (m, n, k, batch) in [(17, 20, 12, 3), (64, 36, 16, 2), (5, 3, 7, 1)] {

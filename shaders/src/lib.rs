@@ -25,6 +25,9 @@ pub enum Define {
     /// GEMM operand B stored as f16 (read into f32 arithmetic); needs
     /// shader-f16.
     HalfB,
+    /// wgpu's experimental cooperative matrices
+    /// (`enable wgpu_cooperative_matrix;`; Metal and Vulkan only).
+    Coop,
 }
 
 impl Define {
@@ -35,6 +38,7 @@ impl Define {
             Define::F16 => "F16",
             Define::HalfA => "HALF_A",
             Define::HalfB => "HALF_B",
+            Define::Coop => "COOP",
         }
     }
 
@@ -48,6 +52,7 @@ impl Define {
         match self {
             Define::Subgroups => None,
             Define::F16 | Define::HalfA | Define::HalfB => Some("enable f16;"),
+            Define::Coop => Some("enable wgpu_cooperative_matrix;"),
         }
     }
 }
@@ -165,13 +170,17 @@ const SUBGROUPS: &[Define] = &[Define::Subgroups];
 const F16: &[Define] = &[Define::F16];
 const HALF_B: &[Define] = &[Define::HalfB];
 const HALF_AB: &[Define] = &[Define::HalfA, Define::HalfB];
+const COOP: &[Define] = &[Define::Coop];
+const COOP_F16: &[Define] = &[Define::F16, Define::HalfA, Define::HalfB, Define::Coop];
 
 /// Elementwise kernels (add, scale, mul, ReLU, fill, copy, casts).
 pub const ELEMENTWISE: Module = module!("elementwise", [F32, F16]);
 
 /// Dense matrix multiply with transposes, batch, bias/ReLU epilogue; the
-/// `HALF_*` variants read f16 operands (f16 storage, f32 accumulation).
-pub const GEMM: Module = module!("gemm", [F32, SUBGROUPS, HALF_B, HALF_AB]);
+/// `HALF_*` variants read f16 operands (f16 storage, f32 accumulation); the
+/// `COOP` variants hold the cooperative-matrix kernel (8 × 8 f32 fragments
+/// for f32 operands; 16 × 16 f16 → f32 fragments for f16 operands).
+pub const GEMM: Module = module!("gemm", [F32, SUBGROUPS, HALF_B, HALF_AB, COOP, COOP_F16]);
 
 /// Reductions along an axis (sum, mean, sum of squares).
 pub const REDUCE: Module = module!("reduce", [F32, SUBGROUPS]);

@@ -58,6 +58,10 @@ impl Backend {
 /// has neither subgroups nor shader-f16, the others have both (given a
 /// capable device: SPIR-V 1.3, MSL 2.1, shader model 6.0 / 6.2).
 fn offered(b: Backend, defines: &[Define]) -> bool {
+    if defines.contains(&Define::Coop) {
+        // wgpu 30 has cooperative matrices on Metal and Vulkan only.
+        return matches!(b, Backend::Spirv | Backend::Msl);
+    }
     defines.is_empty() || !matches!(b, Backend::Glsl430 | Backend::GlslEs310)
 }
 
@@ -87,7 +91,13 @@ fn write(
         }
         Backend::Msl => {
             let options = msl::Options {
-                lang_version: if sub || f16 { (2, 1) } else { (2, 0) },
+                lang_version: if defines.contains(&Define::Coop) {
+                    (2, 3)
+                } else if sub || f16 {
+                    (2, 1)
+                } else {
+                    (2, 0)
+                },
                 ..Default::default()
             };
             let pipeline = msl::PipelineOptions {
@@ -271,7 +281,7 @@ fn every_kernel_writes_to_every_backend() {
          `train.precision = \"f16\"`; the fallback is f32 operands). The host \
          picks a variant per adapter (`scorecl doctor` shows which); wgpu's GL backend \
          offers neither feature, so on GL every kernel runs its `f32` variant \
-         (\"f32 only\" below) and the entry points that exist only for a feature \
+         (\"not offered\" below) and the entry points that exist only for a feature \
          (`gemm_sg8`, the f16 casts) are not used.\n\n",
     );
     md.push_str("| kernel | variants | override constants |");
@@ -305,7 +315,11 @@ fn every_kernel_writes_to_every_backend() {
             } else if fallback.is_empty() {
                 format!("ok: {}", ok.join(", "))
             } else {
-                "ok: f32 only".to_string()
+                format!(
+                    "ok: {}; not offered: {}",
+                    ok.join(", "),
+                    fallback.join(", ")
+                )
             };
             md.push_str(&format!(" {cell} |"));
         }

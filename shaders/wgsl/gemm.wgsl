@@ -12,7 +12,8 @@
 // CPU twin: host/src/ops/gemm.rs `cpu::gemm`; tests: host/tests/gemm.rs.
 //
 // Three kernels (the first two also in the HALF_B and HALF_A + HALF_B
-// variants, f16 operands with f32 accumulation):
+// variants, f16 operands with f32 accumulation), and the cooperative-matrix
+// kernels of the COOP variants (below, opt-in):
 // * `gemm`: portable, any shape. Each invocation owns a 4 × 4 block of C in
 //   registers; 8 × 8 invocations per workgroup (a 32 × 32 tile).
 // * `gemm_tiled`: for GPUs (discrete and integrated), any shape. A 64 × 64
@@ -49,34 +50,34 @@ struct Params {
 // HALF_A / HALF_B: that operand is stored as f16 (half the bytes to read)
 // and widened to f32 on load; products and sums stay in f32.
 //#if HALF_A
-@group(0) @binding(1) var<storage, read> A: array<f16>;
+@group(0) @binding(1) var<storage, read> Am: array<f16>;
 //#else
-@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(1) var<storage, read> Am: array<f32>;
 //#endif
 //#if HALF_B
-@group(0) @binding(2) var<storage, read> B: array<f16>;
+@group(0) @binding(2) var<storage, read> Bm: array<f16>;
 //#else
-@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(2) var<storage, read> Bm: array<f32>;
 //#endif
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> C: array<f32>;
+@group(0) @binding(4) var<storage, read_write> Cout: array<f32>;
 
 fn epilogue(idx: u32, c: u32, acc: f32) -> f32 {
     var v = P.alpha * acc;
-    if (P.beta != 0.0) { v += P.beta * C[idx]; }
+    if (P.beta != 0.0) { v += P.beta * Cout[idx]; }
     if (BIAS) { v += bias[c]; }
     if (RELU) { v = max(v, 0.0); }
     return v;
 }
 
 fn a_at(base: u32, r: u32, kk: u32) -> f32 {
-    if (TRANS_A) { return f32(A[base + kk * P.lda + r]); }
-    return f32(A[base + r * P.lda + kk]);
+    if (TRANS_A) { return f32(Am[base + kk * P.lda + r]); }
+    return f32(Am[base + r * P.lda + kk]);
 }
 
 fn b_at(base: u32, kk: u32, c: u32) -> f32 {
-    if (TRANS_B) { return f32(B[base + c * P.ldb + kk]); }
-    return f32(B[base + kk * P.ldb + c]);
+    if (TRANS_B) { return f32(Bm[base + c * P.ldb + kk]); }
+    return f32(Bm[base + kk * P.ldb + c]);
 }
 
 @compute @workgroup_size(8, 8, 1)
@@ -113,7 +114,7 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l: v
             let c = c0 + j;
             if (c >= P.n) { break; }
             let idx = cbase + r * P.ldc + c;
-            C[idx] = epilogue(idx, c, acc[i][j]);
+            Cout[idx] = epilogue(idx, c, acc[i][j]);
         }
     }
 }
@@ -176,7 +177,7 @@ fn gemm_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
             let c = col0 + l.x * 4u + j;
             if (c >= P.n) { break; }
             let idx = cbase + r * P.ldc + c;
-            C[idx] = epilogue(idx, c, acc[i][j]);
+            Cout[idx] = epilogue(idx, c, acc[i][j]);
         }
     }
 }
@@ -293,7 +294,133 @@ fn gemm_sg8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_i
         for (var j = 0u; j < 4u; j++) {
             if (c + j >= P.n) { break; }
             let idx = cbase + r * P.ldc + c + j;
-            C[idx] = epilogue(idx, c + j, acc[i][j]);
+            Cout[idx] = epilogue(idx, c + j, acc[i][j]);
+        }
+    }
+}
+//#endif
+
+//#if COOP
+// Cooperative-matrix GEMM (wgpu's experimental `wgpu_cooperative_matrix`,
+// tensor cores / simdgroup matrices), opt-in. A workgroup of 32
+// invocations computes a 32 × 32 tile of C (TC): 8 × 8 f32 fragments for
+// f32 operands (COOP), or 16 × 16 f16 fragments with an f32 accumulator
+// for f16 operands (COOP with F16, HALF_A, HALF_B: the operands are f16
+// already, so nothing is rounded), whichever the adapter lists. A and B pass through workgroup
+// memory exactly as in `gemm_tiled` (any shape, any transpose, zero-padded
+// edges), so the fragments are loaded row-major from there; C goes back
+// through workgroup memory for the epilogue. The host uses it only where
+// subgroups are at most 32 wide: the workgroup is then one subgroup or
+// several that each compute the same fragments (identical values).
+// Cooperative operations need uniform control flow: no early return.
+const TC: u32 = 32u;
+//#if F16
+const FK: u32 = 16u;                       // k-block: one fragment deep
+var<workgroup> Ah: array<f16, 512>;        // [row][k] 32 × 16
+var<workgroup> Bh: array<f16, 512>;        // [k][col] 16 × 32
+//#else
+const FK: u32 = 8u;
+var<workgroup> Ah: array<f32, 256>;        // [row][k] 32 × 8
+var<workgroup> Bh: array<f32, 256>;        // [k][col] 8 × 32
+//#endif
+var<workgroup> Cs: array<f32, 1024>;       // [row][col] 32 × 32
+
+@compute @workgroup_size(32, 1, 1)
+fn gemm_coop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let row0 = P.r_off + wg.y * TC;
+    let col0 = wg.x * TC;
+    let nb = select(1u, P.batch, P.reduce != 0u);
+    let bt0 = select(wg.z, 0u, P.reduce != 0u);
+//#if F16
+    var c00 = coop_mat16x16<f32, C>();
+    var c01 = coop_mat16x16<f32, C>();
+    var c10 = coop_mat16x16<f32, C>();
+    var c11 = coop_mat16x16<f32, C>();
+    let F = 16u;
+//#else
+    var c00 = coop_mat8x8<f32, C>();
+    var c01 = coop_mat8x8<f32, C>();
+    var c10 = coop_mat8x8<f32, C>();
+    var c11 = coop_mat8x8<f32, C>();
+    let F = 8u;
+//#endif
+    // With 8 × 8 fragments the 2 × 2 of them cover 16 × 16: four quadrant
+    // passes cover the 32 × 32 tile (qr, qc = quadrant offsets).
+    let passes = (TC / (2u * F)) * (TC / (2u * F));
+    for (var q = 0u; q < passes; q++) {
+        let qr = (q / (TC / (2u * F))) * 2u * F;
+        let qc = (q % (TC / (2u * F))) * 2u * F;
+//#if F16
+        c00 = coop_mat16x16<f32, C>();
+        c01 = coop_mat16x16<f32, C>();
+        c10 = coop_mat16x16<f32, C>();
+        c11 = coop_mat16x16<f32, C>();
+//#else
+        c00 = coop_mat8x8<f32, C>();
+        c01 = coop_mat8x8<f32, C>();
+        c10 = coop_mat8x8<f32, C>();
+        c11 = coop_mat8x8<f32, C>();
+//#endif
+        for (var bi = 0u; bi < nb; bi++) {
+            let abase = P.a_off + (bt0 + bi) * P.sa;
+            let bbase = P.b_off + (bt0 + bi) * P.sb;
+            for (var k0 = 0u; k0 < P.k; k0 += FK) {
+                for (var e = li; e < TC * FK; e += 32u) {
+                    let r = e / FK;
+                    let kk = e % FK;
+                    let gr = row0 + r;
+                    let gk = k0 + kk;
+                    var v = 0.0;
+                    if (gr < P.m && gk < P.k) { v = a_at(abase, gr, gk); }
+//#if F16
+                    Ah[r * FK + kk] = f16(v);
+//#else
+                    Ah[r * FK + kk] = v;
+//#endif
+                    let kb = e / TC;
+                    let c = e % TC;
+                    let gc = col0 + c;
+                    let gkb = k0 + kb;
+                    var w = 0.0;
+                    if (gc < P.n && gkb < P.k) { w = b_at(bbase, gkb, gc); }
+//#if F16
+                    Bh[kb * TC + c] = f16(w);
+//#else
+                    Bh[kb * TC + c] = w;
+//#endif
+                }
+                workgroupBarrier();
+//#if F16
+                let a0 = coopLoadT<coop_mat16x16<f16, A>>(&Ah[qr * FK], FK);
+                let a1 = coopLoadT<coop_mat16x16<f16, A>>(&Ah[(qr + F) * FK], FK);
+                let b0 = coopLoadT<coop_mat16x16<f16, B>>(&Bh[qc], TC);
+                let b1 = coopLoadT<coop_mat16x16<f16, B>>(&Bh[qc + F], TC);
+//#else
+                let a0 = coopLoadT<coop_mat8x8<f32, A>>(&Ah[qr * FK], FK);
+                let a1 = coopLoadT<coop_mat8x8<f32, A>>(&Ah[(qr + F) * FK], FK);
+                let b0 = coopLoadT<coop_mat8x8<f32, B>>(&Bh[qc], TC);
+                let b1 = coopLoadT<coop_mat8x8<f32, B>>(&Bh[qc + F], TC);
+//#endif
+                c00 = coopMultiplyAdd(a0, b0, c00);
+                c01 = coopMultiplyAdd(a0, b1, c01);
+                c10 = coopMultiplyAdd(a1, b0, c10);
+                c11 = coopMultiplyAdd(a1, b1, c11);
+                workgroupBarrier();
+            }
+        }
+        coopStoreT(c00, &Cs[qr * TC + qc], TC);
+        coopStoreT(c01, &Cs[qr * TC + qc + F], TC);
+        coopStoreT(c10, &Cs[(qr + F) * TC + qc], TC);
+        coopStoreT(c11, &Cs[(qr + F) * TC + qc + F], TC);
+    }
+    workgroupBarrier();
+    let cbase = P.c_off + bt0 * P.sc;
+    for (var e = li; e < TC * TC; e += 32u) {
+        let r = row0 + e / TC;
+        let c = col0 + e % TC;
+        if (r < P.m && c < P.n) {
+            let idx = cbase + r * P.ldc + c;
+            Cout[idx] = epilogue(idx, c, Cs[e]);
         }
     }
 }

@@ -567,8 +567,9 @@ enum BenchCmd {
         /// Only shapes whose name contains this.
         #[arg(long)]
         only: Option<String>,
-        /// Kernel: auto (chosen per adapter), portable, sg8 (CPU drivers) or
-        /// tiled (GPUs).
+        /// Kernel: auto (chosen per adapter), portable, sg8 (CPU drivers),
+        /// tiled (GPUs) or coop (cooperative matrices; needs
+        /// SCORECL_COOP_MATRIX=1 and an adapter that has them, else as auto).
         #[arg(long, default_value = "auto")]
         kernel: String,
         /// Print one JSON object instead of the table.
@@ -583,7 +584,8 @@ fn gemm_kernel(name: &str) -> anyhow::Result<GemmKernel> {
         "portable" => GemmKernel::Portable,
         "sg8" => GemmKernel::Subgroup8,
         "tiled" => GemmKernel::Tiled,
-        other => anyhow::bail!("--kernel `{other}`: allowed auto, portable, sg8, tiled"),
+        "coop" => GemmKernel::Coop,
+        other => anyhow::bail!("--kernel `{other}`: allowed auto, portable, sg8, tiled, coop"),
     })
 }
 
@@ -615,9 +617,20 @@ fn doctor(cli: &Cli, json: bool) -> anyhow::Result<()> {
                 a.reductions,
                 a.gemm,
                 if a.shader_f16 {
-                    "available"
+                    "storage available (train.precision = \"f16\")"
                 } else {
-                    "off (f32)"
+                    "off (train.precision = \"f16\" runs in f32)"
+                }
+            );
+            println!(
+                "    cooperative matrix: {}",
+                if a.coop_matrix.is_empty() {
+                    "none scorecl can use".to_string()
+                } else {
+                    format!(
+                        "{} (opt in with SCORECL_COOP_MATRIX=1)",
+                        a.coop_matrix.join(", ")
+                    )
                 }
             );
             let l = &a.limits;

@@ -123,6 +123,12 @@ pub enum GemmKernel {
     /// `gemm_tiled`: 64 × 64 tiles through workgroup memory, for GPUs; any
     /// shape, no optional features.
     Tiled,
+    /// `gemm_coop`: wgpu's experimental cooperative matrices, 32 × 32
+    /// tiles; used (and chosen by [`GemmKernel::Auto`]) only on devices
+    /// made with [`crate::GpuOptions::coop_matrix`] whose adapter lists the
+    /// fragment shape for the operands (8 × 8 f32, or 16 × 16 f16 → f32
+    /// for f16 A and B); otherwise the choice falls back as for `Auto`.
+    Coop,
 }
 
 impl GemmSpec {
@@ -136,11 +142,27 @@ impl GemmSpec {
     }
 }
 
-fn resolve(gpu: &crate::Gpu, s: &GemmSpec, want: GemmKernel, half: bool) -> GemmKernel {
+/// Operand storage of a product: both f32, f16 B, or f16 A and B.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operands {
+    F32,
+    HalfB,
+    HalfAB,
+}
+
+fn resolve(gpu: &crate::Gpu, s: &GemmSpec, want: GemmKernel, ops: Operands) -> GemmKernel {
     // gemm_sg8 reads f32 vec4s only: f16 operands take the other kernels.
+    let half = ops != Operands::F32;
     let sg8 = !half && gpu.caps.subgroups && gpu.caps.subgroup_size.0 >= 8 && s.vec4_aligned();
+    let coop = match ops {
+        Operands::F32 => gpu.caps.coop_f32,
+        Operands::HalfAB => gpu.caps.coop_f16,
+        Operands::HalfB => false,
+    };
     let class = gpu.caps.class;
     match want {
+        GemmKernel::Auto | GemmKernel::Coop if coop => GemmKernel::Coop,
+        GemmKernel::Coop => resolve(gpu, s, GemmKernel::Auto, ops),
         GemmKernel::Auto if sg8 && class == crate::AdapterClass::Cpu => GemmKernel::Subgroup8,
         GemmKernel::Auto
             if matches!(
@@ -160,7 +182,7 @@ fn resolve(gpu: &crate::Gpu, s: &GemmSpec, want: GemmKernel, half: bool) -> Gemm
 /// Records `C = act(alpha·op(A)·op(B) + beta·C + bias)` with the kernel
 /// chosen for the adapter. A and B may be f16 tensors (B alone, or both;
 /// the device needs shader-f16): they are widened on load and the product
-/// accumulates in f32 (`gemm` or `gemm_tiled`, never `gemm_sg8`). C and the
+/// accumulates in f32 (`gemm`, `gemm_tiled` or `gemm_coop`, never `gemm_sg8`). C and the
 /// bias are f32.
 pub fn gemm(
     step: &mut Step,
@@ -217,12 +239,12 @@ pub fn gemm_with(
     if c.dtype() != DType::F32 {
         return Err(GpuError::shape("gemm C", format!("{c:?} is not f32")));
     }
-    let defines: &[Define] = match (half_a, half_b) {
-        (true, _) => &[Define::HalfA, Define::HalfB],
-        (false, true) => &[Define::HalfB],
-        _ => &[],
+    let (defines, ops): (&[Define], _) = match (half_a, half_b) {
+        (true, _) => (&[Define::HalfA, Define::HalfB], Operands::HalfAB),
+        (false, true) => (&[Define::HalfB], Operands::HalfB),
+        _ => (&[], Operands::F32),
     };
-    let kind = resolve(gpu, s, want, half_b);
+    let kind = resolve(gpu, s, want, ops);
     let constants = [
         ("TRANS_A", s.trans_a as u8 as f64),
         ("TRANS_B", s.trans_b as u8 as f64),
@@ -232,6 +254,13 @@ pub fn gemm_with(
     let kernel = match kind {
         GemmKernel::Subgroup8 => gpu.kernel(&GEMM, "gemm_sg8", &[Define::Subgroups], &constants)?,
         GemmKernel::Tiled => gpu.kernel(&GEMM, "gemm_tiled", defines, &constants)?,
+        GemmKernel::Coop if ops == Operands::HalfAB => gpu.kernel(
+            &GEMM,
+            "gemm_coop",
+            &[Define::F16, Define::HalfA, Define::HalfB, Define::Coop],
+            &constants,
+        )?,
+        GemmKernel::Coop => gpu.kernel(&GEMM, "gemm_coop", &[Define::Coop], &constants)?,
         _ => gpu.kernel(&GEMM, "gemm", defines, &constants)?,
     };
     let mut p = Params {
@@ -258,7 +287,7 @@ pub fn gemm_with(
     let (tile_m, tile_n) = match kind {
         GemmKernel::Subgroup8 => (8, 32),
         GemmKernel::Tiled => (64, 64),
-        _ => (32, 32),
+        _ => (32, 32), // portable and coop
     };
     let chunk = tile_m * 65_535;
     let z = if s.reduce { 1 } else { s.batch as u32 };
@@ -298,7 +327,12 @@ fn at_least(what: &str, t: &Tensor, len: usize) -> Result<()> {
 
 /// The kernel [`gemm_with`] would run for `s` on `gpu` (f32 operands).
 pub fn kernel_for(gpu: &crate::Gpu, s: &GemmSpec, want: GemmKernel) -> GemmKernel {
-    resolve(gpu, s, want, false)
+    resolve(gpu, s, want, Operands::F32)
+}
+
+/// The kernel [`gemm_with`] would run for `s` on `gpu` with f16 A and B.
+pub fn kernel_for_f16(gpu: &crate::Gpu, s: &GemmSpec, want: GemmKernel) -> GemmKernel {
+    resolve(gpu, s, want, Operands::HalfAB)
 }
 
 /// CPU twin.

@@ -10,6 +10,7 @@ pub fn capabilities(defines: &[Define]) -> Capabilities {
         caps |= match d {
             Define::Subgroups => Capabilities::SUBGROUP | Capabilities::SUBGROUP_BARRIER,
             Define::F16 | Define::HalfA | Define::HalfB => Capabilities::SHADER_FLOAT16,
+            Define::Coop => Capabilities::COOPERATIVE_MATRIX,
         };
     }
     caps
