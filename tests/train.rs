@@ -23,7 +23,7 @@ use scorecl::host::ops::conv::ConvPrecision;
 use scorecl::host::train::{
     run_training, RunDir, RunOptions, StepReport, TrainConfig, TrainError, Trainer,
 };
-use scorecl::host::Gpu;
+use scorecl::host::{Gpu, GpuOptions};
 
 /// A tiny configuration with mild augmentations (so that ten steps
 /// visibly reduce the loss).
@@ -412,6 +412,45 @@ fn f16_storage_trains_and_tracks_f32() {
         l16[0],
         l32[0]
     );
+}
+
+/// Every buffer of a training step comes from the pool: once a step of
+/// each kind has run (the warm-up's and the weighted one, which reads back
+/// the score statistics), further steps create none, with f32 and f16
+/// storage. A device of its own, so no other test allocates on it
+/// meanwhile.
+#[test]
+fn training_steps_allocate_nothing_after_the_first() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let gpu = Gpu::new(&GpuOptions {
+        quiet: true,
+        ..GpuOptions::from_env()
+    })
+    .unwrap();
+    for precision in ["f32", "f16"] {
+        let mut cfg = tiny("simclr", "on");
+        cfg.train.precision = precision.into();
+        cfg.scorecl.score_warmup_epochs = 1;
+        let mut t = trainer(&gpu, cfg);
+        assert!(!t.step().unwrap().weighted, "a warm-up step");
+        let mut steps = 1;
+        while !t.step().unwrap().weighted {
+            steps += 1;
+            assert!(steps < 10, "the warm-up never ended");
+        }
+        let created = gpu.buffers_created();
+        let bytes = gpu.memory().allocated_bytes;
+        for _ in 0..4 {
+            assert!(t.step().unwrap().weighted);
+        }
+        assert_eq!(
+            (gpu.buffers_created(), gpu.memory().allocated_bytes),
+            (created, bytes),
+            "{precision}: steps after the first of their kind created buffers"
+        );
+    }
 }
 
 #[test]

@@ -318,8 +318,25 @@ impl<'g> Step<'g> {
             });
         let mut staging = Vec::new();
         let mut names = Vec::new();
-        for cmd in &self.commands {
+        let mut i = 0;
+        while i < self.commands.len() {
+            let cmd = &self.commands[i];
+            i += 1;
             match cmd {
+                Command::Dispatch { kernel, .. } if queries.is_none() => {
+                    // A run of dispatches shares one compute pass (wgpu
+                    // orders them with the barriers their bindings need);
+                    // a pass per dispatch only when timing each one.
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(&kernel.name),
+                        timestamp_writes: None,
+                    });
+                    record_dispatch(gpu, &mut pass, cmd, &arena_buf);
+                    while let Some(next @ Command::Dispatch { .. }) = self.commands.get(i) {
+                        record_dispatch(gpu, &mut pass, next, &arena_buf);
+                        i += 1;
+                    }
+                }
                 Command::Dispatch { kernel, .. } => {
                     let q = names.len() as u32;
                     names.push(kernel.name.clone());
@@ -415,14 +432,36 @@ impl<'g> Step<'g> {
     }
 }
 
-/// Records one dispatch command: its bind group (parameters slot and
-/// storage buffers in binding order) and a compute pass.
+/// Records one dispatch command in a compute pass of its own (with its
+/// timestamps when profiling).
 fn encode_dispatch(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
     cmd: &Command,
     arena: &wgpu::Buffer,
     stamps: Option<(&wgpu::QuerySet, u32)>,
+) {
+    let Command::Dispatch { kernel, .. } = cmd else {
+        return;
+    };
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(&kernel.name),
+        timestamp_writes: stamps.map(|(qs, q)| wgpu::ComputePassTimestampWrites {
+            query_set: qs,
+            beginning_of_pass_write_index: Some(2 * q),
+            end_of_pass_write_index: Some(2 * q + 1),
+        }),
+    });
+    record_dispatch(gpu, &mut pass, cmd, arena);
+}
+
+/// Records one dispatch command into `pass`: its bind group (parameters
+/// slot and storage buffers in binding order), pipeline and workgroups.
+fn record_dispatch(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    cmd: &Command,
+    arena: &wgpu::Buffer,
 ) {
     let Command::Dispatch {
         kernel,
@@ -460,14 +499,6 @@ fn encode_dispatch(
         label: Some(&kernel.name),
         layout: &kernel.layout,
         entries: &entries,
-    });
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-        label: Some(&kernel.name),
-        timestamp_writes: stamps.map(|(qs, q)| wgpu::ComputePassTimestampWrites {
-            query_set: qs,
-            beginning_of_pass_write_index: Some(2 * q),
-            end_of_pass_write_index: Some(2 * q + 1),
-        }),
     });
     pass.set_pipeline(&kernel.pipeline);
     let offsets: Vec<u32> = params.iter().copied().collect();
