@@ -122,12 +122,13 @@ fn lars_matches_the_core() {
             let mut p = normals(2, n, 0.5);
             let mut b = vec![0.0f32; n];
             let (tp, tb) = (up(gpu, &p), up(gpu, &b));
-            let norms = gpu.tensor(&[2], DType::F32).unwrap();
+            let norms = gpu.tensor(&[6], DType::F32).unwrap();
             for t in 0..3 {
                 let g = normals(20 + t, n, 0.1);
                 let tg = up(gpu, &g);
                 let mut s = gpu.step("lars");
-                gpu_optim::lars(&mut s, &tp, &tg, &tb, &norms, 0.4, &cfg, is_1d, t == 0).unwrap();
+                gpu_optim::lars(&mut s, &tp, &tg, &tb, &norms, 2, 0.4, &cfg, is_1d, t == 0)
+                    .unwrap();
                 s.submit().unwrap();
                 optim::lars_step(&mut p, &g, &mut b, 0.4, &cfg, is_1d, t == 0).unwrap();
             }

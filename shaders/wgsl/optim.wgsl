@@ -21,6 +21,11 @@ struct Params {
     step_size: f32,
     bc2_sqrt: f32,
     decoupled: u32,
+    // LARS: this tensor's pair of squared norms in sq / sqw.
+    slot: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -28,8 +33,13 @@ struct Params {
 @group(0) @binding(2) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read_write> buf: array<f32>;
 @group(0) @binding(4) var<storage, read_write> m2: array<f32>;
-// LARS: [‖p‖², ‖g‖²] of the whole tensor (reduce.wgsl sums of squares).
+// LARS: [‖p‖², ‖g‖²] of the whole tensor at 2·slot (lars_norms writes them
+// through sqw, lars reads them through sq). One slot per tensor, so the
+// updates of different tensors have no buffer in common to order them.
 @group(0) @binding(5) var<storage, read> sq: array<f32>;
+@group(0) @binding(6) var<storage, read_write> sqw: array<f32>;
+
+//#include wg_reduce
 
 fn index(id: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return id.x + id.y * nwg.x * 256u;
@@ -60,8 +70,8 @@ fn sgd(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nw
 fn lars(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(id, nwg);
     if (i >= P.n) { return; }
-    let p_norm = sqrt(sq[0]);
-    let g_norm = sqrt(sq[1]);
+    let p_norm = sqrt(sq[2u * P.slot]);
+    let g_norm = sqrt(sq[2u * P.slot + 1u]);
     var d_p = g[i];
     if (P.adapt != 0u && p_norm != 0.0 && g_norm != 0.0) {
         var f = p_norm / (g_norm + p_norm * P.weight_decay + P.eps);
@@ -70,6 +80,25 @@ fn lars(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) n
         d_p = (g[i] + P.weight_decay * p[i]) * f;
     }
     momentum_apply(i, d_p);
+}
+
+// Both squared norms of LARS in one pass (one workgroup).
+@compute @workgroup_size(64)
+fn lars_norms(@builtin(local_invocation_index) lid: u32) {
+    var a = 0.0;
+    var b = 0.0;
+    for (var i = lid; i < P.n; i += 64u) {
+        let pv = p[i];
+        let gv = g[i];
+        a += pv * pv;
+        b += gv * gv;
+    }
+    let sa = wg_sum(a, lid);
+    let sb = wg_sum(b, lid);
+    if (lid == 0u) {
+        sqw[2u * P.slot] = sa;
+        sqw[2u * P.slot + 1u] = sb;
+    }
 }
 
 // Adam / AdamW; buf holds the first moment, m2 the second.

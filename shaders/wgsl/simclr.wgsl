@@ -9,7 +9,9 @@
 //   terms_r = w_{r mod n} (lse_r − S_{r,p(r)}) / 2n, p(r) = r ± n.
 // simclr_grad (one invocation per element of G, 2n × 2n):
 //   G_rc = (a_r e^{S_rc − lse_r} + a_c e^{S_rc − lse_c}) / τ, c ≠ r,
-//   minus 2 a_r / τ at c = p(r), 0 on the diagonal; a_r = w_{r mod n} / 2n.
+//   minus 2 a_r / τ at c = p(r), 0 on the diagonal; a_r = w_{r mod n} / 2n;
+//   invocation 0 also writes the loss Σ_r terms_r (in row order), which
+//   saves the loss its own reduction dispatch.
 
 struct Params {
     n: u32,
@@ -25,6 +27,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> terms: array<f32>;
 @group(0) @binding(5) var<storage, read> lse_in: array<f32>;
 @group(0) @binding(6) var<storage, read_write> G: array<f32>;
+@group(0) @binding(7) var<storage, read_write> loss: array<f32>;
 
 //#include wg_reduce
 
@@ -61,6 +64,11 @@ fn simclr_grad(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgr
     let t = id.x + id.y * nwg.x * 256u;
     let rows = 2u * P.n;
     if (t >= rows * rows) { return; }
+    if (t == 0u) {
+        var total = 0.0;
+        for (var i = 0u; i < rows; i++) { total += terms[i]; }
+        loss[0] = total;
+    }
     let r = t / rows;
     let c = t % rows;
     if (r == c) {

@@ -1,16 +1,16 @@
 //! Optimizer updates on the GPU (`shaders/wgsl/optim.wgsl`). CPU twin:
 //! scorecl-core's `optim` rules; tests: `host/tests/optim.rs`.
 //!
-//! LARS needs the norms of the whole tensor: two sum-of-squares reductions
-//! are recorded into a two-element scratch tensor before the update, so
-//! nothing is read back.
+//! LARS needs the norms of the whole tensor: one kernel (`lars_norms`)
+//! records both sums of squares into the tensor's slot of a scratch tensor
+//! before the update, so nothing is read back; with a slot per tensor the
+//! updates of different tensors share no buffer that would order them.
 
 use bytemuck::{Pod, Zeroable};
 use scorecl_core::optim::{AdamConfig, AdamStep, LarsConfig, SgdConfig};
 use scorecl_shaders::OPTIM;
 
 use crate::error::Result;
-use crate::ops::reduce::{reduce_at, Reduction};
 use crate::step::{grid, Step};
 use crate::tensor::Tensor;
 
@@ -33,6 +33,8 @@ struct Params {
     step_size: f32,
     bc2_sqrt: f32,
     decoupled: u32,
+    slot: u32,
+    _p: [u32; 3],
 }
 
 fn sgd_params(n: usize, lr: f32, c: &SgdConfig, first: bool) -> Params {
@@ -71,7 +73,9 @@ pub fn sgd(
 }
 
 /// One LARS step (solo-learn); `is_1d` marks a bias or norm parameter.
-/// `norms` is a two-element scratch tensor.
+/// `norms` is scratch of at least 2·(`slot` + 1) elements; the tensor's
+/// squared norms go to `norms[2·slot..2·slot + 2]` (give each tensor of a
+/// model its own slot).
 #[allow(clippy::too_many_arguments)]
 pub fn lars(
     step: &mut Step,
@@ -79,6 +83,7 @@ pub fn lars(
     g: &Tensor,
     buf: &Tensor,
     norms: &Tensor,
+    slot: usize,
     lr: f32,
     cfg: &LarsConfig,
     is_1d: bool,
@@ -87,19 +92,20 @@ pub fn lars(
     cfg.validate()?;
     g.expect_len("lars grad", p.len())?;
     buf.expect_len("lars momentum", p.len())?;
-    norms.expect_len("lars norms", 2)?;
+    norms.expect_len_at_least("lars norms", 2 * (slot + 1))?;
     let n = p.len();
-    // norms = [‖p‖², ‖g‖²], recorded before the update that reads them.
-    reduce_at(step, p, [1, n, 1], Reduction::SumSq, 1.0, norms, 0)?;
-    reduce_at(step, g, [1, n, 1], Reduction::SumSq, 1.0, norms, 1)?;
     let sgd = cfg.sgd();
     let params = Params {
         eta: cfg.eta,
         eps: cfg.eps,
         clip: cfg.clip_lr as u32,
         adapt: !(is_1d && cfg.exclude_bias_n_norm) as u32,
+        slot: slot as u32,
         ..sgd_params(n, lr, &sgd, first)
     };
+    // [‖p‖², ‖g‖²], recorded before the update that reads them.
+    let k = step.gpu().kernel(&OPTIM, "lars_norms", &[], &[])?;
+    step.dispatch(&k, &params, &[p, g, norms], [1, 1, 1])?;
     let k = step.gpu().kernel(&OPTIM, "lars", &[], &[])?;
     step.dispatch(&k, &params, &[p, g, buf, norms], grid(n, 256))
 }

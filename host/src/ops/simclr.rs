@@ -9,7 +9,6 @@ use scorecl_shaders::SIMCLR;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::ops::gemm::{gemm, GemmSpec};
-use crate::ops::reduce::sum_all;
 use crate::ops::rows;
 use crate::step::{grid, Step};
 use crate::tensor::{DType, Tensor};
@@ -89,7 +88,12 @@ impl SimClr {
         let k = gpu.kernel(&SIMCLR, "simclr_rows", defines, &[])?;
         step.dispatch(&k, &p, &[&self.s, w, &self.lse, &self.terms], grid(r, 1))?;
         let k = gpu.kernel(&SIMCLR, "simclr_grad", defines, &[])?;
-        step.dispatch(&k, &p, &[&self.s, w, &self.lse, &self.g], grid(r * r, 256))?;
+        step.dispatch(
+            &k,
+            &p,
+            &[&self.s, w, &self.terms, &self.lse, &self.g, loss],
+            grid(r * r, 256),
+        )?;
         gemm(
             step,
             &GemmSpec::new(r, d, r),
@@ -98,7 +102,6 @@ impl SimClr {
             None,
             &self.du,
         )?;
-        rows::l2norm_backward(step, &self.du, &self.u, &self.norms, r, d, grad)?;
-        sum_all(step, &self.terms, 1.0, loss)
+        rows::l2norm_backward(step, &self.du, &self.u, &self.norms, r, d, grad)
     }
 }

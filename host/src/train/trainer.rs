@@ -512,7 +512,8 @@ impl<'g> Trainer<'g> {
                 _ => None,
             },
             loss: t(1)?,
-            norms: t(2)?,
+            // A pair of squared norms per parameter tensor (LARS).
+            norms: t(2 * (encoder.store.params.len() + heads.params.len()))?,
         };
         let enc_ws = [
             encoder.workspace(gpu, n, size, size, false)?,
@@ -776,7 +777,7 @@ impl<'g> Trainer<'g> {
             match &self.optim {
                 Optim::Sgd(c) => optim::sgd(&mut s, &p.value, &p.grad, &m[0], lr, c, first)?,
                 Optim::Lars(c) => optim::lars(
-                    &mut s, &p.value, &p.grad, &m[0], &b.norms, lr, c, p.one_d, first,
+                    &mut s, &p.value, &p.grad, &m[0], &b.norms, i, lr, c, p.one_d, first,
                 )?,
                 Optim::Adam(c) => optim::adam(
                     &mut s,
