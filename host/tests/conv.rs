@@ -161,6 +161,89 @@ fn conv2d_with_f16_storage_matches_the_loops_on_rounded_operands() {
     }
 }
 
+/// The input gradient with a residual branch fused into col2im: `+ t`, and
+/// `+ relu'(y)·dy`; the columns' part is the plain backward's, so the sum
+/// is compared bitwise with the separate add it replaces.
+#[test]
+fn conv2d_backward_adds_the_other_branch() {
+    for gpu in gpus() {
+        let s = shape(2, 3, 7, 7, 4, 3, 1, 1);
+        let x = normals(41, s.in_len(), 1.0);
+        let wt = normals(42, s.weight_len(), 0.5);
+        let dout = normals(43, s.out_len(), 1.0);
+        let t = normals(44, s.in_len(), 1.0);
+        let y = normals(45, s.in_len(), 1.0);
+        let up = |v: &[f32]| gpu.upload(v, &[v.len()]).unwrap();
+        let (tx, tw, tdo, tt, ty) = (up(&x), up(&wt), up(&dout), up(&t), up(&y));
+        let scratch = ConvScratch::new(
+            gpu,
+            s.n * s.col_per_image(),
+            s.weight_len(),
+            ConvPrecision::F32,
+        )
+        .unwrap();
+        let dw = gpu.zeros(&[s.weight_len()]).unwrap();
+        let dx = [0, 1, 2].map(|_| gpu.tensor(&[s.in_len()], DType::F32).unwrap());
+        let mut st = gpu.step("conv backward add");
+        conv::conv2d_backward(&mut st, &tx, &tw, &tdo, &s, &scratch, &dw, Some(&dx[0])).unwrap();
+        let add = conv::DxAdd::Add(&tt);
+        conv::conv2d_backward_add(
+            &mut st,
+            &tx,
+            &tw,
+            &tdo,
+            &s,
+            &scratch,
+            &dw,
+            Some(&dx[1]),
+            add,
+        )
+        .unwrap();
+        let relu = conv::DxAdd::AddRelu { dy: &tt, y: &ty };
+        conv::conv2d_backward_add(
+            &mut st,
+            &tx,
+            &tw,
+            &tdo,
+            &s,
+            &scratch,
+            &dw,
+            Some(&dx[2]),
+            relu,
+        )
+        .unwrap();
+        let i = dx.each_ref().map(|d| st.readback(d));
+        let r = st.submit().unwrap();
+        let plain = &r.f32(i[0])[..s.in_len()];
+        let want_add: Vec<f32> = plain.iter().zip(&t).map(|(a, b)| a + b).collect();
+        let want_relu: Vec<f32> = (0..s.in_len())
+            .map(|k| plain[k] + if y[k] > 0.0 { t[k] } else { 0.0 })
+            .collect();
+        assert_eq!(&r.f32(i[1])[..s.in_len()], &want_add[..], "dx + t");
+        assert_eq!(
+            &r.f32(i[2])[..s.in_len()],
+            &want_relu[..],
+            "dx + relu'(y) dy"
+        );
+        // A wrong-sized branch is named.
+        let short = gpu.zeros(&[3]).unwrap();
+        let mut st = gpu.step("bad add");
+        let e = conv::conv2d_backward_add(
+            &mut st,
+            &tx,
+            &tw,
+            &tdo,
+            &s,
+            &scratch,
+            &dw,
+            Some(&dx[1]),
+            conv::DxAdd::Add(&short),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("col2im addend"), "{e}");
+    }
+}
+
 #[test]
 fn pooling_matches_direct_loops() {
     for gpu in gpus() {

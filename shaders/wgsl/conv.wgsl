@@ -9,6 +9,12 @@
 //   dx[i0 + b, c, h, w] = Σ_{p,q} dcol[b, (c·kh + p)·kw + q, oh·OW + ow]
 // over the (oh, ow) with oh·s + p − pad = h and ow·s + q − pad = w.
 //
+// col2im's epilogue (override constants, for a residual block's input
+// gradient): ADD adds addend[i] (the other branch's gradient), ADD with
+// MASK adds addend[i] only where mask[i] > 0 (the gradient of a ReLU whose
+// output is mask, applied to addend): no separate add or ReLU-backward
+// pass.
+//
 // maxpool: max over the window (padding never wins), the argmax kept as the
 // flat index h·W + w; its backward gathers dy where the argmax is this pixel.
 
@@ -33,6 +39,11 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> arg: array<u32>;
 @group(0) @binding(7) var<storage, read> dy: array<f32>;
 @group(0) @binding(8) var<storage, read> arg_in: array<u32>;
+@group(0) @binding(9) var<storage, read> addend: array<f32>;
+@group(0) @binding(10) var<storage, read> mask: array<f32>;
+
+override ADD: bool = false;
+override MASK: bool = false;
 
 fn flat(id: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return id.x + id.y * nwg.x * 256u;
@@ -103,7 +114,13 @@ fn col2im(@builtin(global_invocation_id) id: vec3<u32>) {
         var acc = 0.0;
         let base = b * rows * ohw;
         for (var t = 0u; t < count; t++) { acc += dcol[base + taps[t]]; }
-        dx[((P.i0 + b) * P.c + c) * plane + h * P.w + w] = acc;
+        let i = ((P.i0 + b) * P.c + c) * plane + h * P.w + w;
+        if (ADD) {
+            var a = addend[i];
+            if (MASK && !(mask[i] > 0.0)) { a = 0.0; }
+            acc += a;
+        }
+        dx[i] = acc;
     }
 }
 

@@ -21,8 +21,7 @@ use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
 use crate::nn::params::ParamStore;
 use crate::ops::batchnorm::{self, BnSpec, BnTensors};
-use crate::ops::conv::{self, ConvPrecision, ConvScratch, ConvShape};
-use crate::ops::elementwise;
+use crate::ops::conv::{self, ConvPrecision, ConvScratch, ConvShape, DxAdd};
 use crate::step::Step;
 use crate::tensor::{DType, Tensor};
 
@@ -308,13 +307,11 @@ impl ResNet {
                 ad: b.down.as_ref().map(|_| t(out_len)).transpose()?,
                 bd: b.down.as_ref().map(|_| t(out_len)).transpose()?,
                 out: t(out_len)?,
-                ds: t(out_len)?,
                 da2: t(out_len)?,
                 dr1: t(out_len)?,
                 da1: t(out_len)?,
-                dx1: t(in_len)?,
+                dx1: b.down.as_ref().map(|_| t(in_len)).transpose()?,
                 dad: b.down.as_ref().map(|_| t(out_len)).transpose()?,
-                dxd: b.down.as_ref().map(|_| t(in_len)).transpose()?,
                 dx: t(in_len)?,
                 bn1: bnw(b.bn1.c)?,
                 bn2: bnw(b.bn2.c)?,
@@ -590,8 +587,10 @@ impl ResNet {
         let s1 = b.conv1.shape(n, w.h, w.w);
         let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
         let hw = s1.oh() * s1.ow();
-        elementwise::relu_backward(step, &w.out, dout, &w.ds)?;
-        self.bn_backward(step, &b.bn2, &w.bn2, &w.a2, (&w.ds, None), n, hw, &w.da2)?;
+        // The block's output ReLU: its backward is read inside bn2's
+        // backward, the downsample's, and the identity shortcut's add.
+        let relu = (dout, Some(&w.out));
+        self.bn_backward(step, &b.bn2, &w.bn2, &w.a2, relu, n, hw, &w.da2)?;
         conv::conv2d_backward(
             step,
             &w.r1,
@@ -612,20 +611,21 @@ impl ResNet {
             hw,
             &w.da1,
         )?;
-        conv::conv2d_backward(
-            step,
-            x,
-            self.weight(&b.conv1),
-            &w.da1,
-            &s1,
-            scratch,
-            self.weight_grad(&b.conv1),
-            Some(&w.dx1),
-        )?;
-        match (&b.down, &w.ad, &w.dad, &w.dxd, &w.bnd) {
-            (Some((dc, dbn)), Some(ad), Some(dad), Some(dxd), Some(bnd)) => {
-                self.bn_backward(step, dbn, bnd, ad, (&w.ds, None), n, hw, dad)?;
+        match (&b.down, &w.ad, &w.dad, &w.dx1, &w.bnd) {
+            (Some((dc, dbn)), Some(ad), Some(dad), Some(dx1), Some(bnd)) => {
                 conv::conv2d_backward(
+                    step,
+                    x,
+                    self.weight(&b.conv1),
+                    &w.da1,
+                    &s1,
+                    scratch,
+                    self.weight_grad(&b.conv1),
+                    Some(dx1),
+                )?;
+                self.bn_backward(step, dbn, bnd, ad, relu, n, hw, dad)?;
+                // dx = dx1 + the downsample's input gradient (fused).
+                conv::conv2d_backward_add(
                     step,
                     x,
                     self.weight(dc),
@@ -633,11 +633,25 @@ impl ResNet {
                     &dc.shape(n, w.h, w.w),
                     scratch,
                     self.weight_grad(dc),
-                    Some(dxd),
-                )?;
-                elementwise::add(step, &w.dx1, dxd, &w.dx)
+                    Some(&w.dx),
+                    DxAdd::Add(dx1),
+                )
             }
-            _ => elementwise::add(step, &w.dx1, &w.ds, &w.dx),
+            // dx = conv1's input gradient + relu'(out)·dout (fused).
+            _ => conv::conv2d_backward_add(
+                step,
+                x,
+                self.weight(&b.conv1),
+                &w.da1,
+                &s1,
+                scratch,
+                self.weight_grad(&b.conv1),
+                Some(&w.dx),
+                DxAdd::AddRelu {
+                    dy: dout,
+                    y: &w.out,
+                },
+            ),
         }
     }
 }
@@ -670,13 +684,13 @@ struct BlockWs {
     ad: Option<Tensor>,
     bd: Option<Tensor>,
     out: Tensor,
-    ds: Tensor,
     da2: Tensor,
     dr1: Tensor,
     da1: Tensor,
-    dx1: Tensor,
+    /// conv1's input gradient, before the downsample's is added (blocks
+    /// with a downsample only; otherwise the shortcut's add is fused).
+    dx1: Option<Tensor>,
     dad: Option<Tensor>,
-    dxd: Option<Tensor>,
     dx: Tensor,
     bn1: BnWs,
     bn2: BnWs,

@@ -307,6 +307,25 @@ pub fn im2col(
     step.dispatch(&k, &params(s, i0, images), &[x, col], groups)
 }
 
+/// What the input gradient of a convolution's backward adds to what it
+/// gathers from the columns (a residual block's other branch, fused into
+/// col2im).
+#[derive(Debug, Clone, Copy)]
+pub enum DxAdd<'a> {
+    /// Nothing: dx = col2im(dcol).
+    None,
+    /// dx = col2im(dcol) + t.
+    Add(&'a Tensor),
+    /// dx = col2im(dcol) + (y > 0 ? dy : 0): the gradient `dy` through a
+    /// ReLU whose output is `y`.
+    AddRelu {
+        /// Gradient at the ReLU's output.
+        dy: &'a Tensor,
+        /// The ReLU's output.
+        y: &'a Tensor,
+    },
+}
+
 /// Gathers the column gradient `dcol` of images `i0..i0 + images` into `dx`.
 pub fn col2im(
     step: &mut Step,
@@ -316,9 +335,39 @@ pub fn col2im(
     images: usize,
     dx: &Tensor,
 ) -> Result<()> {
-    let k = step.gpu().kernel(&CONV, "col2im", &[], &[])?;
+    col2im_add(step, dcol, s, i0, images, dx, DxAdd::None)
+}
+
+/// [`col2im`] with `add`'s term added to each element of `dx` written.
+pub fn col2im_add(
+    step: &mut Step,
+    dcol: &Tensor,
+    s: &ConvShape,
+    i0: usize,
+    images: usize,
+    dx: &Tensor,
+    add: DxAdd<'_>,
+) -> Result<()> {
+    let gpu = step.gpu();
+    let dummy = gpu.dummy()?;
+    let (addend, mask, flags) = match add {
+        DxAdd::None => (dummy, dummy, (0.0, 0.0)),
+        DxAdd::Add(t) => (t, dummy, (1.0, 0.0)),
+        DxAdd::AddRelu { dy, y } => (dy, y, (1.0, 1.0)),
+    };
+    for (what, t) in [("col2im addend", addend), ("col2im mask", mask)] {
+        if !std::ptr::eq(t, dummy) {
+            t.expect_len(what, s.in_len())?;
+        }
+    }
+    let k = gpu.kernel(&CONV, "col2im", &[], &[("ADD", flags.0), ("MASK", flags.1)])?;
     let groups = [s.w.div_ceil(8) as u32, s.h.div_ceil(8) as u32, s.cin as u32];
-    step.dispatch(&k, &params(s, i0, images), &[dcol, dx], groups)
+    step.dispatch(
+        &k,
+        &params(s, i0, images),
+        &[dcol, dx, addend, mask],
+        groups,
+    )
 }
 
 /// `out = conv(x, weight)` (no bias), NCHW, weight cout × cin × k × k.
@@ -368,6 +417,23 @@ pub fn conv2d_backward(
     dweight: &Tensor,
     dx: Option<&Tensor>,
 ) -> Result<()> {
+    conv2d_backward_add(step, x, weight, dout, s, scratch, dweight, dx, DxAdd::None)
+}
+
+/// [`conv2d_backward`] with `add`'s term added to the input gradient
+/// (ignored without `dx`).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_add(
+    step: &mut Step,
+    x: &Tensor,
+    weight: &Tensor,
+    dout: &Tensor,
+    s: &ConvShape,
+    scratch: &ConvScratch,
+    dweight: &Tensor,
+    dx: Option<&Tensor>,
+    add: DxAdd<'_>,
+) -> Result<()> {
     s.check()?;
     dout.expect_len("conv output gradient", s.out_len())?;
     dweight.expect_len("conv weight gradient", s.weight_len())?;
@@ -403,7 +469,7 @@ pub fn conv2d_backward(
                 ..GemmSpec::new(s.ckk(), ohw, s.cout)
             };
             gemm(step, &gd, weight, dout, None, scratch)?;
-            col2im(step, scratch, s, i0, images, dx)?;
+            col2im_add(step, scratch, s, i0, images, dx, add)?;
         }
         i0 += images;
     }
