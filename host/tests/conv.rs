@@ -68,7 +68,8 @@ fn check_conv(gpu: &Gpu, s: &ConvShape, scratch_images: f32, seed: u64, precisio
     let tx = gpu.upload(&x, &[s.in_len()]).unwrap();
     let tw = gpu.upload(&wt, &[s.weight_len()]).unwrap();
     let tdo = gpu.upload(&dout, &[s.out_len()]).unwrap();
-    let scratch_len = ((s.col_per_image() as f32) * scratch_images).ceil() as usize;
+    let per = ConvScratch::per_image(gpu, s, precision);
+    let scratch_len = ((per as f32) * scratch_images).ceil() as usize;
     let scratch = ConvScratch::new(gpu, scratch_len, s.weight_len(), precision).unwrap();
     let half = scratch.precision() == ConvPrecision::F16;
     assert_eq!(
@@ -177,7 +178,7 @@ fn conv2d_backward_adds_the_other_branch() {
         let (tx, tw, tdo, tt, ty) = (up(&x), up(&wt), up(&dout), up(&t), up(&y));
         let scratch = ConvScratch::new(
             gpu,
-            s.n * s.col_per_image(),
+            s.n * ConvScratch::per_image(gpu, &s, ConvPrecision::F32),
             s.weight_len(),
             ConvPrecision::F32,
         )

@@ -48,7 +48,7 @@ impl<'g> Stack<'g> {
             gpu,
             scratch: ConvScratch::new(
                 gpu,
-                S.n * S.col_per_image(),
+                S.n * ConvScratch::per_image(gpu, &S, ConvPrecision::F32),
                 S.weight_len(),
                 ConvPrecision::F32,
             )

@@ -42,8 +42,13 @@ fn run_stored(gpu: &Gpu, s: &GemmSpec, bias: bool, kernel: GemmKernel, seed: u64
         normals(seed, s.a_off + s.m * s.k * per(s.broadcast_a), 1.0),
         ha,
     );
+    let b_rows = if s.trans_b { s.n } else { s.k };
     let b = rounded(
-        normals(seed + 1, s.b_off + s.k * s.n * per(s.broadcast_b), 1.0),
+        normals(
+            seed + 1,
+            s.b_off + s.ld_b() * b_rows * per(s.broadcast_b),
+            1.0,
+        ),
         hb,
     );
     let c0 = normals(seed + 2, s.c_off + s.m * s.n * outs, 1.0);
@@ -338,6 +343,41 @@ fn f16_operands_accumulate_in_f32() {
                         run_stored(gpu, &s, !reduce, kernel, seed, half);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// B with padded rows (`ldb` past n, or past k with Bᵀ), as a convolution's
+/// column matrix is on CPU drivers: every kernel, batched; `gemm_sg8` takes
+/// unaligned n when ldb is a multiple of 4.
+#[test]
+fn padded_b_rows() {
+    for gpu in gpus() {
+        let mut seed = 12_000;
+        for kernel in [
+            GemmKernel::Portable,
+            GemmKernel::Subgroup8,
+            GemmKernel::Tiled,
+        ] {
+            for (m, n, k, tb, ldb) in [
+                (8, 289, 64, false, 292),
+                (17, 25, 12, false, 28),
+                (5, 9, 16, true, 20),
+                (32, 81, 8, false, 84),
+            ] {
+                seed += 10;
+                let s = GemmSpec {
+                    batch: 3,
+                    broadcast_a: true,
+                    trans_b: tb,
+                    ldb,
+                    ..spec(m, n, k)
+                };
+                if kernel == GemmKernel::Subgroup8 && !tb {
+                    assert!(s.vec4_aligned(), "{s:?}");
+                }
+                run(gpu, &s, true, kernel, seed);
             }
         }
     }

@@ -18,10 +18,13 @@
 // maxpool: max over the window (padding never wins), the argmax kept as the
 // flat index h·W + w; its backward gathers dy where the argmax is this pixel.
 
+// `ld`: the column matrix's row length (≥ OH·OW; rounded up to a multiple
+// of 4 on CPU drivers so that their vec4 GEMM takes every shape, with the
+// padding columns zero).
 struct Params {
     c: u32, h: u32, w: u32, i0: u32,
     kh: u32, kw: u32, stride: u32, pad: u32,
-    oh: u32, ow: u32, images: u32, _p0: u32,
+    oh: u32, ow: u32, images: u32, ld: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -67,7 +70,7 @@ fn im2col(@builtin(global_invocation_id) id: vec3<u32>) {
     let ohw = P.oh * P.ow;
     let rows = P.c * P.kh * P.kw;
     var src = ((P.i0 * P.c + c) * P.h + u32(max(hh, 0))) * P.w + u32(max(ww, 0));
-    var dst = r * ohw + oh * P.ow + ow;
+    var dst = r * P.ld + oh * P.ow + ow;
     for (var b = 0u; b < P.images; b++) {
         var v = 0.0;
         if (inside) { v = x[src]; }
@@ -76,8 +79,18 @@ fn im2col(@builtin(global_invocation_id) id: vec3<u32>) {
         //#else
         col[dst] = v;
         //#endif
+        if (ow == 0u && oh == 0u) {
+            // The row's padding columns.
+            for (var j = ohw; j < P.ld; j++) {
+                //#if F16
+                col[dst + j] = f16(0.0);
+                //#else
+                col[dst + j] = 0.0;
+                //#endif
+            }
+        }
         src += P.c * plane;
-        dst += rows * ohw;
+        dst += rows * P.ld;
     }
 }
 
@@ -105,14 +118,14 @@ fn col2im(@builtin(global_invocation_id) id: vec3<u32>) {
             if (ws < 0 || ws % i32(P.stride) != 0) { continue; }
             let ow = u32(ws) / P.stride;
             if (ow >= P.ow || count >= 64u) { continue; }
-            taps[count] = ((c * P.kh + p) * P.kw + q) * ohw + oh * P.ow + ow;
+            taps[count] = ((c * P.kh + p) * P.kw + q) * P.ld + oh * P.ow + ow;
             count++;
         }
     }
     let plane = P.h * P.w;
     for (var b = 0u; b < P.images; b++) {
         var acc = 0.0;
-        let base = b * rows * ohw;
+        let base = b * rows * P.ld;
         for (var t = 0u; t < count; t++) { acc += dcol[base + taps[t]]; }
         let i = ((P.i0 + b) * P.c + c) * plane + h * P.w + w;
         if (ADD) {
@@ -122,6 +135,21 @@ fn col2im(@builtin(global_invocation_id) id: vec3<u32>) {
         }
         dx[i] = acc;
     }
+}
+
+// Rows of OH·OW values (c rows per image, images i0..i0 + images of dy)
+// copied to rows of ld values with zero padding (y): a convolution's
+// output gradient in the column matrices' layout.
+@compute @workgroup_size(256)
+fn pad_rows(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat(id, nwg);
+    if (t >= P.images * P.c * P.ld) { return; }
+    let row = t / P.ld;
+    let j = t % P.ld;
+    let ohw = P.oh * P.ow;
+    var v = 0.0;
+    if (j < ohw) { v = dy[(P.i0 * P.c + row) * ohw + j]; }
+    y[t] = v;
 }
 
 // Max pooling over images 0..images (i0 unused), kh × kw window.

@@ -28,9 +28,9 @@
 //   tile for all 8 rows (32 accumulators). Each k-block of 4 loads one
 //   vec4 of A per lane (8 rows × 4 k between the 8 lanes), shared with
 //   subgroupBroadcast, and 4 vec4 of B: 5 vector loads per 128 FMAs.
-//   Needs vec4 alignment: K % 4 == 0, and M % 4 == 0 (TRANS_A) or
-//   N % 4 == 0 (not TRANS_B), offsets and batch strides of A and B
-//   multiples of 4. Workgroups run row blocks fastest so that
+//   Needs vec4 alignment: K % 4 == 0, M % 4 == 0 (TRANS_A), ldb % 4 == 0
+//   (B's rows may be padded past N, as a convolution's column matrix is on
+//   CPU drivers), offsets and batch strides of A and B multiples of 4. Workgroups run row blocks fastest so that
 //   consecutive ones reuse the same K × 32 panel of B from cache.
 
 override TRANS_A: bool = false;
@@ -249,7 +249,7 @@ fn gemm_sg8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_i
     let s = P.ldb / 4u;
     var bt_off: array<u32, 4>;
     for (var j = 0u; j < 4u; j++) { bt_off[j] = bbase + min(c + j, P.n - 1u) * s; }
-    let b_off = bbase + min(c, P.n - 4u) / 4u;
+    let b_off = bbase + min(c, P.ldb - 4u) / 4u;
     var acc: array<vec4<f32>, 8>;
     for (var bi = 0u; bi < nb; bi++) {
     let ao = a_off + bi * (P.sa / 4u);

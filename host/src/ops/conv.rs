@@ -86,6 +86,17 @@ impl ConvShape {
         self.ckk() * self.oh() * self.ow()
     }
 
+    /// The column matrix's row length: OH·OW, or rounded up to a multiple
+    /// of 4 with `pad4`.
+    pub fn col_ld(&self, pad4: bool) -> usize {
+        let ohw = self.oh() * self.ow();
+        if pad4 {
+            ohw.div_ceil(4) * 4
+        } else {
+            ohw
+        }
+    }
+
     fn check(&self) -> Result<()> {
         if self.k == 0
             || self.stride == 0
@@ -104,7 +115,11 @@ impl ConvShape {
 /// Images per im2col chunk so that the scratch holds `scratch_len`
 /// elements.
 pub fn chunk_images(shape: &ConvShape, scratch_len: usize) -> Result<usize> {
-    let per = shape.col_per_image();
+    chunk_of(shape, scratch_len, shape.col_per_image())
+}
+
+/// Images per chunk when one image takes `per` elements of `scratch_len`.
+fn chunk_of(shape: &ConvShape, scratch_len: usize, per: usize) -> Result<usize> {
     if per > scratch_len {
         return Err(GpuError::shape(
             "conv scratch",
@@ -118,13 +133,24 @@ pub fn chunk_images(shape: &ConvShape, scratch_len: usize) -> Result<usize> {
 /// storage-binding limit (and 256 MiB, to bound memory on big GPUs).
 pub fn scratch_len(gpu: &Gpu, shapes: &[ConvShape]) -> usize {
     let limit = (gpu.caps.limits.max_storage_buffer_binding_size as usize).min(256 << 20) / 4;
-    let biggest = shapes
-        .iter()
-        .map(|s| s.n * s.col_per_image())
-        .max()
-        .unwrap_or(1);
-    let one = shapes.iter().map(|s| s.col_per_image()).max().unwrap_or(1);
+    let pad4 = pads_rows(gpu);
+    // With padded rows the output gradient is laid out there too (cout
+    // rows per image).
+    let per = |s: &ConvShape| s.ckk().max(if pad4 { s.cout } else { 0 }) * s.col_ld(pad4);
+    let biggest = shapes.iter().map(|s| s.n * per(s)).max().unwrap_or(1);
+    let one = shapes.iter().map(per).max().unwrap_or(1);
     biggest.min(limit.max(one))
+}
+
+/// Whether column matrices get rows padded to a multiple of 4 (f32
+/// storage): on CPU drivers, whose vec4 subgroup GEMM (`gemm_sg8`) then
+/// takes every shape instead of falling back to the portable kernel for
+/// feature maps whose OH·OW is not a multiple of 4 (CIFAR's 17², 9², 5²
+/// with solo-learn's stem). GPUs' tiled GEMM takes any shape unpadded.
+pub fn pads_rows(gpu: &Gpu) -> bool {
+    gpu.caps.class == crate::AdapterClass::Cpu
+        && gpu.caps.subgroups
+        && gpu.caps.subgroup_size.0 >= 8
 }
 
 /// How convolution operands are stored.
@@ -159,11 +185,13 @@ impl ConvPrecision {
 }
 
 /// The scratch of a model's convolutions: the column matrix (f32; with f16
-/// storage the same buffer also holds the f16 columns) and, with f16
-/// storage, the f16 copy of the weight being applied.
+/// storage the same buffer also holds the f16 columns); with f16 storage,
+/// the f16 copy of the weight being applied; with padded rows
+/// ([`pads_rows`]), the output gradient in the columns' padded layout.
 pub struct ConvScratch {
     cols: Tensor,
     half_weight: Option<Tensor>,
+    rows: Option<Tensor>,
 }
 
 impl ConvScratch {
@@ -185,7 +213,25 @@ impl ConvScratch {
             } else {
                 None
             },
+            rows: if !half && pads_rows(gpu) {
+                Some(gpu.tensor(&[len], DType::F32)?)
+            } else {
+                None
+            },
         })
+    }
+
+    /// Column elements one image of `s` takes in a scratch made on `gpu`
+    /// with `precision` (its rows padded where [`pads_rows`]; then the
+    /// output gradient's padded rows must fit too).
+    pub fn per_image(gpu: &Gpu, s: &ConvShape, precision: ConvPrecision) -> usize {
+        let pad4 = !(precision == ConvPrecision::F16 && gpu.caps.f16) && pads_rows(gpu);
+        s.ckk().max(if pad4 { s.cout } else { 0 }) * s.col_ld(pad4)
+    }
+
+    /// The column matrix's row length for `s`.
+    fn ld(&self, s: &ConvShape) -> usize {
+        s.col_ld(self.rows.is_some())
     }
 
     /// The scratch for `shapes` ([`scratch_len`] columns, their largest
@@ -262,10 +308,10 @@ struct Params {
     oh: u32,
     ow: u32,
     images: u32,
-    _p0: u32,
+    ld: u32,
 }
 
-fn params(s: &ConvShape, i0: usize, images: usize) -> Params {
+fn params(s: &ConvShape, i0: usize, images: usize, ld: usize) -> Params {
     Params {
         c: s.cin as u32,
         h: s.h as u32,
@@ -278,21 +324,22 @@ fn params(s: &ConvShape, i0: usize, images: usize) -> Params {
         oh: s.oh() as u32,
         ow: s.ow() as u32,
         images: images as u32,
-        _p0: 0,
+        ld: ld as u32,
     }
 }
 
 /// Column matrix of images `i0..i0 + images` of `x` into `col` (f32, or
 /// f16 rounded to nearest on devices with shader-f16).
+/// `ld` is the matrix's row length (≥ OH·OW; padding columns are zeroed).
 pub fn im2col(
     step: &mut Step,
     x: &Tensor,
     s: &ConvShape,
-    i0: usize,
-    images: usize,
+    (i0, images): (usize, usize),
     col: &Tensor,
+    ld: usize,
 ) -> Result<()> {
-    col.expect_len_at_least("im2col scratch", images * s.col_per_image())?;
+    col.expect_len_at_least("im2col scratch", images * s.ckk() * ld)?;
     let defines: &[Define] = if col.dtype() == DType::F16 {
         &[Define::F16]
     } else {
@@ -304,7 +351,7 @@ pub fn im2col(
         s.oh().div_ceil(8) as u32,
         s.ckk() as u32,
     ];
-    step.dispatch(&k, &params(s, i0, images), &[x, col], groups)
+    step.dispatch(&k, &params(s, i0, images, ld), &[x, col], groups)
 }
 
 /// What the input gradient of a convolution's backward adds to what it
@@ -326,16 +373,17 @@ pub enum DxAdd<'a> {
     },
 }
 
-/// Gathers the column gradient `dcol` of images `i0..i0 + images` into `dx`.
+/// Gathers the column gradient `dcol` (rows of `ld`) of images
+/// `i0..i0 + images` into `dx`.
 pub fn col2im(
     step: &mut Step,
     dcol: &Tensor,
     s: &ConvShape,
-    i0: usize,
-    images: usize,
+    chunk: (usize, usize),
+    ld: usize,
     dx: &Tensor,
 ) -> Result<()> {
-    col2im_add(step, dcol, s, i0, images, dx, DxAdd::None)
+    col2im_add(step, dcol, s, chunk, ld, dx, DxAdd::None)
 }
 
 /// [`col2im`] with `add`'s term added to each element of `dx` written.
@@ -343,8 +391,8 @@ pub fn col2im_add(
     step: &mut Step,
     dcol: &Tensor,
     s: &ConvShape,
-    i0: usize,
-    images: usize,
+    (i0, images): (usize, usize),
+    ld: usize,
     dx: &Tensor,
     add: DxAdd<'_>,
 ) -> Result<()> {
@@ -364,10 +412,28 @@ pub fn col2im_add(
     let groups = [s.w.div_ceil(8) as u32, s.h.div_ceil(8) as u32, s.cin as u32];
     step.dispatch(
         &k,
-        &params(s, i0, images),
+        &params(s, i0, images, ld),
         &[dcol, dx, addend, mask],
         groups,
     )
+}
+
+/// Copies the output gradient `dy` (images `i0..i0 + images`, `s.cout`
+/// rows of OH·OW each) into `rows` with rows of `ld`, zero-padded.
+fn pad_rows(
+    step: &mut Step,
+    dy: &Tensor,
+    s: &ConvShape,
+    (i0, images): (usize, usize),
+    ld: usize,
+    rows: &Tensor,
+) -> Result<()> {
+    let k = step.gpu().kernel(&CONV, "pad_rows", &[], &[])?;
+    let p = Params {
+        c: s.cout as u32,
+        ..params(s, i0, images, ld)
+    };
+    step.dispatch(&k, &p, &[rows, dy], grid(images * s.cout * ld, 256))
 }
 
 /// `out = conv(x, weight)` (no bias), NCHW, weight cout × cin × k × k.
@@ -383,7 +449,8 @@ pub fn conv2d(
     x.expect_len("conv input", s.in_len())?;
     weight.expect_len("conv weight", s.weight_len())?;
     out.expect_len("conv output", s.out_len())?;
-    let chunk = chunk_images(s, scratch.len())?;
+    let ld = scratch.ld(s);
+    let chunk = chunk_of(s, scratch.len(), s.ckk() * ld)?;
     let ohw = s.oh() * s.ow();
     let cols = scratch.product_cols()?;
     let half_weight = scratch.product_weight(step, weight)?;
@@ -391,11 +458,12 @@ pub fn conv2d(
     let mut i0 = 0;
     while i0 < s.n {
         let images = chunk.min(s.n - i0);
-        im2col(step, x, s, i0, images, &cols)?;
+        im2col(step, x, s, (i0, images), &cols, ld)?;
         let g = GemmSpec {
             batch: images,
             broadcast_a: true,
             c_off: i0 * s.cout * ohw,
+            ldb: ld,
             ..GemmSpec::new(s.cout, ohw, s.ckk())
         };
         gemm(step, &g, w, &cols, None, out)?;
@@ -440,13 +508,46 @@ pub fn conv2d_backward_add(
     if let Some(dx) = dx {
         dx.expect_len("conv input gradient", s.in_len())?;
     }
-    let chunk = chunk_images(s, scratch.len())?;
+    let ld = scratch.ld(s);
     let ohw = s.oh() * s.ow();
     let cols = scratch.product_cols()?;
+    if let (Some(rows), true) = (&scratch.rows, ld != ohw) {
+        // Padded rows: the output gradient is copied into the columns'
+        // layout, so that every product is vec4-aligned (the zero padding
+        // adds nothing).
+        let chunk = chunk_of(s, scratch.len(), s.ckk().max(s.cout) * ld)?;
+        let mut i0 = 0;
+        while i0 < s.n {
+            let images = chunk.min(s.n - i0);
+            im2col(step, x, s, (i0, images), &cols, ld)?;
+            pad_rows(step, dout, s, (i0, images), ld, rows)?;
+            let gw = GemmSpec {
+                batch: images,
+                trans_b: true,
+                reduce: true,
+                beta: 1.0,
+                ..GemmSpec::new(s.cout, s.ckk(), ld)
+            };
+            gemm(step, &gw, rows, &cols, None, dweight)?;
+            if let Some(dx) = dx {
+                let gd = GemmSpec {
+                    batch: images,
+                    trans_a: true,
+                    broadcast_a: true,
+                    ..GemmSpec::new(s.ckk(), ld, s.cout)
+                };
+                gemm(step, &gd, weight, rows, None, scratch.cols())?;
+                col2im_add(step, scratch.cols(), s, (i0, images), ld, dx, add)?;
+            }
+            i0 += images;
+        }
+        return Ok(());
+    }
+    let chunk = chunk_of(s, scratch.len(), s.ckk() * ld)?;
     let mut i0 = 0;
     while i0 < s.n {
         let images = chunk.min(s.n - i0);
-        im2col(step, x, s, i0, images, &cols)?;
+        im2col(step, x, s, (i0, images), &cols, ld)?;
         let gw = GemmSpec {
             batch: images,
             trans_b: true,
@@ -469,7 +570,7 @@ pub fn conv2d_backward_add(
                 ..GemmSpec::new(s.ckk(), ohw, s.cout)
             };
             gemm(step, &gd, weight, dout, None, scratch)?;
-            col2im_add(step, scratch, s, i0, images, dx, add)?;
+            col2im_add(step, scratch, s, (i0, images), ld, dx, add)?;
         }
         i0 += images;
     }
@@ -484,7 +585,12 @@ pub fn maxpool(step: &mut Step, x: &Tensor, s: &ConvShape, y: &Tensor, arg: &Ten
     y.expect_len("maxpool output", s.out_len())?;
     arg.expect_len("maxpool argmax", s.out_len())?;
     let k = step.gpu().kernel(&CONV, "maxpool", &[], &[])?;
-    step.dispatch(&k, &params(s, 0, s.n), &[x, y, arg], grid(s.out_len(), 256))
+    step.dispatch(
+        &k,
+        &params(s, 0, s.n, 0),
+        &[x, y, arg],
+        grid(s.out_len(), 256),
+    )
 }
 
 /// Backward of [`maxpool`].
@@ -500,7 +606,7 @@ pub fn maxpool_backward(
     let k = step.gpu().kernel(&CONV, "maxpool_backward", &[], &[])?;
     step.dispatch(
         &k,
-        &params(s, 0, s.n),
+        &params(s, 0, s.n, 0),
         &[dx, dy, arg],
         grid(s.in_len(), 256),
     )

@@ -43,6 +43,9 @@ pub struct GemmSpec {
     pub c_off: usize,
     /// Sum the batch into one C instead of one C per entry.
     pub reduce: bool,
+    /// Row length of B's storage when its rows are padded (0: packed, n,
+    /// or k with `trans_b`); B's batch stride follows it.
+    pub ldb: usize,
 }
 
 impl GemmSpec {
@@ -64,7 +67,22 @@ impl GemmSpec {
             b_off: 0,
             c_off: 0,
             reduce: false,
+            ldb: 0,
         }
+    }
+
+    /// B's row length in storage.
+    pub fn ld_b(&self) -> usize {
+        match (self.ldb, self.trans_b) {
+            (0, true) => self.k,
+            (0, false) => self.n,
+            (ld, _) => ld,
+        }
+    }
+
+    /// Elements of one batch entry of B in storage.
+    fn b_block(&self) -> usize {
+        self.ld_b() * if self.trans_b { self.n } else { self.k }
     }
 
     /// Floating-point operations (2·m·n·k per product).
@@ -77,7 +95,7 @@ impl GemmSpec {
     }
 
     fn b_len(&self) -> usize {
-        self.k * self.n * if self.broadcast_b { 1 } else { self.batch }
+        self.b_block() * if self.broadcast_b { 1 } else { self.batch }
     }
 
     fn c_len(&self) -> usize {
@@ -138,7 +156,7 @@ impl GemmSpec {
             && self.b_off % 4 == 0
             && self.k % 4 == 0
             && (if self.trans_a { self.m % 4 == 0 } else { true })
-            && (self.trans_b || self.n % 4 == 0)
+            && self.ld_b() % 4 == 0
     }
 }
 
@@ -268,10 +286,10 @@ pub fn gemm_with(
         n: s.n as u32,
         k: s.k as u32,
         lda: if s.trans_a { s.m } else { s.k } as u32,
-        ldb: if s.trans_b { s.k } else { s.n } as u32,
+        ldb: s.ld_b() as u32,
         ldc: s.n as u32,
         sa: if s.broadcast_a { 0 } else { s.m * s.k } as u32,
-        sb: if s.broadcast_b { 0 } else { s.k * s.n } as u32,
+        sb: if s.broadcast_b { 0 } else { s.b_block() } as u32,
         sc: (s.m * s.n) as u32,
         alpha: s.alpha,
         beta: s.beta,
@@ -352,7 +370,7 @@ pub mod cpu {
                     for t in 0..terms {
                         let bt = out + t;
                         let ab = s.a_off + if s.broadcast_a { 0 } else { bt * s.m * s.k };
-                        let bb = s.b_off + if s.broadcast_b { 0 } else { bt * s.k * s.n };
+                        let bb = s.b_off + if s.broadcast_b { 0 } else { bt * s.b_block() };
                         for p in 0..s.k {
                             let av = if s.trans_a {
                                 a[ab + p * s.m + i]
@@ -360,9 +378,9 @@ pub mod cpu {
                                 a[ab + i * s.k + p]
                             };
                             let bv = if s.trans_b {
-                                b[bb + j * s.k + p]
+                                b[bb + j * s.ld_b() + p]
                             } else {
-                                b[bb + p * s.n + j]
+                                b[bb + p * s.ld_b() + j]
                             };
                             acc += av as f64 * bv as f64;
                         }
