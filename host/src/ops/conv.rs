@@ -136,10 +136,19 @@ pub fn scratch_len(gpu: &Gpu, shapes: &[ConvShape]) -> usize {
     let pad4 = pads_rows(gpu);
     // With padded rows the output gradient is laid out there too (cout
     // rows per image).
-    let per = |s: &ConvShape| s.ckk().max(if pad4 { s.cout } else { 0 }) * s.col_ld(pad4);
+    let per = |s: &ConvShape| padded_per_image(s, pad4);
     let biggest = shapes.iter().map(|s| s.n * per(s)).max().unwrap_or(1);
     let one = shapes.iter().map(per).max().unwrap_or(1);
     biggest.min(limit.max(one))
+}
+
+/// Scratch elements one image of `s` takes: its columns, and with padded
+/// rows (where OH·OW is not a multiple of 4) its output gradient in that
+/// layout, which shares the length.
+fn padded_per_image(s: &ConvShape, pad4: bool) -> usize {
+    let ld = s.col_ld(pad4);
+    let padded = ld != s.oh() * s.ow();
+    s.ckk().max(if padded { s.cout } else { 0 }) * ld
 }
 
 /// Whether column matrices get rows padded to a multiple of 4 (f32
@@ -205,6 +214,18 @@ impl ConvScratch {
         weight_len: usize,
         precision: ConvPrecision,
     ) -> Result<ConvScratch> {
+        ConvScratch::make(gpu, len, weight_len, precision, true)
+    }
+
+    /// As [`ConvScratch::new`]; the padded output-gradient buffer only if
+    /// `unaligned` (some shape will use padded rows).
+    fn make(
+        gpu: &Gpu,
+        len: usize,
+        weight_len: usize,
+        precision: ConvPrecision,
+        unaligned: bool,
+    ) -> Result<ConvScratch> {
         let half = precision == ConvPrecision::F16 && gpu.caps.f16;
         Ok(ConvScratch {
             cols: gpu.tensor(&[len], DType::F32)?,
@@ -213,7 +234,7 @@ impl ConvScratch {
             } else {
                 None
             },
-            rows: if !half && pads_rows(gpu) {
+            rows: if !half && pads_rows(gpu) && unaligned {
                 Some(gpu.tensor(&[len], DType::F32)?)
             } else {
                 None
@@ -226,7 +247,7 @@ impl ConvScratch {
     /// output gradient's padded rows must fit too).
     pub fn per_image(gpu: &Gpu, s: &ConvShape, precision: ConvPrecision) -> usize {
         let pad4 = !(precision == ConvPrecision::F16 && gpu.caps.f16) && pads_rows(gpu);
-        s.ckk().max(if pad4 { s.cout } else { 0 }) * s.col_ld(pad4)
+        padded_per_image(s, pad4)
     }
 
     /// The column matrix's row length for `s`.
@@ -242,7 +263,8 @@ impl ConvScratch {
         precision: ConvPrecision,
     ) -> Result<ConvScratch> {
         let weights = shapes.iter().map(|s| s.weight_len()).max().unwrap_or(1);
-        ConvScratch::new(gpu, scratch_len(gpu, shapes), weights, precision)
+        let unaligned = shapes.iter().any(|s| s.col_ld(true) != s.oh() * s.ow());
+        ConvScratch::make(gpu, scratch_len(gpu, shapes), weights, precision, unaligned)
     }
 
     /// The precision in effect.
