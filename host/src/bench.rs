@@ -196,6 +196,10 @@ pub struct TrainBench {
     pub dispatches_per_step: usize,
     /// The convolutions' operand storage in effect (`f32` or `f16`).
     pub precision: String,
+    /// Host milliseconds per step until submission (recording, encoding,
+    /// bind groups; mean over the timed steps): the CPU cost of driving the
+    /// GPU, which a fast GPU waits for.
+    pub host_ms_per_step: f64,
 }
 
 /// Times `steps` training steps (after one untimed step) of `cfg` on the
@@ -225,8 +229,10 @@ pub fn time_train(
         let mut t = Trainer::new(gpu, c, data)?;
         t.step()?;
         let start = Instant::now();
+        let mut host = 0.0;
         for _ in 0..steps {
             t.step()?;
+            host += t.last_host_seconds;
         }
         let secs = start.elapsed().as_secs_f64() / steps.max(1) as f64;
         let mut table = Vec::new();
@@ -244,6 +250,7 @@ pub fn time_train(
             peak_memory_bytes: peak,
             dispatches_per_step: t.last_dispatches,
             precision: t.conv_precision().name().to_string(),
+            host_ms_per_step: 1e3 * host / steps.max(1) as f64,
         });
     }
     Ok(out)

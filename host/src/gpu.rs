@@ -100,6 +100,8 @@ pub struct Gpu {
     /// Enabled optional features and limits.
     pub caps: Caps,
     pub(crate) kernels: Mutex<HashMap<KernelKey, Arc<Kernel>>>,
+    /// Bind groups by kernel, parameter arena and buffers (see `step.rs`).
+    pub(crate) bind_groups: Mutex<HashMap<crate::step::BindKey, wgpu::BindGroup>>,
     pub(crate) pool: Arc<Pool>,
     pub(crate) params: Mutex<Option<wgpu::Buffer>>,
     dummy: OnceLock<Tensor>,
@@ -290,6 +292,7 @@ impl Gpu {
             info,
             caps,
             kernels: Mutex::new(HashMap::new()),
+            bind_groups: Mutex::new(HashMap::new()),
             pool: Arc::new(Pool::default()),
             params: Mutex::new(None),
             dummy: OnceLock::new(),

@@ -48,6 +48,7 @@ pub struct Step<'g> {
     params: Vec<u8>,
     readbacks: usize,
     timestamps: bool,
+    started: std::time::Instant,
 }
 
 /// What a submitted step read back, and its kernel timings if asked for.
@@ -56,6 +57,10 @@ pub struct Readbacks {
     data: Vec<Vec<u8>>,
     /// (kernel name, nanoseconds) per dispatch, when timestamps were on.
     pub timings: Vec<(String, f64)>,
+    /// Host seconds from the step's creation until its submission returned
+    /// (recording, encoding, bind groups, submit; not the wait for the
+    /// GPU): the CPU cost of driving the step.
+    pub host_seconds: f64,
 }
 
 impl Readbacks {
@@ -98,6 +103,7 @@ impl Gpu {
             params: Vec::new(),
             readbacks: 0,
             timestamps: false,
+            started: std::time::Instant::now(),
         }
     }
 }
@@ -383,7 +389,10 @@ impl<'g> Step<'g> {
         };
         gpu.scoped(&label, || gpu.queue.submit([commands]))?;
         drop(arena);
-        let mut out = Readbacks::default();
+        let mut out = Readbacks {
+            host_seconds: self.started.elapsed().as_secs_f64(),
+            ..Default::default()
+        };
         if staging.is_empty() && stamps.is_none() {
             return Ok(out);
         }
@@ -472,6 +481,45 @@ fn record_dispatch(
     else {
         return;
     };
+    pass.set_pipeline(&kernel.pipeline);
+    let offsets: Vec<u32> = params.iter().copied().collect();
+    // Bind groups are cached by (kernel, parameter arena, buffers): a
+    // training step binds the same workspace buffers every time, so after
+    // the first step none is created.
+    let key = BindKey {
+        kernel: Arc::as_ptr(kernel) as usize,
+        arena: arena.clone(),
+        buffers: buffers.clone(),
+    };
+    let mut cache = gpu.bind_groups.lock().unwrap();
+    if cache.len() > BIND_CACHE_MAX {
+        cache.clear();
+    }
+    let bg = cache
+        .entry(key)
+        .or_insert_with(|| create_bind_group(gpu, kernel, buffers, arena));
+    pass.set_bind_group(0, &*bg, &offsets);
+    pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+}
+
+/// Most bind groups kept (a model's steps need a few thousand at most).
+const BIND_CACHE_MAX: usize = 16_384;
+
+/// What identifies a bind group: the kernel (its `Arc` in the kernel
+/// cache), the parameter arena and the storage buffers with their sizes.
+#[derive(PartialEq, Eq, Hash)]
+pub(crate) struct BindKey {
+    kernel: usize,
+    arena: wgpu::Buffer,
+    buffers: Vec<(wgpu::Buffer, u64)>,
+}
+
+fn create_bind_group(
+    gpu: &Gpu,
+    kernel: &Kernel,
+    buffers: &[(wgpu::Buffer, u64)],
+    arena: &wgpu::Buffer,
+) -> wgpu::BindGroup {
     let mut entries = Vec::with_capacity(kernel.bindings.len());
     let mut storage = buffers.iter();
     for (binding, kind) in &kernel.bindings {
@@ -495,13 +543,9 @@ fn record_dispatch(
             resource,
         });
     }
-    let bg = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+    gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some(&kernel.name),
         layout: &kernel.layout,
         entries: &entries,
-    });
-    pass.set_pipeline(&kernel.pipeline);
-    let offsets: Vec<u32> = params.iter().copied().collect();
-    pass.set_bind_group(0, &bg, &offsets);
-    pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+    })
 }

@@ -672,7 +672,12 @@ fn bench_train_reports_speed_memory_and_kernels() {
             v[format!("{mode}_dispatches_per_step")].as_u64().unwrap() > 10,
             "{v}"
         );
+        // Host time until submission: positive, and below the whole step.
+        let host_ms = v[format!("{mode}_host_ms_per_step")].as_f64().unwrap();
+        let step_ms = 1e3 * 8.0 / v[format!("{mode}_images_per_s")].as_f64().unwrap();
+        assert!(host_ms > 0.0 && host_ms < step_ms, "{v}");
     }
+    assert_eq!(v["precision"], "f32", "{v}");
     // The score network and its buffers cost memory on top of the encoder.
     let (off, on) = (
         v["off_peak_memory_bytes"].as_u64().unwrap(),

@@ -928,6 +928,8 @@ fn run() -> anyhow::Result<()> {
                     "on_peak_memory_bytes": on.peak_memory_bytes,
                     "off_dispatches_per_step": off.dispatches_per_step,
                     "on_dispatches_per_step": on.dispatches_per_step,
+                    "off_host_ms_per_step": off.host_ms_per_step,
+                    "on_host_ms_per_step": on.host_ms_per_step,
                     "scorecl_share_of_step": share,
                     "profile": on.profile.iter().map(|(k, t, n)| serde_json::json!({"kernel": k, "seconds": t, "dispatches": n})).collect::<Vec<_>>(),
                 });
@@ -946,12 +948,13 @@ fn run() -> anyhow::Result<()> {
                 );
                 for r in &rows {
                     println!(
-                        "  ScoreCL {:<4} {:>9.1} images/s {:>9.3} s/step  peak memory {:>8.1} MiB  {} dispatches/step",
+                        "  ScoreCL {:<4} {:>9.1} images/s {:>9.3} s/step  peak memory {:>8.1} MiB  {} dispatches/step  host {:.1} ms/step",
                         r.mode,
                         r.images_per_s,
                         r.step_seconds,
                         r.peak_memory_bytes as f64 / (1u64 << 20) as f64,
-                        r.dispatches_per_step
+                        r.dispatches_per_step,
+                        r.host_ms_per_step
                     );
                 }
                 println!(

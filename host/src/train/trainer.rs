@@ -339,6 +339,9 @@ pub struct Trainer<'g> {
     pub last_timings: Vec<(String, f64)>,
     /// Dispatches recorded by the last step.
     pub last_dispatches: usize,
+    /// Host seconds of the last step until its submission returned
+    /// (recording and encoding; not the wait for the GPU).
+    pub last_host_seconds: f64,
     order: Option<(u64, Vec<u32>)>,
     host: Vec<f32>,
 }
@@ -561,6 +564,7 @@ impl<'g> Trainer<'g> {
             profile: false,
             last_timings: Vec::new(),
             last_dispatches: 0,
+            last_host_seconds: 0.0,
             order: None,
             host: Vec::new(),
         })
@@ -811,6 +815,7 @@ impl<'g> Trainer<'g> {
         self.last_dispatches = s.dispatches();
         let mut r = s.submit()?;
         self.last_timings = std::mem::take(&mut r.timings);
+        self.last_host_seconds = r.host_seconds;
 
         let report = StepReport {
             step: st.step,
