@@ -98,6 +98,8 @@ run() {
   done
   echo "== bench gemm =="
   timeout 120 "$S" bench gemm --max 4096 --seconds 1 --json > "$OUT/scorecl-gemm.json"
+  timeout 120 "$S" bench gemm --kernel wide --max 4096 --seconds 1 --only square --json \
+    > "$OUT/scorecl-gemm-wide.json" || true
   timeout 60 python3 bench/pytorch/bench_gemm.py --sizes 1024,2048,4096 --json > "$OUT/torch-gemm.json"
   echo "== bench train ($CONFIG, batch $BATCH) =="
   SCORECL_BIN="$PWD/$S" timeout 180 bench/compare.sh "$CONFIG" "$BATCH" "$STEPS" \
@@ -125,12 +127,20 @@ try:
     g = json.load(open(os.path.join(out, "scorecl-gemm.json")))
     t = json.load(open(os.path.join(out, "torch-gemm.json")))
     ours = {r["shape"]: r for r in g["gemm"]}
+    try:
+        wide = {r["shape"]: r for r in json.load(open(os.path.join(out, "scorecl-gemm-wide.json")))["gemm"]}
+    except (OSError, ValueError, KeyError):
+        wide = {}
     lines += ["", f"GEMM, scorecl on {g.get('adapter', '?')} vs {t['framework']} fp32 (TF32 off):", "",
-              "| size | scorecl GFLOP/s | torch GFLOP/s | ratio |", "| ---: | ---: | ---: | ---: |"]
+              "| size | scorecl auto GFLOP/s | scorecl wide GFLOP/s | torch GFLOP/s | ratio auto | ratio wide |",
+              "| ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in t["results"]:
         o = ours.get(f"square {r['size']}")
+        w = wide.get(f"square {r['size']}")
         if o:
-            lines.append(f"| {r['size']} | {o['gflops']:.0f} | {r['gflops']:.0f} | {o['gflops'] / r['gflops']:.3f} |")
+            wg = f"{w['gflops']:.0f}" if w else "-"
+            wr = f"{w['gflops'] / r['gflops']:.3f}" if w else "-"
+            lines.append(f"| {r['size']} | {o['gflops']:.0f} | {wg} | {r['gflops']:.0f} | {o['gflops'] / r['gflops']:.3f} | {wr} |")
 except (OSError, ValueError, KeyError) as e:
     lines.append(f"GEMM comparison unavailable: {e}")
 try:

@@ -187,7 +187,7 @@ pub fn self_check(gpu: &Gpu) -> Result<Vec<Check>> {
         gpu.upload(&bias, &[n])?,
     );
     let tc = gpu.tensor(&[m, n], DType::F32)?;
-    let mut kinds = vec![GemmKernel::Portable, GemmKernel::Tiled];
+    let mut kinds = vec![GemmKernel::Portable, GemmKernel::Tiled, GemmKernel::Wide];
     let auto = gemm::kernel_for(gpu, &spec, GemmKernel::Auto);
     if !kinds.contains(&auto) {
         kinds.push(auto);

@@ -114,6 +114,7 @@ fn shapes_on_and_off_the_grid() {
             GemmKernel::Portable,
             GemmKernel::Subgroup8,
             GemmKernel::Tiled,
+            GemmKernel::Wide,
             GemmKernel::Coop,
         ] {
             let mut seed = 0;
@@ -151,6 +152,7 @@ fn epilogue_and_batch() {
             GemmKernel::Portable,
             GemmKernel::Subgroup8,
             GemmKernel::Tiled,
+            GemmKernel::Wide,
             GemmKernel::Coop,
         ] {
             let mut seed = 1000;
@@ -259,6 +261,7 @@ fn offsets_and_batch_reduce() {
             GemmKernel::Portable,
             GemmKernel::Subgroup8,
             GemmKernel::Tiled,
+            GemmKernel::Wide,
             GemmKernel::Coop,
         ] {
             let mut seed = 5000;
@@ -317,6 +320,7 @@ fn f16_operands_accumulate_in_f32() {
             GemmKernel::Portable,
             GemmKernel::Subgroup8,
             GemmKernel::Tiled,
+            GemmKernel::Wide,
             GemmKernel::Coop,
         ] {
             for half in [Half::B, Half::AB] {
@@ -359,6 +363,7 @@ fn padded_b_rows() {
             GemmKernel::Portable,
             GemmKernel::Subgroup8,
             GemmKernel::Tiled,
+            GemmKernel::Wide,
         ] {
             for (m, n, k, tb, ldb) in [
                 (8, 289, 64, false, 292),

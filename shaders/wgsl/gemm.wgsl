@@ -425,3 +425,75 @@ fn gemm_coop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     }
 }
 //#endif
+
+// `gemm_wide`: for GPUs, any shape; a 128 × 128 tile of C per workgroup of
+// 16 × 16 invocations, each owning an 8 × 8 block (64 accumulators), so each
+// k-step reads 2 + 2 vec4s of workgroup memory for 64 FMAs (`gemm_tiled`:
+// 8 scalars for 16). A and B pass through workgroup memory in k-blocks of
+// 8, loaded as in `gemm_tiled` (coalesced for either transpose,
+// zero-padded). Opt-in (`GemmKernel::Wide`) until measured on a GPU.
+const WT: u32 = 128u;
+const WKB: u32 = 8u;
+var<workgroup> Aw: array<vec4<f32>, 256>; // [k][row / 4] of the 128 × 8 A block
+var<workgroup> Bw: array<vec4<f32>, 256>; // [k][col / 4] of the 8 × 128 B block
+
+@compute @workgroup_size(16, 16, 1)
+fn gemm_wide(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>,
+             @builtin(local_invocation_index) li: u32) {
+    let row0 = P.r_off + wg.y * WT;
+    let col0 = wg.x * WT;
+    let nb = select(1u, P.batch, P.reduce != 0u);
+    let bt0 = select(wg.z, 0u, P.reduce != 0u);
+    var acc: array<vec4<f32>, 16>; // row i: acc[2i] (cols 0..4), acc[2i + 1] (4..8)
+    // No early return: every invocation reaches every barrier.
+    for (var bi = 0u; bi < nb; bi++) {
+        let abase = P.a_off + (bt0 + bi) * P.sa;
+        let bbase = P.b_off + (bt0 + bi) * P.sb;
+        for (var k0 = 0u; k0 < P.k; k0 += WKB) {
+            for (var q = 0u; q < 4u; q++) {
+                let e = li + q * 256u;
+                var r = e / WKB;
+                var kk = e % WKB;
+                if (TRANS_A) { r = e % WT; kk = e / WT; }
+                let gr = row0 + r;
+                let gk = k0 + kk;
+                var v = 0.0;
+                if (gr < P.m && gk < P.k) { v = a_at(abase, gr, gk); }
+                Aw[kk * 32u + r / 4u][r % 4u] = v;
+                var c = e % WT;
+                var kb = e / WT;
+                if (TRANS_B) { c = e / WKB; kb = e % WKB; }
+                let gc = col0 + c;
+                let gkb = k0 + kb;
+                var w = 0.0;
+                if (gc < P.n && gkb < P.k) { w = b_at(bbase, gkb, gc); }
+                Bw[kb * 32u + c / 4u][c % 4u] = w;
+            }
+            workgroupBarrier();
+            for (var kk = 0u; kk < WKB; kk++) {
+                let a0 = Aw[kk * 32u + l.y * 2u];
+                let a1 = Aw[kk * 32u + l.y * 2u + 1u];
+                let b0 = Bw[kk * 32u + l.x * 2u];
+                let b1 = Bw[kk * 32u + l.x * 2u + 1u];
+                for (var i = 0u; i < 4u; i++) {
+                    acc[2u * i] = fma(vec4<f32>(a0[i]), b0, acc[2u * i]);
+                    acc[2u * i + 1u] = fma(vec4<f32>(a0[i]), b1, acc[2u * i + 1u]);
+                    acc[2u * i + 8u] = fma(vec4<f32>(a1[i]), b0, acc[2u * i + 8u]);
+                    acc[2u * i + 9u] = fma(vec4<f32>(a1[i]), b1, acc[2u * i + 9u]);
+                }
+            }
+            workgroupBarrier();
+        }
+    }
+    let cbase = P.c_off + bt0 * P.sc;
+    for (var i = 0u; i < 8u; i++) {
+        let r = row0 + l.y * 8u + i;
+        if (r >= P.m) { break; }
+        for (var j = 0u; j < 8u; j++) {
+            let c = col0 + l.x * 8u + j;
+            if (c >= P.n) { break; }
+            let idx = cbase + r * P.ldc + c;
+            Cout[idx] = epilogue(idx, c, acc[2u * i + j / 4u][j % 4u]);
+        }
+    }
+}

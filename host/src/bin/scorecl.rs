@@ -568,7 +568,7 @@ enum BenchCmd {
         #[arg(long)]
         only: Option<String>,
         /// Kernel: auto (chosen per adapter), portable, sg8 (CPU drivers),
-        /// tiled (GPUs) or coop (cooperative matrices; needs
+        /// tiled (GPUs), wide (GPUs, 128×128 tiles) or coop (cooperative matrices; needs
         /// SCORECL_COOP_MATRIX=1 and an adapter that has them, else as auto).
         #[arg(long, default_value = "auto")]
         kernel: String,
@@ -584,8 +584,11 @@ fn gemm_kernel(name: &str) -> anyhow::Result<GemmKernel> {
         "portable" => GemmKernel::Portable,
         "sg8" => GemmKernel::Subgroup8,
         "tiled" => GemmKernel::Tiled,
+        "wide" => GemmKernel::Wide,
         "coop" => GemmKernel::Coop,
-        other => anyhow::bail!("--kernel `{other}`: allowed auto, portable, sg8, tiled, coop"),
+        other => {
+            anyhow::bail!("--kernel `{other}`: allowed auto, portable, sg8, tiled, wide, coop")
+        }
     })
 }
 

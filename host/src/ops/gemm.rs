@@ -141,6 +141,10 @@ pub enum GemmKernel {
     /// `gemm_tiled`: 64 × 64 tiles through workgroup memory, for GPUs; any
     /// shape, no optional features.
     Tiled,
+    /// `gemm_wide`: 128 × 128 tiles, 8 × 8 per invocation, for GPUs; any
+    /// shape, no optional features; chosen only when asked for until it is
+    /// measured against `gemm_tiled` on a GPU.
+    Wide,
     /// `gemm_coop`: wgpu's experimental cooperative matrices, 32 × 32
     /// tiles; used (and chosen by [`GemmKernel::Auto`]) only on devices
     /// made with [`crate::GpuOptions::coop_matrix`] whose adapter lists the
@@ -193,6 +197,7 @@ fn resolve(gpu: &crate::Gpu, s: &GemmSpec, want: GemmKernel, ops: Operands) -> G
         GemmKernel::Auto => GemmKernel::Portable,
         GemmKernel::Subgroup8 if sg8 => GemmKernel::Subgroup8,
         GemmKernel::Tiled => GemmKernel::Tiled,
+        GemmKernel::Wide => GemmKernel::Wide,
         _ => GemmKernel::Portable,
     }
 }
@@ -272,6 +277,7 @@ pub fn gemm_with(
     let kernel = match kind {
         GemmKernel::Subgroup8 => gpu.kernel(&GEMM, "gemm_sg8", &[Define::Subgroups], &constants)?,
         GemmKernel::Tiled => gpu.kernel(&GEMM, "gemm_tiled", defines, &constants)?,
+        GemmKernel::Wide => gpu.kernel(&GEMM, "gemm_wide", defines, &constants)?,
         GemmKernel::Coop if ops == Operands::HalfAB => gpu.kernel(
             &GEMM,
             "gemm_coop",
@@ -305,6 +311,7 @@ pub fn gemm_with(
     let (tile_m, tile_n) = match kind {
         GemmKernel::Subgroup8 => (8, 32),
         GemmKernel::Tiled => (64, 64),
+        GemmKernel::Wide => (128, 128),
         _ => (32, 32), // portable and coop
     };
     let chunk = tile_m * 65_535;
