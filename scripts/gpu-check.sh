@@ -16,7 +16,9 @@
 # bench train` (configs/cifar-simclr.toml: ResNet-18 CIFAR stem,
 # SimCLR + ScoreCL, batch 256) beside PyTorch's eager fp32 and
 # channels_last + AMP (bench/pytorch/), and writes $OUT/summary.md plus the
-# JSON reports. Device command:
+# JSON reports; then the same training step with f16 storage and with
+# every GEMM on gemm_wide (SCORECL_GEMM=wide), and, where the adapter has
+# them, the cooperative-matrix GEMM (SCORECL_COOP_MATRIX=1). Device command:
 #   scripts/gpu-check.sh run 2>&1 | tee $OUT/log.txt
 # Put the figures in docs/PERFORMANCE.md with the date, adapter and command.
 set -uo pipefail
@@ -108,6 +110,8 @@ run() {
   echo "== f16 storage and cooperative matrices =="
   timeout 120 "$S" bench train --config "$CONFIG" --batch-size "$BATCH" --steps "$STEPS" \
     --precision f16 --json > "$OUT/scorecl-train-f16.json" || true
+  SCORECL_GEMM=wide timeout 120 "$S" bench train --config "$CONFIG" --batch-size "$BATCH" \
+    --steps "$STEPS" --json > "$OUT/scorecl-train-wide.json" || true
   SCORECL_COOP_MATRIX=1 timeout 60 "$S" doctor > "$OUT/doctor-coop.txt" 2>&1 || true
   if grep -q "cooperative matrix 8" "$OUT/doctor-coop.txt" || grep -q "cooperative matrix 16" "$OUT/doctor-coop.txt"; then
     SCORECL_COOP_MATRIX=1 timeout 90 "$(ls "$B"/test.*.gemm | head -1)" > "$OUT/test.gemm.coop.log" 2>&1 || echo "coop GEMM tests FAILED"
@@ -162,6 +166,12 @@ try:
                  f"on {h['on_peak_memory_bytes'] / 2**20:.0f} MiB")
 except (OSError, ValueError, KeyError) as e:
     lines.append(f"f16 training bench unavailable: {e}")
+try:
+    h = json.load(open(os.path.join(out, "scorecl-train-wide.json")))
+    lines.append(f"\nSCORECL_GEMM=wide (every GEMM on gemm_wide where it applies): off {h['off_images_per_s']:.1f} img/s, "
+                 f"on {h['on_images_per_s']:.1f} img/s")
+except (OSError, ValueError, KeyError) as e:
+    lines.append(f"wide-GEMM training bench unavailable: {e}")
 try:
     doc = open(os.path.join(out, "doctor-coop.txt")).read()
     lines.append("\nWith SCORECL_COOP_MATRIX=1: " + ("; ".join(l.strip() for l in doc.splitlines()

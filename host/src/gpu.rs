@@ -41,6 +41,10 @@ pub struct Caps {
     /// Cooperative matrices are enabled with 16 × 16 × 16 f16 → f32
     /// fragments (and shader-f16): the GEMM of f16 operands may use them.
     pub coop_f16: bool,
+    /// The GEMM kernel that replaces the automatic choice
+    /// ([`GpuOptions::gemm`]); kernels the shape or device cannot run still
+    /// fall back.
+    pub gemm: Option<crate::ops::gemm::GemmKernel>,
     /// Adapter class.
     pub class: AdapterClass,
     /// The limits the device was created with (the adapter's own).
@@ -62,6 +66,10 @@ pub struct GpuOptions {
     /// adapter offers a fragment shape scorecl has a kernel for (off by
     /// default: the feature is experimental in wgpu 30).
     pub coop_matrix: bool,
+    /// Replace the automatic GEMM choice by this kernel: `auto`, `portable`,
+    /// `sg8`, `tiled`, `wide` or `coop` (`SCORECL_GEMM`; for comparing
+    /// kernels in whole training steps).
+    pub gemm: Option<String>,
     /// Do not print the chosen adapter.
     pub quiet: bool,
 }
@@ -73,7 +81,8 @@ fn env_flag(name: &str) -> bool {
 impl GpuOptions {
     /// Options from the environment: `SCORECL_ADAPTER` (name substring),
     /// `SCORECL_NO_SUBGROUPS`, `SCORECL_NO_F16`, `SCORECL_NO_TIMESTAMPS`,
-    /// `SCORECL_COOP_MATRIX` (any non-empty value but `0`). wgpu's own variables (`WGPU_BACKEND`,
+    /// `SCORECL_COOP_MATRIX` (any non-empty value but `0`), `SCORECL_GEMM`
+    /// (a kernel name). wgpu's own variables (`WGPU_BACKEND`,
     /// …) choose the backends.
     pub fn from_env() -> Self {
         GpuOptions {
@@ -84,6 +93,7 @@ impl GpuOptions {
             no_f16: env_flag("SCORECL_NO_F16"),
             no_timestamps: env_flag("SCORECL_NO_TIMESTAMPS"),
             coop_matrix: env_flag("SCORECL_COOP_MATRIX"),
+            gemm: std::env::var("SCORECL_GEMM").ok().filter(|s| !s.is_empty()),
             quiet: false,
         }
     }
@@ -217,6 +227,15 @@ impl Gpu {
             }
             None => adapters.swap_remove(0),
         };
+        let gemm = match opts.gemm.as_deref() {
+            None | Some("auto") => None,
+            Some(name) => Some(crate::ops::gemm::GemmKernel::parse(name).ok_or_else(|| {
+                GpuError::shape(
+                    "SCORECL_GEMM",
+                    format!("`{name}`: allowed auto, portable, sg8, tiled, wide, coop"),
+                )
+            })?),
+        };
         let info = adapter.get_info();
         let have = adapter.features();
         let mut features = wgpu::Features::empty();
@@ -280,6 +299,7 @@ impl Gpu {
             timestamps,
             coop_f32,
             coop_f16,
+            gemm,
             class: class_of(info.device_type),
             limits,
         };

@@ -387,3 +387,45 @@ fn padded_b_rows() {
         }
     }
 }
+
+/// `SCORECL_GEMM` / `GpuOptions::gemm` replaces the automatic choice (for
+/// comparing kernels in whole training steps); a kernel the shape cannot
+/// run still falls back, and an unknown name is refused by name.
+#[test]
+fn the_automatic_choice_can_be_overridden() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let make = |name: &str| {
+        scorecl_host::Gpu::new(&scorecl_host::GpuOptions {
+            gemm: Some(name.into()),
+            quiet: true,
+            ..scorecl_host::GpuOptions::from_env()
+        })
+    };
+    let gpu = make("wide").unwrap();
+    let odd = spec(30, 17, 9);
+    assert_eq!(
+        gemm::kernel_for(&gpu, &odd, GemmKernel::Auto),
+        GemmKernel::Wide
+    );
+    assert_eq!(
+        gemm::kernel_for(&gpu, &odd, GemmKernel::Portable),
+        GemmKernel::Portable,
+        "an explicit choice is kept"
+    );
+    run(&gpu, &odd, true, GemmKernel::Auto, 77);
+    if gpu.caps.subgroups && gpu.caps.subgroup_size.0 >= 8 {
+        let gpu = make("sg8").unwrap();
+        assert_eq!(
+            gemm::kernel_for(&gpu, &odd, GemmKernel::Auto),
+            GemmKernel::Portable,
+            "sg8 cannot take an unaligned shape"
+        );
+    }
+    let Err(e) = make("fastest") else {
+        panic!("an unknown kernel name was accepted")
+    };
+    let e = e.to_string();
+    assert!(e.contains("SCORECL_GEMM") && e.contains("fastest"), "{e}");
+}

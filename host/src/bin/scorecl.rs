@@ -579,16 +579,8 @@ enum BenchCmd {
 }
 
 fn gemm_kernel(name: &str) -> anyhow::Result<GemmKernel> {
-    Ok(match name {
-        "auto" => GemmKernel::Auto,
-        "portable" => GemmKernel::Portable,
-        "sg8" => GemmKernel::Subgroup8,
-        "tiled" => GemmKernel::Tiled,
-        "wide" => GemmKernel::Wide,
-        "coop" => GemmKernel::Coop,
-        other => {
-            anyhow::bail!("--kernel `{other}`: allowed auto, portable, sg8, tiled, wide, coop")
-        }
+    GemmKernel::parse(name).ok_or_else(|| {
+        anyhow::anyhow!("--kernel `{name}`: allowed auto, portable, sg8, tiled, wide, coop")
     })
 }
 

@@ -153,6 +153,21 @@ pub enum GemmKernel {
     Coop,
 }
 
+impl GemmKernel {
+    /// `auto`, `portable`, `sg8`, `tiled`, `wide` or `coop`.
+    pub fn parse(name: &str) -> Option<GemmKernel> {
+        Some(match name {
+            "auto" => GemmKernel::Auto,
+            "portable" => GemmKernel::Portable,
+            "sg8" => GemmKernel::Subgroup8,
+            "tiled" => GemmKernel::Tiled,
+            "wide" => GemmKernel::Wide,
+            "coop" => GemmKernel::Coop,
+            _ => return None,
+        })
+    }
+}
+
 impl GemmSpec {
     /// Whether `gemm_sg8` can run this shape (vec4-aligned operands).
     pub fn vec4_aligned(&self) -> bool {
@@ -170,6 +185,14 @@ enum Operands {
     F32,
     HalfB,
     HalfAB,
+}
+
+/// `want`, or the device's override of the automatic choice.
+fn wanted(gpu: &crate::Gpu, want: GemmKernel) -> GemmKernel {
+    match (want, gpu.caps.gemm) {
+        (GemmKernel::Auto, Some(k)) => k,
+        _ => want,
+    }
 }
 
 fn resolve(gpu: &crate::Gpu, s: &GemmSpec, want: GemmKernel, ops: Operands) -> GemmKernel {
@@ -267,7 +290,7 @@ pub fn gemm_with(
         (false, true) => (&[Define::HalfB], Operands::HalfB),
         _ => (&[], Operands::F32),
     };
-    let kind = resolve(gpu, s, want, ops);
+    let kind = resolve(gpu, s, wanted(gpu, want), ops);
     let constants = [
         ("TRANS_A", s.trans_a as u8 as f64),
         ("TRANS_B", s.trans_b as u8 as f64),
@@ -352,12 +375,12 @@ fn at_least(what: &str, t: &Tensor, len: usize) -> Result<()> {
 
 /// The kernel [`gemm_with`] would run for `s` on `gpu` (f32 operands).
 pub fn kernel_for(gpu: &crate::Gpu, s: &GemmSpec, want: GemmKernel) -> GemmKernel {
-    resolve(gpu, s, want, Operands::F32)
+    resolve(gpu, s, wanted(gpu, want), Operands::F32)
 }
 
 /// The kernel [`gemm_with`] would run for `s` on `gpu` with f16 A and B.
 pub fn kernel_for_f16(gpu: &crate::Gpu, s: &GemmSpec, want: GemmKernel) -> GemmKernel {
-    resolve(gpu, s, want, Operands::HalfAB)
+    resolve(gpu, s, wanted(gpu, want), Operands::HalfAB)
 }
 
 /// CPU twin.
