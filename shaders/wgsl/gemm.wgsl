@@ -80,6 +80,30 @@ fn b_at(base: u32, kk: u32, c: u32) -> f32 {
     return f32(Bm[base + kk * P.ldb + c]);
 }
 
+// Staging for the workgroup-memory kernels: load slot e of a k-block of
+// A (tile rows × kb k-steps) or B (kb × tile columns) gives the element's
+// place in the block (i: row or column, k) and its value, zero past the
+// edges. Consecutive slots read consecutive addresses for either transpose.
+struct Slot { i: u32, k: u32, v: f32 }
+
+fn stage_a(e: u32, tile: u32, kb: u32, row0: u32, k0: u32, abase: u32) -> Slot {
+    var r = e / kb;
+    var kk = e % kb;
+    if (TRANS_A) { r = e % tile; kk = e / tile; }
+    var v = 0.0;
+    if (row0 + r < P.m && k0 + kk < P.k) { v = a_at(abase, row0 + r, k0 + kk); }
+    return Slot(r, kk, v);
+}
+
+fn stage_b(e: u32, tile: u32, kb: u32, col0: u32, k0: u32, bbase: u32) -> Slot {
+    var c = e % tile;
+    var kk = e / tile;
+    if (TRANS_B) { c = e / kb; kk = e % kb; }
+    var v = 0.0;
+    if (col0 + c < P.n && k0 + kk < P.k) { v = b_at(bbase, k0 + kk, col0 + c); }
+    return Slot(c, kk, v);
+}
+
 @compute @workgroup_size(8, 8, 1)
 fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
     let r0 = P.r_off + (wg.y * 8u + l.y) * 4u;
@@ -139,22 +163,10 @@ fn gemm_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
         for (var k0 = 0u; k0 < P.k; k0 += TKB) {
             for (var q = 0u; q < 4u; q++) {
                 let e = li + q * 256u;
-                var r = e / TKB;
-                var kk = e % TKB;
-                if (TRANS_A) { r = e % TT; kk = e / TT; }
-                let gr = row0 + r;
-                let gk = k0 + kk;
-                var v = 0.0;
-                if (gr < P.m && gk < P.k) { v = a_at(abase, gr, gk); }
-                As[kk * TT + r] = v;
-                var c = e % TT;
-                var kb = e / TT;
-                if (TRANS_B) { c = e / TKB; kb = e % TKB; }
-                let gc = col0 + c;
-                let gkb = k0 + kb;
-                var w = 0.0;
-                if (gc < P.n && gkb < P.k) { w = b_at(bbase, gkb, gc); }
-                Bs[kb * TT + c] = w;
+                let sa = stage_a(e, TT, TKB, row0, k0, abase);
+                As[sa.k * TT + sa.i] = sa.v;
+                let sb = stage_b(e, TT, TKB, col0, k0, bbase);
+                Bs[sb.k * TT + sb.i] = sb.v;
             }
             workgroupBarrier();
             for (var kk = 0u; kk < TKB; kk++) {
@@ -366,27 +378,14 @@ fn gemm_coop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             let bbase = P.b_off + (bt0 + bi) * P.sb;
             for (var k0 = 0u; k0 < P.k; k0 += FK) {
                 for (var e = li; e < TC * FK; e += 32u) {
-                    let r = e / FK;
-                    let kk = e % FK;
-                    let gr = row0 + r;
-                    let gk = k0 + kk;
-                    var v = 0.0;
-                    if (gr < P.m && gk < P.k) { v = a_at(abase, gr, gk); }
+                    let sa = stage_a(e, TC, FK, row0, k0, abase);
+                    let sb = stage_b(e, TC, FK, col0, k0, bbase);
 //#if F16
-                    Ah[r * FK + kk] = f16(v);
+                    Ah[sa.i * FK + sa.k] = f16(sa.v);
+                    Bh[sb.k * TC + sb.i] = f16(sb.v);
 //#else
-                    Ah[r * FK + kk] = v;
-//#endif
-                    let kb = e / TC;
-                    let c = e % TC;
-                    let gc = col0 + c;
-                    let gkb = k0 + kb;
-                    var w = 0.0;
-                    if (gc < P.n && gkb < P.k) { w = b_at(bbase, gkb, gc); }
-//#if F16
-                    Bh[kb * TC + c] = f16(w);
-//#else
-                    Bh[kb * TC + c] = w;
+                    Ah[sa.i * FK + sa.k] = sa.v;
+                    Bh[sb.k * TC + sb.i] = sb.v;
 //#endif
                 }
                 workgroupBarrier();
@@ -452,22 +451,10 @@ fn gemm_wide(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
         for (var k0 = 0u; k0 < P.k; k0 += WKB) {
             for (var q = 0u; q < 4u; q++) {
                 let e = li + q * 256u;
-                var r = e / WKB;
-                var kk = e % WKB;
-                if (TRANS_A) { r = e % WT; kk = e / WT; }
-                let gr = row0 + r;
-                let gk = k0 + kk;
-                var v = 0.0;
-                if (gr < P.m && gk < P.k) { v = a_at(abase, gr, gk); }
-                Aw[kk * 32u + r / 4u][r % 4u] = v;
-                var c = e % WT;
-                var kb = e / WT;
-                if (TRANS_B) { c = e / WKB; kb = e % WKB; }
-                let gc = col0 + c;
-                let gkb = k0 + kb;
-                var w = 0.0;
-                if (gc < P.n && gkb < P.k) { w = b_at(bbase, gkb, gc); }
-                Bw[kb * 32u + c / 4u][c % 4u] = w;
+                let sa = stage_a(e, WT, WKB, row0, k0, abase);
+                Aw[sa.k * 32u + sa.i / 4u][sa.i % 4u] = sa.v;
+                let sb = stage_b(e, WT, WKB, col0, k0, bbase);
+                Bw[sb.k * 32u + sb.i / 4u][sb.i % 4u] = sb.v;
             }
             workgroupBarrier();
             for (var kk = 0u; kk < WKB; kk++) {
