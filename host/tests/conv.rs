@@ -127,19 +127,24 @@ fn check_conv(gpu: &Gpu, s: &ConvShape, scratch_images: f32, seed: u64, precisio
     );
 }
 
+/// Shapes (stride, padding, 1×1 and 7×7 kernels, aligned and unaligned
+/// OH·OW) with the scratch size in images (fractions force chunking).
+fn conv_cases() -> [(ConvShape, f32); 7] {
+    [
+        (shape(2, 3, 7, 7, 4, 3, 1, 1), 2.0),
+        (shape(3, 5, 9, 6, 8, 3, 2, 1), 1.5),
+        (shape(1, 2, 5, 5, 3, 1, 1, 0), 1.0),
+        (shape(4, 3, 32, 32, 8, 7, 2, 3), 4.0),
+        (shape(2, 8, 4, 4, 16, 3, 2, 1), 1.0),
+        (shape(5, 4, 8, 8, 8, 1, 2, 0), 2.5),
+        (shape(2, 1, 3, 3, 1, 3, 1, 0), 1.0),
+    ]
+}
+
 #[test]
 fn conv2d_forward_and_backward_match_direct_loops() {
     for gpu in gpus() {
-        let cases = [
-            (shape(2, 3, 7, 7, 4, 3, 1, 1), 2.0),
-            (shape(3, 5, 9, 6, 8, 3, 2, 1), 1.5),
-            (shape(1, 2, 5, 5, 3, 1, 1, 0), 1.0),
-            (shape(4, 3, 32, 32, 8, 7, 2, 3), 4.0),
-            (shape(2, 8, 4, 4, 16, 3, 2, 1), 1.0),
-            (shape(5, 4, 8, 8, 8, 1, 2, 0), 2.5),
-            (shape(2, 1, 3, 3, 1, 3, 1, 0), 1.0),
-        ];
-        for (i, (s, chunk)) in cases.iter().enumerate() {
+        for (i, (s, chunk)) in conv_cases().iter().enumerate() {
             check_conv(gpu, s, *chunk, 100 + i as u64 * 10, ConvPrecision::F32);
         }
     }
@@ -150,13 +155,7 @@ fn conv2d_forward_and_backward_match_direct_loops() {
 #[test]
 fn conv2d_with_f16_storage_matches_the_loops_on_rounded_operands() {
     for gpu in gpus() {
-        let cases = [
-            (shape(2, 3, 7, 7, 4, 3, 1, 1), 2.0),
-            (shape(3, 5, 9, 6, 8, 3, 2, 1), 1.5),
-            (shape(4, 3, 32, 32, 8, 7, 2, 3), 4.0),
-            (shape(2, 8, 4, 4, 16, 3, 2, 1), 1.0),
-        ];
-        for (i, (s, chunk)) in cases.iter().enumerate() {
+        for (i, (s, chunk)) in conv_cases().iter().enumerate() {
             check_conv(gpu, s, *chunk, 300 + i as u64 * 10, ConvPrecision::F16);
         }
     }

@@ -112,12 +112,6 @@ impl ConvShape {
     }
 }
 
-/// Images per im2col chunk so that the scratch holds `scratch_len`
-/// elements.
-pub fn chunk_images(shape: &ConvShape, scratch_len: usize) -> Result<usize> {
-    chunk_of(shape, scratch_len, shape.col_per_image())
-}
-
 /// Images per chunk when one image takes `per` elements of `scratch_len`.
 fn chunk_of(shape: &ConvShape, scratch_len: usize, per: usize) -> Result<usize> {
     if per > scratch_len {
@@ -396,20 +390,9 @@ pub enum DxAdd<'a> {
 }
 
 /// Gathers the column gradient `dcol` (rows of `ld`) of images
-/// `i0..i0 + images` into `dx`.
+/// `i0..i0 + images` into `dx`, with `add`'s term added to each element
+/// written.
 pub fn col2im(
-    step: &mut Step,
-    dcol: &Tensor,
-    s: &ConvShape,
-    chunk: (usize, usize),
-    ld: usize,
-    dx: &Tensor,
-) -> Result<()> {
-    col2im_add(step, dcol, s, chunk, ld, dx, DxAdd::None)
-}
-
-/// [`col2im`] with `add`'s term added to each element of `dx` written.
-pub fn col2im_add(
     step: &mut Step,
     dcol: &Tensor,
     s: &ConvShape,
@@ -559,7 +542,7 @@ pub fn conv2d_backward_add(
                     ..GemmSpec::new(s.ckk(), ld, s.cout)
                 };
                 gemm(step, &gd, weight, rows, None, scratch.cols())?;
-                col2im_add(step, scratch.cols(), s, (i0, images), ld, dx, add)?;
+                col2im(step, scratch.cols(), s, (i0, images), ld, dx, add)?;
             }
             i0 += images;
         }
@@ -592,7 +575,7 @@ pub fn conv2d_backward_add(
                 ..GemmSpec::new(s.ckk(), ohw, s.cout)
             };
             gemm(step, &gd, weight, dout, None, scratch)?;
-            col2im_add(step, scratch, s, (i0, images), ld, dx, add)?;
+            col2im(step, scratch, s, (i0, images), ld, dx, add)?;
         }
         i0 += images;
     }
