@@ -1,6 +1,15 @@
-//! The GPU context: instance from the environment, adapter choice, device
-//! with explicitly requested features and limits, the kernel cache and the
-//! buffer pool.
+//! The device context: a wgpu device (instance from the environment,
+//! adapter choice, explicitly requested features and limits) or the native
+//! CPU device (`crate::native`: the same recorded steps run by Rust
+//! kernels), with the kernel cache and the buffer pool.
+//!
+//! Device choice ([`GpuOptions::device`], `--device`, `SCORECL_DEVICE`):
+//! `cpu` is the native CPU device; `gpu` the best wgpu adapter (discrete,
+//! integrated, virtual, other, then software drivers such as lavapipe);
+//! anything else an adapter name substring. Without a choice a real GPU
+//! (discrete, integrated or virtual) is taken if wgpu sees one, else the
+//! native CPU device; Mesa's lavapipe / llvmpipe only when asked for (by
+//! `gpu`, an adapter name, `SCORECL_ADAPTER` or `WGPU_BACKEND`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +30,8 @@ pub enum AdapterClass {
     Integrated,
     /// Anything else (virtual, unknown).
     Other,
+    /// The native CPU device: kernels in Rust, no wgpu.
+    Native,
 }
 
 /// What the device was created with: optional features actually enabled
@@ -54,6 +65,10 @@ pub struct Caps {
 /// How to choose and configure the device.
 #[derive(Debug, Clone, Default)]
 pub struct GpuOptions {
+    /// `cpu` (the native CPU device), `gpu` (the best wgpu adapter, CPU
+    /// drivers last) or an adapter name substring (`SCORECL_DEVICE`,
+    /// `--device`); `None`: a real GPU if wgpu sees one, else `cpu`.
+    pub device: Option<String>,
     /// Pick the first adapter whose name contains this (case-insensitive).
     pub adapter: Option<String>,
     /// Do not use subgroups even if the adapter has them.
@@ -79,13 +94,17 @@ fn env_flag(name: &str) -> bool {
 }
 
 impl GpuOptions {
-    /// Options from the environment: `SCORECL_ADAPTER` (name substring),
+    /// Options from the environment: `SCORECL_DEVICE` (`cpu`, `gpu` or a
+    /// name substring), `SCORECL_ADAPTER` (name substring),
     /// `SCORECL_NO_SUBGROUPS`, `SCORECL_NO_F16`, `SCORECL_NO_TIMESTAMPS`,
     /// `SCORECL_COOP_MATRIX` (any non-empty value but `0`), `SCORECL_GEMM`
     /// (a kernel name). wgpu's own variables (`WGPU_BACKEND`,
     /// …) choose the backends.
     pub fn from_env() -> Self {
         GpuOptions {
+            device: std::env::var("SCORECL_DEVICE")
+                .ok()
+                .filter(|s| !s.is_empty()),
             adapter: std::env::var("SCORECL_ADAPTER")
                 .ok()
                 .filter(|s| !s.is_empty()),
@@ -99,13 +118,24 @@ impl GpuOptions {
     }
 }
 
-/// The GPU: device, queue, what it can do, and the caches.
+/// What executes the recorded steps.
+pub(crate) enum Backend {
+    /// A wgpu device and its queue.
+    Wgpu {
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+    },
+    /// The native CPU device.
+    Native(crate::native::CpuInfo),
+}
+
+/// The device (a wgpu adapter's, or the native CPU device): what it can
+/// do, and the caches. Models, losses, training and evaluation run on
+/// either unchanged.
 pub struct Gpu {
-    /// The wgpu device.
-    pub device: wgpu::Device,
-    /// Its queue.
-    pub queue: wgpu::Queue,
-    /// The adapter's description.
+    pub(crate) backend: Backend,
+    /// The adapter's description (for the native CPU device: backend
+    /// `Noop`, device type `Cpu`, driver `native`; see [`Gpu::is_native`]).
     pub info: wgpu::AdapterInfo,
     /// Enabled optional features and limits.
     pub caps: Caps,
@@ -191,16 +221,38 @@ impl Gpu {
         Gpu::new(&GpuOptions::from_env())
     }
 
-    /// Chooses an adapter and creates the device.
+    /// Chooses the device (see the module documentation) and creates it.
     pub fn new(opts: &GpuOptions) -> Result<Gpu> {
+        let device = opts.device.as_deref().map(str::trim);
+        if device.is_some_and(|d| d.eq_ignore_ascii_case("cpu")) {
+            return Gpu::native(opts);
+        }
+        let asked = device.is_some()
+            || opts.adapter.is_some()
+            || std::env::var_os("WGPU_BACKEND").is_some_and(|v| !v.is_empty());
+        let mut opts = opts.clone();
+        if let Some(d) = device {
+            if !d.eq_ignore_ascii_case("gpu") {
+                opts.adapter = Some(d.to_string());
+            }
+        }
         let (instance, backends) = instance();
         let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        adapters.sort_by_key(|a| rank(a.get_info().device_type));
+        if !asked {
+            // No choice made: a real GPU, else the native CPU device.
+            let real = adapters
+                .first()
+                .is_some_and(|a| rank(a.get_info().device_type) <= 2);
+            if !real {
+                return Gpu::native(&opts);
+            }
+        }
         if adapters.is_empty() {
             return Err(GpuError::NoAdapter {
                 backends: format!("{backends:?}"),
             });
         }
-        adapters.sort_by_key(|a| rank(a.get_info().device_type));
         let adapter = match &opts.adapter {
             Some(wanted) => {
                 let w = wanted.to_lowercase();
@@ -227,15 +279,7 @@ impl Gpu {
             }
             None => adapters.swap_remove(0),
         };
-        let gemm = match opts.gemm.as_deref() {
-            None | Some("auto") => None,
-            Some(name) => Some(crate::ops::gemm::GemmKernel::parse(name).ok_or_else(|| {
-                GpuError::shape(
-                    "SCORECL_GEMM",
-                    format!("`{name}`: allowed auto, portable, sg8, tiled, wide, coop"),
-                )
-            })?),
-        };
+        let gemm = gemm_override(&opts)?;
         let info = adapter.get_info();
         let have = adapter.features();
         let mut features = wgpu::Features::empty();
@@ -307,8 +351,7 @@ impl Gpu {
             eprintln!("scorecl: {}", describe(&info, &caps));
         }
         Ok(Gpu {
-            device,
-            queue,
+            backend: Backend::Wgpu { device, queue },
             info,
             caps,
             kernels: Mutex::new(HashMap::new()),
@@ -318,6 +361,71 @@ impl Gpu {
             dummy: OnceLock::new(),
             lost,
         })
+    }
+
+    /// The native CPU device (`--device cpu`): every kernel a Rust twin of
+    /// its WGSL entry point, run by rayon over this machine's cores.
+    pub fn native(opts: &GpuOptions) -> Result<Gpu> {
+        let cpu = crate::native::CpuInfo::detect();
+        let info = cpu.adapter_info();
+        let gemm = gemm_override(opts)?;
+        let caps = Caps {
+            subgroups: false,
+            subgroup_size: (1, 1),
+            f16: false,
+            // Dispatches are timed with the host clock.
+            timestamps: !opts.no_timestamps,
+            coop_f32: false,
+            coop_f16: false,
+            gemm,
+            class: AdapterClass::Native,
+            limits: cpu.limits(),
+        };
+        if !opts.quiet && !PRINTED.swap(true, Ordering::Relaxed) {
+            eprintln!("scorecl: {}", describe(&info, &caps));
+        }
+        Ok(Gpu {
+            backend: Backend::Native(cpu),
+            info,
+            caps,
+            kernels: Mutex::new(HashMap::new()),
+            bind_groups: Mutex::new(HashMap::new()),
+            pool: Arc::new(Pool::default()),
+            params: Mutex::new(None),
+            dummy: OnceLock::new(),
+            lost: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// Whether this is the native CPU device.
+    pub fn is_native(&self) -> bool {
+        matches!(self.backend, Backend::Native(_))
+    }
+
+    /// The backend's name: `native`, or wgpu's (`vulkan`, `metal`, `dx12`,
+    /// `gl`).
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Native(_) => "native",
+            Backend::Wgpu { .. } => self.info.backend.to_str(),
+        }
+    }
+
+    /// The native CPU device's description (threads, SIMD, GEMM crate), or
+    /// `None` on a wgpu device.
+    pub fn cpu_info(&self) -> Option<&crate::native::CpuInfo> {
+        match &self.backend {
+            Backend::Native(c) => Some(c),
+            Backend::Wgpu { .. } => None,
+        }
+    }
+
+    /// The wgpu device and queue (`None` on the native CPU device).
+    pub fn wgpu(&self) -> Option<(&wgpu::Device, &wgpu::Queue)> {
+        match &self.backend {
+            Backend::Wgpu { device, queue } => Some((device, queue)),
+            Backend::Native(_) => None,
+        }
     }
 
     /// One line naming the adapter, backend, driver and enabled features.
@@ -345,9 +453,13 @@ impl Gpu {
         }
     }
 
-    /// Waits until the GPU has finished all submitted work.
+    /// Waits until the GPU has finished all submitted work (the native CPU
+    /// device finishes each step in its submit).
     pub fn sync(&self) -> Result<()> {
-        self.device
+        let Backend::Wgpu { device, .. } = &self.backend else {
+            return Ok(());
+        };
+        device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| GpuError::Kernel {
                 kernel: "sync".into(),
@@ -367,9 +479,12 @@ impl Gpu {
     /// Runs `f` inside validation, out-of-memory and internal error scopes
     /// and turns what they catch into an error naming `what`.
     pub(crate) fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
-        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
-        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let Backend::Wgpu { device, .. } = &self.backend else {
+            return Ok(f());
+        };
+        let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = f();
         let errors = [
             pollster::block_on(validation.pop()),
@@ -390,7 +505,25 @@ impl Gpu {
     }
 }
 
+/// `SCORECL_GEMM` / [`GpuOptions::gemm`] parsed.
+fn gemm_override(opts: &GpuOptions) -> Result<Option<crate::ops::gemm::GemmKernel>> {
+    match opts.gemm.as_deref() {
+        None | Some("auto") => Ok(None),
+        Some(name) => Ok(Some(crate::ops::gemm::GemmKernel::parse(name).ok_or_else(
+            || {
+                GpuError::shape(
+                    "SCORECL_GEMM",
+                    format!("`{name}`: allowed auto, portable, sg8, tiled, wide, coop"),
+                )
+            },
+        )?)),
+    }
+}
+
 fn describe(info: &wgpu::AdapterInfo, caps: &Caps) -> String {
+    if caps.class == AdapterClass::Native {
+        return format!("device `{}` (native CPU), {}", info.name, info.driver_info);
+    }
     let mut extras = Vec::new();
     if caps.subgroups {
         extras.push(format!(

@@ -37,20 +37,55 @@ pub(crate) struct KernelKey {
     constants: Vec<(&'static str, u64)>,
 }
 
+/// How a kernel runs: a wgpu pipeline, or its Rust twin on the native CPU
+/// device.
+pub(crate) enum Exec {
+    Wgpu {
+        pipeline: wgpu::ComputePipeline,
+        layout: wgpu::BindGroupLayout,
+    },
+    Native(crate::native::KernelFn),
+}
+
+impl std::fmt::Debug for Exec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exec::Wgpu { .. } => write!(f, "wgpu pipeline"),
+            Exec::Native(_) => write!(f, "native"),
+        }
+    }
+}
+
 /// A compiled kernel.
 #[derive(Debug)]
 pub struct Kernel {
     /// `module::entry[variant]`, used in every error about it.
     pub name: String,
-    pub(crate) pipeline: wgpu::ComputePipeline,
-    pub(crate) layout: wgpu::BindGroupLayout,
+    pub(crate) exec: Exec,
     /// Bindings in binding order (binding 0 is `Params` if present).
     pub bindings: Vec<(u32, Binding)>,
     /// `@workgroup_size` of the entry point.
     pub workgroup_size: [u32; 3],
+    /// The variant and the override constants (read by the native twins).
+    pub(crate) defines: Vec<Define>,
+    pub(crate) constants: Vec<(&'static str, f64)>,
 }
 
 impl Kernel {
+    pub(crate) fn pipeline(&self) -> &wgpu::ComputePipeline {
+        match &self.exec {
+            Exec::Wgpu { pipeline, .. } => pipeline,
+            Exec::Native(_) => unreachable!("native kernels are run by crate::native"),
+        }
+    }
+
+    pub(crate) fn layout(&self) -> &wgpu::BindGroupLayout {
+        match &self.exec {
+            Exec::Wgpu { layout, .. } => layout,
+            Exec::Native(_) => unreachable!("native kernels are run by crate::native"),
+        }
+    }
+
     /// Number of storage buffers a dispatch must pass.
     pub fn storage_count(&self) -> usize {
         self.bindings
@@ -173,6 +208,26 @@ impl Gpu {
             None => module.source(&defines),
         };
         let (bindings, workgroup_size) = reflect(module, &src, entry, &name)?;
+        let device = match &self.backend {
+            crate::gpu::Backend::Wgpu { device, .. } => device,
+            crate::gpu::Backend::Native(_) => {
+                let f =
+                    crate::native::kernel(module.name, entry).ok_or_else(|| GpuError::Kernel {
+                        kernel: name.clone(),
+                        message: "no native CPU implementation of this entry point".into(),
+                    })?;
+                let kernel = Arc::new(Kernel {
+                    name,
+                    exec: Exec::Native(f),
+                    bindings,
+                    workgroup_size,
+                    defines,
+                    constants: constants.to_vec(),
+                });
+                self.kernels.lock().unwrap().insert(key, kernel.clone());
+                return Ok(kernel);
+            }
+        };
         let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
             .iter()
             .map(|(binding, kind)| wgpu::BindGroupLayoutEntry {
@@ -196,44 +251,37 @@ impl Gpu {
             })
             .collect();
         let kernel = self.scoped(&name, || {
-            let shader = self
-                .device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(&name),
-                    source: wgpu::ShaderSource::Wgsl(src.as_str().into()),
-                });
-            let layout = self
-                .device
-                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: Some(&name),
-                    entries: &entries,
-                });
-            let pl = self
-                .device
-                .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some(&name),
-                    bind_group_layouts: &[Some(&layout)],
-                    immediate_size: 0,
-                });
-            let pipeline = self
-                .device
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(&name),
-                    layout: Some(&pl),
-                    module: &shader,
-                    entry_point: Some(entry),
-                    compilation_options: wgpu::PipelineCompilationOptions {
-                        constants,
-                        zero_initialize_workgroup_memory: false,
-                    },
-                    cache: None,
-                });
+            let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&name),
+                source: wgpu::ShaderSource::Wgsl(src.as_str().into()),
+            });
+            let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(&name),
+                entries: &entries,
+            });
+            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&name),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&name),
+                layout: Some(&pl),
+                module: &shader,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
             Kernel {
                 name: name.clone(),
-                pipeline,
-                layout,
+                exec: Exec::Wgpu { pipeline, layout },
                 bindings,
                 workgroup_size,
+                defines: defines.clone(),
+                constants: constants.to_vec(),
             }
         })?;
         let kernel = Arc::new(kernel);

@@ -13,6 +13,7 @@ pub mod error;
 pub mod eval;
 pub mod gpu;
 pub mod kernel;
+pub mod native;
 pub mod nn;
 pub mod ops;
 pub mod plot;

@@ -1,7 +1,8 @@
 //! A step: every dispatch, copy and readback of one unit of work, recorded
-//! first and then encoded into one command encoder and submitted once.
-//! Nothing is read back unless the caller asked for it with
-//! [`Step::readback`].
+//! first and then encoded into one command encoder and submitted once (on
+//! the native CPU device: executed in order by the Rust twins of the
+//! kernels, `crate::native`). Nothing is read back unless the caller asked
+//! for it with [`Step::readback`].
 //!
 //! Kernel parameters are packed into one uniform arena per step (one
 //! 256-byte slot per dispatch, bound with a dynamic offset) and written with
@@ -11,33 +12,54 @@
 use std::sync::Arc;
 
 use crate::error::{GpuError, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Backend, Gpu};
 use crate::kernel::{Binding, Kernel, PARAMS_SLOT};
-use crate::tensor::Tensor;
+use crate::tensor::{Buffer, Tensor};
 
 enum Command {
     Dispatch {
         kernel: Arc<Kernel>,
         params: Option<u32>,
-        buffers: Vec<(wgpu::Buffer, u64)>,
+        buffers: Vec<(Buffer, u64)>,
         groups: [u32; 3],
     },
     Copy {
-        src: wgpu::Buffer,
+        src: Buffer,
         src_off: u64,
-        dst: wgpu::Buffer,
+        dst: Buffer,
         dst_off: u64,
         bytes: u64,
     },
     Readback {
-        src: wgpu::Buffer,
+        src: Buffer,
         bytes: u64,
     },
     /// Zeroes a whole buffer with the encoder's fill command (no dispatch).
     Clear {
-        dst: wgpu::Buffer,
+        dst: Buffer,
         bytes: u64,
     },
+}
+
+impl Command {
+    /// Every buffer the command touches.
+    fn buffers(&self) -> Vec<&Buffer> {
+        match self {
+            Command::Dispatch { buffers, .. } => buffers.iter().map(|(b, _)| b).collect(),
+            Command::Copy { src, dst, .. } => vec![src, dst],
+            Command::Readback { src, .. } => vec![src],
+            Command::Clear { dst, .. } => vec![dst],
+        }
+    }
+}
+
+/// The wgpu buffer of a command checked by [`Step::submit`] to hold wgpu
+/// buffers only.
+fn wb(b: &Buffer) -> &wgpu::Buffer {
+    match b {
+        Buffer::Wgpu(b) => b,
+        Buffer::Host(_) => unreachable!("submit checks that a wgpu step holds wgpu buffers"),
+    }
 }
 
 /// Recorded work, submitted by [`Step::submit`].
@@ -263,14 +285,19 @@ impl<'g> Step<'g> {
     /// After the step's encoder failed validation (wgpu reports encoding
     /// errors when the encoder is finished), re-encodes each dispatch alone
     /// to find the kernel at fault. Costs nothing unless a step failed.
-    fn diagnose(&self, arena: &wgpu::Buffer, original: GpuError) -> GpuError {
+    fn diagnose(
+        &self,
+        device: &wgpu::Device,
+        arena: &wgpu::Buffer,
+        original: GpuError,
+    ) -> GpuError {
         let gpu = self.gpu;
         for cmd in &self.commands {
             let Command::Dispatch { kernel, .. } = cmd else {
                 continue;
             };
             let found = gpu.scoped(&kernel.name, || {
-                let mut enc = gpu.device.create_command_encoder(&Default::default());
+                let mut enc = device.create_command_encoder(&Default::default());
                 encode_dispatch(gpu, &mut enc, cmd, arena, None);
                 enc.finish()
             });
@@ -285,6 +312,15 @@ impl<'g> Step<'g> {
     /// for readbacks if any were asked for.
     pub fn submit(self) -> Result<Readbacks> {
         let gpu = self.gpu;
+        let (device, queue) = match &gpu.backend {
+            Backend::Native(_) => return self.submit_native(),
+            Backend::Wgpu { device, queue } => (device, queue),
+        };
+        for cmd in &self.commands {
+            for b in cmd.buffers() {
+                b.wgpu(&format!("step `{}`", self.label))?;
+            }
+        }
         gpu.check_lost()?;
         // Holding the arena for the whole submit keeps steps from other
         // threads from overwriting parameters before this step runs.
@@ -293,7 +329,7 @@ impl<'g> Step<'g> {
         if arena.as_ref().is_none_or(|b| b.size() < needed) {
             let size = needed.next_power_of_two().max(64 * 1024);
             let buf = gpu.scoped("parameter arena", || {
-                gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("scorecl params"),
                     size,
                     usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
@@ -305,11 +341,11 @@ impl<'g> Step<'g> {
         }
         let arena_buf = arena.as_ref().unwrap().clone();
         if !self.params.is_empty() {
-            gpu.queue.write_buffer(&arena_buf, 0, &self.params);
+            queue.write_buffer(&arena_buf, 0, &self.params);
         }
         let n_dispatch = self.dispatches() as u32;
         let queries = if self.timestamps && n_dispatch > 0 {
-            Some(gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+            Some(device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("scorecl timestamps"),
                 ty: wgpu::QueryType::Timestamp,
                 count: 2 * n_dispatch,
@@ -317,11 +353,9 @@ impl<'g> Step<'g> {
         } else {
             None
         };
-        let mut encoder = gpu
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some(&self.label),
-            });
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some(&self.label),
+        });
         let mut staging = Vec::new();
         let mut names = Vec::new();
         let mut i = 0;
@@ -356,14 +390,14 @@ impl<'g> Step<'g> {
                     dst_off,
                     bytes,
                 } => {
-                    encoder.copy_buffer_to_buffer(src, *src_off, dst, *dst_off, *bytes);
+                    encoder.copy_buffer_to_buffer(wb(src), *src_off, wb(dst), *dst_off, *bytes);
                 }
                 Command::Clear { dst, bytes } => {
-                    encoder.clear_buffer(dst, 0, Some(*bytes));
+                    encoder.clear_buffer(wb(dst), 0, Some(*bytes));
                 }
                 Command::Readback { src, bytes } => {
                     let s = gpu.staging(*bytes)?;
-                    encoder.copy_buffer_to_buffer(src, 0, &s, 0, *bytes);
+                    encoder.copy_buffer_to_buffer(wb(src), 0, &s, 0, *bytes);
                     staging.push((s, *bytes));
                 }
             }
@@ -371,7 +405,7 @@ impl<'g> Step<'g> {
         let mut stamps = None;
         if let Some(qs) = &queries {
             let bytes = 16 * n_dispatch as u64;
-            let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            let resolve = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("scorecl timestamp resolve"),
                 size: bytes,
                 usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
@@ -385,9 +419,9 @@ impl<'g> Step<'g> {
         let label = format!("step `{}`", self.label);
         let commands = match gpu.scoped(&label, || encoder.finish()) {
             Ok(c) => c,
-            Err(e) => return Err(self.diagnose(&arena_buf, e)),
+            Err(e) => return Err(self.diagnose(device, &arena_buf, e)),
         };
-        gpu.scoped(&label, || gpu.queue.submit([commands]))?;
+        gpu.scoped(&label, || queue.submit([commands]))?;
         drop(arena);
         let mut out = Readbacks {
             host_seconds: self.started.elapsed().as_secs_f64(),
@@ -403,7 +437,7 @@ impl<'g> Step<'g> {
         for (b, bytes) in &maps {
             b.slice(0..*bytes).map_async(wgpu::MapMode::Read, |_| {});
         }
-        gpu.device
+        device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| GpuError::Readback {
                 what: label.clone(),
@@ -430,13 +464,67 @@ impl<'g> Step<'g> {
         if let Some((b, bytes)) = stamps {
             let t: Vec<u64> = bytemuck::pod_collect_to_vec(&read(&b, bytes)?);
             gpu.return_staging(b);
-            let period = gpu.queue.get_timestamp_period() as f64;
+            let period = queue.get_timestamp_period() as f64;
             out.timings = names
                 .into_iter()
                 .enumerate()
                 .map(|(i, n)| (n, t[2 * i + 1].saturating_sub(t[2 * i]) as f64 * period))
                 .collect();
         }
+        Ok(out)
+    }
+
+    /// The native CPU device's submit: every command executed in order by
+    /// the kernels' Rust twins; with timestamps, each dispatch timed by the
+    /// host clock.
+    fn submit_native(self) -> Result<Readbacks> {
+        let label = format!("step `{}`", self.label);
+        for cmd in &self.commands {
+            for b in cmd.buffers() {
+                b.host(&label)?;
+            }
+        }
+        let mut out = Readbacks::default();
+        for cmd in &self.commands {
+            match cmd {
+                Command::Dispatch {
+                    kernel,
+                    params,
+                    buffers,
+                    groups,
+                } => {
+                    let p = match params {
+                        Some(off) => {
+                            &self.params[*off as usize..*off as usize + PARAMS_SLOT as usize]
+                        }
+                        None => &[][..],
+                    };
+                    let t0 = std::time::Instant::now();
+                    crate::native::dispatch(kernel, p, buffers, *groups)?;
+                    if self.timestamps {
+                        out.timings
+                            .push((kernel.name.clone(), t0.elapsed().as_secs_f64() * 1e9));
+                    }
+                }
+                Command::Copy {
+                    src,
+                    src_off,
+                    dst,
+                    dst_off,
+                    bytes,
+                } => {
+                    let (s, d) = (src.host(&label)?, dst.host(&label)?);
+                    crate::native::copy(s, *src_off, d, *dst_off, *bytes, &label)?;
+                }
+                Command::Clear { dst, bytes } => {
+                    dst.host(&label)?.zero(0, *bytes);
+                }
+                Command::Readback { src, bytes } => {
+                    out.data.push(src.host(&label)?.read(0, *bytes));
+                }
+            }
+        }
+        out.host_seconds = self.started.elapsed().as_secs_f64();
         Ok(out)
     }
 }
@@ -481,7 +569,7 @@ fn record_dispatch(
     else {
         return;
     };
-    pass.set_pipeline(&kernel.pipeline);
+    pass.set_pipeline(kernel.pipeline());
     let offsets: Vec<u32> = params.iter().copied().collect();
     // Bind groups are cached by (kernel, parameter arena, buffers): a
     // training step binds the same workspace buffers every time, so after
@@ -495,9 +583,12 @@ fn record_dispatch(
     if cache.len() > BIND_CACHE_MAX {
         cache.clear();
     }
+    let Backend::Wgpu { device, .. } = &gpu.backend else {
+        return;
+    };
     let bg = cache
         .entry(key)
-        .or_insert_with(|| create_bind_group(gpu, kernel, buffers, arena));
+        .or_insert_with(|| create_bind_group(device, kernel, buffers, arena));
     pass.set_bind_group(0, &*bg, &offsets);
     pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
 }
@@ -511,13 +602,13 @@ const BIND_CACHE_MAX: usize = 16_384;
 pub(crate) struct BindKey {
     kernel: usize,
     arena: wgpu::Buffer,
-    buffers: Vec<(wgpu::Buffer, u64)>,
+    buffers: Vec<(Buffer, u64)>,
 }
 
 fn create_bind_group(
-    gpu: &Gpu,
+    device: &wgpu::Device,
     kernel: &Kernel,
-    buffers: &[(wgpu::Buffer, u64)],
+    buffers: &[(Buffer, u64)],
     arena: &wgpu::Buffer,
 ) -> wgpu::BindGroup {
     let mut entries = Vec::with_capacity(kernel.bindings.len());
@@ -532,7 +623,7 @@ fn create_bind_group(
             _ => {
                 let (b, bytes) = storage.next().expect("buffer count checked at dispatch");
                 wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: b,
+                    buffer: wb(b),
                     offset: 0,
                     size: std::num::NonZeroU64::new(*bytes),
                 })
@@ -543,9 +634,9 @@ fn create_bind_group(
             resource,
         });
     }
-    gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+    device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some(&kernel.name),
-        layout: &kernel.layout,
+        layout: kernel.layout(),
         entries: &entries,
     })
 }

@@ -1,13 +1,15 @@
-//! GPU tensors: a storage buffer with a shape and a dtype, drawn from a pool
-//! of buffers keyed by byte size so that a training step allocates nothing
-//! after its first run, and returned to it on drop.
+//! Tensors: a storage buffer (a wgpu buffer, or host memory on the native
+//! CPU device) with a shape and a dtype, drawn from a pool of buffers keyed
+//! by byte size so that a training step allocates nothing after its first
+//! run, and returned to it on drop.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{GpuError, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Backend, Gpu};
+use crate::native::HostBuffer;
 
 /// Element type of a tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,10 +38,53 @@ const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 const STAGING: wgpu::BufferUsages =
     wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
 
+/// A device buffer: wgpu's, or host memory of the native CPU device.
+/// Equal (and hashed) by identity.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Buffer {
+    /// A wgpu buffer.
+    Wgpu(wgpu::Buffer),
+    /// Host memory (the native CPU device).
+    Host(crate::native::HostRef),
+}
+
+impl Buffer {
+    /// Its size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        match self {
+            Buffer::Wgpu(b) => b.size(),
+            Buffer::Host(h) => h.size(),
+        }
+    }
+
+    /// The wgpu buffer, or an error naming `what` for host memory (a
+    /// tensor of the native CPU device given to a wgpu device).
+    pub(crate) fn wgpu(&self, what: &str) -> Result<&wgpu::Buffer> {
+        match self {
+            Buffer::Wgpu(b) => Ok(b),
+            Buffer::Host(_) => Err(GpuError::shape(
+                what,
+                "a tensor of the native CPU device given to a wgpu device",
+            )),
+        }
+    }
+
+    /// The host memory, or an error naming `what` for a wgpu buffer.
+    pub(crate) fn host(&self, what: &str) -> Result<&HostBuffer> {
+        match self {
+            Buffer::Host(h) => Ok(h),
+            Buffer::Wgpu(_) => Err(GpuError::shape(
+                what,
+                "a tensor of a wgpu device given to the native CPU device",
+            )),
+        }
+    }
+}
+
 /// Free buffers by (byte size, usage).
 #[derive(Default)]
 pub(crate) struct Pool {
-    free: Mutex<HashMap<(u64, wgpu::BufferUsages), Vec<wgpu::Buffer>>>,
+    free: Mutex<HashMap<(u64, wgpu::BufferUsages), Vec<Buffer>>>,
     created: AtomicU64,
     /// Bytes of every buffer the pool has created (it never frees them:
     /// this is scorecl's device-memory footprint).
@@ -91,13 +136,7 @@ impl Pool {
         self.created.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn take(
-        &self,
-        gpu: &Gpu,
-        size: u64,
-        usage: wgpu::BufferUsages,
-        label: &str,
-    ) -> Result<wgpu::Buffer> {
+    fn take(&self, gpu: &Gpu, size: u64, usage: wgpu::BufferUsages, label: &str) -> Result<Buffer> {
         if let Some(b) = self
             .free
             .lock()
@@ -115,21 +154,24 @@ impl Pool {
                 message: format!("{size} bytes requested, max_buffer_size is {limit}"),
             });
         }
-        let b = gpu.scoped(label, || {
-            gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size,
-                usage,
-                mapped_at_creation: false,
-            })
-        })?;
+        let b = match &gpu.backend {
+            Backend::Wgpu { device, .. } => Buffer::Wgpu(gpu.scoped(label, || {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size,
+                    usage,
+                    mapped_at_creation: false,
+                })
+            })?),
+            Backend::Native(_) => Buffer::Host(HostBuffer::new(size, label)?),
+        };
         self.created.fetch_add(1, Ordering::Relaxed);
         self.allocated.fetch_add(size, Ordering::Relaxed);
         self.taken(size);
         Ok(b)
     }
 
-    pub(crate) fn give(&self, b: wgpu::Buffer, usage: wgpu::BufferUsages) {
+    pub(crate) fn give(&self, b: Buffer, usage: wgpu::BufferUsages) {
         let size = b.size();
         self.in_use.fetch_sub(size, Ordering::Relaxed);
         self.free
@@ -147,9 +189,9 @@ fn byte_len(len: usize, dtype: DType) -> u64 {
     (len * dtype.size()).max(16).div_ceil(16) as u64 * 16
 }
 
-/// A tensor on the GPU. Dropping it returns its buffer to the pool.
+/// A tensor on a device. Dropping it returns its buffer to the pool.
 pub struct Tensor {
-    buf: Option<wgpu::Buffer>,
+    buf: Option<Buffer>,
     shape: Vec<usize>,
     dtype: DType,
     pool: Arc<Pool>,
@@ -200,7 +242,7 @@ impl Tensor {
     }
 
     /// The buffer.
-    pub fn buffer(&self) -> &wgpu::Buffer {
+    pub(crate) fn buffer(&self) -> &Buffer {
         self.buf
             .as_ref()
             .expect("tensor buffer is present until drop")
@@ -362,6 +404,13 @@ impl Gpu {
                 format!("{} bytes into {:?}", bytes.len(), t),
             ));
         }
+        let queue = match &self.backend {
+            Backend::Native(_) => {
+                t.buffer().host("write")?.write(0, bytes);
+                return Ok(());
+            }
+            Backend::Wgpu { queue, .. } => queue,
+        };
         let mut padded;
         let data = if bytes.len() % 4 != 0 {
             padded = bytes.to_vec();
@@ -370,7 +419,8 @@ impl Gpu {
         } else {
             bytes
         };
-        self.scoped("upload", || self.queue.write_buffer(t.buffer(), 0, data))
+        let buf = t.buffer().wgpu("write")?;
+        self.scoped("upload", || queue.write_buffer(buf, 0, data))
     }
 
     /// Reads an f32 tensor back (waits for the GPU).
@@ -408,10 +458,16 @@ impl Gpu {
     }
 
     pub(crate) fn staging(&self, size: u64) -> Result<wgpu::Buffer> {
-        self.pool.take(self, size, STAGING, "readback")
+        match self.pool.take(self, size, STAGING, "readback")? {
+            Buffer::Wgpu(b) => Ok(b),
+            Buffer::Host(_) => Err(GpuError::shape(
+                "readback",
+                "staging buffers exist on wgpu devices only",
+            )),
+        }
     }
 
     pub(crate) fn return_staging(&self, b: wgpu::Buffer) {
-        self.pool.give(b, STAGING);
+        self.pool.give(Buffer::Wgpu(b), STAGING);
     }
 }

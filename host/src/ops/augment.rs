@@ -441,3 +441,260 @@ pub mod cpu {
         (out01, outn, pre)
     }
 }
+
+/// Native CPU twins of `aug_pre`, `aug_main`, `aug_blur_h` and
+/// `aug_blur_v`, reading the packed per-sample words as the kernels do.
+pub(crate) mod native {
+    use super::{cpu, Params, WORDS};
+    use crate::error::Result;
+    use crate::native::{need, rows_mut, Invocation, KernelFn};
+
+    pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
+        Some(match entry {
+            "aug_pre" => pre,
+            "aug_main" => main,
+            "aug_blur_h" => |inv| blur(inv, true),
+            "aug_blur_v" => |inv| blur(inv, false),
+            _ => return None,
+        })
+    }
+
+    struct Sample<'a>(&'a [u32]);
+
+    impl Sample<'_> {
+        fn f(&self, k: usize) -> f32 {
+            f32::from_bits(self.0[k])
+        }
+        fn u(&self, k: usize) -> u32 {
+            self.0[k]
+        }
+    }
+
+    fn gray(c: [f32; 3]) -> f32 {
+        0.2989 * c[0] + 0.587 * c[1] + 0.114 * c[2]
+    }
+
+    fn clamp3(c: [f32; 3]) -> [f32; 3] {
+        c.map(|v| v.clamp(0.0, 1.0))
+    }
+
+    fn fract(x: f32) -> f32 {
+        x - x.floor()
+    }
+
+    /// Crop, flip and bilinear resampling of output pixel (oy, ox) of
+    /// view `n` (the kernel's `sample_rgb`).
+    fn sample_rgb(p: &Params, src: &[f32], s: &Sample, n: usize, oy: usize, ox: usize) -> [f32; 3] {
+        let (top, left, ch, cw) = (s.f(0), s.f(1), s.f(2), s.f(3));
+        let (oh, ow) = (p.oh as usize, p.ow as usize);
+        let x = if s.u(4) != 0 { ow - 1 - ox } else { ox };
+        let sy = ((oy as f32 + 0.5) * ch / oh as f32 - 0.5).max(0.0);
+        let sx = ((x as f32 + 0.5) * cw / ow as f32 - 0.5).max(0.0);
+        let (chu, cwu) = (ch as u32, cw as u32);
+        let y0 = (sy as u32).min(chu - 1);
+        let x0 = (sx as u32).min(cwu - 1);
+        let y1 = if y0 < chu - 1 { y0 + 1 } else { y0 };
+        let x1 = if x0 < cwu - 1 { x0 + 1 } else { x0 };
+        let ly = sy - y0 as f32;
+        let lx = sx - x0 as f32;
+        let (r0, r1) = ((top as u32 + y0) as usize, (top as u32 + y1) as usize);
+        let (c0, c1) = ((left as u32 + x0) as usize, (left as u32 + x1) as usize);
+        let (h, w) = (p.h as usize, p.w as usize);
+        let sn = n % p.n_src.max(1) as usize;
+        let mut out = [0.0f32; 3];
+        for (k, o) in out.iter_mut().enumerate() {
+            let base = (sn * 3 + k) * h * w;
+            let a = src[base + r0 * w + c0];
+            let b = src[base + r0 * w + c1];
+            let c = src[base + r1 * w + c0];
+            let d = src[base + r1 * w + c1];
+            *o = (1.0 - ly) * ((1.0 - lx) * a + lx * b) + ly * ((1.0 - lx) * c + lx * d);
+        }
+        out
+    }
+
+    /// The jitter ops in the sampled order; stops before contrast when
+    /// `until_contrast`.
+    fn jitter(s: &Sample, mut c: [f32; 3], until_contrast: bool, mean: f32) -> [f32; 3] {
+        if s.u(5) == 0 {
+            return c;
+        }
+        let order = s.u(6);
+        for i in 0..4 {
+            match (order >> (8 * i)) & 0xFF {
+                0 => c = clamp3(c.map(|v| v * s.f(7))),
+                1 => {
+                    if until_contrast {
+                        return c;
+                    }
+                    let k = s.f(8);
+                    c = clamp3(c.map(|v| k * v + (1.0 - k) * mean));
+                }
+                2 => {
+                    let k = s.f(9);
+                    let g = gray(c);
+                    c = clamp3(c.map(|v| k * v + (1.0 - k) * g));
+                }
+                _ => {
+                    let mut hsv = cpu::rgb2hsv(c);
+                    hsv[0] = fract(hsv[0] + s.f(10));
+                    c = cpu::hsv2rgb(hsv);
+                }
+            }
+        }
+        c
+    }
+
+    fn checks(inv: &Invocation, p: &Params, src: &[f32], prm: &[u32]) -> Result<()> {
+        let n = p.n as usize;
+        need(
+            inv,
+            &[
+                (
+                    "src",
+                    src.len(),
+                    p.n_src as usize * 3 * (p.h * p.w) as usize,
+                ),
+                ("params", prm.len(), n * WORDS),
+            ],
+        )?;
+        for i in 0..n {
+            let s = Sample(&prm[i * WORDS..(i + 1) * WORDS]);
+            let (top, left, ch, cw) = (s.f(0), s.f(1), s.f(2), s.f(3));
+            if !(ch >= 1.0 && cw >= 1.0 && top >= 0.0 && left >= 0.0)
+                || top as u32 + ch as u32 > p.h
+                || left as u32 + cw as u32 > p.w
+            {
+                return Err(inv.short("params (crop inside the image)", 0, 1));
+            }
+        }
+        Ok(())
+    }
+
+    fn pre(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (src, prm, gray_buf) = (inv.f32(0)?, inv.u32(1)?, inv.f32_mut(2)?);
+        let (n, ohw) = (p.n as usize, (p.oh * p.ow) as usize);
+        checks(inv, &p, src, prm)?;
+        need(inv, &[("gray", gray_buf.len(), n * ohw)])?;
+        let ow = p.ow as usize;
+        rows_mut(gray_buf, n, ohw, ohw * 8, |i, out| {
+            let s = Sample(&prm[i * WORDS..(i + 1) * WORDS]);
+            for (q, o) in out.iter_mut().enumerate() {
+                let c = jitter(&s, sample_rgb(&p, src, &s, i, q / ow, q % ow), true, 0.0);
+                *o = gray(c);
+            }
+        });
+        Ok(())
+    }
+
+    fn main(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (src, prm, cmean, tmp) = (inv.f32(0)?, inv.u32(1)?, inv.f32(2)?, inv.f32_mut(3)?);
+        let (n, ohw) = (p.n as usize, (p.oh * p.ow) as usize);
+        checks(inv, &p, src, prm)?;
+        need(
+            inv,
+            &[("cmean", cmean.len(), n), ("tmp", tmp.len(), n * 3 * ohw)],
+        )?;
+        let ow = p.ow as usize;
+        rows_mut(tmp, n, 3 * ohw, 3 * ohw * 8, |i, out| {
+            let s = Sample(&prm[i * WORDS..(i + 1) * WORDS]);
+            for q in 0..ohw {
+                let mut c = jitter(
+                    &s,
+                    sample_rgb(&p, src, &s, i, q / ow, q % ow),
+                    false,
+                    cmean[i],
+                );
+                if s.u(11) != 0 {
+                    c = [gray(c); 3];
+                }
+                for k in 0..3 {
+                    out[k * ohw + q] = c[k];
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// torchvision's reflect padding.
+    fn reflect(i: i32, len: usize) -> usize {
+        let l = len as i32;
+        if l == 1 {
+            return 0;
+        }
+        let period = 2 * (l - 1);
+        let mut j = ((i % period) + period) % period;
+        if j >= l {
+            j = period - j;
+        }
+        j as usize
+    }
+
+    fn blur(inv: &Invocation, horizontal: bool) -> Result<()> {
+        let p: Params = inv.params()?;
+        let prm = inv.u32(0)?;
+        let (oh, ow, n) = (p.oh as usize, p.ow as usize, p.n as usize);
+        let ohw = oh * ow;
+        let (tmp_in, out) = if horizontal {
+            (inv.f32(2)?, inv.f32_mut(1)?)
+        } else {
+            (inv.f32(1)?, inv.f32_mut(2)?)
+        };
+        need(
+            inv,
+            &[
+                ("params", prm.len(), n * WORDS),
+                ("tmp_in", tmp_in.len(), n * 3 * ohw),
+                ("out", out.len(), n * 3 * ohw),
+            ],
+        )?;
+        let outn = if horizontal {
+            None
+        } else {
+            let o = inv.f32_mut(3)?;
+            need(inv, &[("outn", o.len(), n * 3 * ohw)])?;
+            Some(crate::native::SharedMut::new(o))
+        };
+        rows_mut(out, n * 3, ohw, ohw * 16, |plane, o| {
+            let (i, k) = (plane / 3, plane % 3);
+            let s = Sample(&prm[i * WORDS..(i + 1) * WORDS]);
+            let sigma = s.f(12);
+            let src = &tmp_in[plane * ohw..(plane + 1) * ohw];
+            let radius = if sigma > 0.0 {
+                ((3.0 * sigma).ceil() as u32).min(p.max_radius) as i32
+            } else {
+                0
+            };
+            for (q, v) in o.iter_mut().enumerate() {
+                let (y, x) = (q / ow, q % ow);
+                let mut b = if sigma <= 0.0 {
+                    src[q]
+                } else {
+                    let mut acc = 0.0f32;
+                    let mut norm = 0.0f32;
+                    for d in -radius..=radius {
+                        let wgt = (-0.5 * (d as f32 / sigma) * (d as f32 / sigma)).exp();
+                        let sv = if horizontal {
+                            src[y * ow + reflect(x as i32 + d, ow)]
+                        } else {
+                            src[reflect(y as i32 + d, oh) * ow + x]
+                        };
+                        acc += wgt * sv;
+                        norm += wgt;
+                    }
+                    acc / norm
+                };
+                if let Some(on) = &outn {
+                    if s.u(13) != 0 && b >= p.threshold {
+                        b = 1.0 - b;
+                    }
+                    on.set(plane * ohw + q, (b - p.mean[k]) / p.std[k]);
+                }
+                *v = b;
+            }
+        });
+        Ok(())
+    }
+}

@@ -372,3 +372,249 @@ pub mod cpu {
         (dx, dg, db)
     }
 }
+
+/// Native CPU twins of the batch-norm kernels: statistics and reductions a
+/// channel per parallel task, the elementwise passes a plane per task.
+pub(crate) mod native {
+    use super::Params;
+    use crate::error::Result;
+    use crate::native::{need, rows_mut, sum, Invocation, KernelFn, SharedMut};
+
+    pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
+        Some(match entry {
+            "bn_stats" => stats,
+            "bn_eval_stats" => eval_stats,
+            "bn_apply" => |inv| apply(inv, false),
+            "bn_apply_add" => |inv| apply(inv, true),
+            "bn_backward_reduce" => |inv| backward_reduce(inv, false),
+            "bn_backward_reduce_relu" => |inv| backward_reduce(inv, true),
+            "bn_backward_apply" => |inv| backward_apply(inv, false),
+            "bn_backward_apply_relu" => |inv| backward_apply(inv, true),
+            _ => return None,
+        })
+    }
+
+    /// Σ over channel c's n·s values of f(flat index).
+    fn channel_sum(p: &Params, c: usize, f: impl Fn(usize) -> f32) -> f32 {
+        let (s, cc) = (p.s as usize, p.c as usize);
+        sum(p.n as usize * s, |j| f(((j / s) * cc + c) * s + j % s))
+    }
+
+    fn stats(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let x = inv.f32(0)?;
+        let (mean, invstd) = (inv.f32_mut(1)?, inv.f32_mut(2)?);
+        let (rm, rv) = (inv.f32_mut(3)?, inv.f32_mut(4)?);
+        let (n, c, s) = (p.n as usize, p.c as usize, p.s as usize);
+        need(
+            inv,
+            &[
+                ("x", x.len(), n * c * s),
+                ("mean", mean.len(), c),
+                ("invstd", invstd.len(), c),
+                ("running_mean", rm.len(), c),
+                ("running_var", rv.len(), c),
+            ],
+        )?;
+        let cnt = n * s;
+        let (invstd, rm, rv) = (
+            SharedMut::new(invstd),
+            SharedMut::new(rm),
+            SharedMut::new(rv),
+        );
+        rows_mut(mean, c, 1, 2 * cnt, |ch, m| {
+            let mu = channel_sum(&p, ch, |i| x[i]) / cnt as f32;
+            let var_b = channel_sum(&p, ch, |i| (x[i] - mu) * (x[i] - mu)) / cnt as f32;
+            m[0] = mu;
+            invstd.set(ch, 1.0 / (var_b + p.eps).sqrt());
+            let unbiased = var_b * cnt as f32 / (cnt.max(2) - 1) as f32;
+            rm.set(ch, (1.0 - p.momentum) * rm.get(ch) + p.momentum * mu);
+            rv.set(ch, (1.0 - p.momentum) * rv.get(ch) + p.momentum * unbiased);
+        });
+        Ok(())
+    }
+
+    fn eval_stats(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (mean, invstd) = (inv.f32_mut(0)?, inv.f32_mut(1)?);
+        let (rm, rv) = (inv.f32_mut(2)?, inv.f32_mut(3)?);
+        let c = p.c as usize;
+        need(
+            inv,
+            &[
+                ("mean", mean.len(), c),
+                ("invstd", invstd.len(), c),
+                ("running_mean", rm.len(), c),
+                ("running_var", rv.len(), c),
+            ],
+        )?;
+        for ch in 0..c {
+            mean[ch] = rm[ch];
+            invstd[ch] = 1.0 / (rv[ch] + p.eps).sqrt();
+        }
+        Ok(())
+    }
+
+    /// `f(channel, plane_index_base, plane)` over the [n·c] planes of s
+    /// elements of `out`.
+    fn planes(p: &Params, out: &mut [f32], f: impl Fn(usize, usize, &mut [f32]) + Sync + Send) {
+        let (n, c, s) = (p.n as usize, p.c as usize, p.s as usize);
+        if s >= 16 {
+            rows_mut(out, n * c, s, s, |pl, o| f(pl % c, pl * s, o));
+        } else {
+            // BatchNorm1d (s = 1): a sample's row of c channels per task.
+            rows_mut(out, n, c * s, c * s, |row, o| {
+                for (k, ch) in o.chunks_mut(s.max(1)).enumerate() {
+                    f(k, (row * c + k) * s, ch);
+                }
+            });
+        }
+    }
+
+    fn apply(inv: &Invocation, add: bool) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (x, gamma, beta) = (inv.f32(0)?, inv.f32(1)?, inv.f32(2)?);
+        let y = inv.f32_mut(3)?;
+        let (mean, invstd) = (inv.f32(4)?, inv.f32(5)?);
+        let residual = if add { Some(inv.f32(6)?) } else { None };
+        let (n, c, s) = (p.n as usize, p.c as usize, p.s as usize);
+        let len = n * c * s;
+        let (affine, relu) = (inv.flag("AFFINE", true), inv.flag("RELU", false));
+        need(
+            inv,
+            &[
+                ("x", x.len(), len),
+                ("y", y.len(), len),
+                ("mean", mean.len(), c),
+                ("invstd", invstd.len(), c),
+            ],
+        )?;
+        if affine {
+            need(inv, &[("gamma", gamma.len(), c), ("beta", beta.len(), c)])?;
+        }
+        if let Some(r) = residual {
+            need(inv, &[("residual", r.len(), len)])?;
+        }
+        planes(&p, &mut y[..len], |ch, base, o| {
+            let (mu, is) = (mean[ch], invstd[ch]);
+            let (g, b) = if affine {
+                (gamma[ch], beta[ch])
+            } else {
+                (1.0, 0.0)
+            };
+            for (j, yv) in o.iter_mut().enumerate() {
+                let mut v = (x[base + j] - mu) * is;
+                if affine {
+                    v = v * g + b;
+                }
+                if let Some(r) = residual {
+                    v += r[base + j];
+                }
+                if relu {
+                    v = v.max(0.0);
+                }
+                *yv = v;
+            }
+        });
+        Ok(())
+    }
+
+    fn backward_reduce(inv: &Invocation, relu: bool) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (x, dy) = (inv.f32(0)?, inv.f32(1)?);
+        let (sums, dgamma, dbeta) = (inv.f32_mut(2)?, inv.f32_mut(3)?, inv.f32_mut(4)?);
+        let (mean, invstd) = (inv.f32(5)?, inv.f32(6)?);
+        let y_relu = if relu { Some(inv.f32(7)?) } else { None };
+        let (n, c, s) = (p.n as usize, p.c as usize, p.s as usize);
+        let len = n * c * s;
+        let affine = inv.flag("AFFINE", true);
+        need(
+            inv,
+            &[
+                ("x", x.len(), len),
+                ("dy", dy.len(), len),
+                ("sums", sums.len(), 2 * c),
+                ("mean", mean.len(), c),
+                ("invstd", invstd.len(), c),
+            ],
+        )?;
+        if affine {
+            need(
+                inv,
+                &[("dgamma", dgamma.len(), c), ("dbeta", dbeta.len(), c)],
+            )?;
+        }
+        if let Some(y) = y_relu {
+            need(inv, &[("y_relu", y.len(), len)])?;
+        }
+        let g = |i: usize| match y_relu {
+            Some(y) if !(y[i] > 0.0) => 0.0,
+            _ => dy[i],
+        };
+        let mut both = vec![0.0f32; 2 * c];
+        rows_mut(&mut both, c, 2, 2 * n * s, |ch, o| {
+            let (mu, is) = (mean[ch], invstd[ch]);
+            o[0] = channel_sum(&p, ch, g);
+            o[1] = channel_sum(&p, ch, |i| g(i) * (x[i] - mu) * is);
+        });
+        for ch in 0..c {
+            let (s1, s2) = (both[2 * ch], both[2 * ch + 1]);
+            sums[ch] = s1;
+            sums[c + ch] = s2;
+            if affine {
+                dbeta[ch] += s1;
+                dgamma[ch] += s2;
+            }
+        }
+        Ok(())
+    }
+
+    fn backward_apply(inv: &Invocation, relu: bool) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (x, gamma, dy) = (inv.f32(0)?, inv.f32(1)?, inv.f32(2)?);
+        let (sums, dx) = (inv.f32_mut(3)?, inv.f32_mut(4)?);
+        let (mean, invstd) = (inv.f32(5)?, inv.f32(6)?);
+        let y_relu = if relu { Some(inv.f32(7)?) } else { None };
+        let (n, c, s) = (p.n as usize, p.c as usize, p.s as usize);
+        let len = n * c * s;
+        let (affine, training) = (inv.flag("AFFINE", true), inv.flag("TRAINING", true));
+        need(
+            inv,
+            &[
+                ("x", x.len(), len),
+                ("dy", dy.len(), len),
+                ("sums", sums.len(), 2 * c),
+                ("dx", dx.len(), len),
+                ("mean", mean.len(), c),
+                ("invstd", invstd.len(), c),
+            ],
+        )?;
+        if affine {
+            need(inv, &[("gamma", gamma.len(), c)])?;
+        }
+        if let Some(y) = y_relu {
+            need(inv, &[("y_relu", y.len(), len)])?;
+        }
+        let sums = &*sums;
+        let inv_cnt = 1.0 / (n * s) as f32;
+        planes(&p, &mut dx[..len], |ch, base, o| {
+            let is = invstd[ch];
+            let k = if affine { is * gamma[ch] } else { is };
+            let (mu, s1, s2) = (mean[ch], sums[ch], sums[c + ch]);
+            for (j, d) in o.iter_mut().enumerate() {
+                let i = base + j;
+                let g = match y_relu {
+                    Some(y) if !(y[i] > 0.0) => 0.0,
+                    _ => dy[i],
+                };
+                *d = if training {
+                    let xhat = (x[i] - mu) * is;
+                    k * (g - s1 * inv_cnt - xhat * s2 * inv_cnt)
+                } else {
+                    k * g
+                };
+            }
+        });
+        Ok(())
+    }
+}

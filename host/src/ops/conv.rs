@@ -764,3 +764,337 @@ pub mod cpu {
         dx
     }
 }
+
+/// Native CPU twins of `im2col`, `col2im`, `pad_rows`, `maxpool` and
+/// `maxpool_backward`, an image row or plane per parallel task.
+pub(crate) mod native {
+    use super::Params;
+    use crate::error::Result;
+    use crate::native::{need, rows_mut, Invocation, KernelFn};
+
+    pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
+        Some(match entry {
+            "im2col" => im2col,
+            "col2im" => col2im,
+            "pad_rows" => pad_rows,
+            "maxpool" => maxpool,
+            "maxpool_backward" => maxpool_backward,
+            _ => return None,
+        })
+    }
+
+    struct Geo {
+        c: usize,
+        h: usize,
+        w: usize,
+        kh: usize,
+        kw: usize,
+        stride: usize,
+        pad: usize,
+        oh: usize,
+        ow: usize,
+        ld: usize,
+    }
+
+    impl Geo {
+        fn of(p: &Params) -> Geo {
+            Geo {
+                c: p.c as usize,
+                h: p.h as usize,
+                w: p.w as usize,
+                kh: p.kh as usize,
+                kw: p.kw as usize,
+                stride: p.stride.max(1) as usize,
+                pad: p.pad as usize,
+                oh: p.oh as usize,
+                ow: p.ow as usize,
+                ld: p.ld as usize,
+            }
+        }
+
+        /// Row r = (c, p, q) of one image's column matrix from its planes
+        /// `x` (C·H·W), the padding columns zeroed.
+        fn im2col_row(&self, x: &[f32], r: usize, out: &mut [f32]) {
+            let c = r / (self.kh * self.kw);
+            let p = (r / self.kw) % self.kh;
+            let q = r % self.kw;
+            let plane = &x[c * self.h * self.w..(c + 1) * self.h * self.w];
+            let (oh, ow) = (self.oh, self.ow);
+            for i in 0..oh {
+                let o = &mut out[i * ow..(i + 1) * ow];
+                let hh = (i * self.stride + p) as isize - self.pad as isize;
+                if hh < 0 || hh >= self.h as isize {
+                    o.fill(0.0);
+                    continue;
+                }
+                let src = &plane[hh as usize * self.w..(hh as usize + 1) * self.w];
+                if self.stride == 1 {
+                    // ww = j + q − pad: zeros, a contiguous run, zeros.
+                    let shift = q as isize - self.pad as isize;
+                    let lo = (-shift).clamp(0, ow as isize) as usize;
+                    let hi = (self.w as isize - shift).clamp(lo as isize, ow as isize) as usize;
+                    o[..lo].fill(0.0);
+                    o[lo..hi].copy_from_slice(
+                        &src[(lo as isize + shift) as usize..(hi as isize + shift) as usize],
+                    );
+                    o[hi..].fill(0.0);
+                } else {
+                    for (j, v) in o.iter_mut().enumerate() {
+                        let ww = (j * self.stride + q) as isize - self.pad as isize;
+                        *v = if ww >= 0 && ww < self.w as isize {
+                            src[ww as usize]
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+            out[oh * ow..self.ld].fill(0.0);
+        }
+
+        /// One image plane of the input gradient from its column-matrix
+        /// gradient `dcol` (the image's rows), taps added in (p, q) order.
+        fn col2im_plane(&self, dcol: &[f32], c: usize, out: &mut [f32]) {
+            out.fill(0.0);
+            let (oh, ow, w) = (self.oh, self.ow, self.w);
+            if self.kh * self.kw > 64 {
+                // The kernel's cap: at most 64 taps per pixel (in scan
+                // order) are gathered.
+                for h in 0..self.h {
+                    for x in 0..w {
+                        let mut count = 0;
+                        let mut acc = 0.0f32;
+                        for p in 0..self.kh {
+                            let hs = (h + self.pad) as isize - p as isize;
+                            if hs < 0
+                                || hs as usize % self.stride != 0
+                                || hs as usize / self.stride >= oh
+                            {
+                                continue;
+                            }
+                            for q in 0..self.kw {
+                                let ws = (x + self.pad) as isize - q as isize;
+                                if ws < 0
+                                    || ws as usize % self.stride != 0
+                                    || ws as usize / self.stride >= ow
+                                    || count >= 64
+                                {
+                                    continue;
+                                }
+                                let r = (c * self.kh + p) * self.kw + q;
+                                acc += dcol[r * self.ld
+                                    + (hs as usize / self.stride) * ow
+                                    + ws as usize / self.stride];
+                                count += 1;
+                            }
+                        }
+                        out[h * w + x] = acc;
+                    }
+                }
+                return;
+            }
+            for p in 0..self.kh {
+                for q in 0..self.kw {
+                    let row = &dcol[((c * self.kh + p) * self.kw + q) * self.ld..];
+                    for i in 0..oh {
+                        let hh = (i * self.stride + p) as isize - self.pad as isize;
+                        if hh < 0 || hh >= self.h as isize {
+                            continue;
+                        }
+                        let dst = &mut out[hh as usize * w..(hh as usize + 1) * w];
+                        let src = &row[i * ow..(i + 1) * ow];
+                        for (j, v) in src.iter().enumerate() {
+                            let ww = (j * self.stride + q) as isize - self.pad as isize;
+                            if ww >= 0 && ww < w as isize {
+                                dst[ww as usize] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn im2col(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let g = Geo::of(&p);
+        let (x, col) = (inv.f32(0)?, inv.f32_mut(1)?);
+        let (i0, images) = (p.i0 as usize, p.images as usize);
+        let rows = g.c * g.kh * g.kw;
+        let chw = g.c * g.h * g.w;
+        need(
+            inv,
+            &[
+                ("x", x.len(), (i0 + images) * chw),
+                ("col", col.len(), images * rows * g.ld),
+            ],
+        )?;
+        rows_mut(col, images * rows, g.ld, g.ld, |t, out| {
+            let (b, r) = (t / rows, t % rows);
+            let img = &x[(i0 + b) * chw..(i0 + b + 1) * chw];
+            g.im2col_row(img, r, out);
+        });
+        Ok(())
+    }
+
+    fn col2im(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let g = Geo::of(&p);
+        let (dcol, dx) = (inv.f32(0)?, inv.f32_mut(1)?);
+        let (addend, mask) = (inv.f32(2)?, inv.f32(3)?);
+        let (add, masked) = (inv.flag("ADD", false), inv.flag("MASK", false));
+        let (i0, images) = (p.i0 as usize, p.images as usize);
+        let rows = g.c * g.kh * g.kw;
+        let hw = g.h * g.w;
+        let end = (i0 + images) * g.c * hw;
+        need(
+            inv,
+            &[
+                ("dcol", dcol.len(), images * rows * g.ld),
+                ("dx", dx.len(), end),
+            ],
+        )?;
+        if add {
+            need(inv, &[("addend", addend.len(), end)])?;
+        }
+        if add && masked {
+            need(inv, &[("mask", mask.len(), end)])?;
+        }
+        let base = i0 * g.c * hw;
+        rows_mut(
+            &mut dx[base..end],
+            images * g.c,
+            hw,
+            hw * g.kh * g.kw,
+            |t, out| {
+                let (b, c) = (t / g.c, t % g.c);
+                g.col2im_plane(&dcol[b * rows * g.ld..(b + 1) * rows * g.ld], c, out);
+                if add {
+                    let o = base + t * hw;
+                    for (j, v) in out.iter_mut().enumerate() {
+                        let a = addend[o + j];
+                        let a = if masked && !(mask[o + j] > 0.0) {
+                            0.0
+                        } else {
+                            a
+                        };
+                        *v += a;
+                    }
+                }
+            },
+        );
+        Ok(())
+    }
+
+    fn pad_rows(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (y, dy) = (inv.f32_mut(0)?, inv.f32(1)?);
+        let (c, i0, images, ld) = (
+            p.c as usize,
+            p.i0 as usize,
+            p.images as usize,
+            p.ld as usize,
+        );
+        let ohw = (p.oh * p.ow) as usize;
+        need(
+            inv,
+            &[
+                ("rows", y.len(), images * c * ld),
+                ("dy", dy.len(), (i0 + images) * c * ohw),
+            ],
+        )?;
+        rows_mut(y, images * c, ld, ld, |row, o| {
+            let src = &dy[(i0 * c + row) * ohw..(i0 * c + row + 1) * ohw];
+            o[..ohw].copy_from_slice(src);
+            o[ohw..].fill(0.0);
+        });
+        Ok(())
+    }
+
+    fn maxpool(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let g = Geo::of(&p);
+        let (x, y, arg) = (inv.f32(0)?, inv.f32_mut(1)?, inv.u32_mut(2)?);
+        let planes = p.images as usize * g.c;
+        let ohw = g.oh * g.ow;
+        need(
+            inv,
+            &[
+                ("x", x.len(), planes * g.h * g.w),
+                ("y", y.len(), planes * ohw),
+                ("arg", arg.len(), planes * ohw),
+            ],
+        )?;
+        let arg = crate::native::SharedMut::new(arg);
+        rows_mut(y, planes, ohw, ohw * g.kh * g.kw, |pl, out| {
+            let plane = &x[pl * g.h * g.w..(pl + 1) * g.h * g.w];
+            for (t, o) in out.iter_mut().enumerate() {
+                let (i, j) = (t / g.ow, t % g.ow);
+                let mut best = -f32::MAX;
+                let mut at = 0u32;
+                for pp in 0..g.kh {
+                    let hh = (i * g.stride + pp) as isize - g.pad as isize;
+                    if hh < 0 || hh >= g.h as isize {
+                        continue;
+                    }
+                    for q in 0..g.kw {
+                        let ww = (j * g.stride + q) as isize - g.pad as isize;
+                        if ww < 0 || ww >= g.w as isize {
+                            continue;
+                        }
+                        let idx = hh as usize * g.w + ww as usize;
+                        // Strictly greater: the first maximum in scan order.
+                        if plane[idx] > best {
+                            best = plane[idx];
+                            at = idx as u32;
+                        }
+                    }
+                }
+                *o = best;
+                arg.set(pl * ohw + t, at);
+            }
+        });
+        Ok(())
+    }
+
+    fn maxpool_backward(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let g = Geo::of(&p);
+        let (dx, dy, arg) = (inv.f32_mut(0)?, inv.f32(1)?, inv.u32(2)?);
+        let planes = p.images as usize * g.c;
+        let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+        need(
+            inv,
+            &[
+                ("dx", dx.len(), planes * hw),
+                ("dy", dy.len(), planes * ohw),
+                ("arg", arg.len(), planes * ohw),
+            ],
+        )?;
+        rows_mut(dx, planes, hw, hw * g.kh * g.kw, |pl, out| {
+            for (idx, o) in out.iter_mut().enumerate() {
+                let (h, w) = (idx / g.w, idx % g.w);
+                let mut acc = 0.0f32;
+                for pp in 0..g.kh {
+                    let hs = (h + g.pad) as isize - pp as isize;
+                    if hs < 0 || hs as usize % g.stride != 0 || hs as usize / g.stride >= g.oh {
+                        continue;
+                    }
+                    for q in 0..g.kw {
+                        let ws = (w + g.pad) as isize - q as isize;
+                        if ws < 0 || ws as usize % g.stride != 0 || ws as usize / g.stride >= g.ow {
+                            continue;
+                        }
+                        let o2 =
+                            pl * ohw + (hs as usize / g.stride) * g.ow + ws as usize / g.stride;
+                        if arg[o2] as usize == idx {
+                            acc += dy[o2];
+                        }
+                    }
+                }
+                *o = acc;
+            }
+        });
+        Ok(())
+    }
+}

@@ -96,3 +96,96 @@ pub fn loss(
     step.dispatch(&k, &p, &[score, eps, sigma, terms, grad], grid(n, 1))?;
     sum_all(step, terms, 1.0, loss)
 }
+
+/// Native CPU twins of `dsm_perturb` and `dsm_loss`.
+pub(crate) mod native {
+    use super::Params;
+    use crate::error::Result;
+    use crate::native::{need, rows_mut, sum, Invocation, KernelFn, SharedMut};
+    use scorecl_core::rng::{unit_f32, Philox};
+
+    pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
+        Some(match entry {
+            "dsm_perturb" => perturb,
+            "dsm_loss" => loss,
+            _ => return None,
+        })
+    }
+
+    fn perturb(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (x, table) = (inv.f32(0)?, inv.f32(1)?);
+        let (x_noisy, eps, sigma) = (inv.f32_mut(2)?, inv.f32_mut(3)?, inv.f32_mut(4)?);
+        let (n, dim, levels) = (p.n as usize, p.dim as usize, p.levels as usize);
+        let nd = n * dim;
+        need(
+            inv,
+            &[
+                ("x", x.len(), nd),
+                ("sigma_table", table.len(), levels.max(1)),
+                ("x_noisy", x_noisy.len(), nd),
+                ("eps", eps.len(), nd),
+                ("sigma", sigma.len(), n),
+            ],
+        )?;
+        let noise = Philox {
+            key: p.noise_key,
+            stream: p.noise_stream,
+        };
+        let sigmas = Philox {
+            key: p.sigma_key,
+            stream: p.sigma_stream,
+        };
+        let (eps, sigma) = (SharedMut::new(eps), SharedMut::new(sigma));
+        rows_mut(x_noisy, n, dim, dim * 8, |i, xr| {
+            // SigmaSchedule::level_for on uniform word i.
+            let u = unit_f32(sigmas.u32_at(i as u64));
+            let level =
+                ((u.clamp(0.0, 1.0) * levels as f32) as usize).min(levels.saturating_sub(1));
+            let s = table[level];
+            for (k, o) in xr.iter_mut().enumerate() {
+                let t = i * dim + k;
+                // The kernel's index is a 32-bit word count.
+                let e = noise.normal_at(t as u32 as u64);
+                eps.set(t, e);
+                *o = x[t] + s * e;
+            }
+            sigma.set(i, s);
+        });
+        Ok(())
+    }
+
+    fn loss(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (score, noise, sig) = (inv.f32(0)?, inv.f32(1)?, inv.f32(2)?);
+        let (terms, grad) = (inv.f32_mut(3)?, inv.f32_mut(4)?);
+        let (n, dim) = (p.n as usize, p.dim as usize);
+        let nd = n * dim;
+        need(
+            inv,
+            &[
+                ("score", score.len(), nd),
+                ("noise", noise.len(), nd),
+                ("sigma", sig.len(), n),
+                ("terms", terms.len(), n),
+                ("grad", grad.len(), nd),
+            ],
+        )?;
+        let inv_n = 1.0 / n as f32;
+        let terms = SharedMut::new(terms);
+        rows_mut(grad, n, dim, dim, |i, gr| {
+            let s = sig[i];
+            let base = i * dim;
+            for (k, g) in gr.iter_mut().enumerate() {
+                let r = s * score[base + k] + noise[base + k];
+                *g = s * r * inv_n;
+            }
+            let total = sum(dim, |k| {
+                let r = s * score[base + k] + noise[base + k];
+                0.5 * r * r
+            });
+            terms.set(i, total * inv_n);
+        });
+        Ok(())
+    }
+}

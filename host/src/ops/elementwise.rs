@@ -255,3 +255,136 @@ pub mod cpu {
             .collect()
     }
 }
+
+/// Native CPU twins of the entry points (`crate::native`): same bindings
+/// and parameters, the same f32 operation per element.
+pub(crate) mod native {
+    use super::Params;
+    use crate::error::Result;
+    use crate::native::{map, need, Invocation, KernelFn};
+
+    pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
+        Some(match entry {
+            "axpby" => axpby,
+            "scale" => scale,
+            "mul" => mul,
+            "add_relu" => add_relu,
+            "relu" => relu,
+            "relu_backward" => relu_backward,
+            "fill" => fill,
+            "add_cols" => add_cols,
+            "expand" => expand,
+            "div_blocks" => div_blocks,
+            _ => return None,
+        })
+    }
+
+    /// Bindings `a`, `b`, `out` of a two-input kernel, `a` and `out`
+    /// checked for `n`, `b` for `b_len(n, block)`.
+    #[allow(clippy::type_complexity)]
+    fn binary<'a>(
+        inv: &'a Invocation,
+        b_len: impl Fn(&Params) -> usize,
+    ) -> Result<(Params, &'a [f32], &'a [f32], &'a mut [f32])> {
+        let p: Params = inv.params()?;
+        let (a, b, out) = (inv.f32(0)?, inv.f32(1)?, inv.f32_mut(2)?);
+        let n = p.n as usize;
+        need(
+            inv,
+            &[
+                ("a", a.len(), n),
+                ("b", b.len(), b_len(&p)),
+                ("out", out.len(), n),
+            ],
+        )?;
+        Ok((p, a, b, out))
+    }
+
+    fn same(p: &Params) -> usize {
+        p.n as usize
+    }
+
+    /// One value per block of `block` elements (at least one element: the
+    /// host refuses block 0, which would divide by zero here).
+    fn blocks(p: &Params) -> usize {
+        (p.n as usize).div_ceil(p.block.max(1) as usize)
+    }
+
+    /// Bindings `a`, `out` of a one-input kernel, checked for `n`.
+    fn unary<'a>(inv: &'a Invocation) -> Result<(Params, &'a [f32], &'a mut [f32])> {
+        let p: Params = inv.params()?;
+        let (a, out) = (inv.f32(0)?, inv.f32_mut(1)?);
+        let n = p.n as usize;
+        need(inv, &[("a", a.len(), n), ("out", out.len(), n)])?;
+        Ok((p, a, out))
+    }
+
+    fn axpby(inv: &Invocation) -> Result<()> {
+        let (p, a, b, out) = binary(inv, same)?;
+        map(out, p.n as usize, |i| p.alpha * a[i] + p.beta * b[i]);
+        Ok(())
+    }
+
+    fn scale(inv: &Invocation) -> Result<()> {
+        let (p, a, out) = unary(inv)?;
+        map(out, p.n as usize, |i| p.alpha * a[i]);
+        Ok(())
+    }
+
+    fn mul(inv: &Invocation) -> Result<()> {
+        let (p, a, b, out) = binary(inv, same)?;
+        map(out, p.n as usize, |i| a[i] * b[i]);
+        Ok(())
+    }
+
+    fn add_relu(inv: &Invocation) -> Result<()> {
+        let (p, a, b, out) = binary(inv, same)?;
+        map(out, p.n as usize, |i| (a[i] + b[i]).max(0.0));
+        Ok(())
+    }
+
+    fn relu(inv: &Invocation) -> Result<()> {
+        let (p, a, out) = unary(inv)?;
+        map(out, p.n as usize, |i| a[i].max(0.0));
+        Ok(())
+    }
+
+    fn relu_backward(inv: &Invocation) -> Result<()> {
+        let (p, a, b, out) = binary(inv, same)?;
+        map(out, p.n as usize, |i| if a[i] > 0.0 { b[i] } else { 0.0 });
+        Ok(())
+    }
+
+    fn fill(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let out = inv.f32_mut(0)?;
+        need(inv, &[("out", out.len(), p.n as usize)])?;
+        map(out, p.n as usize, |_| p.alpha);
+        Ok(())
+    }
+
+    fn add_cols(inv: &Invocation) -> Result<()> {
+        let (p, a, b, out) = binary(inv, |p| blocks(p) * p.cols as usize)?;
+        let (cols, block) = (p.cols as usize, p.block.max(1) as usize);
+        map(out, p.n as usize, |i| {
+            a[i] + p.alpha * b[(i / block) * cols + i % cols]
+        });
+        Ok(())
+    }
+
+    fn expand(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (b, out) = (inv.f32(0)?, inv.f32_mut(1)?);
+        let (n, block) = (p.n as usize, p.block.max(1) as usize);
+        need(inv, &[("out", out.len(), n), ("b", b.len(), blocks(&p))])?;
+        map(out, n, |i| p.alpha * b[i / block]);
+        Ok(())
+    }
+
+    fn div_blocks(inv: &Invocation) -> Result<()> {
+        let (p, a, b, out) = binary(inv, blocks)?;
+        let block = p.block.max(1) as usize;
+        map(out, p.n as usize, |i| p.alpha * a[i] / b[i / block]);
+        Ok(())
+    }
+}

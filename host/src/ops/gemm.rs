@@ -432,3 +432,212 @@ pub mod cpu {
         }
     }
 }
+
+/// Native CPU twin of the GEMM entry points (`gemm`, `gemm_tiled`,
+/// `gemm_wide`, `gemm_coop`, `gemm_sg8`: one product, whichever the host
+/// chose), through the `gemm` crate: the strides express the transposes and
+/// padded rows, so nothing is copied.
+pub(crate) mod native {
+    use super::Params;
+    use crate::error::Result;
+    use crate::native::{Invocation, KernelFn, SharedMut};
+    use rayon::prelude::*;
+
+    pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
+        Some(match entry {
+            "gemm" | "gemm_coop" => |inv| run(inv, Layout::Rows(32)),
+            "gemm_tiled" => |inv| run(inv, Layout::Rows(64)),
+            "gemm_wide" => |inv| run(inv, Layout::Rows(128)),
+            "gemm_sg8" => |inv| run(inv, Layout::Sg8),
+            _ => return None,
+        })
+    }
+
+    /// Binding order and rows per workgroup of the entry point.
+    #[derive(Clone, Copy)]
+    enum Layout {
+        /// `[A, B, bias, C]`, `tile` rows per workgroup along y.
+        Rows(usize),
+        /// `gemm_sg8`: `[bias, C, A, B]`, 8 rows per workgroup along x.
+        Sg8,
+    }
+
+    /// One product `C_b = alpha·op(A_b)·op(B_b) (+ beta·C_b)` (no epilogue)
+    /// of `rows` rows into `c` (row stride `ldc`).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn product(
+        p: &Params,
+        (ta, tb): (bool, bool),
+        rows: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        (scale_c, read_c): (f32, bool),
+        par: gemm::Parallelism,
+    ) {
+        let (n, k) = (p.n as usize, p.k as usize);
+        let (lda, ldb, ldc) = (p.lda as isize, p.ldb as isize, p.ldc as isize);
+        let (a_rs, a_cs) = if ta { (1, lda) } else { (lda, 1) };
+        let (b_rs, b_cs) = if tb { (1, ldb) } else { (ldb, 1) };
+        // SAFETY: the caller checked every index the strides reach.
+        unsafe {
+            gemm::gemm(
+                rows, n, k, c, 1, ldc, read_c, a, a_cs, a_rs, b, b_cs, b_rs, scale_c, p.alpha,
+                false, false, false, par,
+            )
+        }
+    }
+
+    fn run(inv: &Invocation, layout: Layout) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (a, b, bias, c) = match layout {
+            Layout::Rows(_) => (inv.f32(0)?, inv.f32(1)?, inv.f32(2)?, inv.f32_mut(3)?),
+            Layout::Sg8 => (inv.f32(2)?, inv.f32(3)?, inv.f32(0)?, inv.f32_mut(1)?),
+        };
+        let (ta, tb) = (inv.flag("TRANS_A", false), inv.flag("TRANS_B", false));
+        let (has_bias, relu) = (inv.flag("BIAS", false), inv.flag("RELU", false));
+        let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
+        let r0 = p.r_off as usize;
+        let row_end = match layout {
+            Layout::Rows(tile) => r0 + inv.groups[1] as usize * tile,
+            Layout::Sg8 => r0 + inv.groups[0] as usize * 8,
+        }
+        .min(m);
+        let reduce = p.reduce != 0;
+        // Batch entries: summed into one C (reduce), or one C per z.
+        let entries = if reduce {
+            p.batch as usize
+        } else {
+            inv.groups[2] as usize
+        };
+        if r0 >= row_end || n == 0 || entries == 0 {
+            return Ok(());
+        }
+        let rows = row_end - r0;
+        let (lda, ldb, ldc) = (p.lda as usize, p.ldb as usize, p.ldc as usize);
+        let (sa, sb, sc) = (p.sa as usize, p.sb as usize, p.sc as usize);
+        // Every index the products reach, checked before any raw access.
+        let last = entries - 1;
+        if k > 0 {
+            let a_max = p.a_off as usize
+                + last * sa
+                + if ta {
+                    (k - 1) * lda + row_end - 1
+                } else {
+                    (row_end - 1) * lda + k - 1
+                };
+            let b_max = p.b_off as usize
+                + last * sb
+                + if tb {
+                    (n - 1) * ldb + k - 1
+                } else {
+                    (k - 1) * ldb + n - 1
+                };
+            if a_max >= a.len() || b_max >= b.len() {
+                return Err(inv.short("A or B", a.len().min(b.len()), a_max.max(b_max) + 1));
+            }
+        }
+        let c_entries = if reduce { 1 } else { entries };
+        let c_max = p.c_off as usize + (c_entries - 1) * sc + (row_end - 1) * ldc + n - 1;
+        if c_max >= c.len() {
+            return Err(inv.short("C", c.len(), c_max + 1));
+        }
+        if has_bias && bias.len() < n {
+            return Err(inv.short("bias", bias.len(), n));
+        }
+        let a_at = |e: usize| p.a_off as usize + e * sa + if ta { r0 } else { r0 * lda };
+        let b_at = |e: usize| p.b_off as usize + e * sb;
+        let c_at = |e: usize| p.c_off as usize + e * sc + r0 * ldc;
+        // beta = 0: C is not read (NaN in it does not propagate).
+        let first = (p.beta, p.beta != 0.0);
+        let threads = rayon::current_num_threads();
+        let cs = SharedMut::new(c);
+        let epilogue = |o: usize| {
+            if !(has_bias || relu) {
+                return;
+            }
+            for r in 0..rows {
+                let row = cs.slice(o + r * ldc, n);
+                for (j, v) in row.iter_mut().enumerate() {
+                    if has_bias {
+                        *v += bias[j];
+                    }
+                    if relu {
+                        *v = v.max(0.0);
+                    }
+                }
+            }
+        };
+        let zero_k = |o: usize| {
+            // k = 0: the product is zero, C = beta·C.
+            for r in 0..rows {
+                let row = cs.slice(o + r * ldc, n);
+                for v in row.iter_mut() {
+                    *v = if p.beta != 0.0 { p.beta * *v } else { 0.0 };
+                }
+            }
+        };
+        if reduce {
+            let o = c_at(0);
+            if k == 0 {
+                zero_k(o);
+            } else {
+                for e in 0..entries {
+                    let (scale, read) = if e == 0 { first } else { (1.0, true) };
+                    // SAFETY: indices checked above; C is this binding's
+                    // alone.
+                    unsafe {
+                        product(
+                            &p,
+                            (ta, tb),
+                            rows,
+                            a.as_ptr().add(a_at(e)),
+                            b.as_ptr().add(b_at(e)),
+                            cs.ptr_at(o),
+                            (scale, read),
+                            gemm::Parallelism::Rayon(threads),
+                        )
+                    }
+                }
+            }
+            epilogue(o);
+            return Ok(());
+        }
+        let one = |e: usize, par: gemm::Parallelism| {
+            let o = c_at(e);
+            if k == 0 {
+                zero_k(o);
+            } else {
+                // SAFETY: indices checked above; entries write disjoint
+                // blocks of C (sc ≥ rows·ldc for distinct entries).
+                unsafe {
+                    product(
+                        &p,
+                        (ta, tb),
+                        rows,
+                        a.as_ptr().add(a_at(e)),
+                        b.as_ptr().add(b_at(e)),
+                        cs.ptr_at(o),
+                        first,
+                        par,
+                    )
+                }
+            }
+            epilogue(o);
+        };
+        let work = rows * n * k.max(1);
+        if entries >= threads && threads > 1 && sc >= rows * ldc && work >= 4096 {
+            (0..entries)
+                .into_par_iter()
+                .for_each(|e| one(e, gemm::Parallelism::None));
+        } else {
+            let par = if work * entries >= 1 << 16 {
+                gemm::Parallelism::Rayon(threads)
+            } else {
+                gemm::Parallelism::None
+            };
+            (0..entries).for_each(|e| one(e, par));
+        }
+        Ok(())
+    }
+}

@@ -173,3 +173,117 @@ pub fn predict(
     }
     unreachable!("the last tile reads the predictions back")
 }
+
+/// Native CPU twins of `knn_merge` and `knn_vote`, a test row per
+/// parallel task.
+pub(crate) mod native {
+    use super::Params;
+    use crate::error::Result;
+    use crate::native::{need, rows_mut, Invocation, KernelFn, SharedMut};
+
+    pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
+        Some(match entry {
+            "knn_merge" => merge,
+            "knn_vote" => vote,
+            _ => return None,
+        })
+    }
+
+    fn merge(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let sims = inv.f32(0)?;
+        let (top_sim, top_idx, count) = (inv.f32_mut(1)?, inv.u32_mut(2)?, inv.u32_mut(3)?);
+        let (rows, cols, k) = (p.rows as usize, p.cols as usize, p.k as usize);
+        need(
+            inv,
+            &[
+                ("sims", sims.len(), rows * cols),
+                ("top_sim", top_sim.len(), rows * k),
+                ("top_idx", top_idx.len(), rows * k),
+                ("count", count.len(), rows),
+            ],
+        )?;
+        if k == 0 {
+            return Ok(());
+        }
+        let (top_idx, count) = (SharedMut::new(top_idx), SharedMut::new(count));
+        rows_mut(top_sim, rows, k, cols, |r, ts| {
+            let ti = top_idx.slice(r * k, k);
+            let mut len = if p.col0 == 0 {
+                0
+            } else {
+                count.get(r) as usize
+            };
+            for (c, &s) in sims[r * cols..(r + 1) * cols].iter().enumerate() {
+                if len == k && !(s > ts[k - 1]) {
+                    continue;
+                }
+                let mut q = if len < k { len } else { k - 1 };
+                while q > 0 && ts[q - 1] < s {
+                    ts[q] = ts[q - 1];
+                    ti[q] = ti[q - 1];
+                    q -= 1;
+                }
+                ts[q] = s;
+                ti[q] = p.col0 + c as u32;
+                len = (len + 1).min(k);
+            }
+            count.set(r, len as u32);
+        });
+        Ok(())
+    }
+
+    fn vote(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (vs, vi, labels) = (inv.f32(0)?, inv.u32(1)?, inv.u32(2)?);
+        let (scores, preds) = (inv.f32_mut(3)?, inv.u32_mut(4)?);
+        let (rows, k, classes, row0) = (
+            p.rows as usize,
+            p.k as usize,
+            p.classes as usize,
+            p.row0 as usize,
+        );
+        need(
+            inv,
+            &[
+                ("vote_sim", vs.len(), rows * k),
+                ("vote_idx", vi.len(), rows * k),
+                ("scores", scores.len(), rows * classes),
+                ("preds", preds.len(), row0 + rows),
+            ],
+        )?;
+        if k == 0 || classes == 0 {
+            return Ok(());
+        }
+        for &i in &vi[..rows * k] {
+            let l = labels.get(i as usize).copied().unwrap_or(u32::MAX);
+            if l as usize >= classes {
+                return Err(inv.short(
+                    "labels (a neighbour's label)",
+                    labels.len(),
+                    i as usize + 1,
+                ));
+            }
+        }
+        let preds = SharedMut::new(preds);
+        rows_mut(scores, rows, classes, k + classes, |r, sc| {
+            sc.fill(0.0);
+            let (s, idx) = (&vs[r * k..(r + 1) * k], &vi[r * k..(r + 1) * k]);
+            let mut top = s[0];
+            for v in &s[1..] {
+                top = top.max(*v);
+            }
+            for j in 0..k {
+                sc[labels[idx[j] as usize] as usize] += ((s[j] - top) / p.temperature).exp();
+            }
+            let mut best = 0;
+            for c in 1..classes {
+                if sc[c] > sc[best] {
+                    best = c;
+                }
+            }
+            preds.set(row0 + r, best as u32);
+        });
+        Ok(())
+    }
+}

@@ -142,3 +142,175 @@ pub fn adam(
     let k = step.gpu().kernel(&OPTIM, "adam", &[], &[])?;
     step.dispatch(&k, &params, &[p, g, m, v], grid(p.len(), 256))
 }
+
+/// Native CPU twins of `sgd`, `lars_norms`, `lars` and `adam`: the
+/// kernels' f32 operations in their order (scorecl-core's rules).
+pub(crate) mod native {
+    use super::Params;
+    use crate::error::Result;
+    use crate::native::{need, rows_mut, sum, Invocation, KernelFn, CHUNK};
+    use rayon::prelude::*;
+
+    pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
+        Some(match entry {
+            "sgd" => sgd,
+            "lars" => lars,
+            "lars_norms" => lars_norms,
+            "adam" => adam,
+            _ => return None,
+        })
+    }
+
+    /// `f(i, p_i, g_i, buf_i, …)` over chunks of the parameter in parallel.
+    fn update(
+        p: &mut [f32],
+        buf: &mut [f32],
+        n: usize,
+        f: impl Fn(usize, &mut f32, &mut f32) + Sync + Send,
+    ) {
+        let (p, buf) = (&mut p[..n], &mut buf[..n]);
+        let run = |c: usize, pc: &mut [f32], bc: &mut [f32]| {
+            for (j, (pv, bv)) in pc.iter_mut().zip(bc.iter_mut()).enumerate() {
+                f(c * CHUNK + j, pv, bv);
+            }
+        };
+        if n <= CHUNK {
+            run(0, p, buf);
+        } else {
+            p.par_chunks_mut(CHUNK)
+                .zip(buf.par_chunks_mut(CHUNK))
+                .enumerate()
+                .for_each(|(c, (pc, bc))| run(c, pc, bc));
+        }
+    }
+
+    /// The momentum part shared by SGD and LARS (core: momentum_apply).
+    #[inline]
+    fn momentum_apply(pr: &Params, p: &mut f32, buf: &mut f32, d_p: f32) {
+        if pr.momentum == 0.0 {
+            *p -= pr.lr * d_p;
+            return;
+        }
+        let b = if pr.first != 0 {
+            d_p
+        } else {
+            *buf * pr.momentum + (1.0 - pr.dampening) * d_p
+        };
+        *buf = b;
+        let step = if pr.nesterov != 0 {
+            d_p + pr.momentum * b
+        } else {
+            b
+        };
+        *p -= pr.lr * step;
+    }
+
+    fn sgd(inv: &Invocation) -> Result<()> {
+        let pr: Params = inv.params()?;
+        let (p, g, buf) = (inv.f32_mut(0)?, inv.f32(1)?, inv.f32_mut(2)?);
+        let n = pr.n as usize;
+        need(
+            inv,
+            &[("p", p.len(), n), ("g", g.len(), n), ("buf", buf.len(), n)],
+        )?;
+        update(p, buf, n, |i, pv, bv| {
+            let d_p = g[i] + pr.weight_decay * *pv;
+            momentum_apply(&pr, pv, bv, d_p);
+        });
+        Ok(())
+    }
+
+    fn lars(inv: &Invocation) -> Result<()> {
+        let pr: Params = inv.params()?;
+        let (p, g, buf, sq) = (inv.f32_mut(0)?, inv.f32(1)?, inv.f32_mut(2)?, inv.f32(3)?);
+        let n = pr.n as usize;
+        let slot = pr.slot as usize;
+        need(
+            inv,
+            &[
+                ("p", p.len(), n),
+                ("g", g.len(), n),
+                ("buf", buf.len(), n),
+                ("norms", sq.len(), 2 * slot + 2),
+            ],
+        )?;
+        let p_norm = sq[2 * slot].sqrt();
+        let g_norm = sq[2 * slot + 1].sqrt();
+        let adapt = pr.adapt != 0 && p_norm != 0.0 && g_norm != 0.0;
+        let mut f = p_norm / (g_norm + p_norm * pr.weight_decay + pr.eps);
+        f *= pr.eta;
+        if pr.clip != 0 {
+            f = (f / pr.lr).min(1.0);
+        }
+        update(p, buf, n, |i, pv, bv| {
+            let d_p = if adapt {
+                (g[i] + pr.weight_decay * *pv) * f
+            } else {
+                g[i]
+            };
+            momentum_apply(&pr, pv, bv, d_p);
+        });
+        Ok(())
+    }
+
+    fn lars_norms(inv: &Invocation) -> Result<()> {
+        let pr: Params = inv.params()?;
+        let (p, g, sqw) = (inv.f32_mut(0)?, inv.f32(1)?, inv.f32_mut(2)?);
+        let n = pr.n as usize;
+        let slot = pr.slot as usize;
+        need(
+            inv,
+            &[
+                ("p", p.len(), n),
+                ("g", g.len(), n),
+                ("norms", sqw.len(), 2 * slot + 2),
+            ],
+        )?;
+        let p = &*p;
+        let mut both = [0.0f32; 2];
+        rows_mut(&mut both, 2, 1, n, |k, o| {
+            let x = if k == 0 { p } else { g };
+            o[0] = sum(n, |i| x[i] * x[i]);
+        });
+        sqw[2 * slot] = both[0];
+        sqw[2 * slot + 1] = both[1];
+        Ok(())
+    }
+
+    fn adam(inv: &Invocation) -> Result<()> {
+        let pr: Params = inv.params()?;
+        let (p, g, m, v) = (
+            inv.f32_mut(0)?,
+            inv.f32(1)?,
+            inv.f32_mut(2)?,
+            inv.f32_mut(3)?,
+        );
+        let n = pr.n as usize;
+        need(
+            inv,
+            &[
+                ("p", p.len(), n),
+                ("g", g.len(), n),
+                ("m", m.len(), n),
+                ("v", v.len(), n),
+            ],
+        )?;
+        let v = crate::native::SharedMut::new(v);
+        update(p, m, n, |i, pv, mv| {
+            let mut pp = *pv;
+            let mut gv = g[i];
+            if pr.decoupled != 0 {
+                pp *= 1.0 - pr.lr * pr.weight_decay;
+            } else {
+                gv += pr.weight_decay * pp;
+            }
+            let mm = *mv + (1.0 - pr.beta1) * (gv - *mv);
+            let vv = v.get(i) * pr.beta2 + (1.0 - pr.beta2) * gv * gv;
+            *mv = mm;
+            v.set(i, vv);
+            let denom = vv.sqrt() / pr.bc2_sqrt + pr.eps;
+            *pv = pp - pr.step_size * (mm / denom);
+        });
+        Ok(())
+    }
+}

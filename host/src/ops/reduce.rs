@@ -154,3 +154,67 @@ pub mod cpu {
         out
     }
 }
+
+/// Native CPU twins of `reduce_rows` and `reduce_cols`.
+pub(crate) mod native {
+    use super::Params;
+    use crate::error::Result;
+    use crate::native::{need, rows_mut, sum, Invocation, KernelFn};
+
+    pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
+        match entry {
+            "reduce_rows" | "reduce_cols" => Some(reduce),
+            _ => None,
+        }
+    }
+
+    /// Both entry points: `out[offset + o·inner + i] = (prev) + scale ·
+    /// Σ_a f(x[(o·axis + a)·inner + i])`.
+    fn reduce(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (x, out) = (inv.f32(0)?, inv.f32_mut(1)?);
+        let (outer, axis, inner) = (p.outer as usize, p.axis as usize, p.inner as usize);
+        let off = p.offset as usize;
+        need(
+            inv,
+            &[
+                ("x", x.len(), outer * axis * inner),
+                ("out", out.len(), off + outer * inner),
+            ],
+        )?;
+        let sq = p.square != 0;
+        let f = |v: f32| if sq { v * v } else { v };
+        let acc = p.accumulate != 0;
+        let out = &mut out[off..off + outer * inner];
+        if inner == 1 {
+            rows_mut(out, outer, 1, axis, |o, r| {
+                let base = o * axis;
+                let total = sum(axis, |a| f(x[base + a]));
+                r[0] = if acc { r[0] } else { 0.0 } + total * p.scale;
+            });
+        } else {
+            rows_mut(out, outer, inner, axis * inner, |o, r| {
+                let base = o * axis * inner;
+                if acc {
+                    for (i, v) in r.iter_mut().enumerate() {
+                        let mut a_sum = 0.0f32;
+                        for a in 0..axis {
+                            a_sum += f(x[base + a * inner + i]);
+                        }
+                        *v += a_sum * p.scale;
+                    }
+                    return;
+                }
+                // The same sums in the same order (a = 0, 1, …), a row of
+                // x at a time.
+                r.fill(0.0);
+                for a in 0..axis {
+                    let row = &x[base + a * inner..base + (a + 1) * inner];
+                    r.iter_mut().zip(row).for_each(|(v, xv)| *v += f(*xv));
+                }
+                r.iter_mut().for_each(|v| *v *= p.scale);
+            });
+        }
+        Ok(())
+    }
+}

@@ -79,3 +79,64 @@ pub fn fill_normal(
         grid(out.len(), 256),
     )
 }
+
+/// Native CPU twins of `fill_u32`, `fill_uniform` and `fill_normal`: the
+/// core's Philox (the GPU's bit for bit for words and uniforms).
+pub(crate) mod native {
+    use super::Params;
+    use crate::error::Result;
+    use crate::native::{map, need, Invocation, KernelFn, SharedMut};
+    use scorecl_core::rng::Philox;
+
+    pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
+        Some(match entry {
+            "fill_u32" => fill_u32,
+            "fill_uniform" => fill_uniform,
+            "fill_normal" => fill_normal,
+            _ => return None,
+        })
+    }
+
+    fn stream(p: &Params) -> (Philox, u64) {
+        let rng = Philox {
+            key: p.key,
+            stream: p.stream,
+        };
+        (rng, p.start_lo as u64 | (p.start_hi as u64) << 32)
+    }
+
+    fn fill_u32(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let out = inv.u32_mut(0)?;
+        let n = p.n as usize;
+        need(inv, &[("words", out.len(), n)])?;
+        let (rng, start) = stream(&p);
+        let out = SharedMut::new(out);
+        crate::native::for_each(n, 8, |i| {
+            out.set(i, rng.u32_at(start.wrapping_add(i as u64)))
+        });
+        Ok(())
+    }
+
+    fn fill_uniform(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let out = inv.f32_mut(0)?;
+        need(inv, &[("out", out.len(), p.n as usize)])?;
+        let (rng, start) = stream(&p);
+        map(out, p.n as usize, |i| {
+            rng.uniform_at(start.wrapping_add(i as u64))
+        });
+        Ok(())
+    }
+
+    fn fill_normal(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let out = inv.f32_mut(0)?;
+        need(inv, &[("out", out.len(), p.n as usize)])?;
+        let (rng, start) = stream(&p);
+        map(out, p.n as usize, |i| {
+            p.mean + p.std * rng.normal_at(start.wrapping_add(i as u64))
+        });
+        Ok(())
+    }
+}

@@ -121,3 +121,86 @@ pub mod cpu {
             .collect()
     }
 }
+
+/// Native CPU twins of `l2norm`, `l2norm_backward` and `lse`, a row per
+/// parallel task.
+pub(crate) mod native {
+    use super::Params;
+    use crate::error::Result;
+    use crate::native::{max, need, rows_mut, sum, Invocation, KernelFn, SharedMut};
+    use scorecl_core::NORM_EPS;
+
+    pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
+        Some(match entry {
+            "l2norm" => l2norm,
+            "l2norm_backward" => l2norm_backward,
+            "lse" => lse,
+            _ => return None,
+        })
+    }
+
+    fn l2norm(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (x, y, norms) = (inv.f32(0)?, inv.f32_mut(1)?, inv.f32_mut(2)?);
+        let (rows, d) = (p.rows as usize, p.d as usize);
+        need(
+            inv,
+            &[
+                ("x", x.len(), rows * d),
+                ("y", y.len(), rows * d),
+                ("norms", norms.len(), rows),
+            ],
+        )?;
+        let norms = SharedMut::new(norms);
+        rows_mut(y, rows, d, d, |r, yr| {
+            let xr = &x[r * d..(r + 1) * d];
+            let norm = sum(d, |j| xr[j] * xr[j]).sqrt();
+            let inv_n = 1.0 / norm.max(NORM_EPS);
+            yr.iter_mut().zip(xr).for_each(|(o, v)| *o = v * inv_n);
+            norms.set(r, norm);
+        });
+        Ok(())
+    }
+
+    fn l2norm_backward(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (g, yn, nrm, dx) = (inv.f32(0)?, inv.f32(1)?, inv.f32(2)?, inv.f32_mut(3)?);
+        let (rows, d) = (p.rows as usize, p.d as usize);
+        let rd = rows * d;
+        need(
+            inv,
+            &[
+                ("g", g.len(), rd),
+                ("y", yn.len(), rd),
+                ("norms", nrm.len(), rows),
+                ("dx", dx.len(), rd),
+            ],
+        )?;
+        rows_mut(dx, rows, d, d, |r, out| {
+            let (gr, yr) = (&g[r * d..(r + 1) * d], &yn[r * d..(r + 1) * d]);
+            let norm = nrm[r];
+            if norm > NORM_EPS {
+                let dot = sum(d, |j| yr[j] * gr[j]);
+                for j in 0..d {
+                    out[j] = (gr[j] - yr[j] * dot) / norm;
+                }
+            } else {
+                out.iter_mut().zip(gr).for_each(|(o, v)| *o = v / NORM_EPS);
+            }
+        });
+        Ok(())
+    }
+
+    fn lse(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (x, out) = (inv.f32(0)?, inv.f32_mut(1)?);
+        let (rows, d) = (p.rows as usize, p.d as usize);
+        need(inv, &[("x", x.len(), rows * d), ("out", out.len(), rows)])?;
+        rows_mut(out, rows, 1, d, |r, o| {
+            let xr = &x[r * d..(r + 1) * d];
+            let m = max(d, |j| xr[j]);
+            o[0] = m + sum(d, |j| (xr[j] - m).exp()).ln();
+        });
+        Ok(())
+    }
+}

@@ -160,3 +160,135 @@ pub mod cpu {
         dx
     }
 }
+
+/// Native CPU twins of `film`, `film_backward`, `film_grad`, `up2` and
+/// `up2_backward`, a plane per parallel task.
+pub(crate) mod native {
+    use super::Params;
+    use crate::error::Result;
+    use crate::native::{need, rows_mut, sum, Invocation, KernelFn, SharedMut};
+
+    pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
+        Some(match entry {
+            "film" => film,
+            "film_backward" => film_backward,
+            "film_grad" => film_grad,
+            "up2" => up2,
+            "up2_backward" => up2_backward,
+            _ => return None,
+        })
+    }
+
+    fn dims(p: &Params) -> (usize, usize, usize) {
+        (p.n as usize, p.c as usize, (p.h * p.w) as usize)
+    }
+
+    fn film(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (x, gb, y) = (inv.f32(0)?, inv.f32(1)?, inv.f32_mut(2)?);
+        let (n, c, hw) = dims(&p);
+        need(
+            inv,
+            &[
+                ("x", x.len(), n * c * hw),
+                ("gb", gb.len(), 2 * n * c),
+                ("y", y.len(), n * c * hw),
+            ],
+        )?;
+        rows_mut(y, n * c, hw, hw, |pl, o| {
+            let (s, ch) = (pl / c, pl % c);
+            let (g, b) = (gb[s * 2 * c + ch], gb[s * 2 * c + c + ch]);
+            let xs = &x[pl * hw..(pl + 1) * hw];
+            o.iter_mut()
+                .zip(xs)
+                .for_each(|(v, xv)| *v = xv * (1.0 + g) + b);
+        });
+        Ok(())
+    }
+
+    fn film_backward(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (gb, dy, dx) = (inv.f32(0)?, inv.f32(1)?, inv.f32_mut(2)?);
+        let (n, c, hw) = dims(&p);
+        need(
+            inv,
+            &[
+                ("gb", gb.len(), 2 * n * c),
+                ("dy", dy.len(), n * c * hw),
+                ("dx", dx.len(), n * c * hw),
+            ],
+        )?;
+        rows_mut(dx, n * c, hw, hw, |pl, o| {
+            let (s, ch) = (pl / c, pl % c);
+            let g = gb[s * 2 * c + ch];
+            let d = &dy[pl * hw..(pl + 1) * hw];
+            o.iter_mut().zip(d).for_each(|(v, dv)| *v = dv * (1.0 + g));
+        });
+        Ok(())
+    }
+
+    fn film_grad(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (x, dy, dgb) = (inv.f32(0)?, inv.f32(1)?, inv.f32_mut(2)?);
+        let (n, c, hw) = dims(&p);
+        need(
+            inv,
+            &[
+                ("x", x.len(), n * c * hw),
+                ("dy", dy.len(), n * c * hw),
+                ("dgb", dgb.len(), 2 * n * c),
+            ],
+        )?;
+        let dgb = SharedMut::new(dgb);
+        crate::native::for_each(n * c, 2 * hw, |pl| {
+            let (s, ch) = (pl / c, pl % c);
+            let base = pl * hw;
+            dgb.set(s * 2 * c + ch, sum(hw, |q| dy[base + q] * x[base + q]));
+            dgb.set(s * 2 * c + c + ch, sum(hw, |q| dy[base + q]));
+        });
+        Ok(())
+    }
+
+    fn up2(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (x, y) = (inv.f32(0)?, inv.f32_mut(1)?);
+        let (n, c, hw) = dims(&p);
+        let w = p.w as usize;
+        need(
+            inv,
+            &[("x", x.len(), n * c * hw), ("y", y.len(), 4 * n * c * hw)],
+        )?;
+        rows_mut(y, n * c, 4 * hw, 4 * hw, |pl, o| {
+            let src = &x[pl * hw..(pl + 1) * hw];
+            for (t, v) in o.iter_mut().enumerate() {
+                let (oy, ox) = (t / (2 * w), t % (2 * w));
+                *v = src[(oy / 2) * w + ox / 2];
+            }
+        });
+        Ok(())
+    }
+
+    fn up2_backward(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (dy, dx) = (inv.f32(0)?, inv.f32_mut(1)?);
+        let (n, c, hw) = dims(&p);
+        let w = p.w as usize;
+        need(
+            inv,
+            &[
+                ("dy", dy.len(), 4 * n * c * hw),
+                ("dx", dx.len(), n * c * hw),
+            ],
+        )?;
+        let ow = 2 * w;
+        rows_mut(dx, n * c, hw, 4 * hw, |pl, o| {
+            let d = &dy[pl * 4 * hw..(pl + 1) * 4 * hw];
+            for (t, v) in o.iter_mut().enumerate() {
+                let (hh, ww) = (t / w, t % w);
+                let b = 2 * hh * ow + 2 * ww;
+                *v = d[b] + d[b + 1] + d[b + ow] + d[b + ow + 1];
+            }
+        });
+        Ok(())
+    }
+}

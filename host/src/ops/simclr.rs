@@ -105,3 +105,97 @@ impl SimClr {
         rows::l2norm_backward(step, &self.du, &self.u, &self.norms, r, d, grad)
     }
 }
+
+/// Native CPU twins of `simclr_rows` and `simclr_grad`.
+pub(crate) mod native {
+    use super::Params;
+    use crate::error::Result;
+    use crate::native::{max, need, rows_mut, sum, Invocation, KernelFn, SharedMut};
+
+    pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
+        Some(match entry {
+            "simclr_rows" => rows,
+            "simclr_grad" => grad,
+            _ => return None,
+        })
+    }
+
+    fn partner(r: usize, n: usize) -> usize {
+        if r < n {
+            r + n
+        } else {
+            r - n
+        }
+    }
+
+    fn rows(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (s, w, lse, terms) = (inv.f32(0)?, inv.f32(1)?, inv.f32_mut(2)?, inv.f32_mut(3)?);
+        let n = p.n as usize;
+        let rows = 2 * n;
+        need(
+            inv,
+            &[
+                ("S", s.len(), rows * rows),
+                ("w", w.len(), n),
+                ("lse", lse.len(), rows),
+                ("terms", terms.len(), rows),
+            ],
+        )?;
+        let terms = SharedMut::new(terms);
+        rows_mut(lse, rows, 1, rows, |r, o| {
+            let row = &s[r * rows..(r + 1) * rows];
+            let off = |c: usize| if c != r { row[c] } else { -f32::MAX };
+            let mx = max(rows, off);
+            let total = sum(rows, |c| if c != r { (row[c] - mx).exp() } else { 0.0 });
+            let l = mx + total.ln();
+            o[0] = l;
+            terms.set(r, w[r % n] * (l - row[partner(r, n)]) / rows as f32);
+        });
+        Ok(())
+    }
+
+    fn grad(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (s, w, terms, lse) = (inv.f32(0)?, inv.f32(1)?, inv.f32_mut(2)?, inv.f32(3)?);
+        let (g, loss) = (inv.f32_mut(4)?, inv.f32_mut(5)?);
+        let n = p.n as usize;
+        let rows = 2 * n;
+        need(
+            inv,
+            &[
+                ("S", s.len(), rows * rows),
+                ("w", w.len(), n),
+                ("terms", terms.len(), rows),
+                ("lse", lse.len(), rows),
+                ("G", g.len(), rows * rows),
+                ("loss", loss.len(), 1),
+            ],
+        )?;
+        // The loss: Σ_r terms_r in row order, as invocation 0 sums it.
+        let mut total = 0.0f32;
+        for t in terms.iter().take(rows) {
+            total += t;
+        }
+        loss[0] = total;
+        let inv_rows = 1.0 / rows as f32;
+        rows_mut(g, rows, rows, rows, |r, gr| {
+            let ar = w[r % n] * inv_rows;
+            let pr = partner(r, n);
+            for (c, o) in gr.iter_mut().enumerate() {
+                if c == r {
+                    *o = 0.0;
+                    continue;
+                }
+                let ac = w[c % n] * inv_rows;
+                let sv = s[r * rows + c];
+                let mut v = ar * (sv - lse[r]).exp() + ac * (sv - lse[c]).exp();
+                if c == pr {
+                    v -= 2.0 * ar;
+                }
+                *o = v * p.inv_tau;
+            }
+        });
+        Ok(())
+    }
+}

@@ -63,3 +63,65 @@ impl SimSiam {
         sum_all(step, &self.terms, 1.0, loss)
     }
 }
+
+/// Native CPU twin of `simsiam_pairs`.
+pub(crate) mod native {
+    use super::Params;
+    use crate::error::Result;
+    use crate::native::{need, rows_mut, sum, Invocation, KernelFn, SharedMut};
+    use scorecl_core::NORM_EPS;
+
+    pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
+        match entry {
+            "simsiam_pairs" => Some(pairs),
+            _ => None,
+        }
+    }
+
+    /// cos(p_row, z_row), and ∂/∂p of coef·cos written into `g`.
+    fn pair(pr: &[f32], zr: &[f32], coef: f32, g: &mut [f32]) -> f32 {
+        let d = pr.len();
+        let np_raw = sum(d, |j| pr[j] * pr[j]).sqrt();
+        let nz = sum(d, |j| zr[j] * zr[j]).sqrt().max(NORM_EPS);
+        let np = np_raw.max(NORM_EPS);
+        let c = sum(d, |j| pr[j] * zr[j]) / (np * nz);
+        let clamped = np_raw <= NORM_EPS;
+        for j in 0..d {
+            let bh = zr[j] / nz;
+            let v = if clamped {
+                bh / np
+            } else {
+                (bh - c * pr[j] / np) / np
+            };
+            g[j] = coef * v;
+        }
+        c
+    }
+
+    fn pairs(inv: &Invocation) -> Result<()> {
+        let pa: Params = inv.params()?;
+        let (p, z, w) = (inv.f32(0)?, inv.f32(1)?, inv.f32(2)?);
+        let (grad, terms) = (inv.f32_mut(3)?, inv.f32_mut(4)?);
+        let (n, d) = (pa.n as usize, pa.d as usize);
+        need(
+            inv,
+            &[
+                ("p", p.len(), 2 * n * d),
+                ("z", z.len(), 2 * n * d),
+                ("w", w.len(), n),
+                ("grad", grad.len(), 2 * n * d),
+                ("terms", terms.len(), n),
+            ],
+        )?;
+        let grad = SharedMut::new(grad);
+        rows_mut(terms, n, 1, 6 * d, |i, t| {
+            let coef = -w[i] / (2 * n) as f32;
+            let (p1, p2) = (&p[i * d..(i + 1) * d], &p[(n + i) * d..(n + i + 1) * d]);
+            let (z1, z2) = (&z[i * d..(i + 1) * d], &z[(n + i) * d..(n + i + 1) * d]);
+            let c1 = pair(p1, z2, coef, grad.slice(i * d, d));
+            let c2 = pair(p2, z1, coef, grad.slice((n + i) * d, d));
+            t[0] = coef * (c1 + c2);
+        });
+        Ok(())
+    }
+}

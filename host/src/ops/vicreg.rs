@@ -109,3 +109,101 @@ impl VicReg {
         sum_all(step, &self.terms, 1.0, loss)
     }
 }
+
+/// Native CPU twins of `vicreg_repr`, `vicreg_stats` and `vicreg_std_grad`.
+pub(crate) mod native {
+    use super::Params;
+    use crate::error::Result;
+    use crate::native::{need, rows_mut, sum, Invocation, KernelFn, SharedMut};
+
+    const STD_EPS: f32 = 1e-4;
+
+    pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
+        Some(match entry {
+            "vicreg_repr" => repr,
+            "vicreg_stats" => stats,
+            "vicreg_std_grad" => std_grad,
+            _ => return None,
+        })
+    }
+
+    fn repr(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (z, w, grad, terms) = (inv.f32(0)?, inv.f32(1)?, inv.f32_mut(2)?, inv.f32_mut(3)?);
+        let (n, d) = (p.n as usize, p.d as usize);
+        need(
+            inv,
+            &[
+                ("z", z.len(), 2 * n * d),
+                ("w", w.len(), n),
+                ("grad", grad.len(), 2 * n * d),
+                ("terms", terms.len(), n),
+            ],
+        )?;
+        let nd = (n * d) as f32;
+        let grad = SharedMut::new(grad);
+        rows_mut(terms, n, 1, 3 * d, |i, t| {
+            let k = 2.0 * p.sim * w[i] / nd;
+            let (x, y) = (&z[i * d..(i + 1) * d], &z[(n + i) * d..(n + i + 1) * d]);
+            let (gx, gy) = (grad.slice(i * d, d), grad.slice((n + i) * d, d));
+            for j in 0..d {
+                let diff = x[j] - y[j];
+                gx[j] = k * diff;
+                gy[j] = -k * diff;
+            }
+            let total = sum(d, |j| (x[j] - y[j]) * (x[j] - y[j]));
+            t[0] = p.sim * w[i] * total / nd;
+        });
+        Ok(())
+    }
+
+    fn stats(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (terms, c, stdv) = (inv.f32_mut(0)?, inv.f32_mut(1)?, inv.f32_mut(2)?);
+        let (n, d) = (p.n as usize, p.d as usize);
+        need(
+            inv,
+            &[
+                ("terms", terms.len(), n + 4 * d),
+                ("C", c.len(), 2 * d * d),
+                ("std", stdv.len(), 2 * d),
+            ],
+        )?;
+        let (terms, stdv) = (SharedMut::new(terms), SharedMut::new(stdv));
+        let df = d as f32;
+        rows_mut(c, 2 * d, d, d, |row, cr| {
+            let j = row % d;
+            let off = sum(d, |k| if k != j { cr[k] * cr[k] } else { 0.0 });
+            let s = (cr[j] + STD_EPS).sqrt();
+            stdv.set(row, s);
+            terms.set(n + row, p.std_c * (1.0 - s).max(0.0) / (2.0 * df));
+            terms.set(n + 2 * d + row, p.cov * off / df);
+            cr[j] = 0.0;
+        });
+        Ok(())
+    }
+
+    fn std_grad(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (grad, xc, std_in) = (inv.f32_mut(0)?, inv.f32(1)?, inv.f32(2)?);
+        let (n, d) = (p.n as usize, p.d as usize);
+        need(
+            inv,
+            &[
+                ("grad", grad.len(), 2 * n * d),
+                ("xc", xc.len(), 2 * n * d),
+                ("std", std_in.len(), 2 * d),
+            ],
+        )?;
+        let ks = p.std_c / (2.0 * d as f32 * n.saturating_sub(1) as f32);
+        let g = SharedMut::new(grad);
+        crate::native::for_each(2 * n * d, 1, |t| {
+            let view = t / (n * d);
+            let s = std_in[view * d + t % d];
+            if s < 1.0 {
+                g.set(t, g.get(t) - ks * xc[t] / s);
+            }
+        });
+        Ok(())
+    }
+}

@@ -88,3 +88,76 @@ pub fn weights_from_stats(
     let k = gpu.kernel(&WEIGHTS, "pair_weights", gpu.subgroup_defines(), &[])?;
     step.dispatch(&k, &p, &[stats, weights], [1, 1, 1])
 }
+
+/// Native CPU twins of `score_stat` and `pair_weights`.
+pub(crate) mod native {
+    use super::Params;
+    use crate::error::Result;
+    use crate::native::{need, rows_mut, sum, Invocation, KernelFn};
+    use scorecl_core::rng::Philox;
+
+    pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
+        Some(match entry {
+            "score_stat" => score_stat,
+            "pair_weights" => pair_weights,
+            _ => return None,
+        })
+    }
+
+    fn score_stat(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (s, stat) = (inv.f32(0)?, inv.f32_mut(1)?);
+        let (rows, dim) = (2 * p.n as usize, p.dim as usize);
+        need(
+            inv,
+            &[("s", s.len(), rows * dim), ("stat", stat.len(), rows)],
+        )?;
+        rows_mut(stat, rows, 1, dim, |r, o| {
+            let row = &s[r * dim..(r + 1) * dim];
+            o[0] = (sum(dim, |k| row[k] * row[k]) / dim as f32).sqrt();
+        });
+        Ok(())
+    }
+
+    /// |d|^γ with the core's conventions: d^0 = 1 (also 0^0), 0^γ = 0.
+    fn raw_weight(gamma: f32, d: f32) -> f32 {
+        if gamma == 0.0 {
+            1.0
+        } else if d == 0.0 {
+            0.0
+        } else {
+            d.powf(gamma)
+        }
+    }
+
+    fn pair_weights(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (stats, w) = (inv.f32(0)?, inv.f32_mut(1)?);
+        let n = p.n as usize;
+        need(inv, &[("w", w.len(), n)])?;
+        let w = &mut w[..n];
+        if p.mode == 0 {
+            w.fill(1.0);
+            return Ok(());
+        }
+        need(inv, &[("stats", stats.len(), 2 * n)])?;
+        let raw = |i: usize| raw_weight(p.gamma, (stats[i] - stats[n + i]).abs());
+        let mean = sum(n, raw) / n as f32;
+        for (i, wi) in w.iter_mut().enumerate() {
+            let mut v = 1.0;
+            if mean > 1e-12 {
+                v = raw(i) / mean;
+            }
+            v = (1.0 - p.alpha) + p.alpha * v;
+            *wi = v.min(p.w_max);
+        }
+        if p.mode == 2 {
+            Philox {
+                key: p.key,
+                stream: p.stream,
+            }
+            .shuffle(0, w);
+        }
+        Ok(())
+    }
+}

@@ -215,3 +215,228 @@ impl Wmse {
         }
     }
 }
+
+/// Native CPU twins of the W-MSE kernels (a chunk, row or column per
+/// parallel task).
+pub(crate) mod native {
+    use super::Params;
+    use crate::error::Result;
+    use crate::native::{for_each, map, max, need, rows_mut, sum, Invocation, KernelFn, SharedMut};
+    use scorecl_core::NORM_EPS;
+
+    pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
+        Some(match entry {
+            "wmse_cholesky" => cholesky,
+            "wmse_whiten" => whiten,
+            "wmse_pairs" => pairs,
+            "wmse_sym" => sym,
+            "wmse_solve_cols" => solve_cols,
+            "wmse_solve_rows" => solve_rows,
+            "wmse_symscale" => symscale,
+            "wmse_grad_rows" => grad_rows,
+            _ => return None,
+        })
+    }
+
+    fn cholesky(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (l, status) = (inv.f32_mut(0)?, inv.u32_mut(1)?);
+        let (d, k) = (p.d as usize, p.chunks as usize);
+        need(
+            inv,
+            &[("L", l.len(), k * d * d), ("status", status.len(), k)],
+        )?;
+        let status = SharedMut::new(status);
+        rows_mut(l, k, d * d, d * d * d, |c, a| {
+            status.set(c, 0);
+            for j in 0..d {
+                a[j * d + j] += p.eps;
+            }
+            let max_diag = max(d, |j| a[j * d + j]);
+            let tol = p.tol_scale * max_diag;
+            for j in 0..d {
+                let rj = j * d;
+                let mut s = a[rj + j] - sum(j, |q| a[rj + q] * a[rj + q]);
+                if !(s > tol) || !(max_diag > 0.0) {
+                    if status.get(c) == 0 {
+                        status.set(c, j as u32 + 1);
+                    }
+                    s = 1.0;
+                }
+                let pivot = s.sqrt();
+                a[rj + j] = pivot;
+                for i in j + 1..d {
+                    let mut v = a[i * d + j];
+                    for q in 0..j {
+                        v -= a[i * d + q] * a[rj + q];
+                    }
+                    a[i * d + j] = v / pivot;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn whiten(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (xc, z, l) = (inv.f32(0)?, inv.f32_mut(1)?, inv.f32(2)?);
+        let (n, d, m) = (p.n as usize, p.d as usize, p.m.max(1) as usize);
+        need(
+            inv,
+            &[
+                ("xc", xc.len(), 2 * n * d),
+                ("Z", z.len(), 2 * n * d),
+                ("L", l.len(), (2 * n).div_ceil(m) * d * d),
+            ],
+        )?;
+        rows_mut(z, 2 * n, d, d * d, |r, zr| {
+            let lb = (r / m) * d * d;
+            for j in 0..d {
+                let mut v = xc[r * d + j];
+                for q in 0..j {
+                    v -= l[lb + j * d + q] * zr[q];
+                }
+                zr[j] = v / l[lb + j * d + j];
+            }
+        });
+        Ok(())
+    }
+
+    fn pairs(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (z, w, terms, g) = (inv.f32(0)?, inv.f32(1)?, inv.f32_mut(2)?, inv.f32_mut(3)?);
+        let (n, d) = (p.n as usize, p.d as usize);
+        need(
+            inv,
+            &[
+                ("Z", z.len(), 2 * n * d),
+                ("w", w.len(), n),
+                ("terms", terms.len(), n),
+                ("G", g.len(), 2 * n * d),
+            ],
+        )?;
+        let g = SharedMut::new(g);
+        rows_mut(terms, n, 1, 5 * d, |i, t| {
+            let (a, b) = (&z[i * d..(i + 1) * d], &z[(n + i) * d..(n + i + 1) * d]);
+            let na_raw = sum(d, |j| a[j] * a[j]).sqrt();
+            let nb_raw = sum(d, |j| b[j] * b[j]).sqrt();
+            let dot = sum(d, |j| a[j] * b[j]);
+            let (na, nb) = (na_raw.max(NORM_EPS), nb_raw.max(NORM_EPS));
+            let cos = dot / (na * nb);
+            let coef = -2.0 * w[i] / n as f32;
+            let (ga, gb) = (g.slice(i * d, d), g.slice((n + i) * d, d));
+            for j in 0..d {
+                let va = if na_raw > NORM_EPS {
+                    (b[j] / nb - cos * a[j] / na) / na
+                } else {
+                    (b[j] / nb) / na
+                };
+                let vb = if nb_raw > NORM_EPS {
+                    (a[j] / na - cos * b[j] / nb) / nb
+                } else {
+                    (a[j] / na) / nb
+                };
+                ga[j] = coef * va;
+                gb[j] = coef * vb;
+            }
+            t[0] = w[i] * (2.0 - 2.0 * cos) / n as f32;
+        });
+        Ok(())
+    }
+
+    fn sym(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (pm, a) = (inv.f32(0)?, inv.f32_mut(1)?);
+        let (d, k) = (p.d as usize, p.chunks as usize);
+        let dd = d * d;
+        need(inv, &[("P", pm.len(), k * dd), ("A", a.len(), k * dd)])?;
+        map(a, k * dd, |t| {
+            let base = (t / dd) * dd;
+            let (j, q) = ((t % dd) / d, t % d);
+            0.5 * if j >= q { pm[t] } else { pm[base + q * d + j] }
+        });
+        Ok(())
+    }
+
+    fn solve_cols(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (a, l) = (inv.f32_mut(0)?, inv.f32(1)?);
+        let (d, k) = (p.d as usize, p.chunks as usize);
+        need(inv, &[("A", a.len(), k * d * d), ("L", l.len(), k * d * d)])?;
+        let a = SharedMut::new(a);
+        // Each (chunk, column) task owns its column.
+        for_each(k * d, d * d, |t| {
+            let base = (t / d) * d * d;
+            let col = t % d;
+            for j in (0..d).rev() {
+                let mut v = a.get(base + j * d + col);
+                for q in j + 1..d {
+                    v -= l[base + q * d + j] * a.get(base + q * d + col);
+                }
+                a.set(base + j * d + col, v / l[base + j * d + j]);
+            }
+        });
+        Ok(())
+    }
+
+    fn solve_rows(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (a, l) = (inv.f32_mut(0)?, inv.f32(1)?);
+        let (d, k) = (p.d as usize, p.chunks as usize);
+        need(inv, &[("A", a.len(), k * d * d), ("L", l.len(), k * d * d)])?;
+        rows_mut(a, k * d, d, d * d, |t, row| {
+            let base = (t / d) * d * d;
+            for j in (0..d).rev() {
+                let mut v = row[j];
+                for q in j + 1..d {
+                    v -= l[base + q * d + j] * row[q];
+                }
+                row[j] = v / l[base + j * d + j];
+            }
+        });
+        Ok(())
+    }
+
+    fn symscale(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (a, cb) = (inv.f32_mut(0)?, inv.f32_mut(1)?);
+        let (d, k) = (p.d as usize, p.chunks as usize);
+        let dd = d * d;
+        need(inv, &[("A", a.len(), k * dd), ("Cb", cb.len(), k * dd)])?;
+        let a = &*a;
+        map(cb, k * dd, |t| {
+            let base = (t / dd) * dd;
+            let (j, q) = ((t % dd) / d, t % d);
+            0.5 * p.f * (a[t] + a[base + q * d + j])
+        });
+        Ok(())
+    }
+
+    fn grad_rows(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (gbar, grad, l, g) = (inv.f32(0)?, inv.f32_mut(1)?, inv.f32(2)?, inv.f32(3)?);
+        let (n, d, m) = (p.n as usize, p.d as usize, p.m.max(1) as usize);
+        let k = (2 * n).div_ceil(m);
+        need(
+            inv,
+            &[
+                ("gbar", gbar.len(), k * d),
+                ("grad", grad.len(), 2 * n * d),
+                ("L", l.len(), k * d * d),
+                ("G", g.len(), 2 * n * d),
+            ],
+        )?;
+        rows_mut(grad, 2 * n, d, d * d, |r, out| {
+            let c = r / m;
+            let lb = c * d * d;
+            for j in (0..d).rev() {
+                let mut v = g[r * d + j] - gbar[c * d + j];
+                for q in j + 1..d {
+                    v -= l[lb + q * d + j] * out[q];
+                }
+                out[j] = v / l[lb + j * d + j];
+            }
+        });
+        Ok(())
+    }
+}

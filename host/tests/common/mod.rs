@@ -1,6 +1,7 @@
-//! Shared by the GPU tests: one device per test binary for each set of
-//! options, a skip (with the reason printed) only when no adapter exists
-//! and CI is not set, and the comparison helpers with stated tolerances.
+//! Shared by the device tests: one device per test binary for each set of
+//! options (the native CPU device always exists; a wgpu adapter is skipped,
+//! with the reason printed, only when none exists and CI is not set), and
+//! the comparison helpers with stated tolerances.
 #![allow(dead_code)]
 
 use std::sync::OnceLock;
@@ -18,10 +19,30 @@ fn make(opts: GpuOptions) -> Option<Gpu> {
     }
 }
 
-/// The device with every optional feature the adapter has.
+/// The device the environment chooses (`SCORECL_DEVICE`, `WGPU_BACKEND`;
+/// by default a real GPU, else the native CPU device), as users get it.
 pub fn gpu() -> Option<&'static Gpu> {
     static G: OnceLock<Option<Gpu>> = OnceLock::new();
     G.get_or_init(|| make(GpuOptions::from_env())).as_ref()
+}
+
+/// Options for a wgpu adapter: the environment's choice when it names one,
+/// else the best adapter wgpu sees (lavapipe on a machine without a GPU).
+fn wgpu_options() -> GpuOptions {
+    let mut o = GpuOptions::from_env();
+    if o.device
+        .as_deref()
+        .is_none_or(|d| d.eq_ignore_ascii_case("cpu"))
+    {
+        o.device = Some("gpu".into());
+    }
+    o
+}
+
+/// A wgpu adapter with every optional feature it has: the WGSL kernels.
+pub fn wgpu_gpu() -> Option<&'static Gpu> {
+    static G: OnceLock<Option<Gpu>> = OnceLock::new();
+    G.get_or_init(|| make(wgpu_options())).as_ref()
 }
 
 /// The same adapter with subgroups and f16 switched off: the portable path.
@@ -31,16 +52,31 @@ pub fn fallback_gpu() -> Option<&'static Gpu> {
         make(GpuOptions {
             no_subgroups: true,
             no_f16: true,
-            ..GpuOptions::from_env()
+            ..wgpu_options()
         })
     })
     .as_ref()
 }
 
-/// Both devices: every kernel test runs its body on each, so the optional
-/// paths and their fallbacks are both covered.
+/// The native CPU device (the kernels' Rust twins).
+pub fn cpu() -> &'static Gpu {
+    static G: OnceLock<Gpu> = OnceLock::new();
+    G.get_or_init(|| {
+        Gpu::native(&GpuOptions {
+            quiet: true,
+            ..GpuOptions::default()
+        })
+        .expect("the native CPU device")
+    })
+}
+
+/// Every device: each kernel test runs its body on the wgpu adapter with
+/// its optional paths, on its fallbacks, and on the native CPU device.
 pub fn gpus() -> Vec<&'static Gpu> {
-    [gpu(), fallback_gpu()].into_iter().flatten().collect()
+    [wgpu_gpu(), fallback_gpu(), Some(cpu())]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Asserts |got − want| ≤ abs + rel·|want| elementwise, naming the first
