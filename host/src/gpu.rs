@@ -522,7 +522,10 @@ fn gemm_override(opts: &GpuOptions) -> Result<Option<crate::ops::gemm::GemmKerne
 
 fn describe(info: &wgpu::AdapterInfo, caps: &Caps) -> String {
     if caps.class == AdapterClass::Native {
-        return format!("adapter `{}` (native CPU device), {}", info.name, info.driver_info);
+        return format!(
+            "adapter `{}` (native CPU device), {}",
+            info.name, info.driver_info
+        );
     }
     let mut extras = Vec::new();
     if caps.subgroups {

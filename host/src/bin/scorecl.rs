@@ -14,6 +14,12 @@ use scorecl_host::{bench, Gpu, GpuOptions};
     about = "ScoreCL self-supervised training on any GPU (wgpu)"
 )]
 struct Cli {
+    /// The device: `cpu` (native, Rust kernels), `gpu` (the best wgpu
+    /// adapter; CPU drivers such as lavapipe last) or an adapter name
+    /// substring (also SCORECL_DEVICE). Default: a real GPU if wgpu sees
+    /// one, else `cpu`.
+    #[arg(long, global = true)]
+    device: Option<String>,
     /// Use the first adapter whose name contains this (also SCORECL_ADAPTER).
     #[arg(long, global = true)]
     adapter: Option<String>,
@@ -589,7 +595,10 @@ fn gpu(cli: &Cli) -> anyhow::Result<Gpu> {
     if cli.adapter.is_some() {
         opts.adapter = cli.adapter.clone();
     }
-    Gpu::new(&opts).context("opening the GPU")
+    if cli.device.is_some() {
+        opts.device = cli.device.clone();
+    }
+    Gpu::new(&opts).context("opening the device")
 }
 
 fn doctor(cli: &Cli, json: bool) -> anyhow::Result<()> {
@@ -641,37 +650,65 @@ fn doctor(cli: &Cli, json: bool) -> anyhow::Result<()> {
             );
         }
     }
+    let cpu_info = scorecl_host::native::CpuInfo::detect();
+    if !json {
+        println!(
+            "\nnative CPU device (--device cpu): {} threads, {}, GEMM {}, memory {} MiB",
+            cpu_info.threads,
+            cpu_info.simd,
+            cpu_info.gemm,
+            cpu_info.memory >> 20
+        );
+    }
     let gpu = gpu(cli)?;
     let checks = doctor::self_check(&gpu)?;
-    let ok = checks.iter().all(|c| c.passed);
+    // The CPU device's checks too, when it is not the chosen device.
+    let cpu_checks = if gpu.is_native() {
+        Vec::new()
+    } else {
+        let cpu = Gpu::native(&GpuOptions {
+            quiet: true,
+            ..GpuOptions::default()
+        })?;
+        doctor::self_check(&cpu)?
+    };
+    let ok = checks.iter().chain(&cpu_checks).all(|c| c.passed);
     if json {
         println!(
             "{}",
             serde_json::json!({
                 "version": env!("CARGO_PKG_VERSION"),
                 "adapters": adapters,
+                "cpu": cpu_info,
                 "chosen": gpu.describe(),
                 "checks": checks,
+                "cpu_checks": cpu_checks,
                 "passed": ok,
             })
         );
     } else {
-        println!("\nchecks on {}:", gpu.describe());
-        for c in &checks {
-            println!(
-                "  {:4} {} (max rel. error {:.1e} ≤ {:.0e}, {:.1} ms)",
-                if c.passed { "ok" } else { "FAIL" },
-                c.name,
-                c.max_rel_err,
-                c.tolerance,
-                c.ms
-            );
+        let print = |on: &str, checks: &[doctor::Check]| {
+            println!("\nchecks on {on}:");
+            for c in checks {
+                println!(
+                    "  {:4} {} (max rel. error {:.1e} ≤ {:.0e}, {:.1} ms)",
+                    if c.passed { "ok" } else { "FAIL" },
+                    c.name,
+                    c.max_rel_err,
+                    c.tolerance,
+                    c.ms
+                );
+            }
+        };
+        print(&gpu.describe(), &checks);
+        if !cpu_checks.is_empty() {
+            print("the native CPU device", &cpu_checks);
         }
     }
     anyhow::ensure!(
         ok,
-        "a check failed on `{}`: the kernels do not match the core on this adapter; \
-         please report it with this output",
+        "a check failed on `{}` or the native CPU device: the kernels do not match the \
+         core there; please report it with this output",
         gpu.info.name
     );
     if !json {
@@ -908,7 +945,7 @@ fn run() -> anyhow::Result<()> {
             if *json {
                 let report = serde_json::json!({
                     "adapter": gpu.info.name,
-                    "backend": format!("{:?}", gpu.info.backend),
+                    "backend": gpu.backend_name(),
                     "method": cfg.method.name(),
                     "width": cfg.model.width,
                     "batch": cfg.train.batch_size,
@@ -1014,7 +1051,7 @@ fn run() -> anyhow::Result<()> {
             if *json {
                 let report = serde_json::json!({
                     "adapter": gpu.info.name,
-                    "backend": format!("{:?}", gpu.info.backend),
+                    "backend": gpu.backend_name(),
                     "model": "resnet18",
                     "width": width, "batch": batch, "size": size, "stem": s,
                     "gflop_per_image": r.gflop_per_image,
@@ -1109,7 +1146,7 @@ fn run() -> anyhow::Result<()> {
             if *json {
                 let report = serde_json::json!({
                     "adapter": gpu.info.name,
-                    "backend": format!("{:?}", gpu.info.backend),
+                    "backend": gpu.backend_name(),
                     "driver": format!("{} {}", gpu.info.driver, gpu.info.driver_info),
                     "gemm": rows,
                 });
