@@ -206,7 +206,7 @@ pub fn self_check(gpu: &Gpu) -> Result<Vec<Check>> {
         let r = s.readback(&tc);
         let got = s.submit()?.f32(r)[..m * n].to_vec();
         let what = if gpu.is_native() {
-            "native (gemm crate)".to_string()
+            "native (faer)".to_string()
         } else {
             format!("{kind:?} kernel")
         };

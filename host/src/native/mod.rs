@@ -6,9 +6,9 @@
 //! module holds what they share: host buffers, the binding accessors, the
 //! registry and the parallel loops (rayon over this machine's cores).
 //!
-//! Matrix products go through the `gemm` crate (see `ops::gemm::native` and
-//! `docs/PERFORMANCE.md` for the comparison with `matrixmultiply` and
-//! `faer`). Everything is f32: the device offers no shader-f16, so
+//! Matrix products go through the `faer` crate (see `ops::gemm::native` and
+//! `docs/PERFORMANCE.md` for the comparison with `gemm` and
+//! `matrixmultiply`). Everything is f32: the device offers no shader-f16, so
 //! `train.precision = "f16"` runs in f32 there, as on adapters without it.
 //! Results are deterministic for a given thread count: work is split into
 //! fixed chunks and every sum has a fixed order.
@@ -492,7 +492,7 @@ impl CpuInfo {
         CpuInfo {
             threads: rayon::current_num_threads(),
             simd: simd_level(),
-            gemm: "gemm 0.18",
+            gemm: "faer 0.22",
             memory: host_memory(),
         }
     }

@@ -435,12 +435,14 @@ pub mod cpu {
 
 /// Native CPU twin of the GEMM entry points (`gemm`, `gemm_tiled`,
 /// `gemm_wide`, `gemm_coop`, `gemm_sg8`: one product, whichever the host
-/// chose), through the `gemm` crate: the strides express the transposes and
+/// chose), through the `faer` crate: the strides express the transposes and
 /// padded rows, so nothing is copied.
 pub(crate) mod native {
     use super::Params;
     use crate::error::Result;
     use crate::native::{Invocation, KernelFn, SharedMut};
+    use faer::linalg::matmul::matmul;
+    use faer::{Accum, MatMut, MatRef, Par};
     use rayon::prelude::*;
 
     pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
@@ -473,19 +475,34 @@ pub(crate) mod native {
         b: *const f32,
         c: *mut f32,
         (scale_c, read_c): (f32, bool),
-        par: gemm::Parallelism,
+        par: Par,
     ) {
         let (n, k) = (p.n as usize, p.k as usize);
         let (lda, ldb, ldc) = (p.lda as isize, p.ldb as isize, p.ldc as isize);
         let (a_rs, a_cs) = if ta { (1, lda) } else { (lda, 1) };
         let (b_rs, b_cs) = if tb { (1, ldb) } else { (ldb, 1) };
-        // SAFETY: the caller checked every index the strides reach.
-        unsafe {
-            gemm::gemm(
-                rows, n, k, c, 1, ldc, read_c, a, a_cs, a_rs, b, b_cs, b_rs, scale_c, p.alpha,
-                false, false, false, par,
-            )
+        if read_c && scale_c != 1.0 {
+            for i in 0..rows {
+                // SAFETY: row i of C lies within what the caller checked.
+                let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc as usize), n) };
+                row.iter_mut().for_each(|v| *v *= scale_c);
+            }
         }
+        // SAFETY: the caller checked every index the strides reach, and C
+        // is written through this view alone.
+        let (a, b, c) = unsafe {
+            (
+                MatRef::<f32>::from_raw_parts(a, rows, k, a_rs, a_cs),
+                MatRef::<f32>::from_raw_parts(b, k, n, b_rs, b_cs),
+                MatMut::<f32>::from_raw_parts_mut(c, rows, n, ldc, 1),
+            )
+        };
+        if !read_c {
+            // beta = 0: C is not read.
+            matmul(c, Accum::Replace, a, b, p.alpha, par);
+            return;
+        }
+        matmul(c, Accum::Add, a, b, p.alpha, par);
     }
 
     fn run(inv: &Invocation, layout: Layout) -> Result<()> {
@@ -595,7 +612,7 @@ pub(crate) mod native {
                             b.as_ptr().add(b_at(e)),
                             cs.ptr_at(o),
                             (scale, read),
-                            gemm::Parallelism::Rayon(threads),
+                            Par::rayon(threads),
                         )
                     }
                 }
@@ -603,7 +620,7 @@ pub(crate) mod native {
             epilogue(o);
             return Ok(());
         }
-        let one = |e: usize, par: gemm::Parallelism| {
+        let one = |e: usize, par: Par| {
             let o = c_at(e);
             if k == 0 {
                 zero_k(o);
@@ -629,12 +646,12 @@ pub(crate) mod native {
         if entries >= threads && threads > 1 && sc >= rows * ldc && work >= 4096 {
             (0..entries)
                 .into_par_iter()
-                .for_each(|e| one(e, gemm::Parallelism::None));
+                .for_each(|e| one(e, Par::Seq));
         } else {
             let par = if work * entries >= 1 << 16 {
-                gemm::Parallelism::Rayon(threads)
+                Par::rayon(threads)
             } else {
-                gemm::Parallelism::None
+                Par::Seq
             };
             (0..entries).for_each(|e| one(e, par));
         }
