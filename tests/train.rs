@@ -571,7 +571,7 @@ fn worst_rel(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> (f32, String
             .zip(y)
             .fold(0.0f32, |m, (u, v)| m.max((u - v).abs()));
         let e = diff / scale;
-        if !(e <= worst.0) {
+        if e.is_nan() || e > worst.0 {
             worst = (e, name.clone());
         }
     }

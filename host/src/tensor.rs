@@ -163,7 +163,7 @@ impl Pool {
                     mapped_at_creation: false,
                 })
             })?),
-            Backend::Native(_) => Buffer::Host(HostBuffer::new(size, label)?),
+            Backend::Native(_) => Buffer::Host(HostBuffer::alloc(size, label)?),
         };
         self.created.fetch_add(1, Ordering::Relaxed);
         self.allocated.fetch_add(size, Ordering::Relaxed);

@@ -73,7 +73,7 @@ unsafe impl Send for HostBuffer {}
 
 impl HostBuffer {
     /// `size` zeroed bytes, or an out-of-memory error naming `label`.
-    pub(crate) fn new(size: u64, label: &str) -> Result<HostRef> {
+    pub(crate) fn alloc(size: u64, label: &str) -> Result<HostRef> {
         let lines = (size as usize).div_ceil(64);
         let mut v: Vec<Line> = Vec::new();
         v.try_reserve_exact(lines)

@@ -375,6 +375,8 @@ pub mod cpu {
 
 /// Native CPU twins of the batch-norm kernels: statistics and reductions a
 /// channel per parallel task, the elementwise passes a plane per task.
+// `!(a > b)` on purpose: NaN takes the same branch as in the WGSL.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 pub(crate) mod native {
     use super::Params;
     use crate::error::Result;
@@ -394,10 +396,19 @@ pub(crate) mod native {
         })
     }
 
-    /// Σ over channel c's n·s values of f(flat index).
+    /// Σ over channel c's n·s values of f(flat index): each sample's plane
+    /// summed (eight lanes), the planes' sums added in f64.
     fn channel_sum(p: &Params, c: usize, f: impl Fn(usize) -> f32) -> f32 {
-        let (s, cc) = (p.s as usize, p.c as usize);
-        sum(p.n as usize * s, |j| f(((j / s) * cc + c) * s + j % s))
+        let (n, s, cc) = (p.n as usize, p.s as usize, p.c as usize);
+        if s == 1 {
+            return sum(n, |j| f(j * cc + c));
+        }
+        let mut total = 0.0f64;
+        for b in 0..n {
+            let base = (b * cc + c) * s;
+            total += sum(s, |j| f(base + j)) as f64;
+        }
+        total as f32
     }
 
     fn stats(inv: &Invocation) -> Result<()> {

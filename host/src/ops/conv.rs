@@ -767,6 +767,8 @@ pub mod cpu {
 
 /// Native CPU twins of `im2col`, `col2im`, `pad_rows`, `maxpool` and
 /// `maxpool_backward`, an image row or plane per parallel task.
+// `!(a > b)` on purpose: NaN takes the same branch as in the WGSL.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 pub(crate) mod native {
     use super::Params;
     use crate::error::Result;

@@ -176,6 +176,8 @@ pub fn predict(
 
 /// Native CPU twins of `knn_merge` and `knn_vote`, a test row per
 /// parallel task.
+// `!(a > b)` on purpose: NaN takes the same branch as in the WGSL.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 pub(crate) mod native {
     use super::Params;
     use crate::error::Result;

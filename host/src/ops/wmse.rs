@@ -218,6 +218,8 @@ impl Wmse {
 
 /// Native CPU twins of the W-MSE kernels (a chunk, row or column per
 /// parallel task).
+// `!(a > b)` on purpose: NaN takes the same branch as in the WGSL.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 pub(crate) mod native {
     use super::Params;
     use crate::error::Result;
