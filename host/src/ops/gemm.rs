@@ -644,9 +644,7 @@ pub(crate) mod native {
         };
         let work = rows * n * k.max(1);
         if entries >= threads && threads > 1 && sc >= rows * ldc && work >= 4096 {
-            (0..entries)
-                .into_par_iter()
-                .for_each(|e| one(e, Par::Seq));
+            (0..entries).into_par_iter().for_each(|e| one(e, Par::Seq));
         } else {
             let par = if work * entries >= 1 << 16 {
                 Par::rayon(threads)
