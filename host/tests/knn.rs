@@ -95,7 +95,12 @@ fn gpu_knn_predicts_as_the_core() {
             },
         ),
         (129, 40, 3, 10, 1, 0.1, KnnTiles::default()),
+        // The main job's size: 2048 training and 512 test rows of 64, one
+        // chunk of every training row by default (llvmpipe's loop cap made
+        // this case wrong there until chunks were bounded by k).
+        (2048, 512, 64, 10, 200, 0.1, KnnTiles::default()),
     ];
+
     for gpu in common::gpus() {
         for (i, &(n_tr, n_te, d, classes, k, temp, tiles)) in cases.iter().enumerate() {
             let (train, labels) = features(i as u64, n_tr, d, classes);

@@ -108,7 +108,15 @@ pub fn predict(
     }
     let k = cfg.k.min(n_train);
     let tr = tiles.test_rows.clamp(1, n_test);
-    let tc = tiles.train_cols.clamp(1, n_train);
+    let mut tc = tiles.train_cols.clamp(1, n_train);
+    if gpu.caps.class == crate::AdapterClass::Cpu {
+        // Mesa's llvmpipe / lavapipe stop a shader loop after 65,535
+        // iterations: knn_merge's insertion loop makes up to k − 1 shifts
+        // per column of a chunk, so chunks are bounded to keep the total
+        // below that (found by the native CPU device, which agreed with
+        // the core where lavapipe did not at 2048 columns, k 200).
+        tc = tc.min((60_000 / k.max(1)).max(1));
+    }
     let train_n = normalized(gpu, train, n_train, d)?;
     let test_n = normalized(gpu, test, n_test, d)?;
     let lab = gpu.tensor(&[n_train], DType::U32)?;
