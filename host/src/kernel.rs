@@ -162,6 +162,45 @@ fn reflect(module: &Module, src: &str, entry: &str, name: &str) -> Result<Reflec
 }
 
 impl Gpu {
+    /// A kernel of the native CPU device with no WGSL twin: an op that the
+    /// CPU runs better whole than as the GPU's sequence of passes (the
+    /// convolution's wide column layout, `ops::conv`). `bindings` are its
+    /// storage bindings in order; it takes a parameters struct.
+    pub(crate) fn native_kernel(
+        &self,
+        entry: &'static str,
+        bindings: &[Binding],
+        f: crate::native::KernelFn,
+    ) -> Result<Arc<Kernel>> {
+        if !self.is_native() {
+            return Err(GpuError::Kernel {
+                kernel: format!("native::{entry}"),
+                message: "a native CPU kernel asked for on a wgpu device".into(),
+            });
+        }
+        let key = KernelKey {
+            module: "native",
+            entry,
+            defines: Vec::new(),
+            constants: Vec::new(),
+        };
+        if let Some(k) = self.kernels.lock().unwrap().get(&key) {
+            return Ok(k.clone());
+        }
+        let mut all = vec![(0, Binding::Params)];
+        all.extend(bindings.iter().enumerate().map(|(i, b)| (i as u32 + 1, *b)));
+        let kernel = Arc::new(Kernel {
+            name: format!("native::{entry}"),
+            exec: Exec::Native(f),
+            bindings: all,
+            workgroup_size: [1, 1, 1],
+            defines: Vec::new(),
+            constants: Vec::new(),
+        });
+        self.kernels.lock().unwrap().insert(key, kernel.clone());
+        Ok(kernel)
+    }
+
     /// The kernel `entry` of `module` in the variant `defines`, with
     /// pipeline-overridable constants; built on first use, then cached.
     pub fn kernel(

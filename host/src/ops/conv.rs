@@ -130,7 +130,8 @@ pub fn scratch_len(gpu: &Gpu, shapes: &[ConvShape]) -> usize {
     let pad4 = pads_rows(gpu);
     // With padded rows the output gradient is laid out there too (cout
     // rows per image).
-    let per = |s: &ConvShape| padded_per_image(s, pad4);
+    let wide = gpu.is_native();
+    let per = |s: &ConvShape| padded_per_image(s, pad4, wide);
     let biggest = shapes.iter().map(|s| s.n * per(s)).max().unwrap_or(1);
     let one = shapes.iter().map(per).max().unwrap_or(1);
     biggest.min(limit.max(one))
@@ -139,10 +140,10 @@ pub fn scratch_len(gpu: &Gpu, shapes: &[ConvShape]) -> usize {
 /// Scratch elements one image of `s` takes: its columns, and with padded
 /// rows (where OH·OW is not a multiple of 4) its output gradient in that
 /// layout, which shares the length.
-fn padded_per_image(s: &ConvShape, pad4: bool) -> usize {
+fn padded_per_image(s: &ConvShape, pad4: bool, wide: bool) -> usize {
     let ld = s.col_ld(pad4);
     let padded = ld != s.oh() * s.ow();
-    s.ckk().max(if padded { s.cout } else { 0 }) * ld
+    s.ckk().max(if padded || wide { s.cout } else { 0 }) * ld
 }
 
 /// Whether column matrices get rows padded to a multiple of 4 (f32
@@ -194,7 +195,11 @@ impl ConvPrecision {
 pub struct ConvScratch {
     cols: Tensor,
     half_weight: Option<Tensor>,
+    /// The output gradient in the padded layout (CPU drivers), or on the
+    /// native device the wide layout's output and output gradient.
     rows: Option<Tensor>,
+    /// Column rows padded to a multiple of 4.
+    pad4: bool,
 }
 
 impl ConvScratch {
@@ -228,11 +233,12 @@ impl ConvScratch {
             } else {
                 None
             },
-            rows: if !half && pads_rows(gpu) && unaligned {
+            rows: if (!half && pads_rows(gpu) && unaligned) || gpu.is_native() {
                 Some(gpu.tensor(&[len], DType::F32)?)
             } else {
                 None
             },
+            pad4: !half && pads_rows(gpu) && unaligned,
         })
     }
 
@@ -241,12 +247,12 @@ impl ConvScratch {
     /// output gradient's padded rows must fit too).
     pub fn per_image(gpu: &Gpu, s: &ConvShape, precision: ConvPrecision) -> usize {
         let pad4 = !(precision == ConvPrecision::F16 && gpu.caps.f16) && pads_rows(gpu);
-        padded_per_image(s, pad4)
+        padded_per_image(s, pad4, gpu.is_native())
     }
 
     /// The column matrix's row length for `s`.
     fn ld(&self, s: &ConvShape) -> usize {
-        s.col_ld(self.rows.is_some())
+        s.col_ld(self.pad4)
     }
 
     /// The scratch for `shapes` ([`scratch_len`] columns, their largest
@@ -454,6 +460,9 @@ pub fn conv2d(
     x.expect_len("conv input", s.in_len())?;
     weight.expect_len("conv weight", s.weight_len())?;
     out.expect_len("conv output", s.out_len())?;
+    if step.gpu().is_native() {
+        return wide::forward(step, x, weight, s, scratch, out);
+    }
     let ld = scratch.ld(s);
     let chunk = chunk_of(s, scratch.len(), s.ckk() * ld)?;
     let ohw = s.oh() * s.ow();
@@ -512,6 +521,9 @@ pub fn conv2d_backward_add(
     dweight.expect_len("conv weight gradient", s.weight_len())?;
     if let Some(dx) = dx {
         dx.expect_len("conv input gradient", s.in_len())?;
+    }
+    if step.gpu().is_native() {
+        return wide::backward(step, x, weight, dout, s, scratch, dweight, dx, add);
     }
     let ld = scratch.ld(s);
     let ohw = s.oh() * s.ow();
@@ -580,6 +592,138 @@ pub fn conv2d_backward_add(
         i0 += images;
     }
     Ok(())
+}
+
+/// The native CPU device's convolution: a chunk's images side by side in
+/// the column matrix (`[C·k·k][images·OH·OW]`, kernels in [`native`]) so
+/// that the forward, the weight gradient and the column gradient are one
+/// GEMM each per chunk instead of one per image.
+mod wide {
+    use super::{chunk_of, native, params, ConvScratch, ConvShape, DxAdd, Params};
+    use crate::error::{GpuError, Result};
+    use crate::kernel::Binding::{Read, ReadWrite};
+    use crate::ops::gemm::{gemm, GemmSpec};
+    use crate::step::Step;
+    use crate::tensor::Tensor;
+
+    fn rows(scratch: &ConvScratch) -> Result<&Tensor> {
+        scratch.rows.as_ref().ok_or_else(|| {
+            GpuError::shape(
+                "conv scratch",
+                "made for another device than the native CPU",
+            )
+        })
+    }
+
+    pub(super) fn forward(
+        step: &mut Step,
+        x: &Tensor,
+        weight: &Tensor,
+        s: &ConvShape,
+        scratch: &ConvScratch,
+        out: &Tensor,
+    ) -> Result<()> {
+        let gpu = step.gpu();
+        let wide = rows(scratch)?;
+        let ohw = s.oh() * s.ow();
+        let chunk = chunk_of(s, scratch.len(), s.ckk().max(s.cout) * ohw)?;
+        let im2col = gpu.native_kernel("im2col_wide", &[Read, ReadWrite], native::im2col_wide)?;
+        let scatter =
+            gpu.native_kernel("scatter_wide", &[Read, ReadWrite], native::scatter_wide)?;
+        let mut i0 = 0;
+        while i0 < s.n {
+            let images = chunk.min(s.n - i0);
+            step.dispatch(
+                &im2col,
+                &params(s, i0, images, ohw),
+                &[x, &scratch.cols],
+                [1, 1, 1],
+            )?;
+            let g = GemmSpec::new(s.cout, images * ohw, s.ckk());
+            gemm(step, &g, weight, &scratch.cols, None, wide)?;
+            let p = Params {
+                c: s.cout as u32,
+                ..params(s, i0, images, ohw)
+            };
+            step.dispatch(&scatter, &p, &[wide, out], [1, 1, 1])?;
+            i0 += images;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn backward(
+        step: &mut Step,
+        x: &Tensor,
+        weight: &Tensor,
+        dout: &Tensor,
+        s: &ConvShape,
+        scratch: &ConvScratch,
+        dweight: &Tensor,
+        dx: Option<&Tensor>,
+        add: DxAdd<'_>,
+    ) -> Result<()> {
+        let gpu = step.gpu();
+        let wide = rows(scratch)?;
+        let ohw = s.oh() * s.ow();
+        let chunk = chunk_of(s, scratch.len(), s.ckk().max(s.cout) * ohw)?;
+        let im2col = gpu.native_kernel("im2col_wide", &[Read, ReadWrite], native::im2col_wide)?;
+        let gather = gpu.native_kernel("gather_wide", &[Read, ReadWrite], native::gather_wide)?;
+        let col2im = gpu.native_kernel(
+            "col2im_wide",
+            &[Read, ReadWrite, Read, Read],
+            native::col2im_wide,
+        )?;
+        let dummy = gpu.dummy()?;
+        let (addend, mask, flag) = match add {
+            DxAdd::None => (dummy, dummy, 0),
+            DxAdd::Add(t) => (t, dummy, 1),
+            DxAdd::AddRelu { dy, y } => (dy, y, 2),
+        };
+        for (what, t) in [("col2im addend", addend), ("col2im mask", mask)] {
+            if !std::ptr::eq(t, dummy) {
+                t.expect_len(what, s.in_len())?;
+            }
+        }
+        let mut i0 = 0;
+        while i0 < s.n {
+            let images = chunk.min(s.n - i0);
+            let cols = images * ohw;
+            step.dispatch(
+                &im2col,
+                &params(s, i0, images, ohw),
+                &[x, &scratch.cols],
+                [1, 1, 1],
+            )?;
+            let p = Params {
+                c: s.cout as u32,
+                ..params(s, i0, images, ohw)
+            };
+            step.dispatch(&gather, &p, &[dout, wide], [1, 1, 1])?;
+            let gw = GemmSpec {
+                trans_b: true,
+                beta: 1.0,
+                ..GemmSpec::new(s.cout, s.ckk(), cols)
+            };
+            gemm(step, &gw, wide, &scratch.cols, None, dweight)?;
+            if let Some(dx) = dx {
+                // The columns are read by now (dispatches run in order):
+                // the scratch receives the column gradient.
+                let gd = GemmSpec {
+                    trans_a: true,
+                    ..GemmSpec::new(s.ckk(), cols, s.cout)
+                };
+                gemm(step, &gd, weight, wide, None, &scratch.cols)?;
+                let p = Params {
+                    ld: flag,
+                    ..params(s, i0, images, ohw)
+                };
+                step.dispatch(&col2im, &p, &[&scratch.cols, dx, addend, mask], [1, 1, 1])?;
+            }
+            i0 += images;
+        }
+        Ok(())
+    }
 }
 
 /// Max pooling (window `s.k`, `s.stride`, `s.pad`; `s.cout` = `s.cin`):
@@ -855,8 +999,9 @@ pub(crate) mod native {
         }
 
         /// One image plane of the input gradient from its column-matrix
-        /// gradient `dcol` (the image's rows), taps added in (p, q) order.
-        fn col2im_plane(&self, dcol: &[f32], c: usize, out: &mut [f32]) {
+        /// gradient `dcol` (the image's rows, `stride` apart), taps added in
+        /// (p, q) order.
+        fn col2im_plane(&self, dcol: &[f32], stride: usize, c: usize, out: &mut [f32]) {
             out.fill(0.0);
             let (oh, ow, w) = (self.oh, self.ow, self.w);
             if self.kh * self.kw > 64 {
@@ -884,7 +1029,7 @@ pub(crate) mod native {
                                     continue;
                                 }
                                 let r = (c * self.kh + p) * self.kw + q;
-                                acc += dcol[r * self.ld
+                                acc += dcol[r * stride
                                     + (hs as usize / self.stride) * ow
                                     + ws as usize / self.stride];
                                 count += 1;
@@ -897,7 +1042,7 @@ pub(crate) mod native {
             }
             for p in 0..self.kh {
                 for q in 0..self.kw {
-                    let row = &dcol[((c * self.kh + p) * self.kw + q) * self.ld..];
+                    let row = &dcol[((c * self.kh + p) * self.kw + q) * stride..];
                     for i in 0..oh {
                         let hh = (i * self.stride + p) as isize - self.pad as isize;
                         if hh < 0 || hh >= self.h as isize {
@@ -970,7 +1115,7 @@ pub(crate) mod native {
             hw * g.kh * g.kw,
             |t, out| {
                 let (b, c) = (t / g.c, t % g.c);
-                g.col2im_plane(&dcol[b * rows * g.ld..(b + 1) * rows * g.ld], c, out);
+                g.col2im_plane(&dcol[b * rows * g.ld..(b + 1) * rows * g.ld], g.ld, c, out);
                 if add {
                     let o = base + t * hw;
                     for (j, v) in out.iter_mut().enumerate() {
@@ -1096,6 +1241,131 @@ pub(crate) mod native {
                 }
                 *o = acc;
             }
+        });
+        Ok(())
+    }
+
+    /// The wide column layout of the native device: images `i0..i0 +
+    /// images` side by side, `[ckk][images·OH·OW]`, so that a chunk's
+    /// convolution is one GEMM (`x` → `col`).
+    pub(super) fn im2col_wide(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let g = Geo::of(&p);
+        let (x, col) = (inv.f32(0)?, inv.f32_mut(1)?);
+        let (i0, images) = (p.i0 as usize, p.images as usize);
+        let (rows, ohw, chw) = (g.c * g.kh * g.kw, g.oh * g.ow, g.c * g.h * g.w);
+        let g = Geo { ld: ohw, ..g };
+        need(
+            inv,
+            &[
+                ("x", x.len(), (i0 + images) * chw),
+                ("col", col.len(), rows * images * ohw),
+            ],
+        )?;
+        rows_mut(col, rows * images, ohw, ohw, |t, out| {
+            let (r, b) = (t / images, t % images);
+            g.im2col_row(&x[(i0 + b) * chw..(i0 + b + 1) * chw], r, out);
+        });
+        Ok(())
+    }
+
+    /// The input gradient from a wide column gradient (`dcol` → `dx`, with
+    /// the ADD / MASK epilogue of `col2im` taken from the parameters'
+    /// `ld`: 0 none, 1 add, 2 add masked).
+    pub(super) fn col2im_wide(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let g = Geo::of(&p);
+        let (dcol, dx, addend, mask) = (inv.f32(0)?, inv.f32_mut(1)?, inv.f32(2)?, inv.f32(3)?);
+        let (add, masked) = (p.ld >= 1, p.ld == 2);
+        let (i0, images) = (p.i0 as usize, p.images as usize);
+        let (rows, ohw, hw) = (g.c * g.kh * g.kw, g.oh * g.ow, g.h * g.w);
+        let end = (i0 + images) * g.c * hw;
+        need(
+            inv,
+            &[
+                ("dcol", dcol.len(), rows * images * ohw),
+                ("dx", dx.len(), end),
+            ],
+        )?;
+        if add {
+            need(inv, &[("addend", addend.len(), end)])?;
+        }
+        if masked {
+            need(inv, &[("mask", mask.len(), end)])?;
+        }
+        let base = i0 * g.c * hw;
+        let stride = images * ohw;
+        rows_mut(
+            &mut dx[base..end],
+            images * g.c,
+            hw,
+            hw * g.kh * g.kw,
+            |t, out| {
+                let (b, c) = (t / g.c, t % g.c);
+                g.col2im_plane(&dcol[b * ohw..], stride, c, out);
+                if add {
+                    let o = base + t * hw;
+                    for (j, v) in out.iter_mut().enumerate() {
+                        let a = if masked && !(mask[o + j] > 0.0) {
+                            0.0
+                        } else {
+                            addend[o + j]
+                        };
+                        *v += a;
+                    }
+                }
+            },
+        );
+        Ok(())
+    }
+
+    /// NCHW activations of images `i0..i0 + images` (`c` channels of
+    /// OH·OW) into the wide layout `[c][images·OH·OW]` (`y` → `rows`).
+    pub(super) fn gather_wide(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (y, rows) = (inv.f32(0)?, inv.f32_mut(1)?);
+        let (c, i0, images, ohw) = (
+            p.c as usize,
+            p.i0 as usize,
+            p.images as usize,
+            (p.oh * p.ow) as usize,
+        );
+        need(
+            inv,
+            &[
+                ("y", y.len(), (i0 + images) * c * ohw),
+                ("rows", rows.len(), c * images * ohw),
+            ],
+        )?;
+        rows_mut(rows, c * images, ohw, ohw, |t, out| {
+            let (ch, b) = (t / images, t % images);
+            let src = ((i0 + b) * c + ch) * ohw;
+            out.copy_from_slice(&y[src..src + ohw]);
+        });
+        Ok(())
+    }
+
+    /// The wide layout back into NCHW (`rows` → `y`, images `i0..`).
+    pub(super) fn scatter_wide(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let (rows, y) = (inv.f32(0)?, inv.f32_mut(1)?);
+        let (c, i0, images, ohw) = (
+            p.c as usize,
+            p.i0 as usize,
+            p.images as usize,
+            (p.oh * p.ow) as usize,
+        );
+        need(
+            inv,
+            &[
+                ("rows", rows.len(), c * images * ohw),
+                ("y", y.len(), (i0 + images) * c * ohw),
+            ],
+        )?;
+        let out = &mut y[i0 * c * ohw..(i0 + images) * c * ohw];
+        rows_mut(out, images * c, ohw, ohw, |t, o| {
+            let (b, ch) = (t / c, t % c);
+            o.copy_from_slice(&rows[(ch * images + b) * ohw..(ch * images + b + 1) * ohw]);
         });
         Ok(())
     }
