@@ -9,7 +9,8 @@
 //! - the shuffled control: the core's shuffle of the core's score weights;
 //! - resume: a run stopped mid-epoch, checkpointed and resumed, ends with
 //!   the same parameters and optimizer states as one that never stopped
-//!   (1e-6 absolute + 1e-5 relative, same adapter);
+//!   (1e-6 absolute + 1e-5 relative, same adapter; bitwise on the native
+//!   CPU device);
 //! - a truncated, corrupt or inconsistent checkpoint, a bad configuration
 //!   key or value, and a NaN loss each give an error that names the file,
 //!   key or step and term.
@@ -278,6 +279,24 @@ fn resumes(method: &str, mode: &str) {
     assert_eq!(a.len(), b.len());
     for ((name, x), (_, y)) in a.iter().zip(&b) {
         common::assert_close(&format!("{method}: {name}"), y, x, 1e-6, 1e-5);
+        if gpu.is_native() {
+            // The native device's kernels sum in a fixed order: a resumed
+            // run is the uninterrupted one bit for bit.
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(y),
+                bits(x),
+                "{method}: {name} not bitwise equal after the resume"
+            );
+        }
+    }
+    if gpu.is_native() {
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&later),
+            bits(&losses[3..]),
+            "{method}: losses after the resume"
+        );
     }
 }
 
