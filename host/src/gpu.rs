@@ -350,8 +350,23 @@ impl Gpu {
         if !opts.quiet && !PRINTED.swap(true, Ordering::Relaxed) {
             eprintln!("scorecl: {}", describe(&info, &caps));
         }
-        Ok(Gpu {
-            backend: Backend::Wgpu { device, queue },
+        Ok(Gpu::assemble(
+            Backend::Wgpu { device, queue },
+            info,
+            caps,
+            lost,
+        ))
+    }
+
+    /// A device with empty caches and pool.
+    fn assemble(
+        backend: Backend,
+        info: wgpu::AdapterInfo,
+        caps: Caps,
+        lost: Arc<Mutex<Option<String>>>,
+    ) -> Gpu {
+        Gpu {
+            backend,
             info,
             caps,
             kernels: Mutex::new(HashMap::new()),
@@ -360,7 +375,7 @@ impl Gpu {
             params: Mutex::new(None),
             dummy: OnceLock::new(),
             lost,
-        })
+        }
     }
 
     /// The native CPU device (`--device cpu`): every kernel a Rust twin of
@@ -384,17 +399,8 @@ impl Gpu {
         if !opts.quiet && !PRINTED.swap(true, Ordering::Relaxed) {
             eprintln!("scorecl: {}", describe(&info, &caps));
         }
-        Ok(Gpu {
-            backend: Backend::Native(cpu),
-            info,
-            caps,
-            kernels: Mutex::new(HashMap::new()),
-            bind_groups: Mutex::new(HashMap::new()),
-            pool: Arc::new(Pool::default()),
-            params: Mutex::new(None),
-            dummy: OnceLock::new(),
-            lost: Arc::new(Mutex::new(None)),
-        })
+        let lost = Arc::new(Mutex::new(None));
+        Ok(Gpu::assemble(Backend::Native(cpu), info, caps, lost))
     }
 
     /// Whether this is the native CPU device.

@@ -1062,6 +1062,20 @@ pub(crate) mod native {
         }
     }
 
+    /// col2im's epilogue on one plane starting at element `o`: the other
+    /// branch's gradient added, through a ReLU whose output is `mask` when
+    /// `masked`.
+    fn add_branch(out: &mut [f32], addend: &[f32], mask: &[f32], masked: bool, o: usize) {
+        for (j, v) in out.iter_mut().enumerate() {
+            let a = if masked && !(mask[o + j] > 0.0) {
+                0.0
+            } else {
+                addend[o + j]
+            };
+            *v += a;
+        }
+    }
+
     fn im2col(inv: &Invocation) -> Result<()> {
         let p: Params = inv.params()?;
         let g = Geo::of(&p);
@@ -1117,16 +1131,7 @@ pub(crate) mod native {
                 let (b, c) = (t / g.c, t % g.c);
                 g.col2im_plane(&dcol[b * rows * g.ld..(b + 1) * rows * g.ld], g.ld, c, out);
                 if add {
-                    let o = base + t * hw;
-                    for (j, v) in out.iter_mut().enumerate() {
-                        let a = addend[o + j];
-                        let a = if masked && !(mask[o + j] > 0.0) {
-                            0.0
-                        } else {
-                            a
-                        };
-                        *v += a;
-                    }
+                    add_branch(out, addend, mask, masked, base + t * hw);
                 }
             },
         );
@@ -1304,15 +1309,7 @@ pub(crate) mod native {
                 let (b, c) = (t / g.c, t % g.c);
                 g.col2im_plane(&dcol[b * ohw..], stride, c, out);
                 if add {
-                    let o = base + t * hw;
-                    for (j, v) in out.iter_mut().enumerate() {
-                        let a = if masked && !(mask[o + j] > 0.0) {
-                            0.0
-                        } else {
-                            addend[o + j]
-                        };
-                        *v += a;
-                    }
+                    add_branch(out, addend, mask, masked, base + t * hw);
                 }
             },
         );
