@@ -19,7 +19,8 @@ cargo build -q -p scorecl-capi
 cargo test --workspace --all-features
 echo "== training tests on the GL backend =="
 # Without a GL adapter these skip (and fail under CI=true, which installs one).
-WGPU_BACKEND=gl cargo test --all-features --test train
+# --workspace keeps the first run's feature set, so nothing is rebuilt.
+WGPU_BACKEND=gl cargo test --workspace --all-features --test train
 echo "== no_std proof =="
 cargo build --manifest-path core/no_std_check/Cargo.toml --target-dir target/no_std_check
 echo "scorecl-core links into a #![no_std] staticlib: ok"

@@ -429,3 +429,28 @@ fn the_automatic_choice_can_be_overridden() {
     let e = e.to_string();
     assert!(e.contains("SCORECL_GEMM") && e.contains("fastest"), "{e}");
 }
+
+/// Products large enough for the native device to split them between
+/// threads (column blocks of 1024 for wide products, the k range for deep
+/// ones), with transposes, beta and the epilogue: the same bound against
+/// the twin on every device.
+#[test]
+fn wide_and_deep_products_match_the_twin() {
+    for gpu in gpus() {
+        for (m, n, k) in [(12, 4100, 33), (9, 20, 8300)] {
+            for (ta, tb) in [(false, false), (true, true)] {
+                let s = GemmSpec {
+                    trans_a: ta,
+                    trans_b: tb,
+                    alpha: 0.5,
+                    beta: 1.0,
+                    relu: true,
+                    ..spec(m, n, k)
+                };
+                run(gpu, &s, true, GemmKernel::Auto, 77);
+                let s = GemmSpec { beta: 0.0, ..s };
+                run(gpu, &s, false, GemmKernel::Auto, 78);
+            }
+        }
+    }
+}

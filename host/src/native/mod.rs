@@ -473,6 +473,23 @@ impl<'a, T: Copy> SharedMut<'a, T> {
     }
 }
 
+/// A raw pointer that parallel tasks share to write disjoint parts of one
+/// output (a GEMM's column blocks).
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+
+// SAFETY: users write disjoint elements, documented at each use.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The pointer `i` elements on.
+    pub(crate) fn at(self, i: usize) -> *mut f32 {
+        // SAFETY: callers stay within the checked output.
+        unsafe { self.0.add(i) }
+    }
+}
+
 /// The machine the native device runs on.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CpuInfo {

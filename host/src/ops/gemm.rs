@@ -488,22 +488,81 @@ pub(crate) mod native {
                 row.iter_mut().for_each(|v| *v *= scale_c);
             }
         }
-        // SAFETY: the caller checked every index the strides reach, and C
-        // is written through this view alone.
-        let (a, b, c) = unsafe {
-            (
-                MatRef::<f32>::from_raw_parts(a, rows, k, a_rs, a_cs),
-                MatRef::<f32>::from_raw_parts(b, k, n, b_rs, b_cs),
-                MatMut::<f32>::from_raw_parts_mut(c, rows, n, ldc, 1),
+        let accum = if read_c { Accum::Add } else { Accum::Replace };
+        let threads = match par {
+            Par::Seq => 1,
+            _ => rayon::current_num_threads(),
+        };
+        // SAFETY (every view below): the caller checked every index the
+        // strides reach, and C is written through these views alone.
+        // The operands are only read.
+        let (ap, bp) = (
+            crate::native::SendPtr(a as *mut f32),
+            crate::native::SendPtr(b as *mut f32),
+        );
+        let view_a = move |k0: usize, kn: usize| unsafe {
+            let a = ap.at(0) as *const f32;
+            MatRef::<f32>::from_raw_parts(a.offset(k0 as isize * a_cs), rows, kn, a_rs, a_cs)
+        };
+        let view_b = move |k0: usize, kn: usize, j0: usize, w: usize| unsafe {
+            let b = bp.at(0) as *const f32;
+            MatRef::<f32>::from_raw_parts(
+                b.offset(k0 as isize * b_rs + j0 as isize * b_cs),
+                kn,
+                w,
+                b_rs,
+                b_cs,
             )
         };
-        if !read_c {
-            // beta = 0: C is not read.
-            matmul(c, Accum::Replace, a, b, p.alpha, par);
+        let cp = crate::native::SendPtr(c);
+        if threads > 1 && n >= 2 * BLOCK * threads {
+            // Wide products (a chunk's images side by side): column blocks
+            // in parallel, each on one thread (1.4–2.5 × faer's own split
+            // on these shapes, `docs/PERFORMANCE.md`).
+            (0..n.div_ceil(BLOCK)).into_par_iter().for_each(|j| {
+                let (j0, w) = (j * BLOCK, BLOCK.min(n - j * BLOCK));
+                let cv = unsafe { MatMut::<f32>::from_raw_parts_mut(cp.at(j0), rows, w, ldc, 1) };
+                matmul(cv, accum, view_a(0, k), view_b(0, k, j0, w), p.alpha, Par::Seq);
+            });
             return;
         }
-        matmul(c, Accum::Add, a, b, p.alpha, par);
+        if threads > 1 && k >= 4 * BLOCK * threads && rows * n <= 1 << 20 {
+            // Deep products (a weight gradient over a chunk's images): the
+            // k range split between the threads, each into its own partial
+            // product, added in a fixed order.
+            let parts = threads;
+            let step = k.div_ceil(parts);
+            let partial: Vec<Vec<f32>> = (0..parts)
+                .into_par_iter()
+                .map(|t| {
+                    let (k0, kn) = (t * step, step.min(k.saturating_sub(t * step)));
+                    let mut out = vec![0.0f32; rows * n];
+                    if kn > 0 {
+                        let cv = MatMut::<f32>::from_row_major_slice_mut(&mut out, rows, n);
+                        matmul(cv, Accum::Replace, view_a(k0, kn), view_b(k0, kn, 0, n), p.alpha, Par::Seq);
+                    }
+                    out
+                })
+                .collect();
+            for i in 0..rows {
+                // SAFETY: row i of C lies within what the caller checked.
+                let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc as usize), n) };
+                for (j, v) in row.iter_mut().enumerate() {
+                    let mut acc = 0.0f32;
+                    for part in &partial {
+                        acc += part[i * n + j];
+                    }
+                    *v = if read_c { *v + acc } else { acc };
+                }
+            }
+            return;
+        }
+        let cv = unsafe { MatMut::<f32>::from_raw_parts_mut(c, rows, n, ldc, 1) };
+        matmul(cv, accum, view_a(0, k), view_b(0, k, 0, n), p.alpha, par);
     }
+
+    /// Columns per task of a wide product.
+    const BLOCK: usize = 1024;
 
     fn run(inv: &Invocation, layout: Layout) -> Result<()> {
         let p: Params = inv.params()?;
