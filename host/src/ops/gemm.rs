@@ -522,7 +522,14 @@ pub(crate) mod native {
             (0..n.div_ceil(BLOCK)).into_par_iter().for_each(|j| {
                 let (j0, w) = (j * BLOCK, BLOCK.min(n - j * BLOCK));
                 let cv = unsafe { MatMut::<f32>::from_raw_parts_mut(cp.at(j0), rows, w, ldc, 1) };
-                matmul(cv, accum, view_a(0, k), view_b(0, k, j0, w), p.alpha, Par::Seq);
+                matmul(
+                    cv,
+                    accum,
+                    view_a(0, k),
+                    view_b(0, k, j0, w),
+                    p.alpha,
+                    Par::Seq,
+                );
             });
             return;
         }
@@ -539,7 +546,14 @@ pub(crate) mod native {
                     let mut out = vec![0.0f32; rows * n];
                     if kn > 0 {
                         let cv = MatMut::<f32>::from_row_major_slice_mut(&mut out, rows, n);
-                        matmul(cv, Accum::Replace, view_a(k0, kn), view_b(k0, kn, 0, n), p.alpha, Par::Seq);
+                        matmul(
+                            cv,
+                            Accum::Replace,
+                            view_a(k0, kn),
+                            view_b(k0, kn, 0, n),
+                            p.alpha,
+                            Par::Seq,
+                        );
                     }
                     out
                 })
