@@ -17,8 +17,12 @@ pub enum GpuError {
         /// The backends that were searched.
         backends: String,
     },
-    /// `--adapter` / `SCORECL_ADAPTER` matched nothing.
-    #[error("no adapter name contains `{wanted}`; available: {available}")]
+    /// `--device` / `--adapter` / `SCORECL_DEVICE` / `SCORECL_ADAPTER`
+    /// matched nothing.
+    #[error(
+        "no adapter name contains `{wanted}`; available: {available}, and `cpu` (the native \
+         CPU device)"
+    )]
     AdapterNotFound {
         /// The requested substring.
         wanted: String,

@@ -57,6 +57,24 @@ fn unknown_adapter_lists_the_available_ones() {
 }
 
 #[test]
+fn unknown_device_names_the_choices() {
+    if common::wgpu_gpu().is_none() {
+        return;
+    }
+    let out = scorecl()
+        .args(["--device", "no-such-device-xyz", "doctor"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("no-such-device-xyz") && err.contains("available") && err.contains("`cpu`"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn bench_gemm_prints_its_table() {
     if common::gpu().is_none() {
         return;
