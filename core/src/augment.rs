@@ -70,6 +70,10 @@ pub struct AugConfig {
     pub solarize_prob: f32,
     /// Solarisation threshold in [0, 1] pixel scale (0.5, PIL's 128).
     pub solarize_threshold: f32,
+    /// Antialiased resampling where the crop is downscaled (true):
+    /// torchvision's `RandomResizedCrop(antialias=True)`, its default
+    /// since 0.17; false gives plain bilinear (`antialias=False`).
+    pub antialias: bool,
 }
 
 impl Default for AugConfig {
@@ -88,6 +92,7 @@ impl Default for AugConfig {
             blur_sigma: [0.1, 2.0],
             solarize_prob: 0.0,
             solarize_threshold: 0.5,
+            antialias: true,
         }
     }
 }
@@ -183,10 +188,14 @@ pub struct AugParams {
     pub blur_sigma: f32,
     /// Solarise (invert values at or above the threshold).
     pub solarize: bool,
+    /// Antialiased resampling when the crop is downscaled (torchvision's
+    /// `antialias=True`); plain bilinear when false.
+    pub antialias: bool,
 }
 
 impl AugParams {
-    /// The identity on an `h × w` image: full crop, nothing else.
+    /// The identity on an `h × w` image: full crop, nothing else
+    /// (resampled with antialiasing, as torchvision's `Resize`).
     pub fn identity(h: u32, w: u32) -> Self {
         AugParams {
             top: 0,
@@ -203,6 +212,7 @@ impl AugParams {
             gray: false,
             blur_sigma: 0.0,
             solarize: false,
+            antialias: true,
         }
     }
 }
@@ -308,5 +318,6 @@ pub fn sample(rng: &Philox, sample: u32, h: u32, w: u32, cfg: &AugConfig) -> Res
         p.blur_sigma = s0 + u(SLOT_BLUR_SIGMA) * (s1 - s0);
     }
     p.solarize = u(SLOT_SOLARIZE) < cfg.solarize_prob;
+    p.antialias = cfg.antialias;
     Ok(p)
 }

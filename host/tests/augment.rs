@@ -169,66 +169,76 @@ fn hsv_round_trip_is_the_identity() {
 
 /// Against torchvision's functional ops (fixture from
 /// `tests/reference/augment.py`, float64): every op, including the ColorJitter
-/// orders, hue, grayscale, blur and solarisation. Tolerance 1e-4 per pixel
-/// (1e-4/σ normalised), except pixels within 1e-4 of the solarisation
-/// threshold before solarising.
+/// orders, hue, grayscale, blur and solarisation, and the resampling both
+/// antialiased (torchvision's default) and plain, on crops that upscale,
+/// downscale mildly, exactly 2× and 4×, and one axis each way. Tolerance
+/// 1e-4 per pixel (1e-4/σ normalised), except pixels within 1e-4 of the
+/// solarisation threshold before solarising.
 #[test]
-fn views_match_torchvision() {
+fn views_match_torchvision_antialiased_and_plain() {
     use safetensors::SafeTensors;
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures/augment/cases.safetensors");
     let bytes = std::fs::read(&path).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let get = |n: &str| -> Vec<f32> { bytemuck::pod_collect_to_vec(st.tensor(n).unwrap().data()) };
-    let (src, rows, want, want_n) = (get("src"), get("params"), get("out"), get("outn"));
-    let (k, hw, ohw) = (8usize, (16usize, 12usize), (10usize, 9usize));
-    let params: Vec<AugParams> = rows
-        .chunks(17)
-        .map(|r| AugParams {
-            top: r[0] as u32,
-            left: r[1] as u32,
-            height: r[2] as u32,
-            width: r[3] as u32,
-            flip: r[4] > 0.0,
-            jitter: r[5] > 0.0,
-            jitter_order: [r[6] as u8, r[7] as u8, r[8] as u8, r[9] as u8],
-            brightness: r[10],
-            contrast: r[11],
-            saturation: r[12],
-            hue: r[13],
-            gray: r[14] > 0.0,
-            blur_sigma: r[15],
-            solarize: r[16] > 0.0,
-        })
-        .collect();
-    assert_eq!(params.len(), k);
-    for gpu in gpus() {
-        let (g01, gn) = run(gpu, &src, &params, hw, ohw, &Normalize::CIFAR);
+    let (src, rows) = (get("src"), get("params"));
+    let (k, hw, ohw) = (14usize, (40usize, 36usize), (10usize, 9usize));
+    for (suffix, antialias) in [("", true), ("_plain", false)] {
+        let (want, want_n) = (get(&format!("out{suffix}")), get(&format!("outn{suffix}")));
+        let params: Vec<AugParams> = rows
+            .chunks(17)
+            .map(|r| AugParams {
+                top: r[0] as u32,
+                left: r[1] as u32,
+                height: r[2] as u32,
+                width: r[3] as u32,
+                flip: r[4] > 0.0,
+                jitter: r[5] > 0.0,
+                jitter_order: [r[6] as u8, r[7] as u8, r[8] as u8, r[9] as u8],
+                brightness: r[10],
+                contrast: r[11],
+                saturation: r[12],
+                hue: r[13],
+                gray: r[14] > 0.0,
+                blur_sigma: r[15],
+                solarize: r[16] > 0.0,
+                antialias,
+            })
+            .collect();
+        assert_eq!(params.len(), k);
         let plane = 3 * ohw.0 * ohw.1;
-        for (i, p) in params.iter().enumerate() {
-            let (_, _, pre) = cpu::augment(
-                &src[i * 3 * hw.0 * hw.1..(i + 1) * 3 * hw.0 * hw.1],
-                hw,
-                ohw,
-                p,
-                &Normalize::CIFAR,
-                8,
-                0.5,
-            );
-            for j in 0..plane {
-                if p.solarize && (pre[j] - 0.5).abs() < 1e-4 {
-                    continue;
+        let img = 3 * hw.0 * hw.1;
+        for gpu in gpus() {
+            let (g01, gn) = run(gpu, &src, &params, hw, ohw, &Normalize::CIFAR);
+            for (i, p) in params.iter().enumerate() {
+                let (c01, _, pre) = cpu::augment(
+                    &src[i * img..(i + 1) * img],
+                    hw,
+                    ohw,
+                    p,
+                    &Normalize::CIFAR,
+                    8,
+                    0.5,
+                );
+                for j in 0..plane {
+                    if p.solarize && (pre[j] - 0.5).abs() < 1e-4 {
+                        continue;
+                    }
+                    let w = want[i * plane + j];
+                    for (who, g) in [("device", g01[i * plane + j]), ("CPU twin", c01[j])] {
+                        assert!(
+                            (g - w).abs() <= 1e-4,
+                            "{} case {i} {p:?} pixel {j}: {who} {g}, torchvision {w}",
+                            gpu.backend_name()
+                        );
+                    }
+                    let (g, w) = (gn[i * plane + j], want_n[i * plane + j]);
+                    assert!(
+                        (g - w).abs() <= 1e-4 / 0.24,
+                        "case {i} normalised pixel {j}: device {g}, torchvision {w}"
+                    );
                 }
-                let (g, w) = (g01[i * plane + j], want[i * plane + j]);
-                assert!(
-                    (g - w).abs() <= 1e-4,
-                    "case {i} {p:?} pixel {j}: GPU {g}, torchvision {w}"
-                );
-                let (g, w) = (gn[i * plane + j], want_n[i * plane + j]);
-                assert!(
-                    (g - w).abs() <= 1e-4 / 0.24,
-                    "case {i} normalised pixel {j}: GPU {g}, torchvision {w}"
-                );
             }
         }
     }

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use scorecl_host::core::knn::{self, KnnConfig, KnnSet};
-use scorecl_host::data::{synth, DataSpec, Dataset, OpenOptions, Split};
+use scorecl_host::data::{synth, DataSpec, Dataset, EvalView, OpenOptions, Split};
 
 /// A CIFAR record: label bytes then 3072 pixels (value = seed + index).
 fn record(labels: &[u8], seed: u8) -> Vec<u8> {
@@ -58,6 +58,25 @@ fn cifar10_reads_records_in_order() {
     let t = Dataset::open_with(&spec, &OpenOptions::new(Split::Test, 32)).unwrap();
     assert_eq!((t.len(), t.labels.clone()), (2, vec![9, 0]));
     assert!(t.name.contains("test"));
+}
+
+#[test]
+fn cifar_and_builtin_evaluate_the_whole_image_resized_antialiased() {
+    // CIFAR is stored at 32×32: a 16-px eval view is the whole image
+    // resized (torchvision's `Resize(16)`), not its centre quarter.
+    let tmp = tempfile::tempdir().unwrap();
+    write_cifar10(tmp.path());
+    let d = Dataset::open(&format!("cifar10:{}", tmp.path().display()), 16).unwrap();
+    assert_eq!(d.eval_view, EvalView::Resize);
+    for size in [8, 16, 32, 40] {
+        let p = d.eval_params(size);
+        assert_eq!((p.top, p.left, p.height, p.width), (0, 0, 32, 32), "{size}");
+        assert!(p.antialias && !p.flip && !p.jitter && !p.gray && p.blur_sigma == 0.0);
+    }
+    let b = Dataset::open("builtin:20", 16).unwrap();
+    assert_eq!(b.eval_view, EvalView::Resize);
+    let p = b.eval_params(8);
+    assert_eq!((p.top, p.left, p.height, p.width), (0, 0, 16, 16));
 }
 
 #[test]
@@ -177,6 +196,7 @@ fn image_folder_loads_resizes_and_caches() {
     let plane = 16 * 16;
     assert!(d.images[plane / 2] > 180 && d.images[3 * 3 * plane + plane + plane / 2] > 180);
     // The eval view is the centred 14-px crop.
+    assert_eq!(d.eval_view, EvalView::CenterCrop);
     let p = d.eval_params(14);
     assert_eq!((p.top, p.left, p.height, p.width), (1, 1, 14, 14));
     let v = Dataset::open_with(&spec, &OpenOptions::new(Split::Test, 14)).unwrap();

@@ -4,9 +4,8 @@
 //
 // Source images are [N_src, 3, H, W] in [0, 1]; views are [N, 3, OH, OW],
 // view n made from source n % N_src (two views of a batch: N = 2·N_src).
-// Per output pixel: crop box + horizontal flip + bilinear resampling
-// (PyTorch's align_corners=False: src = (dst + 0.5)·scale − 0.5, clamped
-// below at 0), then ColorJitter's adjustments in the sampled order
+// Per output pixel: crop box + horizontal flip + bilinear resampling,
+// antialiased when the crop is downscaled (see `axis`), then ColorJitter's adjustments in the sampled order
 // (brightness: b·x; contrast: c·x + (1 − c)·mean gray of the image at that
 // point; saturation: s·x + (1 − s)·gray; hue: shift in HSV; each clamped to
 // [0, 1], as torchvision's functional ops on float tensors), grayscale
@@ -21,7 +20,7 @@
 // 2 crop height, 3 crop width, 4 flip, 5 jitter, 6 order (4 × 8 bits, op
 // indices 0 brightness, 1 contrast, 2 saturation, 3 hue), 7 brightness,
 // 8 contrast, 9 saturation, 10 hue, 11 grayscale, 12 blur sigma,
-// 13 solarise.
+// 13 solarise, 14 antialias.
 
 struct Params {
     n: u32,
@@ -105,37 +104,82 @@ fn hsv2rgb(hsv: vec3<f32>) -> vec3<f32> {
     }
 }
 
-// Crop, flip and bilinear resampling of output pixel (oy, ox) of sample n.
+// The source taps of output index `o` along one axis, for a crop of
+// `crop` pixels resampled to `out`. Plain bilinear (PyTorch's
+// align_corners=False: src = (o + 0.5)·crop/out − 0.5, clamped below at 0):
+// two taps, or one at the last pixel. Antialiased (PyTorch's
+// `_upsample_bilinear2d_aa`, torchvision's antialias=True): the triangle
+// filter stretched by the scale when downscaling, over
+// [center − support, center + support), weights normalised to sum 1; when
+// upscaling it reduces to plain bilinear.
+struct Axis {
+    start: u32,
+    len: u32,
+    // Plain: the bilinear fraction; antialiased: the filter's centre.
+    at: f32,
+    inv: f32,
+    total: f32,
+    aa: bool,
+}
+
+fn tri(x: f32) -> f32 { return max(1.0 - abs(x), 0.0); }
+
+fn axis(crop: f32, out: u32, o: u32, aa: bool) -> Axis {
+    var a: Axis;
+    a.aa = aa;
+    let n = u32(crop);
+    if (!aa) {
+        let s = max((f32(o) + 0.5) * crop / f32(out) - 0.5, 0.0);
+        a.start = min(u32(s), n - 1u);
+        a.len = select(1u, 2u, a.start < n - 1u);
+        a.at = s - f32(a.start);
+        return a;
+    }
+    let scale = crop / f32(out);
+    let support = select(1.0, scale, scale >= 1.0);
+    a.inv = select(1.0, 1.0 / scale, scale >= 1.0);
+    a.at = scale * (f32(o) + 0.5);
+    a.start = u32(max(i32(a.at - support + 0.5), 0));
+    a.len = min(u32(max(i32(a.at + support + 0.5), 0)), n) - a.start;
+    var total = 0.0;
+    for (var j = 0u; j < a.len; j++) {
+        total += tri((f32(j + a.start) - a.at + 0.5) * a.inv);
+    }
+    a.total = total;
+    return a;
+}
+
+fn tap(a: Axis, j: u32) -> f32 {
+    if (!a.aa) {
+        if (a.len == 1u) { return 1.0; }
+        return select(a.at, 1.0 - a.at, j == 0u);
+    }
+    if (a.total == 0.0) { return 0.0; }
+    return tri((f32(j + a.start) - a.at + 0.5) * a.inv) / a.total;
+}
+
+// Crop, flip and resampling of output pixel (oy, ox) of sample n.
 fn sample_rgb(n: u32, oy: u32, ox: u32) -> vec3<f32> {
-    let top = pf(n, 0u);
-    let left = pf(n, 1u);
-    let ch = pf(n, 2u);
-    let cw = pf(n, 3u);
     var x = ox;
     if (pu(n, 4u) != 0u) { x = P.ow - 1u - ox; }
-    let sy = max((f32(oy) + 0.5) * ch / f32(P.oh) - 0.5, 0.0);
-    let sx = max((f32(x) + 0.5) * cw / f32(P.ow) - 0.5, 0.0);
-    let chu = u32(ch);
-    let cwu = u32(cw);
-    let y0 = min(u32(sy), chu - 1u);
-    let x0 = min(u32(sx), cwu - 1u);
-    let y1 = select(y0, y0 + 1u, y0 < chu - 1u);
-    let x1 = select(x0, x0 + 1u, x0 < cwu - 1u);
-    let ly = sy - f32(y0);
-    let lx = sx - f32(x0);
-    let r0 = u32(top) + y0;
-    let r1 = u32(top) + y1;
-    let c0 = u32(left) + x0;
-    let c1 = u32(left) + x1;
-    var out: vec3<f32>;
+    let aa = pu(n, 14u) != 0u;
+    let ay = axis(pf(n, 2u), P.oh, oy, aa);
+    let ax = axis(pf(n, 3u), P.ow, x, aa);
+    let top = u32(pf(n, 0u)) + ay.start;
+    let left = u32(pf(n, 1u)) + ax.start;
+    var out = vec3<f32>(0.0);
     let sn = n % P.n_src;
     for (var k = 0u; k < 3u; k++) {
         let base = (sn * 3u + k) * P.h * P.w;
-        let a = src[base + r0 * P.w + c0];
-        let b = src[base + r0 * P.w + c1];
-        let c = src[base + r1 * P.w + c0];
-        let d = src[base + r1 * P.w + c1];
-        out[k] = (1.0 - ly) * ((1.0 - lx) * a + lx * b) + ly * ((1.0 - lx) * c + lx * d);
+        var acc = 0.0;
+        for (var i = 0u; i < ay.len; i++) {
+            var row = 0.0;
+            for (var j = 0u; j < ax.len; j++) {
+                row += tap(ax, j) * src[base + (top + i) * P.w + left + j];
+            }
+            acc += tap(ay, i) * row;
+        }
+        out[k] = acc;
     }
     return out;
 }

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use super::{Dataset, Split};
+use super::{Dataset, EvalView, Split};
 use crate::error::{GpuError, Result};
 
 /// Pixel bytes per record.
@@ -57,6 +57,7 @@ fn empty(classes: usize) -> Dataset {
         classes,
         class_names: Vec::new(),
         name: String::new(),
+        eval_view: EvalView::Resize,
     }
 }
 

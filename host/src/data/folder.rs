@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::{Dataset, OpenOptions, Split};
+use super::{Dataset, EvalView, OpenOptions, Split};
 use crate::error::{GpuError, Result};
 
 /// Side of the stored square for views of `size`: `round(size · 256/224)`.
@@ -108,6 +108,7 @@ fn dataset(images: Vec<u8>, labels: Vec<u32>, side: usize, classes: Vec<String>)
         classes: classes.len(),
         class_names: classes,
         name: String::new(),
+        eval_view: EvalView::CenterCrop,
     }
 }
 

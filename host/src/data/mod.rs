@@ -58,6 +58,21 @@ pub struct Dataset {
     pub class_names: Vec<String>,
     /// Name (for logs and reports), e.g. `cifar10:DIR (train)`.
     pub name: String,
+    /// How evaluation sees an image ([`Dataset::eval_params`]).
+    pub eval_view: EvalView,
+}
+
+/// The evaluation view of a dataset kind, as torchvision users write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalView {
+    /// The whole image resized to the view size, antialiased
+    /// (`Resize((size, size))`): CIFAR and `builtin`, stored at their own
+    /// size.
+    Resize,
+    /// The centred view-size crop (`CenterCrop(size)`): image folders,
+    /// stored at `Resize(round(size·256/224))`, so together torchvision's
+    /// `Resize(256)` + `CenterCrop(224)`.
+    CenterCrop,
 }
 
 /// A parsed `data.dataset` value.
@@ -198,13 +213,15 @@ impl Dataset {
         idx
     }
 
-    /// The evaluation view of a `size` × `size` model input: the centred
-    /// `size` × `size` crop where the image is at least that large
-    /// (torchvision's `CenterCrop`), else the whole image resized.
+    /// The evaluation view of a `size` × `size` model input, the one place
+    /// every evaluation (k-NN monitor, `eval`, linear probe, `probe`,
+    /// `compare`) takes it from: per [`EvalView`], the whole image resized
+    /// (antialiased when it shrinks), or the centred `size` × `size` crop
+    /// where the image is at least that large (else the whole image).
     pub fn eval_params(&self, size: usize) -> AugParams {
         let (h, w) = (self.h as u32, self.w as u32);
         let s = size as u32;
-        if h >= s && w >= s {
+        if self.eval_view == EvalView::CenterCrop && h >= s && w >= s {
             AugParams {
                 top: (h - s) / 2,
                 left: (w - s) / 2,

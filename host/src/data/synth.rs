@@ -19,7 +19,7 @@
 
 use scorecl_core::rng::{stream_id, Philox, Purpose};
 
-use super::{Dataset, Split};
+use super::{Dataset, EvalView, Split};
 
 /// Number of classes.
 pub const CLASSES: usize = 10;
@@ -162,5 +162,6 @@ pub fn generate(n: usize, split: Split, size: usize) -> Dataset {
         classes: CLASSES,
         class_names: NAMES.iter().map(|s| s.to_string()).collect(),
         name: String::new(),
+        eval_view: EvalView::Resize,
     }
 }

@@ -28,8 +28,9 @@ pub struct Features {
 }
 
 /// Backbone features (global average pool, `[n, feature_dim]`) of every
-/// image of `data`: evaluation view ([`Dataset::eval_params`]: centred
-/// `size` crop, or the whole image resized), normalised with `norm`,
+/// image of `data`: evaluation view ([`Dataset::eval_params`]: the whole
+/// image resized for CIFAR and `builtin`, the centred `size` crop for image
+/// folders), normalised with `norm`,
 /// BatchNorm with running statistics, `batch` images per submit.
 pub fn extract(
     gpu: &Gpu,

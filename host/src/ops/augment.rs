@@ -2,10 +2,12 @@
 //! scorecl-core's per-sample [`AugParams`]. CPU twin: [`cpu`] (the same
 //! maths, step by step); tests: `host/tests/augment.rs`.
 //!
-//! Differences from torchvision, by design: resampling is plain bilinear
-//! (torchvision antialiases when it downscales, which matters for crops of
-//! large images, not for CIFAR); the blur kernel is truncated at 3σ
-//! (radius capped by `max_radius`) instead of a fixed kernel size.
+//! Resampling is torchvision's bilinear `resized_crop`, antialiased when
+//! the crop is downscaled (`antialias=True`, PyTorch's
+//! `_upsample_bilinear2d_aa`) unless a sample's `antialias` is off
+//! (`augment.antialias = false`: plain bilinear, `antialias=False`).
+//! Difference from torchvision, by design: the blur kernel is truncated at
+//! 3σ (radius capped by `max_radius`) instead of a fixed kernel size.
 
 use bytemuck::{Pod, Zeroable};
 use scorecl_core::augment::AugParams;
@@ -65,7 +67,7 @@ pub fn pack(p: &AugParams) -> [u32; WORDS] {
         p.gray as u32,
         f(p.blur_sigma),
         p.solarize as u32,
-        0,
+        p.antialias as u32,
         0,
     ]
 }
@@ -289,37 +291,130 @@ pub mod cpu {
         }
     }
 
+    /// The source taps of output index `o` along one axis, for a crop of
+    /// `crop` pixels resampled to `out` (the kernel's `axis`): plain
+    /// bilinear (align_corners=False, two taps or one at the last pixel),
+    /// or, antialiased, PyTorch's `_upsample_bilinear2d_aa` (the triangle
+    /// filter stretched by the scale when downscaling, weights normalised).
+    #[derive(Debug, Clone, Copy)]
+    pub struct Axis {
+        /// First tap (in the crop).
+        pub start: usize,
+        /// Number of taps.
+        pub len: usize,
+        at: f32,
+        inv: f32,
+        total: f32,
+        aa: bool,
+    }
+
+    fn tri(x: f32) -> f32 {
+        (1.0 - x.abs()).max(0.0)
+    }
+
+    /// The taps of output index `o` of `out` from a crop of `crop` pixels.
+    pub fn axis(crop: f32, out: usize, o: usize, aa: bool) -> Axis {
+        let n = crop as usize;
+        if !aa {
+            let s = ((o as f32 + 0.5) * crop / out as f32 - 0.5).max(0.0);
+            let start = (s as usize).min(n - 1);
+            return Axis {
+                start,
+                len: if start < n - 1 { 2 } else { 1 },
+                at: s - start as f32,
+                inv: 1.0,
+                total: 1.0,
+                aa,
+            };
+        }
+        let scale = crop / out as f32;
+        let (support, inv) = if scale >= 1.0 {
+            (scale, 1.0 / scale)
+        } else {
+            (1.0, 1.0)
+        };
+        let at = scale * (o as f32 + 0.5);
+        let start = ((at - support + 0.5) as i32).max(0) as usize;
+        let end = (((at + support + 0.5) as i32).max(0) as usize).min(n);
+        let len = end - start;
+        let mut total = 0.0f32;
+        for j in 0..len {
+            total += tri(((j + start) as f32 - at + 0.5) * inv);
+        }
+        Axis {
+            start,
+            len,
+            at,
+            inv,
+            total,
+            aa,
+        }
+    }
+
+    impl Axis {
+        /// Weight of tap `j`.
+        pub fn tap(&self, j: usize) -> f32 {
+            if !self.aa {
+                return match (self.len, j) {
+                    (1, _) => 1.0,
+                    (_, 0) => 1.0 - self.at,
+                    _ => self.at,
+                };
+            }
+            if self.total == 0.0 {
+                return 0.0;
+            }
+            tri(((j + self.start) as f32 - self.at + 0.5) * self.inv) / self.total
+        }
+    }
+
+    /// Crop, flip and resampling of output pixel (oy, ox) of the view
+    /// `p` of `at(channel, row, column)` (the kernel's `sample_rgb`).
+    pub fn resample(
+        at: impl Fn(usize, usize, usize) -> f32,
+        (oh, ow): (usize, usize),
+        [top, left, ch, cw]: [f32; 4],
+        flip: bool,
+        aa: bool,
+        oy: usize,
+        ox: usize,
+    ) -> [f32; 3] {
+        let x = if flip { ow - 1 - ox } else { ox };
+        let (ay, ax) = (axis(ch, oh, oy, aa), axis(cw, ow, x, aa));
+        let (top, left) = (top as usize + ay.start, left as usize + ax.start);
+        let mut out = [0.0f32; 3];
+        for (k, o) in out.iter_mut().enumerate() {
+            let mut acc = 0.0f32;
+            for i in 0..ay.len {
+                let mut row = 0.0f32;
+                for j in 0..ax.len {
+                    row += ax.tap(j) * at(k, top + i, left + j);
+                }
+                acc += ay.tap(i) * row;
+            }
+            *o = acc;
+        }
+        out
+    }
+
     fn sample(
         src: &[f32],
         (h, w): (usize, usize),
-        (oh, ow): (usize, usize),
+        ohw: (usize, usize),
         p: &AugParams,
         oy: usize,
         ox: usize,
     ) -> [f32; 3] {
-        let x = if p.flip { ow - 1 - ox } else { ox };
-        let (ch, cw) = (p.height as f32, p.width as f32);
-        let sy = ((oy as f32 + 0.5) * ch / oh as f32 - 0.5).max(0.0);
-        let sx = ((x as f32 + 0.5) * cw / ow as f32 - 0.5).max(0.0);
-        let (chu, cwu) = (p.height as usize, p.width as usize);
-        let y0 = (sy as usize).min(chu - 1);
-        let x0 = (sx as usize).min(cwu - 1);
-        let y1 = if y0 < chu - 1 { y0 + 1 } else { y0 };
-        let x1 = if x0 < cwu - 1 { x0 + 1 } else { x0 };
-        let (ly, lx) = (sy - y0 as f32, sx - x0 as f32);
-        let (r0, r1, c0, c1) = (
-            p.top as usize + y0,
-            p.top as usize + y1,
-            p.left as usize + x0,
-            p.left as usize + x1,
-        );
-        let mut out = [0.0; 3];
-        for (k, o) in out.iter_mut().enumerate() {
-            let at = |r: usize, c: usize| src[(k * h + r) * w + c];
-            *o = (1.0 - ly) * ((1.0 - lx) * at(r0, c0) + lx * at(r0, c1))
-                + ly * ((1.0 - lx) * at(r1, c0) + lx * at(r1, c1));
-        }
-        out
+        let crop = [p.top as f32, p.left as f32, p.height as f32, p.width as f32];
+        resample(
+            |k, r, c| src[(k * h + r) * w + c],
+            ohw,
+            crop,
+            p.flip,
+            p.antialias,
+            oy,
+            ox,
+        )
     }
 
     fn jitter(p: &AugParams, mut c: [f32; 3], until_contrast: bool, mean: f32) -> [f32; 3] {
@@ -482,35 +577,20 @@ pub(crate) mod native {
         x - x.floor()
     }
 
-    /// Crop, flip and bilinear resampling of output pixel (oy, ox) of
-    /// view `n` (the kernel's `sample_rgb`).
+    /// Crop, flip and resampling of output pixel (oy, ox) of view `n` (the
+    /// kernel's `sample_rgb`).
     fn sample_rgb(p: &Params, src: &[f32], s: &Sample, n: usize, oy: usize, ox: usize) -> [f32; 3] {
-        let (top, left, ch, cw) = (s.f(0), s.f(1), s.f(2), s.f(3));
-        let (oh, ow) = (p.oh as usize, p.ow as usize);
-        let x = if s.u(4) != 0 { ow - 1 - ox } else { ox };
-        let sy = ((oy as f32 + 0.5) * ch / oh as f32 - 0.5).max(0.0);
-        let sx = ((x as f32 + 0.5) * cw / ow as f32 - 0.5).max(0.0);
-        let (chu, cwu) = (ch as u32, cw as u32);
-        let y0 = (sy as u32).min(chu - 1);
-        let x0 = (sx as u32).min(cwu - 1);
-        let y1 = if y0 < chu - 1 { y0 + 1 } else { y0 };
-        let x1 = if x0 < cwu - 1 { x0 + 1 } else { x0 };
-        let ly = sy - y0 as f32;
-        let lx = sx - x0 as f32;
-        let (r0, r1) = ((top as u32 + y0) as usize, (top as u32 + y1) as usize);
-        let (c0, c1) = ((left as u32 + x0) as usize, (left as u32 + x1) as usize);
         let (h, w) = (p.h as usize, p.w as usize);
         let sn = n % p.n_src.max(1) as usize;
-        let mut out = [0.0f32; 3];
-        for (k, o) in out.iter_mut().enumerate() {
-            let base = (sn * 3 + k) * h * w;
-            let a = src[base + r0 * w + c0];
-            let b = src[base + r0 * w + c1];
-            let c = src[base + r1 * w + c0];
-            let d = src[base + r1 * w + c1];
-            *o = (1.0 - ly) * ((1.0 - lx) * a + lx * b) + ly * ((1.0 - lx) * c + lx * d);
-        }
-        out
+        cpu::resample(
+            |k, r, c| src[((sn * 3 + k) * h + r) * w + c],
+            (p.oh as usize, p.ow as usize),
+            [s.f(0), s.f(1), s.f(2), s.f(3)],
+            s.u(4) != 0,
+            s.u(14) != 0,
+            oy,
+            ox,
+        )
     }
 
     /// The jitter ops in the sampled order; stops before contrast when
