@@ -333,6 +333,23 @@ fn resume_err(gpu: &Gpu, run: &RunDir, cfg: &TrainConfig) -> String {
     }
 }
 
+/// Rewrites the hash of `file` in `state.json` to match what is on disk
+/// (a damaged file that state.json vouches for, as a buggy writer would
+/// leave it), so the checks behind the hash are reached.
+fn rehash(ck: &std::path::Path, file: &str) {
+    let state = ck.join("state.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let d = scorecl::host::nn::checkpoint::Digest::of(&std::fs::read(ck.join(file)).unwrap());
+    for f in v["files"].as_array_mut().unwrap() {
+        if f["name"] == file {
+            f["bytes"] = d.bytes.into();
+            f["sha256"] = d.sha256.clone().into();
+        }
+    }
+    std::fs::write(&state, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
 #[test]
 fn damaged_checkpoints_are_named() {
     let Some(gpu) = common::gpu() else { return };
@@ -340,28 +357,86 @@ fn damaged_checkpoints_are_named() {
     let ck = run.checkpoint_dir();
     let backbone = ck.join("backbone.safetensors");
     let good = std::fs::read(&backbone).unwrap();
+    let state = ck.join("state.json");
+    let text = std::fs::read_to_string(&state).unwrap();
 
-    // Truncated.
+    // Truncated: its length is not the recorded one.
     std::fs::write(&backbone, &good[..good.len() / 2]).unwrap();
+    let e = resume_err(gpu, &run, &cfg);
+    assert!(
+        e.contains("backbone.safetensors") && e.contains("state.json records"),
+        "{e}"
+    );
+    // ... and behind the hash, not a safetensors file.
+    rehash(&ck, "backbone.safetensors");
     let e = resume_err(gpu, &run, &cfg);
     assert!(
         e.contains("backbone.safetensors") && e.contains("not a safetensors file"),
         "{e}"
     );
+    std::fs::write(&state, &text).unwrap();
+
+    // Two values of layer4.1.conv2.weight overwritten with NaN (same
+    // length): the hash no longer matches.
+    let st = safetensors::SafeTensors::deserialize(&good).unwrap();
+    let w = st.tensor("layer4.1.conv2.weight").unwrap();
+    let at = w.data().as_ptr() as usize - good.as_ptr() as usize + w.data().len() / 8 * 4;
+    let mut nan = good.clone();
+    for k in 0..2 {
+        nan[at + 4 * k..at + 4 * k + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    std::fs::write(&backbone, &nan).unwrap();
+    let e = resume_err(gpu, &run, &cfg);
+    assert!(
+        e.contains("backbone.safetensors") && e.contains("SHA-256"),
+        "{e}"
+    );
+    // ... and behind the hash, the non-finite values are refused by name,
+    // for resuming and for evaluation alike.
+    rehash(&ck, "backbone.safetensors");
+    let e = resume_err(gpu, &run, &cfg);
+    assert!(
+        e.contains("layer4.1.conv2.weight") && e.contains("2 non-finite"),
+        "{e}"
+    );
+    let e = RunDir::load_backbone(gpu, run.path.as_path())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("layer4.1.conv2.weight") && e.contains("non-finite"),
+        "{e}"
+    );
+    std::fs::write(&backbone, &good).unwrap();
+    std::fs::write(&state, &text).unwrap();
 
     // Corrupt header.
     let mut bad = good.clone();
     bad[8..24].copy_from_slice(&[0xff; 16]);
     std::fs::write(&backbone, &bad).unwrap();
     let e = resume_err(gpu, &run, &cfg);
-    assert!(e.contains("backbone.safetensors"), "{e}");
+    assert!(
+        e.contains("backbone.safetensors") && e.contains("SHA-256"),
+        "{e}"
+    );
     std::fs::write(&backbone, &good).unwrap();
+
+    // An altered config.toml is caught by its hash too.
+    let conf = ck.join("config.toml");
+    let conf_good = std::fs::read(&conf).unwrap();
+    let mut conf_bad = conf_good.clone();
+    conf_bad.extend_from_slice(b"\n");
+    std::fs::write(&conf, &conf_bad).unwrap();
+    let e = resume_err(gpu, &run, &cfg);
+    assert!(
+        e.contains("config.toml") && e.contains("state.json records"),
+        "{e}"
+    );
+    std::fs::write(&conf, &conf_good).unwrap();
 
     // Files from different steps.
     let opt = ck.join("optimizer.safetensors");
     let opt_good = std::fs::read(&opt).unwrap();
-    let state = ck.join("state.json");
-    let text = std::fs::read_to_string(&state).unwrap();
     std::fs::write(&state, text.replace("\"step\": 2", "\"step\": 7")).unwrap();
     let e = resume_err(gpu, &run, &cfg);
     assert!(
@@ -391,8 +466,37 @@ fn damaged_checkpoints_are_named() {
 
     // No checkpoint at all.
     std::fs::remove_dir_all(&ck).unwrap();
+    let _ = std::fs::remove_dir_all(run.prev_dir());
     let e = resume_err(gpu, &run, &cfg);
     assert!(e.contains("nothing to resume"), "{e}");
+}
+
+/// Each checkpoint keeps the one before it in `checkpoint.prev/`; a swap
+/// interrupted between its renames (only `checkpoint.prev/` on disk)
+/// resumes from it.
+#[test]
+fn the_previous_checkpoint_is_kept_and_resumed_when_the_swap_was_interrupted() {
+    let Some(gpu) = common::gpu() else { return };
+    let (_dir, run, cfg) = checkpointed(gpu);
+    let data = cfg.data.open(Split::Train).unwrap();
+    let mut t = run.resume(gpu, cfg.clone(), data.clone()).unwrap();
+    let opts = RunOptions {
+        max_steps: Some(3),
+        progress: false,
+    };
+    run_training(&mut t, &run, &opts).unwrap();
+    let read_step = |dir: std::path::PathBuf| {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap())
+                .unwrap();
+        v["state"]["step"].as_u64().unwrap()
+    };
+    assert_eq!(read_step(run.checkpoint_dir()), 3);
+    assert_eq!(read_step(run.prev_dir()), 2);
+    std::fs::remove_dir_all(run.checkpoint_dir()).unwrap();
+    assert_eq!(run.resume_dir().unwrap(), run.prev_dir());
+    let t = run.resume(gpu, cfg, data).unwrap();
+    assert_eq!(t.state.step, 2);
 }
 
 /// `train.precision = "f16"`: on a device with shader-f16 the convolutions

@@ -3,7 +3,9 @@
 //! `{"format": "pt"}` metadata, so that `safetensors.torch.load_file` and
 //! `load_state_dict` read a scorecl checkpoint and scorecl reads PyTorch's.
 //! Files are written to a temporary name and renamed, so a crash never
-//! leaves half a checkpoint.
+//! leaves half a checkpoint. Writers return each file's [`Digest`] (length
+//! and SHA-256 of the bytes written) for `state.json`; loading refuses
+//! non-finite values, naming the tensor.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,9 +18,30 @@ use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
 use crate::nn::params::ParamStore;
 
+/// Length and SHA-256 (lower-case hex) of a file's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digest {
+    /// Length in bytes.
+    pub bytes: u64,
+    /// SHA-256, 64 hex digits.
+    pub sha256: String,
+}
+
+impl Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        use sha2::Digest as _;
+        let hash = sha2::Sha256::digest(bytes);
+        Digest {
+            bytes: bytes.len() as u64,
+            sha256: hash.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+}
+
 /// Writes `store` to `path` (atomically: temporary file, then rename).
 pub fn save(gpu: &Gpu, store: &ParamStore, path: &Path) -> Result<()> {
-    save_with(gpu, store, path, &[])
+    save_with(gpu, store, path, &[]).map(|_| ())
 }
 
 /// [`save`] with extra metadata entries (besides `format: pt`).
@@ -27,7 +50,7 @@ pub fn save_with(
     store: &ParamStore,
     path: &Path,
     meta: &[(&str, String)],
-) -> Result<()> {
+) -> Result<Digest> {
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for p in &store.params {
         let v = gpu.download(&p.value)?;
@@ -62,8 +85,12 @@ pub fn save_with(
 pub type RawTensor = (String, Dtype, Vec<usize>, Vec<u8>);
 
 /// Writes raw tensors with `format: pt` and `meta` as safetensors,
-/// atomically.
-pub fn write_tensors(path: &Path, tensors: &[RawTensor], meta: &[(&str, String)]) -> Result<()> {
+/// atomically; returns the digest of the bytes written.
+pub fn write_tensors(
+    path: &Path,
+    tensors: &[RawTensor],
+    meta: &[(&str, String)],
+) -> Result<Digest> {
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|(name, dtype, shape, data)| {
@@ -78,12 +105,30 @@ pub fn write_tensors(path: &Path, tensors: &[RawTensor], meta: &[(&str, String)]
     }
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| GpuError::file(path, e.to_string()))?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &bytes)?;
+    Ok(Digest::of(&bytes))
+}
+
+/// Refuses non-finite entries of tensor `name` of `path`.
+pub fn check_finite(path: &Path, name: &str, values: &[f32]) -> Result<()> {
+    let bad = values.iter().filter(|v| !v.is_finite()).count();
+    if bad == 0 {
+        return Ok(());
+    }
+    let first = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
+    Err(GpuError::file(
+        path,
+        format!(
+            "tensor `{name}` holds {bad} non-finite value(s) (the first, {}, at index {first}): \
+             the checkpoint is damaged",
+            values[first]
+        ),
+    ))
 }
 
 /// Reads every tensor of a safetensors file as f32 (name → (shape,
 /// values); I64 counters converted) and its metadata. Errors name the file
-/// and the tensor.
+/// and the tensor; non-finite values are refused.
 #[allow(clippy::type_complexity)]
 pub fn read_f32_tensors(
     path: &Path,
@@ -98,7 +143,11 @@ pub fn read_f32_tensors(
     let mut out = HashMap::new();
     for (name, t) in st.tensors() {
         let values = match t.dtype() {
-            Dtype::F32 => bytemuck::pod_collect_to_vec(t.data()),
+            Dtype::F32 => {
+                let v: Vec<f32> = bytemuck::pod_collect_to_vec(t.data());
+                check_finite(path, &name, &v)?;
+                v
+            }
             Dtype::I64 => bytemuck::pod_collect_to_vec::<u8, i64>(t.data())
                 .into_iter()
                 .map(|v| v as f32)
@@ -142,8 +191,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Reads `path` into `store`: every parameter, state and counter must be
-/// present with its shape; tensors the store does not have are an error,
-/// except torchvision's classifier (`fc.*`), which the encoder drops.
+/// present with its shape and finite; tensors the store does not have are
+/// an error, except torchvision's classifier (`fc.*`), which the encoder
+/// drops.
 pub fn load(gpu: &Gpu, store: &ParamStore, path: &Path) -> Result<()> {
     load_with(gpu, store, path).map(|_| ())
 }
@@ -173,7 +223,9 @@ pub fn load_with(gpu: &Gpu, store: &ParamStore, path: &Path) -> Result<HashMap<S
                 ),
             ));
         }
-        Ok(t.data().to_vec())
+        let data = t.data().to_vec();
+        check_finite(path, name, &bytemuck::pod_collect_to_vec::<u8, f32>(&data))?;
+        Ok(data)
     };
     let mut known: Vec<&str> = Vec::new();
     for p in &store.params {

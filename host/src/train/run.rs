@@ -11,10 +11,14 @@
 //!   `optimizer.safetensors` (PyTorch's state names per parameter),
 //!   `config.toml` and `state.json` (step, epoch, RNG counters).
 //!
-//! Every safetensors file carries the step in its metadata. A checkpoint is
-//! written into `checkpoint.tmp/` and swapped in by renames, so a crash
-//! leaves either the old or the new checkpoint whole (`checkpoint.old/` is
-//! used when the swap was interrupted).
+//! Every safetensors file carries the step in its metadata, and
+//! `state.json` records every other file's length and SHA-256: resuming,
+//! `eval` and `probe` verify them and refuse a mismatch naming the file,
+//! and loading refuses non-finite values naming the tensor. A checkpoint is
+//! written into `checkpoint.tmp/`, read back and verified, and only then
+//! swapped in by renames; the one before it stays in `checkpoint.prev/`.
+//! A crash at any point leaves at least one whole, verified checkpoint:
+//! `checkpoint/`, or `checkpoint.prev/` when the swap was interrupted.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,14 +29,49 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::gpu::Gpu;
-use crate::nn::checkpoint::{self, write_atomic, RawTensor};
+use crate::nn::checkpoint::{self, write_atomic, Digest, RawTensor};
 use crate::nn::{ParamStore, ResNet};
 use crate::train::config::TrainConfig;
 use crate::train::trainer::{StepReport, TrainState, Trainer};
 use crate::train::{TrainError, TrainResult};
 
-/// Format version of `state.json`.
-pub const STATE_FORMAT: u32 = 1;
+/// Format version of `state.json` (2: file lengths and hashes; 1, read
+/// without verification: file names only).
+pub const STATE_FORMAT: u32 = 2;
+
+/// One file of a checkpoint as `state.json` records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FileRecord {
+    /// Format 2: name, length and SHA-256 (hex).
+    Hashed {
+        /// File name in the checkpoint folder.
+        name: String,
+        /// Length in bytes.
+        bytes: u64,
+        /// SHA-256, 64 hex digits.
+        sha256: String,
+    },
+    /// Format 1: the name only.
+    Named(String),
+}
+
+impl FileRecord {
+    fn new(name: &str, d: Digest) -> FileRecord {
+        FileRecord::Hashed {
+            name: name.into(),
+            bytes: d.bytes,
+            sha256: d.sha256,
+        }
+    }
+
+    /// The file name.
+    pub fn name(&self) -> &str {
+        match self {
+            FileRecord::Hashed { name, .. } | FileRecord::Named(name) => name,
+        }
+    }
+}
 
 /// Contents of `checkpoint/state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,8 +85,67 @@ pub struct CheckpointState {
     pub method: String,
     /// The adapter that wrote it (exact resumption needs the same one).
     pub adapter: String,
-    /// The weight files.
-    pub files: Vec<String>,
+    /// Every other file of the checkpoint.
+    pub files: Vec<FileRecord>,
+}
+
+/// Reads `dir/state.json` and verifies every file it records (length and
+/// SHA-256; format 1 states have no hashes and are only parsed). Errors
+/// name the file that is missing, short, long or altered.
+pub fn verify_checkpoint(dir: &Path) -> TrainResult<CheckpointState> {
+    let state_path = dir.join("state.json");
+    let text =
+        std::fs::read_to_string(&state_path).map_err(|e| io_err(&state_path, "cannot read", e))?;
+    let cs: CheckpointState = serde_json::from_str(&text)
+        .map_err(|e| io_err(&state_path, "not a scorecl checkpoint state", e))?;
+    if cs.format != STATE_FORMAT && cs.format != 1 {
+        return Err(TrainError::checkpoint(
+            &state_path,
+            format!(
+                "format {} (this version reads 1 and {STATE_FORMAT})",
+                cs.format
+            ),
+        ));
+    }
+    for f in &cs.files {
+        let FileRecord::Hashed {
+            name,
+            bytes,
+            sha256,
+        } = f
+        else {
+            continue;
+        };
+        if name.contains(['/', '\\']) || name.starts_with('.') {
+            return Err(TrainError::checkpoint(
+                &state_path,
+                format!("file name `{name}` is not a file of this folder"),
+            ));
+        }
+        let path = dir.join(name);
+        let data = std::fs::read(&path)
+            .map_err(|e| io_err(&path, "recorded in state.json but cannot be read", e))?;
+        let got = Digest::of(&data);
+        if got.bytes != *bytes {
+            return Err(TrainError::checkpoint(
+                &path,
+                format!(
+                    "{} bytes, state.json records {bytes}: the file is damaged or was replaced",
+                    got.bytes
+                ),
+            ));
+        }
+        if got.sha256 != *sha256 {
+            return Err(TrainError::checkpoint(
+                &path,
+                format!(
+                    "SHA-256 {}, state.json records {sha256}: the file is damaged or was altered",
+                    got.sha256
+                ),
+            ));
+        }
+    }
+    Ok(cs)
 }
 
 /// A run directory.
@@ -162,8 +260,8 @@ impl RunDir {
         ];
         let mut files = Vec::new();
         let mut save = |name: &str, store: &ParamStore| -> TrainResult<()> {
-            checkpoint::save_with(gpu, store, &tmp.join(name), &meta)?;
-            files.push(name.to_string());
+            let d = checkpoint::save_with(gpu, store, &tmp.join(name), &meta)?;
+            files.push(FileRecord::new(name, d));
             Ok(())
         };
         save("backbone.safetensors", &t.encoder.store)?;
@@ -172,9 +270,14 @@ impl RunDir {
             save("score.safetensors", &net.store)?;
         }
         let opt = f32_tensors(gpu, &t.optimizer_tensors())?;
-        checkpoint::write_tensors(&tmp.join("optimizer.safetensors"), &opt, &meta)?;
-        files.push("optimizer.safetensors".into());
-        write_atomic(&tmp.join("config.toml"), t.cfg.to_toml().as_bytes())?;
+        let d = checkpoint::write_tensors(&tmp.join("optimizer.safetensors"), &opt, &meta)?;
+        files.push(FileRecord::new("optimizer.safetensors", d));
+        let config = t.cfg.to_toml();
+        write_atomic(&tmp.join("config.toml"), config.as_bytes())?;
+        files.push(FileRecord::new(
+            "config.toml",
+            Digest::of(config.as_bytes()),
+        ));
         let state = CheckpointState {
             format: STATE_FORMAT,
             state: t.state,
@@ -184,32 +287,45 @@ impl RunDir {
         };
         let json = serde_json::to_string_pretty(&state).expect("state serialises");
         write_atomic(&tmp.join("state.json"), json.as_bytes())?;
-        // Swap: checkpoint → checkpoint.old, tmp → checkpoint, drop old.
+        // Read back what reached the disk before anything is replaced.
+        verify_checkpoint(&tmp)?;
+        // Swap: drop checkpoint.prev, checkpoint → checkpoint.prev,
+        // tmp → checkpoint. Between the two renames only checkpoint.prev
+        // exists, and resume_dir takes it.
         let ck = self.checkpoint_dir();
-        let old = self.path.join("checkpoint.old");
-        if ck.exists() {
-            if old.exists() {
-                std::fs::remove_dir_all(&old).map_err(|e| io_err(&old, "cannot clear", e))?;
+        let prev = self.prev_dir();
+        if ck.join("state.json").exists() {
+            if prev.exists() {
+                std::fs::remove_dir_all(&prev).map_err(|e| io_err(&prev, "cannot clear", e))?;
             }
-            std::fs::rename(&ck, &old).map_err(|e| io_err(&ck, "cannot move aside", e))?;
+            std::fs::rename(&ck, &prev).map_err(|e| io_err(&ck, "cannot move aside", e))?;
+        } else if ck.exists() {
+            // A folder without state.json is not a checkpoint (never
+            // written whole): replace it.
+            std::fs::remove_dir_all(&ck).map_err(|e| io_err(&ck, "cannot clear", e))?;
         }
         std::fs::rename(&tmp, &ck).map_err(|e| io_err(&ck, "cannot install", e))?;
-        if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(|e| io_err(&old, "cannot remove", e))?;
-        }
+        sync_dir(&self.path);
         Ok(())
     }
 
+    /// `DIR/checkpoint.prev`: the checkpoint before the last one.
+    pub fn prev_dir(&self) -> PathBuf {
+        self.path.join("checkpoint.prev")
+    }
+
     /// The checkpoint folder to resume from: `checkpoint/`, or
-    /// `checkpoint.old/` if a swap was interrupted.
+    /// `checkpoint.prev/` if a swap was interrupted (or `checkpoint.old/`,
+    /// the name older versions used).
     pub fn resume_dir(&self) -> TrainResult<PathBuf> {
         let ck = self.checkpoint_dir();
         if ck.join("state.json").exists() {
             return Ok(ck);
         }
-        let old = self.path.join("checkpoint.old");
-        if old.join("state.json").exists() {
-            return Ok(old);
+        for other in [self.prev_dir(), self.path.join("checkpoint.old")] {
+            if other.join("state.json").exists() {
+                return Ok(other);
+            }
         }
         Err(TrainError::checkpoint(
             &ck,
@@ -237,6 +353,9 @@ impl RunDir {
                 )
             })?
         };
+        if dir.join("state.json").exists() {
+            verify_checkpoint(&dir)?;
+        }
         let cfg = TrainConfig::load(&dir.join("config.toml"))?;
         let encoder = ResNet::new(gpu, cfg.encoder_config(), 0)?;
         checkpoint::load(gpu, &encoder.store, &dir.join("backbone.safetensors"))?;
@@ -253,6 +372,7 @@ impl RunDir {
                 TrainError::checkpoint(path, "no checkpoint here: expected a run directory")
             })?
         };
+        verify_checkpoint(&dir)?;
         let cfg = TrainConfig::load(&dir.join("config.toml"))?;
         let file = dir.join("score.safetensors");
         if !file.exists() {
@@ -283,16 +403,7 @@ impl RunDir {
     ) -> TrainResult<Trainer<'g>> {
         let dir = self.resume_dir()?;
         let state_path = dir.join("state.json");
-        let text = std::fs::read_to_string(&state_path)
-            .map_err(|e| io_err(&state_path, "cannot read", e))?;
-        let cs: CheckpointState = serde_json::from_str(&text)
-            .map_err(|e| io_err(&state_path, "not a scorecl checkpoint state", e))?;
-        if cs.format != STATE_FORMAT {
-            return Err(TrainError::checkpoint(
-                &state_path,
-                format!("format {} (this version reads {STATE_FORMAT})", cs.format),
-            ));
-        }
+        let cs = verify_checkpoint(&dir)?;
         if cs.method != cfg.method.name() {
             return Err(TrainError::checkpoint(
                 &state_path,
@@ -386,6 +497,14 @@ impl RunDir {
         }
         write_atomic(&path, out.as_bytes())?;
         Ok(())
+    }
+}
+
+/// Flushes a directory's entries (the renames) to disk where the platform
+/// allows it; best effort.
+fn sync_dir(path: &Path) {
+    if let Ok(d) = std::fs::File::open(path) {
+        let _ = d.sync_all();
     }
 }
 
