@@ -48,4 +48,4 @@ pub mod wmse;
 pub mod xent;
 
 pub use error::{CoreError, Result};
-pub use math::{normalize_backward, GradPair, Views, NORM_EPS};
+pub use math::{normalize_backward, relu, relu_passes, GradPair, Views, NORM_EPS};

@@ -3,6 +3,23 @@
 
 use crate::{CoreError, Result};
 
+/// PyTorch's `relu`: `max(x, 0)`, with NaN staying NaN (Rust's `f32::max`
+/// and WGSL's `max` would return 0). The WGSL twin is `relu_of` in
+/// `shaders/wgsl/include/nan.wgsl`.
+pub fn relu(x: f32) -> f32 {
+    if x.is_nan() {
+        x
+    } else {
+        x.max(0.0)
+    }
+}
+
+/// The ReLU gradient's mask as PyTorch's `threshold_backward`: the gradient
+/// passes where `x > 0` or `x` is NaN.
+pub fn relu_passes(x: f32) -> bool {
+    x > 0.0 || x.is_nan()
+}
+
 /// `F.normalize`'s eps: rows are divided by `max(‖x‖, NORM_EPS)`.
 pub const NORM_EPS: f32 = 1e-12;
 

@@ -136,7 +136,8 @@ pub fn loss(
         for j in 0..d {
             let s = libm::sqrt(cov[j * d + j] as f64 + STD_EPS);
             std[j] = s as f32;
-            if s < 1.0 {
+            // relu(1 − s) as PyTorch: a NaN std stays NaN.
+            if s < 1.0 || s.is_nan() {
                 std_loss += (1.0 - s) / (2.0 * df);
             }
             for k in 0..d {
@@ -153,7 +154,7 @@ pub fn loss(
             for i in 0..n {
                 for j in 0..d {
                     let mut t = 0.0f64;
-                    if (std[j] as f64) < 1.0 {
+                    if (std[j] as f64) < 1.0 || std[j].is_nan() {
                         t -= ks * xc(i, j) / std[j] as f64;
                     }
                     let mut s = 0.0f64;

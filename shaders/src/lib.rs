@@ -124,6 +124,7 @@ pub fn preprocess(src: &str, defines: &[Define]) -> String {
 pub const INCLUDES: &[(&str, &str)] = &[
     ("philox", include_str!("../wgsl/include/philox.wgsl")),
     ("wg_reduce", include_str!("../wgsl/include/wg_reduce.wgsl")),
+    ("nan", include_str!("../wgsl/include/nan.wgsl")),
 ];
 
 /// Replaces each `//#include NAME` line by the snippet's lines (snippets

@@ -54,6 +54,7 @@ struct Params {
 @group(0) @binding(17) var<storage, read> y_relu: array<f32>;
 
 //#include wg_reduce
+//#include nan
 
 fn flat(id: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return id.x + id.y * nwg.x * 256u;
@@ -100,7 +101,7 @@ fn bn_apply(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroup
     let c = (t / P.s) % P.c;
     var v = (x[t] - mean_in[c]) * invstd_in[c];
     if (AFFINE) { v = v * gamma[c] + beta[c]; }
-    if (RELU) { v = max(v, 0.0); }
+    if (RELU) { v = relu_of(v); }
     y[t] = v;
 }
 
@@ -112,7 +113,7 @@ fn bn_apply_add(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workg
     var v = (x[t] - mean_in[c]) * invstd_in[c];
     if (AFFINE) { v = v * gamma[c] + beta[c]; }
     v += residual[t];
-    if (RELU) { v = max(v, 0.0); }
+    if (RELU) { v = relu_of(v); }
     y[t] = v;
 }
 
@@ -161,7 +162,7 @@ fn bn_backward_apply(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_
 }
 
 fn dy_relu(i: u32) -> f32 {
-    return select(0.0, dy[i], y_relu[i] > 0.0);
+    return select(0.0, dy[i], relu_passes(y_relu[i]));
 }
 
 @compute @workgroup_size(64)

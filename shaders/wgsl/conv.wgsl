@@ -130,7 +130,7 @@ fn col2im(@builtin(global_invocation_id) id: vec3<u32>) {
         let i = ((P.i0 + b) * P.c + c) * plane + h * P.w + w;
         if (ADD) {
             var a = addend[i];
-            if (MASK && !(mask[i] > 0.0)) { a = 0.0; }
+            if (MASK && !relu_passes(mask[i])) { a = 0.0; }
             acc += a;
         }
         dx[i] = acc;
@@ -152,6 +152,8 @@ fn pad_rows(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroup
     y[t] = v;
 }
 
+//#include nan
+
 // Max pooling over images 0..images (i0 unused), kh × kw window.
 @compute @workgroup_size(256)
 fn maxpool(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -161,8 +163,12 @@ fn maxpool(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups
     let plane = t / ohw;
     let oh = (t % ohw) / P.ow;
     let ow = t % P.ow;
-    var best = -3.4028235e38;
-    var at = 0u;
+    // PyTorch's CPU kernel: the maximum starts at −inf at the window's
+    // first in-image position; a larger value or a NaN takes it, so a NaN
+    // in the window is the output (the last NaN, as in PyTorch).
+    var best = bitcast<f32>(0xff800000u);
+    var at = u32(max(i32(oh * P.stride) - i32(P.pad), 0)) * P.w
+        + u32(max(i32(ow * P.stride) - i32(P.pad), 0));
     for (var p = 0u; p < P.kh; p++) {
         let hh = i32(oh * P.stride + p) - i32(P.pad);
         if (hh < 0 || hh >= i32(P.h)) { continue; }
@@ -173,7 +179,7 @@ fn maxpool(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups
             let v = x[plane * P.h * P.w + idx];
             // Strictly greater: the first maximum in scan order wins, as in
             // PyTorch's CPU kernel.
-            if (v > best) { best = v; at = idx; }
+            if (v > best || is_nan(v)) { best = v; at = idx; }
         }
     }
     y[t] = best;

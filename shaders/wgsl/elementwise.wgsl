@@ -21,6 +21,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
+//#include nan
+
 fn gid(id: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return id.x + id.y * nwg.x * 256u;
 }
@@ -46,25 +48,27 @@ fn mul(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nw
     if (i < P.n) { out[i] = a[i] * b[i]; }
 }
 
-// out = max(a + b, 0): a residual block's output.
+// out = max(a + b, 0): a residual block's output (NaN stays NaN, as
+// PyTorch's relu; likewise below).
 @compute @workgroup_size(256)
 fn add_relu(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid(id, nwg);
-    if (i < P.n) { out[i] = max(a[i] + b[i], 0.0); }
+    if (i < P.n) { out[i] = relu_of(a[i] + b[i]); }
 }
 
 // out = max(a, 0)
 @compute @workgroup_size(256)
 fn relu(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid(id, nwg);
-    if (i < P.n) { out[i] = max(a[i], 0.0); }
+    if (i < P.n) { out[i] = relu_of(a[i]); }
 }
 
-// out = b · [a > 0]: the ReLU gradient (a: pre-activation, b: upstream).
+// out = b · [a > 0 or a is NaN]: the ReLU gradient (a: pre-activation,
+// b: upstream), as PyTorch's threshold_backward.
 @compute @workgroup_size(256)
 fn relu_backward(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid(id, nwg);
-    if (i < P.n) { out[i] = select(0.0, b[i], a[i] > 0.0); }
+    if (i < P.n) { out[i] = select(0.0, b[i], relu_passes(a[i])); }
 }
 
 // out = alpha

@@ -62,11 +62,13 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> Cout: array<f32>;
 
+//#include nan
+
 fn epilogue(idx: u32, c: u32, acc: f32) -> f32 {
     var v = P.alpha * acc;
     if (P.beta != 0.0) { v += P.beta * Cout[idx]; }
     if (BIAS) { v += bias[c]; }
-    if (RELU) { v = max(v, 0.0); }
+    if (RELU) { v = relu_of(v); }
     return v;
 }
 

@@ -33,6 +33,7 @@ struct Params {
 @group(0) @binding(8) var<storage, read> std_in: array<f32>;
 
 //#include wg_reduce
+//#include nan
 
 const STD_EPS: f32 = 1e-4;
 
@@ -75,7 +76,7 @@ fn vicreg_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
         let s = sqrt(C[base + j] + STD_EPS);
         stdv[row] = s;
         let df = f32(P.d);
-        terms[P.n + row] = P.std_c * max(1.0 - s, 0.0) / (2.0 * df);
+        terms[P.n + row] = P.std_c * relu_of(1.0 - s) / (2.0 * df);
         terms[P.n + 2u * P.d + row] = P.cov * off / df;
         C[base + j] = 0.0;
     }
@@ -89,7 +90,7 @@ fn vicreg_std_grad(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_wo
     let view = t / (P.n * P.d);
     let j = t % P.d;
     let s = std_in[view * P.d + j];
-    if (s < 1.0) {
+    if (relu_passes(1.0 - s)) {
         let ks = P.std_c / (2.0 * f32(P.d) * f32(P.n - 1u));
         grad[t] = grad[t] - ks * xc[t] / s;
     }

@@ -323,7 +323,7 @@ pub mod cpu {
                         v = v * gamma[c] as f64 + beta[c] as f64;
                     }
                     if b.relu {
-                        v = v.max(0.0);
+                        v = if v.is_nan() { v } else { v.max(0.0) };
                     }
                     f.y[i] = v as f32;
                 }
@@ -522,7 +522,7 @@ pub(crate) mod native {
                     v += r[base + j];
                 }
                 if relu {
-                    v = v.max(0.0);
+                    v = scorecl_core::relu(v);
                 }
                 *yv = v;
             }
@@ -559,7 +559,7 @@ pub(crate) mod native {
             need(inv, &[("y_relu", y.len(), len)])?;
         }
         let g = |i: usize| match y_relu {
-            Some(y) if !(y[i] > 0.0) => 0.0,
+            Some(y) if !scorecl_core::relu_passes(y[i]) => 0.0,
             _ => dy[i],
         };
         let mut both = vec![0.0f32; 2 * c];
@@ -615,7 +615,7 @@ pub(crate) mod native {
             for (j, d) in o.iter_mut().enumerate() {
                 let i = base + j;
                 let g = match y_relu {
-                    Some(y) if !(y[i] > 0.0) => 0.0,
+                    Some(y) if !scorecl_core::relu_passes(y[i]) => 0.0,
                     _ => dy[i],
                 };
                 *d = if training {

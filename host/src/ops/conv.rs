@@ -864,7 +864,8 @@ pub mod cpu {
         )
     }
 
-    /// Max pooling and its argmax (first maximum in scan order).
+    /// Max pooling and its argmax (first maximum in scan order; a NaN in
+    /// the window is the output, the last one, as PyTorch's CPU kernel).
     pub fn maxpool(x: &[f32], s: &ConvShape) -> (Vec<f32>, Vec<u32>) {
         let (oh, ow) = (s.oh(), s.ow());
         let mut y = Vec::new();
@@ -872,8 +873,12 @@ pub mod cpu {
         for plane in 0..s.n * s.cin {
             for i in 0..oh {
                 for j in 0..ow {
+                    // PyTorch's CPU kernel: −inf at the window's first
+                    // in-image position; a larger value or a NaN takes it.
                     let mut best = f32::NEG_INFINITY;
-                    let mut at = 0u32;
+                    let mut at = ((i * s.stride).saturating_sub(s.pad) * s.w
+                        + (j * s.stride).saturating_sub(s.pad))
+                        as u32;
                     for p in 0..s.k {
                         for q in 0..s.k {
                             let h = (i * s.stride + p) as isize - s.pad as isize;
@@ -883,7 +888,7 @@ pub mod cpu {
                             }
                             let idx = h as usize * s.w + w as usize;
                             let v = x[plane * s.h * s.w + idx];
-                            if v > best {
+                            if v > best || v.is_nan() {
                                 best = v;
                                 at = idx as u32;
                             }
@@ -1067,7 +1072,7 @@ pub(crate) mod native {
     /// `masked`.
     fn add_branch(out: &mut [f32], addend: &[f32], mask: &[f32], masked: bool, o: usize) {
         for (j, v) in out.iter_mut().enumerate() {
-            let a = if masked && !(mask[o + j] > 0.0) {
+            let a = if masked && !scorecl_core::relu_passes(mask[o + j]) {
                 0.0
             } else {
                 addend[o + j]
@@ -1182,8 +1187,9 @@ pub(crate) mod native {
             let plane = &x[pl * g.h * g.w..(pl + 1) * g.h * g.w];
             for (t, o) in out.iter_mut().enumerate() {
                 let (i, j) = (t / g.ow, t % g.ow);
-                let mut best = -f32::MAX;
-                let mut at = 0u32;
+                let mut best = f32::NEG_INFINITY;
+                let mut at = ((i * g.stride).saturating_sub(g.pad) * g.w
+                    + (j * g.stride).saturating_sub(g.pad)) as u32;
                 for pp in 0..g.kh {
                     let hh = (i * g.stride + pp) as isize - g.pad as isize;
                     if hh < 0 || hh >= g.h as isize {
@@ -1196,7 +1202,7 @@ pub(crate) mod native {
                         }
                         let idx = hh as usize * g.w + ww as usize;
                         // Strictly greater: the first maximum in scan order.
-                        if plane[idx] > best {
+                        if plane[idx] > best || plane[idx].is_nan() {
                             best = plane[idx];
                             at = idx as u32;
                         }

@@ -212,6 +212,8 @@ pub fn from_f16(step: &mut Step, x: &Tensor, out: &Tensor) -> Result<()> {
 
 /// CPU twins.
 pub mod cpu {
+    use scorecl_core::{relu as relu_of, relu_passes};
+
     /// `alpha·a + beta·b`.
     pub fn axpby(alpha: f32, a: &[f32], beta: f32, b: &[f32]) -> Vec<f32> {
         a.iter().zip(b).map(|(x, y)| alpha * x + beta * y).collect()
@@ -224,19 +226,19 @@ pub mod cpu {
 
     /// `max(a + b, 0)`.
     pub fn add_relu(a: &[f32], b: &[f32]) -> Vec<f32> {
-        a.iter().zip(b).map(|(x, y)| (x + y).max(0.0)).collect()
+        a.iter().zip(b).map(|(x, y)| relu_of(x + y)).collect()
     }
 
-    /// `max(x, 0)`.
+    /// `max(x, 0)`, NaN kept (PyTorch's `relu`).
     pub fn relu(x: &[f32]) -> Vec<f32> {
-        x.iter().map(|v| v.max(0.0)).collect()
+        x.iter().map(|v| relu_of(*v)).collect()
     }
 
-    /// `g·[x > 0]`.
+    /// `g·[x > 0 or x is NaN]` (PyTorch's `threshold_backward`).
     pub fn relu_backward(x: &[f32], g: &[f32]) -> Vec<f32> {
         x.iter()
             .zip(g)
-            .map(|(x, g)| if *x > 0.0 { *g } else { 0.0 })
+            .map(|(x, g)| if relu_passes(*x) { *g } else { 0.0 })
             .collect()
     }
 
@@ -262,6 +264,7 @@ pub(crate) mod native {
     use super::Params;
     use crate::error::Result;
     use crate::native::{map, need, Invocation, KernelFn};
+    use scorecl_core::{relu as relu_of, relu_passes};
 
     pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
         Some(match entry {
@@ -339,19 +342,25 @@ pub(crate) mod native {
 
     fn add_relu(inv: &Invocation) -> Result<()> {
         let (p, a, b, out) = binary(inv, same)?;
-        map(out, p.n as usize, |i| (a[i] + b[i]).max(0.0));
+        map(out, p.n as usize, |i| relu_of(a[i] + b[i]));
         Ok(())
     }
 
     fn relu(inv: &Invocation) -> Result<()> {
         let (p, a, out) = unary(inv)?;
-        map(out, p.n as usize, |i| a[i].max(0.0));
+        map(out, p.n as usize, |i| relu_of(a[i]));
         Ok(())
     }
 
     fn relu_backward(inv: &Invocation) -> Result<()> {
         let (p, a, b, out) = binary(inv, same)?;
-        map(out, p.n as usize, |i| if a[i] > 0.0 { b[i] } else { 0.0 });
+        map(out, p.n as usize, |i| {
+            if relu_passes(a[i]) {
+                b[i]
+            } else {
+                0.0
+            }
+        });
         Ok(())
     }
 

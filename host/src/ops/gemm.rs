@@ -424,7 +424,7 @@ pub mod cpu {
                         v += bias[j] as f64;
                     }
                     if s.relu {
-                        v = v.max(0.0);
+                        v = if v.is_nan() { v } else { v.max(0.0) };
                     }
                     c[idx] = v as f32;
                 }
@@ -653,7 +653,7 @@ pub(crate) mod native {
                         *v += bias[j];
                     }
                     if relu {
-                        *v = v.max(0.0);
+                        *v = scorecl_core::relu(*v);
                     }
                 }
             }

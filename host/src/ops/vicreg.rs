@@ -176,7 +176,7 @@ pub(crate) mod native {
             let off = sum(d, |k| if k != j { cr[k] * cr[k] } else { 0.0 });
             let s = (cr[j] + STD_EPS).sqrt();
             stdv.set(row, s);
-            terms.set(n + row, p.std_c * (1.0 - s).max(0.0) / (2.0 * df));
+            terms.set(n + row, p.std_c * scorecl_core::relu(1.0 - s) / (2.0 * df));
             terms.set(n + 2 * d + row, p.cov * off / df);
             cr[j] = 0.0;
         });
@@ -200,7 +200,7 @@ pub(crate) mod native {
         crate::native::for_each(2 * n * d, 1, |t| {
             let view = t / (n * d);
             let s = std_in[view * d + t % d];
-            if s < 1.0 {
+            if scorecl_core::relu_passes(1.0 - s) {
                 g.set(t, g.get(t) - ks * xc[t] / s);
             }
         });
