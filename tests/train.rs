@@ -628,6 +628,67 @@ fn a_nan_loss_stops_the_run_and_keeps_the_checkpoint() {
     assert_eq!(after, state, "the last good checkpoint is kept");
 }
 
+/// The case that destroyed a run before: NaN in two values of
+/// `layer4.1.conv2.weight`. The ReLUs now keep NaN as PyTorch does, so the
+/// loss itself is NaN and the run stops; and a NaN that only the update
+/// sees (here, in an optimizer moment) is caught by the optimizer's guard,
+/// which names the tensor. Either way the last checkpoint is untouched.
+#[test]
+fn non_finite_weights_or_moments_stop_the_run_naming_what_and_keep_the_checkpoint() {
+    let Some(gpu) = common::gpu() else { return };
+    let cfg = tiny("simclr", "on");
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::new(dir.path());
+    let mut t = trainer(gpu, cfg.clone());
+    let two = RunOptions {
+        max_steps: Some(2),
+        progress: false,
+    };
+    run_training(&mut t, &run, &two).unwrap();
+    let state = std::fs::read_to_string(run.checkpoint_dir().join("state.json")).unwrap();
+    let rest = RunOptions {
+        max_steps: None,
+        progress: false,
+    };
+    // A damaged weight deep in the encoder.
+    let w = t.encoder.store.find("layer4.1.conv2.weight").unwrap();
+    let mut v = gpu.download(&w.value).unwrap()[..w.value.len()].to_vec();
+    v[5] = f32::NAN;
+    v[w.value.len() / 2] = f32::NAN;
+    gpu.write(&w.value, bytemuck::cast_slice(&v)).unwrap();
+    match run_training(&mut t, &run, &rest) {
+        Err(TrainError::NonFinite { step, term, .. }) => {
+            assert_eq!((step, term.as_str()), (2, "simclr loss"));
+        }
+        other => panic!("expected a non-finite loss, got {other:?}"),
+    }
+    // A damaged optimizer moment: the loss of the step is finite, the
+    // update is not.
+    let mut t = run
+        .resume(gpu, cfg.clone(), cfg.data.open(Split::Train).unwrap())
+        .unwrap();
+    let (name, m) = t
+        .optimizer_tensors()
+        .into_iter()
+        .rev()
+        .find(|(n, _)| n.starts_with("backbone.layer2.0.conv1.weight."))
+        .unwrap();
+    let poison = vec![f32::NAN; m.len()];
+    gpu.write(m, bytemuck::cast_slice(&poison)).unwrap();
+    match run_training(&mut t, &run, &rest) {
+        Err(e @ TrainError::NonFiniteTensor { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("step 2") && msg.contains("`backbone.layer2.0.conv1.weight`"),
+                "{msg} ({name})"
+            );
+        }
+        other => panic!("expected the optimizer guard to stop the run, got {other:?}"),
+    }
+    let after = std::fs::read_to_string(run.checkpoint_dir().join("state.json")).unwrap();
+    assert_eq!(after, state, "the last good checkpoint is kept");
+}
+
 #[test]
 fn every_preset_loads_and_validates() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");

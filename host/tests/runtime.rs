@@ -33,6 +33,7 @@ fn steps_allocate_nothing_after_the_first() {
         .unwrap();
     let wts = gpu.upload(&normals(2, h * d, 0.2), &[h, d]).unwrap();
     let mom = gpu.zeros(&[h, d]).unwrap();
+    let flags = gpu.tensor(&[1], scorecl_host::DType::U32).unwrap();
     let pair_w = gpu.upload(&vec![1.0; n], &[n]).unwrap();
     let z = gpu.tensor(&[2 * n, d], DType::F32).unwrap();
     let dz = gpu.tensor(&[2 * n, d], DType::F32).unwrap();
@@ -62,7 +63,11 @@ fn steps_allocate_nothing_after_the_first() {
             momentum: 0.9,
             ..Default::default()
         };
-        optim::sgd(&mut s, &wts, &dw, &mom, 0.5, &sgd, first).unwrap();
+        let guard = optim::Guard {
+            flags: &flags,
+            slot: 0,
+        };
+        optim::sgd(&mut s, &wts, &dw, &mom, 0.5, &sgd, first, guard).unwrap();
         let i = s.readback(&loss);
         s.submit().unwrap().f32(i)[0]
     };

@@ -152,6 +152,18 @@ pub fn linear_probe(
     let (w, bias) = (t(classes * d)?, t(classes)?);
     let (gw, gb) = (t(classes * d)?, t(classes)?);
     let (mw, mb, vw, vb) = (t(classes * d)?, t(classes)?, t(classes * d)?, t(classes)?);
+    // The optimizer's non-finite guard: slot 0 the weight, 1 the bias.
+    let flags = gpu.tensor(&[2], DType::U32)?;
+    let (gw_slot, gb_slot) = (
+        optim::Guard {
+            flags: &flags,
+            slot: 0,
+        },
+        optim::Guard {
+            flags: &flags,
+            slot: 1,
+        },
+    );
     let (logits, loss, grad, ones) = (t(b * classes)?, t(b)?, t(b * classes)?, t(b)?);
     // nn.Linear's initialisation: U(−1/√d, 1/√d) for weight and bias.
     let bound = 1.0 / (d as f32).sqrt();
@@ -203,6 +215,7 @@ pub fn linear_probe(
         let (mut sum, mut nreads) = (0.0f64, 0usize);
         for chunk in (0..steps).step_by(STEPS_PER_SUBMIT) {
             let mut s = gpu.step("linear probe");
+            s.clear(&flags);
             let mut reads = Vec::new();
             for k in chunk..(chunk + STEPS_PER_SUBMIT).min(steps) {
                 let off = k * b;
@@ -239,19 +252,35 @@ pub fn linear_probe(
                 )?;
                 t_step += 1;
                 if cfg.optimizer == "adam" {
-                    optim::adam(&mut s, &w, &gw, &mw, &vw, lr, t_step, &adam)?;
-                    optim::adam(&mut s, &bias, &gb, &mb, &vb, lr, t_step, &adam)?;
+                    optim::adam(&mut s, &w, &gw, &mw, &vw, lr, t_step, &adam, gw_slot)?;
+                    optim::adam(&mut s, &bias, &gb, &mb, &vb, lr, t_step, &adam, gb_slot)?;
                 } else {
                     let first = t_step == 1;
-                    optim::sgd(&mut s, &w, &gw, &mw, lr, &sgd, first)?;
-                    optim::sgd(&mut s, &bias, &gb, &mb, lr, &sgd, first)?;
+                    optim::sgd(&mut s, &w, &gw, &mw, lr, &sgd, first, gw_slot)?;
+                    optim::sgd(&mut s, &bias, &gb, &mb, lr, &sgd, first, gb_slot)?;
                 }
                 // Losses are read back every 4th step (and the last).
                 if k % 4 == 0 || k + 1 == steps {
                     reads.push(s.readback(&loss));
                 }
             }
+            let r_flags = s.readback(&flags);
             let rb = s.submit()?;
+            let bad = rb.u32(r_flags);
+            for (what, bits) in [("weight", bad[0]), ("bias", bad[1])] {
+                if bits != 0 {
+                    return Err(GpuError::shape(
+                        "linear probe",
+                        format!(
+                            "epoch {}: the linear layer's {what} is not finite ({}); lower \
+                             linear.lr ({})",
+                            epoch + 1,
+                            optim::describe_guard(bits),
+                            cfg.lr
+                        ),
+                    ));
+                }
+            }
             for i in reads {
                 let l = rb.f32(i);
                 sum += l[..b].iter().map(|v| *v as f64).sum::<f64>() / b as f64;

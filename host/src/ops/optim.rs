@@ -5,6 +5,12 @@
 //! records both sums of squares into the tensor's slot of a scratch tensor
 //! before the update, so nothing is read back; with a slot per tensor the
 //! updates of different tensors share no buffer that would order them.
+//!
+//! Every update also guards its tensor: an element whose gradient, updated
+//! value or moments are NaN or ±inf ORs [`GUARD_GRAD`], [`GUARD_PARAM`],
+//! [`GUARD_M1`] or [`GUARD_M2`] into its [`Guard`] slot, fused into the
+//! pass that reads and writes them anyway; the caller reads the flags back
+//! with the loss.
 
 use bytemuck::{Pod, Zeroable};
 use scorecl_core::optim::{AdamConfig, AdamStep, LarsConfig, SgdConfig};
@@ -12,7 +18,56 @@ use scorecl_shaders::OPTIM;
 
 use crate::error::Result;
 use crate::step::{grid, Step};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
+
+/// Guard bit: the gradient held a NaN or ±inf.
+pub const GUARD_GRAD: u32 = 1;
+/// Guard bit: the updated parameter did.
+pub const GUARD_PARAM: u32 = 2;
+/// Guard bit: the momentum buffer or Adam's first moment did.
+pub const GUARD_M1: u32 = 4;
+/// Guard bit: Adam's second moment did.
+pub const GUARD_M2: u32 = 8;
+
+/// Where an update reports non-finite values: its bits are OR-ed into
+/// `flags[slot]` (a u32 tensor, cleared by the caller before the step).
+#[derive(Clone, Copy)]
+pub struct Guard<'a> {
+    /// The flags, one u32 per guarded tensor.
+    pub flags: &'a Tensor,
+    /// This tensor's slot.
+    pub slot: usize,
+}
+
+impl Guard<'_> {
+    fn check(&self) -> Result<()> {
+        self.flags
+            .expect_len_at_least("optimizer guard flags", self.slot + 1)?;
+        if self.flags.dtype() != DType::U32 {
+            return Err(crate::error::GpuError::shape(
+                "optimizer guard flags",
+                "must be a u32 tensor",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What guard bits `bits` say, e.g. `gradient, first moment`.
+pub fn describe_guard(bits: u32) -> String {
+    let names = [
+        (GUARD_GRAD, "gradient"),
+        (GUARD_PARAM, "updated value"),
+        (GUARD_M1, "first moment"),
+        (GUARD_M2, "second moment"),
+    ];
+    let v: Vec<&str> = names
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    v.join(", ")
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]
@@ -34,7 +89,8 @@ struct Params {
     bc2_sqrt: f32,
     decoupled: u32,
     slot: u32,
-    _p: [u32; 3],
+    guard: u32,
+    _p: [u32; 2],
 }
 
 fn sgd_params(n: usize, lr: f32, c: &SgdConfig, first: bool) -> Params {
@@ -51,6 +107,7 @@ fn sgd_params(n: usize, lr: f32, c: &SgdConfig, first: bool) -> Params {
 }
 
 /// One SGD step on `p` with gradient `g` and momentum buffer `buf`.
+#[allow(clippy::too_many_arguments)]
 pub fn sgd(
     step: &mut Step,
     p: &Tensor,
@@ -59,17 +116,18 @@ pub fn sgd(
     lr: f32,
     cfg: &SgdConfig,
     first: bool,
+    guard: Guard,
 ) -> Result<()> {
     cfg.validate()?;
+    guard.check()?;
     g.expect_len("sgd grad", p.len())?;
     buf.expect_len("sgd momentum", p.len())?;
     let k = step.gpu().kernel(&OPTIM, "sgd", &[], &[])?;
-    step.dispatch(
-        &k,
-        &sgd_params(p.len(), lr, cfg, first),
-        &[p, g, buf],
-        grid(p.len(), 256),
-    )
+    let params = Params {
+        guard: guard.slot as u32,
+        ..sgd_params(p.len(), lr, cfg, first)
+    };
+    step.dispatch(&k, &params, &[p, g, buf, guard.flags], grid(p.len(), 256))
 }
 
 /// One LARS step (solo-learn); `is_1d` marks a bias or norm parameter.
@@ -88,8 +146,10 @@ pub fn lars(
     cfg: &LarsConfig,
     is_1d: bool,
     first: bool,
+    guard: Guard,
 ) -> Result<()> {
     cfg.validate()?;
+    guard.check()?;
     g.expect_len("lars grad", p.len())?;
     buf.expect_len("lars momentum", p.len())?;
     norms.expect_len_at_least("lars norms", 2 * (slot + 1))?;
@@ -101,13 +161,14 @@ pub fn lars(
         clip: cfg.clip_lr as u32,
         adapt: !(is_1d && cfg.exclude_bias_n_norm) as u32,
         slot: slot as u32,
+        guard: guard.slot as u32,
         ..sgd_params(n, lr, &sgd, first)
     };
     // [‖p‖², ‖g‖²], recorded before the update that reads them.
     let k = step.gpu().kernel(&OPTIM, "lars_norms", &[], &[])?;
     step.dispatch(&k, &params, &[p, g, norms], [1, 1, 1])?;
     let k = step.gpu().kernel(&OPTIM, "lars", &[], &[])?;
-    step.dispatch(&k, &params, &[p, g, buf, norms], grid(n, 256))
+    step.dispatch(&k, &params, &[p, g, buf, norms, guard.flags], grid(n, 256))
 }
 
 /// One Adam/AdamW step at 1-based `t`; `m`, `v` are the moments.
@@ -121,8 +182,10 @@ pub fn adam(
     lr: f32,
     t: u32,
     cfg: &AdamConfig,
+    guard: Guard,
 ) -> Result<()> {
     cfg.validate()?;
+    guard.check()?;
     for (what, x) in [("adam grad", g), ("adam m", m), ("adam v", v)] {
         x.expect_len(what, p.len())?;
     }
@@ -137,10 +200,11 @@ pub fn adam(
         step_size: s.step_size,
         bc2_sqrt: s.bc2_sqrt,
         decoupled: cfg.decoupled as u32,
+        guard: guard.slot as u32,
         ..Default::default()
     };
     let k = step.gpu().kernel(&OPTIM, "adam", &[], &[])?;
-    step.dispatch(&k, &params, &[p, g, m, v], grid(p.len(), 256))
+    step.dispatch(&k, &params, &[p, g, m, v, guard.flags], grid(p.len(), 256))
 }
 
 /// Native CPU twins of `sgd`, `lars_norms`, `lars` and `adam`: the
@@ -162,26 +226,48 @@ pub(crate) mod native {
     }
 
     /// `f(i, p_i, g_i, buf_i, …)` over chunks of the parameter in parallel.
+    /// Runs `f` on every element; returns the OR of the guard bits it
+    /// returned.
     fn update(
         p: &mut [f32],
         buf: &mut [f32],
         n: usize,
-        f: impl Fn(usize, &mut f32, &mut f32) + Sync + Send,
-    ) {
+        f: impl Fn(usize, &mut f32, &mut f32) -> u32 + Sync + Send,
+    ) -> u32 {
         let (p, buf) = (&mut p[..n], &mut buf[..n]);
         let run = |c: usize, pc: &mut [f32], bc: &mut [f32]| {
+            let mut bits = 0;
             for (j, (pv, bv)) in pc.iter_mut().zip(bc.iter_mut()).enumerate() {
-                f(c * CHUNK + j, pv, bv);
+                bits |= f(c * CHUNK + j, pv, bv);
             }
+            bits
         };
         if n <= CHUNK {
-            run(0, p, buf);
+            run(0, p, buf)
         } else {
             p.par_chunks_mut(CHUNK)
                 .zip(buf.par_chunks_mut(CHUNK))
                 .enumerate()
-                .for_each(|(c, (pc, bc))| run(c, pc, bc));
+                .map(|(c, (pc, bc))| run(c, pc, bc))
+                .reduce(|| 0, |a, b| a | b)
         }
+    }
+
+    /// The kernel's `guard`: bit 0 gradient, 1 parameter, 2 and 3 moments.
+    #[inline]
+    fn bits(g: f32, p: f32, m: f32, v: f32) -> u32 {
+        (!g.is_finite()) as u32
+            | ((!p.is_finite()) as u32) << 1
+            | ((!m.is_finite()) as u32) << 2
+            | ((!v.is_finite()) as u32) << 3
+    }
+
+    /// ORs `bits` into the flags binding at the tensor's slot.
+    fn flag(inv: &Invocation, at: usize, pr: &Params, bits: u32) -> Result<()> {
+        let flags = inv.u32_mut(at)?;
+        need(inv, &[("flags", flags.len(), pr.guard as usize + 1)])?;
+        flags[pr.guard as usize] |= bits;
+        Ok(())
     }
 
     /// The momentum part shared by SGD and LARS (core: momentum_apply).
@@ -213,11 +299,13 @@ pub(crate) mod native {
             inv,
             &[("p", p.len(), n), ("g", g.len(), n), ("buf", buf.len(), n)],
         )?;
-        update(p, buf, n, |i, pv, bv| {
+        let b = update(p, buf, n, |i, pv, bv| {
             let d_p = g[i] + pr.weight_decay * *pv;
             momentum_apply(&pr, pv, bv, d_p);
+            let m = if pr.momentum != 0.0 { *bv } else { 0.0 };
+            bits(g[i], *pv, m, 0.0)
         });
-        Ok(())
+        flag(inv, 3, &pr, b)
     }
 
     fn lars(inv: &Invocation) -> Result<()> {
@@ -242,15 +330,17 @@ pub(crate) mod native {
         if pr.clip != 0 {
             f = (f / pr.lr).min(1.0);
         }
-        update(p, buf, n, |i, pv, bv| {
+        let b = update(p, buf, n, |i, pv, bv| {
             let d_p = if adapt {
                 (g[i] + pr.weight_decay * *pv) * f
             } else {
                 g[i]
             };
             momentum_apply(&pr, pv, bv, d_p);
+            let m = if pr.momentum != 0.0 { *bv } else { 0.0 };
+            bits(g[i], *pv, m, 0.0)
         });
-        Ok(())
+        flag(inv, 4, &pr, b)
     }
 
     fn lars_norms(inv: &Invocation) -> Result<()> {
@@ -296,7 +386,7 @@ pub(crate) mod native {
             ],
         )?;
         let v = crate::native::SharedMut::new(v);
-        update(p, m, n, |i, pv, mv| {
+        let b = update(p, m, n, |i, pv, mv| {
             let mut pp = *pv;
             let mut gv = g[i];
             if pr.decoupled != 0 {
@@ -310,7 +400,8 @@ pub(crate) mod native {
             v.set(i, vv);
             let denom = vv.sqrt() / pr.bc2_sqrt + pr.eps;
             *pv = pp - pr.step_size * (mm / denom);
+            bits(g[i], *pv, mm, vv)
         });
-        Ok(())
+        flag(inv, 4, &pr, b)
     }
 }

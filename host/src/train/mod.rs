@@ -39,6 +39,22 @@ pub enum TrainError {
         /// The value read back.
         value: f32,
     },
+    /// The optimizer's guard found a NaN or ±inf in a tensor's gradient,
+    /// updated value or moments.
+    #[error(
+        "step {step} (epoch {epoch}): `{tensor}` has a non-finite {what}; the run stopped and \
+         the last good checkpoint is kept"
+    )]
+    NonFiniteTensor {
+        /// Global step (0-based).
+        step: u64,
+        /// Epoch (0-based).
+        epoch: u64,
+        /// The tensor (`backbone.layer4.1.conv2.weight`).
+        tensor: String,
+        /// What was not finite (`gradient, updated value`).
+        what: String,
+    },
     /// A checkpoint or run-directory file is missing or inconsistent.
     #[error("{path}: {message}")]
     Checkpoint {

@@ -57,7 +57,9 @@ pub fn train_score_alone(
                 step,
             )?;
             let r = s.readback(sp.loss());
-            let loss = s.submit()?.f32(r)[0];
+            let rf = s.readback(sp.flags());
+            let rb = s.submit()?;
+            let loss = rb.f32(r)[0];
             if !loss.is_finite() {
                 return Err(TrainError::NonFinite {
                     step,
@@ -66,6 +68,7 @@ pub fn train_score_alone(
                     value: loss,
                 });
             }
+            sp.check_flags(&rb.u32(rf), step, epoch)?;
             sum += loss as f64;
             step += 1;
         }

@@ -162,6 +162,8 @@ pub(crate) struct ScorePart {
     terms: Tensor,
     dscore: Tensor,
     loss: Tensor,
+    /// The optimizer's non-finite guard, a slot per parameter.
+    flags: Tensor,
 }
 
 impl ScorePart {
@@ -197,6 +199,7 @@ impl ScorePart {
         Ok(ScorePart {
             views: net.workspace(gpu, 2 * n, size, size)?,
             dsm: net.workspace(gpu, n, h, w)?,
+            flags: gpu.tensor(&[net.store.params.len()], crate::tensor::DType::U32)?,
             moments,
             net,
             sig_ref: gpu.upload(&vec![sref; 2 * n], &[2 * n])?,
@@ -242,6 +245,7 @@ impl ScorePart {
         step: u64,
     ) -> Result<()> {
         self.net.store.zero_grads(s)?;
+        s.clear(&self.flags);
         dsm::perturb(
             s,
             clean,
@@ -274,16 +278,67 @@ impl ScorePart {
             &self.dscore,
         )?;
         let adam = AdamConfig::default();
-        for (p, [m, v]) in self.net.store.params.iter().zip(&self.moments) {
-            optim::adam(s, &p.value, &p.grad, m, v, lr, (step + 1) as u32, &adam)?;
+        for (i, (p, [m, v])) in self.net.store.params.iter().zip(&self.moments).enumerate() {
+            let guard = optim::Guard {
+                flags: &self.flags,
+                slot: i,
+            };
+            optim::adam(
+                s,
+                &p.value,
+                &p.grad,
+                m,
+                v,
+                lr,
+                (step + 1) as u32,
+                &adam,
+                guard,
+            )?;
         }
         Ok(())
+    }
+
+    /// The guard flags of the last DSM step (a u32 per parameter).
+    pub(crate) fn flags(&self) -> &Tensor {
+        &self.flags
+    }
+
+    /// The first parameter the guard flagged, as an error.
+    pub(crate) fn check_flags(&self, flags: &[u32], step: u64, epoch: u64) -> TrainResult<()> {
+        let names = self
+            .net
+            .store
+            .params
+            .iter()
+            .map(|p| format!("score.{}", p.name));
+        check_guard(names, flags, step, epoch)
     }
 
     /// The DSM loss of the last step (a tensor of 1).
     pub(crate) fn loss(&self) -> &Tensor {
         &self.loss
     }
+}
+
+/// The first tensor whose guard bits are set in `flags` (slot i for the
+/// i-th name), as [`TrainError::NonFiniteTensor`].
+pub(crate) fn check_guard(
+    names: impl Iterator<Item = String>,
+    flags: &[u32],
+    step: u64,
+    epoch: u64,
+) -> TrainResult<()> {
+    for (name, &bits) in names.zip(flags) {
+        if bits != 0 {
+            return Err(TrainError::NonFiniteTensor {
+                step,
+                epoch,
+                tensor: name,
+                what: optim::describe_guard(bits),
+            });
+        }
+    }
+    Ok(())
 }
 
 struct Buffers {
@@ -301,6 +356,9 @@ struct Buffers {
     p: Option<(Tensor, Tensor, [Tensor; 2])>,
     loss: Tensor,
     norms: Tensor,
+    /// The optimizer's non-finite guard: a u32 per parameter tensor of
+    /// the encoder and the heads.
+    flags: Tensor,
 }
 
 /// A training run in memory: models, optimizer states, buffers, counters.
@@ -517,6 +575,10 @@ impl<'g> Trainer<'g> {
             loss: t(1)?,
             // A pair of squared norms per parameter tensor (LARS).
             norms: t(2 * (encoder.store.params.len() + heads.params.len()))?,
+            flags: gpu.tensor(
+                &[encoder.store.params.len() + heads.params.len()],
+                crate::tensor::DType::U32,
+            )?,
         };
         let enc_ws = [
             encoder.workspace(gpu, n, size, size, false)?,
@@ -676,6 +738,7 @@ impl<'g> Trainer<'g> {
         let b = &self.bufs;
         self.encoder.store.zero_grads(&mut s)?;
         self.heads.zero_grads(&mut s)?;
+        s.clear(&b.flags);
         // 1. Views.
         self.augmenter
             .run(&mut s, &b.clean, &params, &self.norm, &b.views01, &b.viewsn)?;
@@ -778,10 +841,14 @@ impl<'g> Trainer<'g> {
         for (i, (p, m)) in all.zip(&self.moments).enumerate() {
             let in_predictor = self.predictor.is_some() && i >= n_enc + self.predictor_from;
             let lr = if in_predictor { static_lr } else { lr };
+            let guard = optim::Guard {
+                flags: &b.flags,
+                slot: i,
+            };
             match &self.optim {
-                Optim::Sgd(c) => optim::sgd(&mut s, &p.value, &p.grad, &m[0], lr, c, first)?,
+                Optim::Sgd(c) => optim::sgd(&mut s, &p.value, &p.grad, &m[0], lr, c, first, guard)?,
                 Optim::Lars(c) => optim::lars(
-                    &mut s, &p.value, &p.grad, &m[0], &b.norms, i, lr, c, p.one_d, first,
+                    &mut s, &p.value, &p.grad, &m[0], &b.norms, i, lr, c, p.one_d, first, guard,
                 )?,
                 Optim::Adam(c) => optim::adam(
                     &mut s,
@@ -792,6 +859,7 @@ impl<'g> Trainer<'g> {
                     lr,
                     (st.step + 1) as u32,
                     c,
+                    guard,
                 )?,
             }
         }
@@ -812,6 +880,8 @@ impl<'g> Trainer<'g> {
         let r_w = s.readback(&b.w);
         let r_stats = weighted.then(|| s.readback(&b.stats));
         let r_dsm = self.score.as_ref().map(|sp| s.readback(&sp.loss));
+        let r_flags = s.readback(&b.flags);
+        let r_score_flags = self.score.as_ref().map(|sp| s.readback(sp.flags()));
         self.last_dispatches = s.dispatches();
         let mut r = s.submit()?;
         self.last_timings = std::mem::take(&mut r.timings);
@@ -847,6 +917,18 @@ impl<'g> Trainer<'g> {
         }
         if let Some(v) = report.weights.iter().find(|v| !v.is_finite()) {
             return Err(non_finite("pair weights", *v));
+        }
+        // The optimizer's guard: gradients, updated values and moments.
+        let names = self
+            .encoder
+            .store
+            .params
+            .iter()
+            .map(|p| format!("backbone.{}", p.name))
+            .chain(self.heads.params.iter().map(|p| p.name.clone()));
+        check_guard(names, &r.u32(r_flags), st.step, st.epoch)?;
+        if let (Some(sp), Some(i)) = (&self.score, r_score_flags) {
+            sp.check_flags(&r.u32(i), st.step, st.epoch)?;
         }
         self.state.step += 1;
         self.state.step_in_epoch += 1;
