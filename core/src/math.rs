@@ -6,6 +6,7 @@ use crate::{CoreError, Result};
 /// PyTorch's `relu`: `max(x, 0)`, with NaN staying NaN (Rust's `f32::max`
 /// and WGSL's `max` would return 0). The WGSL twin is `relu_of` in
 /// `shaders/wgsl/include/nan.wgsl`.
+#[inline]
 pub fn relu(x: f32) -> f32 {
     if x.is_nan() {
         x
@@ -16,6 +17,7 @@ pub fn relu(x: f32) -> f32 {
 
 /// The ReLU gradient's mask as PyTorch's `threshold_backward`: the gradient
 /// passes where `x > 0` or `x` is NaN.
+#[inline]
 pub fn relu_passes(x: f32) -> bool {
     x > 0.0 || x.is_nan()
 }

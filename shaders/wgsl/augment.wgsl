@@ -111,7 +111,7 @@ fn hsv2rgb(hsv: vec3<f32>) -> vec3<f32> {
 // `_upsample_bilinear2d_aa`, torchvision's antialias=True): the triangle
 // filter stretched by the scale when downscaling, over
 // [center − support, center + support), weights normalised to sum 1; when
-// upscaling it reduces to plain bilinear.
+// upscaling it is plain bilinear, and the plain taps are used.
 struct Axis {
     start: u32,
     len: u32,
@@ -126,15 +126,19 @@ fn tri(x: f32) -> f32 { return max(1.0 - abs(x), 0.0); }
 
 fn axis(crop: f32, out: u32, o: u32, aa: bool) -> Axis {
     var a: Axis;
-    a.aa = aa;
+    a.aa = false;
     let n = u32(crop);
-    if (!aa) {
+    // Antialiasing changes nothing unless the axis shrinks: upscaled, its
+    // weights are the bilinear ones (at the edges too), so the plain taps
+    // are used (equal up to rounding).
+    if (!aa || crop <= f32(out)) {
         let s = max((f32(o) + 0.5) * crop / f32(out) - 0.5, 0.0);
         a.start = min(u32(s), n - 1u);
         a.len = select(1u, 2u, a.start < n - 1u);
         a.at = s - f32(a.start);
         return a;
     }
+    a.aa = true;
     let scale = crop / f32(out);
     let support = select(1.0, scale, scale >= 1.0);
     a.inv = select(1.0, 1.0 / scale, scale >= 1.0);

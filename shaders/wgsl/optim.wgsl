@@ -1,6 +1,12 @@
 // Optimizer updates, one invocation per parameter element, mirroring
 // scorecl-core's `optim` rules (the CPU twin) in the same order of f32
 // operations; tests: host/tests/optim.rs.
+//
+// The non-finite guard is fused into the updates: an element whose
+// gradient, updated value or moments are NaN or ±inf ORs its bits (1
+// gradient, 2 parameter, 4 first moment / momentum, 8 second moment) into
+// flags[P.guard], the tensor's own slot, read back with the loss. Nothing
+// else reads every gradient and parameter, so the guard costs no pass.
 
 struct Params {
     n: u32,
@@ -23,7 +29,8 @@ struct Params {
     decoupled: u32,
     // LARS: this tensor's pair of squared norms in sq / sqw.
     slot: u32,
-    _p0: u32,
+    // The guard slot of this tensor in `flags`.
+    guard: u32,
     _p1: u32,
     _p2: u32,
 }
@@ -38,6 +45,16 @@ struct Params {
 // updates of different tensors have no buffer in common to order them.
 @group(0) @binding(5) var<storage, read> sq: array<f32>;
 @group(0) @binding(6) var<storage, read_write> sqw: array<f32>;
+@group(0) @binding(7) var<storage, read_write> flags: array<atomic<u32>>;
+
+// Exponent all ones: NaN or ±inf (on the bits, which no finite-math
+// assumption can fold away).
+fn bad(x: f32) -> u32 { return u32((bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u); }
+
+fn guard(gv: f32, pv: f32, m: f32, v: f32) {
+    let bits = bad(gv) | (bad(pv) << 1u) | (bad(m) << 2u) | (bad(v) << 3u);
+    if (bits != 0u) { atomicOr(&flags[P.guard], bits); }
+}
 
 //#include wg_reduce
 
@@ -64,6 +81,9 @@ fn sgd(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nw
     let i = index(id, nwg);
     if (i >= P.n) { return; }
     momentum_apply(i, g[i] + P.weight_decay * p[i]);
+    var b = 0.0;
+    if (P.momentum != 0.0) { b = buf[i]; }
+    guard(g[i], p[i], b, 0.0);
 }
 
 @compute @workgroup_size(256)
@@ -80,6 +100,9 @@ fn lars(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) n
         d_p = (g[i] + P.weight_decay * p[i]) * f;
     }
     momentum_apply(i, d_p);
+    var b = 0.0;
+    if (P.momentum != 0.0) { b = buf[i]; }
+    guard(g[i], p[i], b, 0.0);
 }
 
 // Both squared norms of LARS in one pass (one workgroup).
@@ -118,5 +141,7 @@ fn adam(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) n
     buf[i] = m;
     m2[i] = v;
     let denom = sqrt(v) / P.bc2_sqrt + P.eps;
-    p[i] = pv - P.step_size * (m / denom);
+    let out = pv - P.step_size * (m / denom);
+    p[i] = out;
+    guard(g[i], out, m, v);
 }

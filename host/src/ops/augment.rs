@@ -315,7 +315,9 @@ pub mod cpu {
     /// The taps of output index `o` of `out` from a crop of `crop` pixels.
     pub fn axis(crop: f32, out: usize, o: usize, aa: bool) -> Axis {
         let n = crop as usize;
-        if !aa {
+        // Upscaled, the antialiased weights are the bilinear ones (edges
+        // included): the plain taps, equal up to rounding.
+        if !aa || crop <= out as f32 {
             let s = ((o as f32 + 0.5) * crop / out as f32 - 0.5).max(0.0);
             let start = (s as usize).min(n - 1);
             return Axis {
@@ -324,7 +326,7 @@ pub mod cpu {
                 at: s - start as f32,
                 inv: 1.0,
                 total: 1.0,
-                aa,
+                aa: false,
             };
         }
         let scale = crop / out as f32;
