@@ -595,6 +595,37 @@ fn bad_configuration_keys_and_values_are_named() {
     assert!(e.to_string().contains("crop_scale"), "{e}");
 }
 
+/// Sizes are checked before anything is allocated: a model, batch or view
+/// size the device (or the host, for generated data) cannot hold is an
+/// error naming the key, the bytes and the limit, never an allocation
+/// abort.
+#[test]
+fn sizes_beyond_the_device_are_refused_naming_the_key_before_allocation() {
+    let Some(gpu) = common::gpu() else { return };
+    let build = |edit: &dyn Fn(&mut TrainConfig)| {
+        let mut cfg = tiny("simclr", "on");
+        edit(&mut cfg);
+        let data = cfg.data.open(Split::Train)?;
+        Trainer::new(gpu, cfg, data).map(|_| ())
+    };
+    let e = build(&|c| c.model.width = 200_000).unwrap_err().to_string();
+    assert!(
+        e.contains("model.width") && e.contains("largest encoder weight") && e.contains("bytes"),
+        "{e}"
+    );
+    let e = build(&|c| {
+        c.model.width = 512;
+        c.data.size = 256;
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("data.size") && e.contains("bytes"), "{e}");
+    let e = build(&|c| c.data.size = 10_000_000)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("data.size") && e.contains("host memory"), "{e}");
+}
+
 #[test]
 fn a_nan_loss_stops_the_run_and_keeps_the_checkpoint() {
     let Some(gpu) = common::gpu() else { return };

@@ -196,7 +196,23 @@ impl Dataset {
         if opts.size == 0 {
             return Err(GpuError::shape("data.size", "0: must be at least 1"));
         }
-        let mut d = match DataSpec::parse(spec)? {
+        let spec_parsed = DataSpec::parse(spec)?;
+        if let DataSpec::Builtin { n } = &spec_parsed {
+            // Generated in memory: checked before allocating.
+            let need = *n as u128 * 3 * (opts.size as u128).pow(2);
+            let mem = crate::native::host_memory() as u128;
+            if mem > 0 && need > mem {
+                return Err(GpuError::shape(
+                    "data.size",
+                    format!(
+                        "`{spec}` at {0}×{0} needs {need} bytes of host memory, more than this \
+                         machine has ({mem} bytes)",
+                        opts.size
+                    ),
+                ));
+            }
+        }
+        let mut d = match spec_parsed {
             DataSpec::Builtin { n } => synth::generate(n, opts.split, opts.size),
             DataSpec::Cifar10(dir) => cifar::load_cifar10(&dir, opts.split)?,
             DataSpec::Cifar100 { dir, coarse } => cifar::load_cifar100(&dir, opts.split, coarse)?,

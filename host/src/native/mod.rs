@@ -578,7 +578,7 @@ fn simd_level() -> &'static str {
 }
 
 /// Total host memory from /proc/meminfo (Linux), 0 elsewhere.
-fn host_memory() -> u64 {
+pub fn host_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {

@@ -132,7 +132,14 @@ impl Builder<'_> {
         pad: usize,
     ) -> Result<Conv> {
         let n = cout * cin * k * k;
-        let mut init = vec![0.0f32; n];
+        let mut init = Vec::new();
+        init.try_reserve_exact(n).map_err(|e| {
+            GpuError::shape(
+                "model.width",
+                format!("{name}.weight: {} bytes of host memory: {e}", 4 * n as u128),
+            )
+        })?;
+        init.resize(n, 0.0f32);
         let rng = Philox::new(
             self.rng_seed,
             stream_id(Purpose::Init, self.store.params.len() as u64),

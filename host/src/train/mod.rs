@@ -4,6 +4,7 @@
 
 pub mod compare;
 pub mod config;
+pub mod fits;
 pub mod run;
 pub mod score_only;
 pub mod trainer;

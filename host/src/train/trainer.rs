@@ -502,6 +502,14 @@ impl<'g> Trainer<'g> {
         let size = cfg.data.size;
         let seed = cfg.train.seed;
         let init_seed = cfg.model.init_seed.unwrap_or(seed);
+        // Sizes before allocation: a model or batch too large for the
+        // device is refused naming its keys, not aborted.
+        {
+            let (proj, pred, _) = head_spec(&cfg, 8 * cfg.model.width);
+            let layers: Vec<MlpLayer> =
+                proj.into_iter().chain(pred.into_iter().flatten()).collect();
+            crate::train::fits::check(gpu, &cfg, &layers, Optim::from_config(&cfg).slots().len())?;
+        }
         let mut encoder = ResNet::new(gpu, cfg.encoder_config(), init_seed)?;
         encoder.precision = cfg.conv_precision();
         let feat = encoder.feature_dim();

@@ -1,0 +1,148 @@
+//! Sizes checked before anything is allocated: a configuration whose
+//! largest tensor exceeds the device's buffer limits, or whose tensors
+//! together exceed the memory the device has (the host's, on the native CPU
+//! device), is refused naming the keys that set the size, the bytes needed
+//! and the limit — instead of an allocation abort (a Rust `alloc` failure
+//! ends the process) or a device error deep inside the first step.
+//!
+//! The figures are what the trainer allocates, from the shapes alone:
+//! every encoder and head weight (value, gradient and optimizer moments),
+//! the largest activation (the stem's output of one view's batch) and the
+//! views. Activations are counted once per layer output of the encoder's
+//! forward, for two views, which bounds the workspaces from below.
+
+use crate::error::{GpuError, Result};
+use crate::gpu::Gpu;
+use crate::nn::MlpLayer;
+use crate::train::config::TrainConfig;
+
+/// A tensor the check looked at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Need {
+    /// The keys that set its size, e.g. `model.width`.
+    pub keys: &'static str,
+    /// What it is.
+    pub what: String,
+    /// Bytes.
+    pub bytes: u128,
+}
+
+/// The bytes of the largest tensors and of everything, for `cfg` on images
+/// of `size`² with `heads` (the projector's and predictor's layers) and
+/// `slots` optimizer moments per parameter.
+pub fn needs(cfg: &TrainConfig, heads: &[MlpLayer], slots: usize) -> (Vec<Need>, u128) {
+    let f = 4u128;
+    let w = cfg.model.width as u128;
+    let n = cfg.train.batch_size as u128;
+    let s = cfg.data.size as u128;
+    let imagenet = cfg.model.stem == "imagenet";
+    let k1 = if imagenet { 7 } else { 3 };
+    // Stem output side: the ImageNet stem halves twice (stride-2 conv,
+    // stride-2 max pool).
+    let side = if imagenet { s.div_ceil(4) } else { s };
+    let c = [w, 2 * w, 4 * w, 8 * w];
+    let mut enc = 3 * w * k1 * k1;
+    for (i, &ci) in c.iter().enumerate() {
+        let cin = if i == 0 { w } else { c[i - 1] };
+        enc += cin * ci * 9 + ci * ci * 9 + 2 * ci * ci * 9;
+        if i > 0 {
+            enc += cin * ci;
+        }
+        enc += 2 * 3 * 2 * ci; // batch-norm γ, β of the convolutions
+    }
+    let mut head = 0u128;
+    let mut head_max = 0u128;
+    for l in heads {
+        if let MlpLayer::Linear {
+            fan_in, fan_out, ..
+        } = l
+        {
+            let p = *fan_in as u128 * *fan_out as u128;
+            head += p;
+            head_max = head_max.max(p);
+        }
+    }
+    let largest_weight = (8 * w) * (8 * w) * 9;
+    let stem = n * w * side * side;
+    let views = 2 * n * 3 * s * s;
+    let per_param = 2 + slots as u128; // value, gradient, moments
+                                       // Two views, about a dozen saved tensors of the stem's size per stage
+                                       // (each stage a quarter of the one before), halved spatially per stage.
+    let acts = 2 * stem * 12 * 2;
+    let total = f * ((enc + head) * per_param + acts + 2 * views);
+    let list = vec![
+        Need {
+            keys: "model.width",
+            what: format!("the largest encoder weight (layer4, {0}×{0}×3×3)", 8 * w),
+            bytes: f * largest_weight,
+        },
+        Need {
+            keys: "model.width, train.batch_size, data.size",
+            what: format!("the stem's output of one view ({n} × {w} × {side} × {side})"),
+            bytes: f * stem,
+        },
+        Need {
+            keys: "train.batch_size, data.size",
+            what: format!("the views ({} × 3 × {s} × {s})", 2 * n),
+            bytes: f * views,
+        },
+        Need {
+            keys: "model.width and the method's proj_hidden_dim / proj_output_dim",
+            what: "the largest head weight".into(),
+            bytes: f * head_max,
+        },
+    ];
+    (list, total)
+}
+
+/// Refuses `cfg` when a tensor exceeds the device's `max_buffer_size` or
+/// `max_storage_buffer_binding_size`, or everything exceeds the host memory
+/// on the native CPU device. The error names the keys, the bytes and the
+/// limit.
+pub fn check(gpu: &Gpu, cfg: &TrainConfig, heads: &[MlpLayer], slots: usize) -> Result<()> {
+    let l = &gpu.caps.limits;
+    let limit = (l.max_buffer_size as u128).min(l.max_storage_buffer_binding_size as u128);
+    let (list, total) = needs(cfg, heads, slots);
+    for need in &list {
+        if need.bytes > limit {
+            return Err(GpuError::shape(
+                need.keys,
+                format!(
+                    "{} needs {} bytes ({}), more than this device's largest buffer \
+                     ({limit} bytes: max_storage_buffer_binding_size {}, max_buffer_size {}) \
+                     on {}",
+                    need.what,
+                    need.bytes,
+                    human(need.bytes),
+                    l.max_storage_buffer_binding_size,
+                    l.max_buffer_size,
+                    gpu.describe()
+                ),
+            ));
+        }
+    }
+    if let Some(mem) = gpu.cpu_info().map(|c| c.memory as u128) {
+        if mem > 0 && total > mem {
+            return Err(GpuError::shape(
+                "model.width, train.batch_size, data.size",
+                format!(
+                    "the run needs at least {total} bytes ({}) of parameters, gradients, \
+                     optimizer state and activations, more than this machine's memory \
+                     ({mem} bytes, {})",
+                    human(total),
+                    human(mem)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn human(b: u128) -> String {
+    let g = b as f64 / (1u64 << 30) as f64;
+    if g >= 1.0 {
+        format!("{g:.1} GiB")
+    } else {
+        format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+    }
+}
