@@ -300,6 +300,20 @@ fn train_names_bad_options_keys_and_files() {
         e.contains("/no/such/config.toml") && e.contains("cannot read"),
         "{e}"
     );
+    // A file that sets nothing would train on every default: refused,
+    // naming the file and the way out.
+    for (name, text) in [
+        ("empty.toml", ""),
+        ("comments.toml", "# nothing\n\n  # here\n"),
+    ] {
+        let f = tmp.path().join(name);
+        std::fs::write(&f, text).unwrap();
+        let e = err(&["--config", f.to_str().unwrap()]);
+        assert!(
+            e.contains(name) && e.contains("sets nothing") && e.contains("--allow-defaults"),
+            "{e}"
+        );
+    }
     let e = err(&["--resume", tmp.path().to_str().unwrap()]);
     assert!(e.contains("nothing to resume"), "{e}");
     let e = err(&["--resume", tmp.path().to_str().unwrap(), "--epochs", "3"]);

@@ -364,6 +364,9 @@ struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Accept a configuration file that sets nothing (every default).
+    #[arg(long)]
+    allow_defaults: bool,
 }
 
 fn train(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
@@ -373,7 +376,7 @@ fn train(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
         (dir.checkpoint_config()?, dir)
     } else {
         let path = a.config.as_ref().expect("clap requires --config");
-        let mut cfg = TrainConfig::load(path)?;
+        let mut cfg = TrainConfig::load_with(path, a.allow_defaults)?;
         if let Some(d) = &a.data {
             cfg.data.dataset = d.clone();
         }
@@ -412,11 +415,12 @@ fn train(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
                         format!("{base}-{i}")
                     })
                 })
-                .find(|p| !p.join("checkpoint").exists())
+                .find(|p| RunDir::new(p).resume_dir().is_err())
                 .expect("an unused run directory")
         });
+        // checkpoint/ or, after a swap cut short, checkpoint.prev/.
         anyhow::ensure!(
-            !out.join("checkpoint").exists(),
+            RunDir::new(&out).resume_dir().is_err(),
             "{} already holds a run: resume it with --resume {0}, or choose another --out",
             out.display()
         );
@@ -436,6 +440,10 @@ fn train(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
         cfg.train.batch_size,
         cfg.train.epochs,
         gpu.describe()
+    );
+    println!(
+        "resolved configuration: {}",
+        dir.path.join("config.toml").display()
     );
     let mut trainer = if a.resume.is_some() {
         let t = dir.resume(&gpu, cfg, data)?;

@@ -556,11 +556,33 @@ fn one_of(key: &str, v: &str, allowed: &[&str]) -> Result<(), ConfigError> {
 impl TrainConfig {
     /// Reads and validates a TOML file.
     pub fn load(path: &Path) -> Result<TrainConfig, ConfigError> {
+        Self::load_with(path, false)
+    }
+
+    /// [`TrainConfig::load`]; a file that sets nothing (empty, or only
+    /// comments) is refused unless `allow_defaults`, since every default
+    /// would then apply silently (a 1000-epoch ResNet-18 run on the
+    /// embedded data).
+    pub fn load_with(path: &Path, allow_defaults: bool) -> Result<TrainConfig, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             key: file.clone(),
             message: format!("cannot read: {e}"),
         })?;
+        if !allow_defaults {
+            if let Ok(table) = text.parse::<toml::Table>() {
+                if table.is_empty() {
+                    return Err(ConfigError {
+                        key: file,
+                        message: "sets nothing (empty, or only comments): every default would \
+                                  apply (method simclr, ResNet-18 width 64, 1000 epochs on the \
+                                  embedded data). Start from a preset in configs/, or pass \
+                                  --allow-defaults to train with the defaults"
+                            .into(),
+                    });
+                }
+            }
+        }
         Self::parse(&text).map_err(|e| {
             if e.key.is_empty() {
                 ConfigError {
