@@ -286,6 +286,7 @@ impl RunDir {
             files,
         };
         let json = serde_json::to_string_pretty(&state).expect("state serialises");
+        crash_point("write", t.state.step);
         write_atomic(&tmp.join("state.json"), json.as_bytes())?;
         // Read back what reached the disk before anything is replaced.
         verify_checkpoint(&tmp)?;
@@ -299,6 +300,7 @@ impl RunDir {
                 std::fs::remove_dir_all(&prev).map_err(|e| io_err(&prev, "cannot clear", e))?;
             }
             std::fs::rename(&ck, &prev).map_err(|e| io_err(&ck, "cannot move aside", e))?;
+            crash_point("swap", t.state.step);
         } else if ck.exists() {
             // A folder without state.json is not a checkpoint (never
             // written whole): replace it.
@@ -497,6 +499,19 @@ impl RunDir {
         }
         write_atomic(&path, out.as_bytes())?;
         Ok(())
+    }
+}
+
+/// Fault injection for the crash tests: `SCORECL_CRASH_AT=POINT:STEP` ends
+/// the process at once (as `kill -9` would, nothing cleaned up) when the
+/// checkpoint of step STEP reaches POINT: `write` (its weight files are
+/// written, state.json is not) or `swap` (the old checkpoint is moved to
+/// checkpoint.prev/, the new one not yet installed).
+fn crash_point(point: &str, step: u64) {
+    if let Ok(v) = std::env::var("SCORECL_CRASH_AT") {
+        if v == format!("{point}:{step}") {
+            std::process::abort();
+        }
     }
 }
 
