@@ -267,6 +267,11 @@ fn bad_configurations_and_options_are_refused_naming_the_key() {
         let e = run(&f, &[]);
         check(case, &e, needles);
     }
+    // lr 1e30: the run starts and stops at the first non-finite value,
+    // naming the step and the term, with a checkpoint kept.
+    let f = with(t, "huge_lr.toml", "optimizer", "lr", "1e30");
+    let e = run(&f, &["--max-steps", "3"]);
+    check("lr 1e30", &e, &["step", "finite"]);
     // Malformed TOML, binary garbage, an empty file, a missing file.
     let f = t.join("malformed.toml");
     std::fs::write(&f, "[train\nepochs = 3\n").unwrap();
