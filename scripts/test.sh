@@ -20,7 +20,12 @@ cargo test --workspace --all-features
 echo "== training tests on the GL backend =="
 # Without a GL adapter these skip (and fail under CI=true, which installs one).
 # --workspace keeps the first run's feature set, so nothing is rebuilt.
-WGPU_BACKEND=gl cargo test --workspace --all-features --test train
+# Every method trains, f16 falls back, resume is exact and the backend is
+# the one asked for, all through GLSL on llvmpipe; the device-independent
+# tests (checkpoint damage, guards, sizes, allocation) ran above already.
+WGPU_BACKEND=gl cargo test --workspace --all-features --test train -- \
+  trains_with_and_without_scorecl f16_storage resume_matches_an_uninterrupted_run_lars \
+  runs_on_the_backend
 echo "== no_std proof =="
 cargo build --manifest-path core/no_std_check/Cargo.toml --target-dir target/no_std_check
 echo "scorecl-core links into a #![no_std] staticlib: ok"
