@@ -624,10 +624,17 @@ fn sizes_beyond_the_device_are_refused_naming_the_key_before_allocation() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("data.size") && e.contains("host memory"), "{e}");
+    let e = build(&|c| c.scorecl.width = 300_000)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("scorecl.width") && e.contains("score network's largest weight"),
+        "{e}"
+    );
     // On a wgpu adapter: a model that fits the host but not the device's
     // binding limit (lavapipe: 128 MiB; width 256 makes a 151 MB weight).
     if let Some(g) = common::wgpu_gpu() {
-        let limit = g.caps.limits.max_storage_buffer_binding_size as u64;
+        let limit = g.caps.limits.max_storage_buffer_binding_size;
         if limit < 151_000_000 {
             let mut cfg = tiny("simclr", "on");
             cfg.model.width = 256;

@@ -197,6 +197,22 @@ impl Dataset {
             return Err(GpuError::shape("data.size", "0: must be at least 1"));
         }
         let spec_parsed = DataSpec::parse(spec)?;
+        if let DataSpec::Folder(_) = &spec_parsed {
+            // Decoded at folder::source_side(size): one image must fit.
+            let side = folder::source_side(opts.size) as u128;
+            let need = 3 * side * side;
+            let mem = crate::native::host_memory() as u128;
+            if mem > 0 && need > mem {
+                return Err(GpuError::shape(
+                    "data.size",
+                    format!(
+                        "{}: one image stored at {side}×{side} needs {need} bytes of host \
+                         memory, more than this machine has ({mem} bytes)",
+                        opts.size
+                    ),
+                ));
+            }
+        }
         if let DataSpec::Builtin { n } = &spec_parsed {
             // Generated in memory: checked before allocating.
             let need = *n as u128 * 3 * (opts.size as u128).pow(2);

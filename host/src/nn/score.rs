@@ -113,7 +113,17 @@ impl Builder<'_> {
         zero: bool,
     ) -> Result<Conv> {
         let n = cout * cin * 9;
-        let mut v = vec![0.0f32; n];
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).map_err(|e| {
+            GpuError::shape(
+                "scorecl.width",
+                format!(
+                    "score.{name}.weight: {} bytes of host memory: {e}",
+                    4 * n as u128
+                ),
+            )
+        })?;
+        v.resize(n, 0.0f32);
         if !zero {
             Philox::new(
                 self.seed,

@@ -65,11 +65,23 @@ pub fn needs(cfg: &TrainConfig, heads: &[MlpLayer], slots: usize) -> (Vec<Need>,
     let largest_weight = (8 * w) * (8 * w) * 9;
     let stem = n * w * side * side;
     let views = 2 * n * 3 * s * s;
+    // The score network (ScoreCL on or shuffled): its widest convolution
+    // is block2's (2c → 2c, 3×3); it sees the 2n views at full size and
+    // the n clean images of the DSM step. Adam: two moments.
+    let (score_w, score_act, score_params) = if cfg.scorecl.weight_mode().needs_score_net() {
+        let c = cfg.scorecl.width as u128;
+        let d = cfg.scorecl.depth as u128;
+        let params = 3 * c * 9 * 2 + 2 * c * c * 9 * 2 + (4 * d * c * c + 8 * d * c * c) * 9;
+        ((2 * c) * (2 * c) * 9, 2 * n * c * s * s, params)
+    } else {
+        (0, 0, 0)
+    };
     let per_param = 2 + slots as u128; // value, gradient, moments
                                        // Two views, about a dozen saved tensors of the stem's size per stage
                                        // (each stage a quarter of the one before), halved spatially per stage.
     let acts = 2 * stem * 12 * 2;
-    let total = f * ((enc + head) * per_param + acts + 2 * views);
+    let total =
+        f * ((enc + head) * per_param + 4 * score_params + acts + 6 * score_act + 2 * views);
     let list = vec![
         Need {
             keys: "model.width",
@@ -90,6 +102,16 @@ pub fn needs(cfg: &TrainConfig, heads: &[MlpLayer], slots: usize) -> (Vec<Need>,
             keys: "model.width and the method's proj_hidden_dim / proj_output_dim",
             what: "the largest head weight".into(),
             bytes: f * head_max,
+        },
+        Need {
+            keys: "scorecl.width",
+            what: "the score network's largest weight".into(),
+            bytes: f * score_w,
+        },
+        Need {
+            keys: "scorecl.width, train.batch_size, data.size",
+            what: "the score network's activation of the views".into(),
+            bytes: f * score_act,
         },
     ];
     (list, total)
