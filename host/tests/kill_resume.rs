@@ -1,5 +1,6 @@
 //! Killed at any point, a run resumes to the same parameters, bit for bit:
-//! `scorecl train` is stopped with SIGKILL at pseudo-random times (and, by
+//! `scorecl train` is stopped with SIGKILL a few steps after each start,
+//! wherever in the step or the checkpoint write it then is (and, by
 //! fault injection, inside a checkpoint write: after its weight files,
 //! and between the renames of the swap), resumed each time with
 //! `--resume`, and its final checkpoint must equal an uninterrupted run's
@@ -41,6 +42,9 @@ fn resume(out: &Path) -> Command {
     c
 }
 
+/// Kills as (steps past the checkpoint, ms), then crash points.
+type Schedule = (Vec<(u64, u64)>, Vec<&'static str>);
+
 fn has_checkpoint(out: &Path) -> bool {
     ["checkpoint", "checkpoint.prev", "checkpoint.old"]
         .iter()
@@ -67,29 +71,57 @@ fn tensors(out: &Path) -> Vec<(String, Vec<u32>)> {
     all
 }
 
-/// Runs `cmd` to completion, or kills it (SIGKILL) after `after`; returns
-/// whether it finished by itself, successfully.
-fn run_or_kill(mut cmd: Command, after: Option<Duration>) -> bool {
+/// The step the checkpoint to resume from was written at (0: none).
+fn checkpoint_step(out: &Path) -> u64 {
+    ["checkpoint", "checkpoint.prev", "checkpoint.old"]
+        .iter()
+        .find_map(|d| std::fs::read_to_string(out.join(d).join("state.json")).ok())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["state"]["step"].as_u64())
+        .unwrap_or(0)
+}
+
+/// The last step logged in `metrics.jsonl` (the preset logs every step).
+fn logged_step(out: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(out.join("metrics.jsonl")).ok()?;
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["kind"] == "step")
+        .and_then(|v| v["step"].as_u64())
+}
+
+/// Runs `cmd` to completion, or kills it (SIGKILL) once it has logged
+/// `after` steps past its checkpoint, plus `jitter` ms (so the kill falls
+/// anywhere in a step or a checkpoint write); returns whether it finished
+/// by itself, successfully.
+fn run_or_kill(mut cmd: Command, out: &Path, after: Option<(u64, u64)>) -> bool {
+    let base = checkpoint_step(out);
     let mut child = cmd.spawn().unwrap();
-    let t0 = Instant::now();
+    let mut reached: Option<Instant> = None;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return status.success();
         }
-        if after.is_some_and(|a| t0.elapsed() >= a) {
-            child.kill().unwrap(); // SIGKILL on Unix
-            child.wait().unwrap();
-            return false;
+        if let Some((steps, jitter)) = after {
+            if reached.is_none() && logged_step(out).is_some_and(|s| s >= base + steps) {
+                reached = Some(Instant::now());
+            }
+            if reached.is_some_and(|t| t.elapsed() >= Duration::from_millis(jitter)) {
+                child.kill().unwrap(); // SIGKILL on Unix
+                child.wait().unwrap();
+                return false;
+            }
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
-/// Trains in `out` until done, killing the process after each of `kills`
-/// (ms), and crashing it inside the checkpoints of `crashes`
-/// (`SCORECL_CRASH_AT` values), resuming after each. Returns how many
-/// kills landed before the run finished.
-fn interrupted(out: &Path, kills: &[u64], crashes: &[&str]) -> usize {
+/// Trains in `out` until done, crashing it inside the checkpoints of
+/// `crashes` (`SCORECL_CRASH_AT` values), then killing it at each of
+/// `kills` ((steps past its checkpoint, ms)), resuming after each. Returns
+/// how many kills landed before the run finished.
+fn interrupted(out: &Path, kills: &[(u64, u64)], crashes: &[&str]) -> usize {
     let next = |out: &Path| {
         if has_checkpoint(out) {
             resume(out)
@@ -100,12 +132,12 @@ fn interrupted(out: &Path, kills: &[u64], crashes: &[&str]) -> usize {
     for c in crashes {
         let mut cmd = next(out);
         cmd.env("SCORECL_CRASH_AT", c);
-        let finished = run_or_kill(cmd, None);
+        let finished = run_or_kill(cmd, out, None);
         assert!(!finished, "the crash point {c} was not reached");
     }
     let mut landed = 0;
-    for &ms in kills {
-        if run_or_kill(next(out), Some(Duration::from_millis(ms))) {
+    for &k in kills {
+        if run_or_kill(next(out), out, Some(k)) {
             return landed;
         }
         landed += 1;
@@ -130,37 +162,32 @@ fn killed_anywhere_the_run_resumes_to_the_same_parameters_bitwise() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let reference = tmp.path().join("reference");
-    let t0 = Instant::now();
     let out = start(&reference).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let full = t0.elapsed().as_millis() as u64;
     let want = tensors(&reference);
     assert!(want.len() > 100, "{} tensors", want.len());
-    // Kill schedules spread over the run (fractions of its wall time, from
-    // a fixed LCG), plus crashes inside checkpoint writes: after the weight
-    // files of step 8's checkpoint, in the swaps of steps 16 and 24 (the
-    // last; a checkpoint exists before the swap only from the second on).
+    // Kills 1–5 steps past the checkpoint each attempt starts from (8 steps
+    // remain after any checkpoint but the last, so each lands mid-run),
+    // 0–39 ms later, from a fixed LCG; and crashes inside checkpoint writes:
+    // after the weight files of step 8's checkpoint, in the swaps of steps
+    // 16 and 24 (the last; there is an old checkpoint to move aside only
+    // from the second on).
     let mut x = 0x9e37_79b9u64;
-    let mut frac = || {
+    let mut draw = || {
         x = x
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        (x >> 33) % 1000
+        let r = x >> 33;
+        (1 + r % 5, (r >> 8) % 40)
     };
-    let schedules: Vec<(Vec<u64>, Vec<&str>)> = vec![
+    let schedules: Vec<Schedule> = vec![
         (vec![], vec!["write:8", "swap:16"]),
-        (
-            (0..4).map(|_| full * (150 + frac() % 700) / 1000).collect(),
-            vec![],
-        ),
-        (
-            (0..3).map(|_| full * (100 + frac() % 800) / 1000).collect(),
-            vec!["swap:24"],
-        ),
+        ((0..4).map(|_| draw()).collect(), vec![]),
+        ((0..3).map(|_| draw()).collect(), vec!["swap:24"]),
     ];
     for (i, (kills, crashes)) in schedules.iter().enumerate() {
         let out = tmp.path().join(format!("killed-{i}"));
@@ -175,8 +202,8 @@ fn killed_anywhere_the_run_resumes_to_the_same_parameters_bitwise() {
             assert_eq!(gn, wn, "schedule {i}");
             assert!(
                 gv == wv,
-                "schedule {i} (kills {kills:?} ms, crashes {crashes:?}): {gn} differs from the \
-                 uninterrupted run"
+                "schedule {i} (kills {kills:?} (steps, ms), crashes {crashes:?}): {gn} differs \
+                 from the uninterrupted run"
             );
         }
     }
