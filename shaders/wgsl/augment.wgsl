@@ -107,7 +107,8 @@ fn hsv2rgb(hsv: vec3<f32>) -> vec3<f32> {
 // The source taps of output index `o` along one axis, for a crop of
 // `crop` pixels resampled to `out`. Plain bilinear (PyTorch's
 // align_corners=False: src = (o + 0.5)·crop/out − 0.5, clamped below at 0):
-// two taps, or one at the last pixel. Antialiased (PyTorch's
+// two taps, both on the last pixel at the edge (PyTorch's h1p = 0, so the
+// same rounding as PyTorch). Antialiased (PyTorch's
 // `_upsample_bilinear2d_aa`, torchvision's antialias=True): the triangle
 // filter stretched by the scale when downscaling, over
 // [center − support, center + support), weights normalised to sum 1; when
@@ -115,6 +116,8 @@ fn hsv2rgb(hsv: vec3<f32>) -> vec3<f32> {
 struct Axis {
     start: u32,
     len: u32,
+    // Taps past `last` (relative to start) read tap `last`.
+    last: u32,
     // Plain: the bilinear fraction; antialiased: the filter's centre.
     at: f32,
     inv: f32,
@@ -134,7 +137,8 @@ fn axis(crop: f32, out: u32, o: u32, aa: bool) -> Axis {
     if (!aa || crop <= f32(out)) {
         let s = max((f32(o) + 0.5) * crop / f32(out) - 0.5, 0.0);
         a.start = min(u32(s), n - 1u);
-        a.len = select(1u, 2u, a.start < n - 1u);
+        a.len = 2u;
+        a.last = n - 1u - a.start;
         a.at = s - f32(a.start);
         return a;
     }
@@ -145,6 +149,7 @@ fn axis(crop: f32, out: u32, o: u32, aa: bool) -> Axis {
     a.at = scale * (f32(o) + 0.5);
     a.start = u32(max(i32(a.at - support + 0.5), 0));
     a.len = min(u32(max(i32(a.at + support + 0.5), 0)), n) - a.start;
+    a.last = a.len - 1u;
     var total = 0.0;
     for (var j = 0u; j < a.len; j++) {
         total += tri((f32(j + a.start) - a.at + 0.5) * a.inv);
@@ -154,10 +159,7 @@ fn axis(crop: f32, out: u32, o: u32, aa: bool) -> Axis {
 }
 
 fn tap(a: Axis, j: u32) -> f32 {
-    if (!a.aa) {
-        if (a.len == 1u) { return 1.0; }
-        return select(a.at, 1.0 - a.at, j == 0u);
-    }
+    if (!a.aa) { return select(a.at, 1.0 - a.at, j == 0u); }
     if (a.total == 0.0) { return 0.0; }
     return tri((f32(j + a.start) - a.at + 0.5) * a.inv) / a.total;
 }
@@ -179,7 +181,8 @@ fn sample_rgb(n: u32, oy: u32, ox: u32) -> vec3<f32> {
         for (var i = 0u; i < ay.len; i++) {
             var row = 0.0;
             for (var j = 0u; j < ax.len; j++) {
-                row += tap(ax, j) * src[base + (top + i) * P.w + left + j];
+                let v = src[base + (top + min(i, ay.last)) * P.w + left + min(j, ax.last)];
+                row += tap(ax, j) * v;
             }
             acc += tap(ay, i) * row;
         }

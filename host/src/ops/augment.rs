@@ -302,6 +302,8 @@ pub mod cpu {
         pub start: usize,
         /// Number of taps.
         pub len: usize,
+        /// Taps past `last` (relative to `start`) read tap `last`.
+        pub last: usize,
         at: f32,
         inv: f32,
         total: f32,
@@ -320,9 +322,12 @@ pub mod cpu {
         if !aa || crop <= out as f32 {
             let s = ((o as f32 + 0.5) * crop / out as f32 - 0.5).max(0.0);
             let start = (s as usize).min(n - 1);
+            // Two taps, both on the last pixel at the edge (PyTorch's
+            // h1p = 0: the same rounding as PyTorch's bilinear).
             return Axis {
                 start,
-                len: if start < n - 1 { 2 } else { 1 },
+                len: 2,
+                last: n - 1 - start,
                 at: s - start as f32,
                 inv: 1.0,
                 total: 1.0,
@@ -346,6 +351,7 @@ pub mod cpu {
         Axis {
             start,
             len,
+            last: len.saturating_sub(1),
             at,
             inv,
             total,
@@ -357,11 +363,7 @@ pub mod cpu {
         /// Weight of tap `j`.
         pub fn tap(&self, j: usize) -> f32 {
             if !self.aa {
-                return match (self.len, j) {
-                    (1, _) => 1.0,
-                    (_, 0) => 1.0 - self.at,
-                    _ => self.at,
-                };
+                return if j == 0 { 1.0 - self.at } else { self.at };
             }
             if self.total == 0.0 {
                 return 0.0;
@@ -390,7 +392,7 @@ pub mod cpu {
             for i in 0..ay.len {
                 let mut row = 0.0f32;
                 for j in 0..ax.len {
-                    row += ax.tap(j) * at(k, top + i, left + j);
+                    row += ax.tap(j) * at(k, top + i.min(ay.last), left + j.min(ax.last));
                 }
                 acc += ay.tap(i) * row;
             }
