@@ -305,13 +305,9 @@ impl ScorePart {
 
     /// The first parameter the guard flagged, as an error.
     pub(crate) fn check_flags(&self, flags: &[u32], step: u64, epoch: u64) -> TrainResult<()> {
-        let names = self
-            .net
-            .store
-            .params
-            .iter()
-            .map(|p| format!("score.{}", p.name));
-        check_guard(names, flags, step, epoch)
+        check_guard(flags, step, epoch, |i| {
+            format!("score.{}", self.net.store.params[i].name)
+        })
     }
 
     /// The DSM loss of the last step (a tensor of 1).
@@ -320,25 +316,23 @@ impl ScorePart {
     }
 }
 
-/// The first tensor whose guard bits are set in `flags` (slot i for the
-/// i-th name), as [`TrainError::NonFiniteTensor`].
+/// The first slot whose guard bits are set in `flags`, as
+/// [`TrainError::NonFiniteTensor`] with `name(slot)` (only called then).
 pub(crate) fn check_guard(
-    names: impl Iterator<Item = String>,
     flags: &[u32],
     step: u64,
     epoch: u64,
+    name: impl Fn(usize) -> String,
 ) -> TrainResult<()> {
-    for (name, &bits) in names.zip(flags) {
-        if bits != 0 {
-            return Err(TrainError::NonFiniteTensor {
-                step,
-                epoch,
-                tensor: name,
-                what: optim::describe_guard(bits),
-            });
-        }
+    match flags.iter().position(|&bits| bits != 0) {
+        None => Ok(()),
+        Some(i) => Err(TrainError::NonFiniteTensor {
+            step,
+            epoch,
+            tensor: name(i),
+            what: optim::describe_guard(flags[i]),
+        }),
     }
-    Ok(())
 }
 
 struct Buffers {
@@ -927,14 +921,9 @@ impl<'g> Trainer<'g> {
             return Err(non_finite("pair weights", *v));
         }
         // The optimizer's guard: gradients, updated values and moments.
-        let names = self
-            .encoder
-            .store
-            .params
-            .iter()
-            .map(|p| format!("backbone.{}", p.name))
-            .chain(self.heads.params.iter().map(|p| p.name.clone()));
-        check_guard(names, &r.u32(r_flags), st.step, st.epoch)?;
+        check_guard(&r.u32(r_flags), st.step, st.epoch, |i| {
+            self.param_names().nth(i).unwrap_or_default()
+        })?;
         if let (Some(sp), Some(i)) = (&self.score, r_score_flags) {
             sp.check_flags(&r.u32(i), st.step, st.epoch)?;
         }
@@ -947,19 +936,20 @@ impl<'g> Trainer<'g> {
         Ok(report)
     }
 
+    /// The encoder's (`backbone.…`) and heads' parameter names, in the
+    /// optimizer's order (its moments and guard slots).
+    fn param_names(&self) -> impl Iterator<Item = String> + '_ {
+        let enc = self.encoder.store.params.iter();
+        enc.map(|p| format!("backbone.{}", p.name))
+            .chain(self.heads.params.iter().map(|p| p.name.clone()))
+    }
+
     /// Names and tensors of every optimizer state, as PyTorch names them
     /// (`backbone.conv1.weight.momentum_buffer`, `projector.0.weight.exp_avg`,
     /// `score.conv_in.weight.exp_avg_sq`).
     pub fn optimizer_tensors(&self) -> Vec<(String, &Tensor)> {
         let mut out = Vec::new();
-        let names = self
-            .encoder
-            .store
-            .params
-            .iter()
-            .map(|p| format!("backbone.{}", p.name))
-            .chain(self.heads.params.iter().map(|p| p.name.clone()));
-        for (name, m) in names.zip(&self.moments) {
+        for (name, m) in self.param_names().zip(&self.moments) {
             for (slot, t) in self.optim.slots().iter().zip(m) {
                 out.push((format!("{name}.{slot}"), t));
             }
