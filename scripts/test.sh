@@ -26,6 +26,18 @@ echo "== training tests on the GL backend =="
 WGPU_BACKEND=gl cargo test --workspace --all-features --test train -- \
   trains_with_and_without_scorecl f16_storage resume_matches_an_uninterrupted_run_lars \
   runs_on_the_backend
+echo "== kernel tests on the GL backend =="
+# Every kernel family's test through GLSL (about 30 s): naga writes some
+# WGSL as GLSL whose meaning differs (`%` on a negative integer is
+# undefined in GLSL; the blur's edge reflection was wrong on llvmpipe until
+# these ran here).
+kernel_tests=()
+for t in augment batchnorm conv conv_bn_fd dsm elementwise eval_view gemm knn linear \
+  linear_probe models nonfinite optim probe reduce resnet_reference rng rows score_ops \
+  simclr simsiam vicreg weights wmse; do
+  kernel_tests+=(--test "$t")
+done
+WGPU_BACKEND=gl cargo test --workspace --all-features "${kernel_tests[@]}"
 echo "== no_std proof =="
 cargo build --manifest-path core/no_std_check/Cargo.toml --target-dir target/no_std_check
 echo "scorecl-core links into a #![no_std] staticlib: ok"

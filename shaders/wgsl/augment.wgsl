@@ -93,7 +93,9 @@ fn hsv2rgb(hsv: vec3<f32>) -> vec3<f32> {
     let p = clamp(v * (1.0 - s), 0.0, 1.0);
     let q = clamp(v * (1.0 - s * f), 0.0, 1.0);
     let t = clamp(v * (1.0 - s * (1.0 - f)), 0.0, 1.0);
-    let i = ((i32(i6) % 6) + 6) % 6;
+    // i6 mod 6 in floats (exact for these integers): no `%` on a possibly
+    // negative integer (undefined in GLSL).
+    let i = i32(i6 - 6.0 * floor(i6 / 6.0));
     switch i {
         case 0: { return vec3<f32>(v, t, p); }
         case 1: { return vec3<f32>(q, v, p); }
@@ -242,13 +244,15 @@ fn aug_main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroup
 
 // Reflect padding as torchvision's (…, 2, 1, 0, 1, 2, …, L−2, L−1, L−2, …).
 fn reflect(i: i32, len: u32) -> u32 {
-    let l = i32(len);
-    if (l == 1) { return 0u; }
-    var j = i;
-    let period = 2 * (l - 1);
-    j = ((j % period) + period) % period;
-    if (j >= l) { j = period - j; }
-    return u32(j);
+    if (len == 1u) { return 0u; }
+    let period = 2u * (len - 1u);
+    // |i| mod period gives the same reflection (it is symmetric about 0)
+    // with `%` on non-negative operands only: GLSL, which naga writes `%`
+    // into as is, leaves it undefined for negative ones (llvmpipe's GL
+    // blurred the edges wrongly).
+    var j = u32(abs(i)) % period;
+    if (j >= len) { j = period - j; }
+    return j;
 }
 
 // One 1-D Gaussian pass along x (horizontal) or y; σ = 0 copies.

@@ -110,12 +110,12 @@ fn col2im(@builtin(global_invocation_id) id: vec3<u32>) {
     var count = 0u;
     for (var p = 0u; p < P.kh; p++) {
         let hs = i32(h + P.pad) - i32(p);
-        if (hs < 0 || hs % i32(P.stride) != 0) { continue; }
+        if (hs < 0 || u32(hs) % P.stride != 0u) { continue; }
         let oh = u32(hs) / P.stride;
         if (oh >= P.oh) { continue; }
         for (var q = 0u; q < P.kw; q++) {
             let ws = i32(w + P.pad) - i32(q);
-            if (ws < 0 || ws % i32(P.stride) != 0) { continue; }
+            if (ws < 0 || u32(ws) % P.stride != 0u) { continue; }
             let ow = u32(ws) / P.stride;
             if (ow >= P.ow || count >= 64u) { continue; }
             taps[count] = ((c * P.kh + p) * P.kw + q) * P.ld + oh * P.ow + ow;
@@ -198,12 +198,12 @@ fn maxpool_backward(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_w
     var acc = 0.0;
     for (var p = 0u; p < P.kh; p++) {
         let hs = i32(h + P.pad) - i32(p);
-        if (hs < 0 || hs % i32(P.stride) != 0) { continue; }
+        if (hs < 0 || u32(hs) % P.stride != 0u) { continue; }
         let oh = u32(hs) / P.stride;
         if (oh >= P.oh) { continue; }
         for (var q = 0u; q < P.kw; q++) {
             let ws = i32(w + P.pad) - i32(q);
-            if (ws < 0 || ws % i32(P.stride) != 0) { continue; }
+            if (ws < 0 || u32(ws) % P.stride != 0u) { continue; }
             let ow = u32(ws) / P.stride;
             if (ow >= P.ow) { continue; }
             let o = plane * P.oh * P.ow + oh * P.ow + ow;
