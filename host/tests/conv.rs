@@ -128,9 +128,13 @@ fn check_conv(gpu: &Gpu, s: &ConvShape, scratch_images: f32, seed: u64, precisio
 }
 
 /// Shapes (stride, padding, 1×1 and 7×7 kernels, aligned and unaligned
-/// OH·OW) with the scratch size in images (fractions force chunking).
-fn conv_cases() -> [(ConvShape, f32); 7] {
+/// OH·OW) with the scratch size in images (fractions force chunking; on
+/// the native device, fewer threads or smaller blocks).
+fn conv_cases() -> [(ConvShape, f32); 8] {
     [
+        // Enough images for blocks of several images on the native
+        // device, the last one short.
+        (shape(21, 4, 6, 6, 8, 3, 1, 1), 21.0),
         (shape(2, 3, 7, 7, 4, 3, 1, 1), 2.0),
         (shape(3, 5, 9, 6, 8, 3, 2, 1), 1.5),
         (shape(1, 2, 5, 5, 3, 1, 1, 0), 1.0),

@@ -751,6 +751,15 @@ pub(crate) mod native {
             } else {
                 0
             };
+            // The taps' weights once per plane (the kernel computes them
+            // per pixel; the same expression, so the same bits).
+            let taps: Vec<f32> = if sigma > 0.0 {
+                (-radius..=radius)
+                    .map(|d| (-0.5 * (d as f32 / sigma) * (d as f32 / sigma)).exp())
+                    .collect()
+            } else {
+                Vec::new()
+            };
             for (q, v) in o.iter_mut().enumerate() {
                 let (y, x) = (q / ow, q % ow);
                 let mut b = if sigma <= 0.0 {
@@ -759,7 +768,7 @@ pub(crate) mod native {
                     let mut acc = 0.0f32;
                     let mut norm = 0.0f32;
                     for d in -radius..=radius {
-                        let wgt = (-0.5 * (d as f32 / sigma) * (d as f32 / sigma)).exp();
+                        let wgt = taps[(d + radius) as usize];
                         let sv = if horizontal {
                             src[y * ow + reflect(x as i32 + d, ow)]
                         } else {

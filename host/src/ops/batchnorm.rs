@@ -251,6 +251,30 @@ fn backward_impl(
         red.push(y);
         app.push(y);
     }
+    if gpu.is_native() && b.s >= 16 {
+        // Both passes a channel at a time, the second while the channel's
+        // planes are in cache (the same sums and expressions as the pair).
+        use crate::kernel::Binding::{Read, ReadWrite};
+        let k = gpu.native_kernel(
+            "bn_backward_fused",
+            &[
+                Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, Read, Read, Read,
+            ],
+            native::backward_fused,
+        )?;
+        let p = native::Fused {
+            n: b.n as u32,
+            c: b.c as u32,
+            s: b.s as u32,
+            affine: b.affine as u32,
+            training: b.training as u32,
+            relu: y_relu.is_some() as u32,
+            _pad: [0; 2],
+        };
+        let y = y_relu.unwrap_or(gpu.dummy()?);
+        let all = [x, t.gamma, dy, sums, dgamma, dbeta, dx, t.mean, t.invstd, y];
+        return step.dispatch(&k, &p, &all, [1, 1, 1]);
+    }
     let k = gpu.kernel(&BATCHNORM, reduce, defines, &c)?;
     step.dispatch(&k, &p, &red, grid(b.c, 1))?;
     let k = gpu.kernel(&BATCHNORM, apply, defines, &c)?;
@@ -578,6 +602,152 @@ pub(crate) mod native {
             }
         }
         Ok(())
+    }
+
+    /// Parameters of [`backward_fused`] (native only).
+    #[repr(C)]
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    pub(crate) struct Fused {
+        pub(crate) n: u32,
+        pub(crate) c: u32,
+        pub(crate) s: u32,
+        pub(crate) affine: u32,
+        pub(crate) training: u32,
+        pub(crate) relu: u32,
+        pub(crate) _pad: [u32; 2],
+    }
+
+    /// `bn_backward_reduce(_relu)` then `bn_backward_apply(_relu)` a
+    /// channel per task (planes of s ≥ 16): the channel's two sums, as
+    /// [`backward_reduce`] adds them, then its planes of `dx`, as
+    /// [`backward_apply`] writes them. Bindings: x, γ, dy, sums, dγ, dβ,
+    /// dx, mean, invstd, y_relu.
+    pub(crate) fn backward_fused(inv: &Invocation) -> Result<()> {
+        let f: Fused = inv.params()?;
+        let (x, gamma, dy) = (inv.f32(0)?, inv.f32(1)?, inv.f32(2)?);
+        let (sums, dgamma, dbeta) = (inv.f32_mut(3)?, inv.f32_mut(4)?, inv.f32_mut(5)?);
+        let dx = inv.f32_mut(6)?;
+        let (mean, invstd) = (inv.f32(7)?, inv.f32(8)?);
+        let (n, c, s) = (f.n as usize, f.c as usize, f.s as usize);
+        let len = n * c * s;
+        let (affine, training) = (f.affine != 0, f.training != 0);
+        let y_relu = if f.relu != 0 { Some(inv.f32(9)?) } else { None };
+        need(
+            inv,
+            &[
+                ("x", x.len(), len),
+                ("dy", dy.len(), len),
+                ("sums", sums.len(), 2 * c),
+                ("dx", dx.len(), len),
+                ("mean", mean.len(), c),
+                ("invstd", invstd.len(), c),
+            ],
+        )?;
+        if affine {
+            need(
+                inv,
+                &[
+                    ("gamma", gamma.len(), c),
+                    ("dgamma", dgamma.len(), c),
+                    ("dbeta", dbeta.len(), c),
+                ],
+            )?;
+        }
+        if let Some(y) = y_relu {
+            need(inv, &[("y_relu", y.len(), len)])?;
+        }
+        let inv_cnt = 1.0 / (n * s) as f32;
+        let (sums, dgamma, dbeta, dx) = (
+            SharedMut::new(sums),
+            SharedMut::new(dgamma),
+            SharedMut::new(dbeta),
+            SharedMut::new(&mut dx[..len]),
+        );
+        crate::native::for_each(c, 3 * n * s, |ch| {
+            // SAFETY (set, slice): task ch owns channel ch's sums,
+            // gradients and planes.
+            let (mu, is) = (mean[ch], invstd[ch]);
+            let plane = |b: usize| (b * c + ch) * s..(b * c + ch + 1) * s;
+            let (mut t1, mut t2) = (0.0f64, 0.0f64);
+            for b in 0..n {
+                let r = plane(b);
+                let y = y_relu.map(|y| &y[r.clone()]);
+                let (p1, p2) = plane_sums(&x[r.clone()], &dy[r], y, mu, is);
+                t1 += p1 as f64;
+                t2 += p2 as f64;
+            }
+            let (s1, s2) = (t1 as f32, t2 as f32);
+            sums.set(ch, s1);
+            sums.set(c + ch, s2);
+            if affine {
+                dbeta.set(ch, dbeta.get(ch) + s1);
+                dgamma.set(ch, dgamma.get(ch) + s2);
+            }
+            let k = if affine { is * gamma[ch] } else { is };
+            for b in 0..n {
+                let r = plane(b);
+                let o = dx.slice(r.start, s);
+                let (xs, ds) = (&x[r.clone()], &dy[r.clone()]);
+                let ys = y_relu.map_or(ds, |y| &y[r]);
+                let relu = y_relu.is_some();
+                for (((d, &xv), &dv), &yv) in o.iter_mut().zip(xs).zip(ds).zip(ys) {
+                    let gi = masked(dv, yv, relu);
+                    *d = if training {
+                        let xhat = (xv - mu) * is;
+                        k * (gi - s1 * inv_cnt - xhat * s2 * inv_cnt)
+                    } else {
+                        k * gi
+                    };
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// `dy` through the ReLU whose output is `y` (when `relu`).
+    #[inline(always)]
+    fn masked(dy: f32, y: f32, relu: bool) -> f32 {
+        if relu && !scorecl_core::relu_passes(y) {
+            0.0
+        } else {
+            dy
+        }
+    }
+
+    /// Σ g and Σ g·(x − μ)·invstd over one plane (g = `dy` masked by the
+    /// ReLU output `y`), each in [`crate::native::sum`]'s order (eight
+    /// lanes per block of 1024, blocks in f64), so the same bits as
+    /// [`channel_sum`] gives plane by plane; on slices, so that it
+    /// vectorises.
+    fn plane_sums(x: &[f32], dy: &[f32], y: Option<&[f32]>, mu: f32, is: f32) -> (f32, f32) {
+        let relu = y.is_some();
+        let y = y.unwrap_or(dy);
+        let (mut t1, mut t2) = (0.0f64, 0.0f64);
+        for ((xb, db), yb) in x.chunks(1024).zip(dy.chunks(1024)).zip(y.chunks(1024)) {
+            let (mut l1, mut l2) = ([0.0f32; 8], [0.0f32; 8]);
+            let full = xb.len() / 8 * 8;
+            for ((xc, dc), yc) in xb[..full]
+                .chunks_exact(8)
+                .zip(db[..full].chunks_exact(8))
+                .zip(yb[..full].chunks_exact(8))
+            {
+                for l in 0..8 {
+                    let g = masked(dc[l], yc[l], relu);
+                    l1[l] += g;
+                    l2[l] += g * (xc[l] - mu) * is;
+                }
+            }
+            for l in 0..xb.len() - full {
+                let g = masked(db[full + l], yb[full + l], relu);
+                l1[l] += g;
+                l2[l] += g * (xb[full + l] - mu) * is;
+            }
+            let fold =
+                |l: [f32; 8]| ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
+            t1 += fold(l1) as f64;
+            t2 += fold(l2) as f64;
+        }
+        (t1 as f32, t2 as f32)
     }
 
     fn backward_apply(inv: &Invocation, relu: bool) -> Result<()> {

@@ -124,14 +124,21 @@ fn chunk_of(shape: &ConvShape, scratch_len: usize, per: usize) -> Result<usize> 
 }
 
 /// Scratch elements for the largest of `shapes`, within the adapter's
-/// storage-binding limit (and 256 MiB, to bound memory on big GPUs).
+/// storage-binding limit (and 256 MiB, to bound memory on big GPUs). On
+/// the native device: one workspace per thread for the largest shape's
+/// blocks ([`fused`]).
 pub fn scratch_len(gpu: &Gpu, shapes: &[ConvShape]) -> usize {
+    if gpu.is_native() {
+        let threads = rayon::current_num_threads();
+        return shapes
+            .iter()
+            .map(|s| threads * fused::per_task(s, fused::block_images(s, threads)))
+            .max()
+            .unwrap_or(1);
+    }
     let limit = (gpu.caps.limits.max_storage_buffer_binding_size as usize).min(256 << 20) / 4;
     let pad4 = pads_rows(gpu);
-    // With padded rows the output gradient is laid out there too (cout
-    // rows per image).
-    let wide = gpu.is_native();
-    let per = |s: &ConvShape| padded_per_image(s, pad4, wide);
+    let per = |s: &ConvShape| padded_per_image(s, pad4);
     let biggest = shapes.iter().map(|s| s.n * per(s)).max().unwrap_or(1);
     let one = shapes.iter().map(per).max().unwrap_or(1);
     biggest.min(limit.max(one))
@@ -140,10 +147,10 @@ pub fn scratch_len(gpu: &Gpu, shapes: &[ConvShape]) -> usize {
 /// Scratch elements one image of `s` takes: its columns, and with padded
 /// rows (where OH·OW is not a multiple of 4) its output gradient in that
 /// layout, which shares the length.
-fn padded_per_image(s: &ConvShape, pad4: bool, wide: bool) -> usize {
+fn padded_per_image(s: &ConvShape, pad4: bool) -> usize {
     let ld = s.col_ld(pad4);
     let padded = ld != s.oh() * s.ow();
-    s.ckk().max(if padded || wide { s.cout } else { 0 }) * ld
+    s.ckk().max(if padded { s.cout } else { 0 }) * ld
 }
 
 /// Whether column matrices get rows padded to a multiple of 4 (f32
@@ -191,12 +198,12 @@ impl ConvPrecision {
 /// The scratch of a model's convolutions: the column matrix (f32; with f16
 /// storage the same buffer also holds the f16 columns); with f16 storage,
 /// the f16 copy of the weight being applied; with padded rows
-/// ([`pads_rows`]), the output gradient in the columns' padded layout.
+/// ([`pads_rows`]), the output gradient in the columns' padded layout. On
+/// the native device, the threads' workspaces ([`fused`]).
 pub struct ConvScratch {
     cols: Tensor,
     half_weight: Option<Tensor>,
-    /// The output gradient in the padded layout (CPU drivers), or on the
-    /// native device the wide layout's output and output gradient.
+    /// The output gradient in the padded layout (CPU drivers).
     rows: Option<Tensor>,
     /// Column rows padded to a multiple of 4.
     pad4: bool,
@@ -233,7 +240,7 @@ impl ConvScratch {
             } else {
                 None
             },
-            rows: if (!half && pads_rows(gpu) && unaligned) || gpu.is_native() {
+            rows: if !half && pads_rows(gpu) && unaligned {
                 Some(gpu.tensor(&[len], DType::F32)?)
             } else {
                 None
@@ -245,9 +252,14 @@ impl ConvScratch {
     /// Column elements one image of `s` takes in a scratch made on `gpu`
     /// with `precision` (its rows padded where [`pads_rows`]; then the
     /// output gradient's padded rows must fit too).
+    /// On the native device: one thread's workspace for blocks of one
+    /// image.
     pub fn per_image(gpu: &Gpu, s: &ConvShape, precision: ConvPrecision) -> usize {
+        if gpu.is_native() {
+            return fused::per_task(s, 1);
+        }
         let pad4 = !(precision == ConvPrecision::F16 && gpu.caps.f16) && pads_rows(gpu);
-        padded_per_image(s, pad4, gpu.is_native())
+        padded_per_image(s, pad4)
     }
 
     /// The column matrix's row length for `s`.
@@ -461,7 +473,7 @@ pub fn conv2d(
     weight.expect_len("conv weight", s.weight_len())?;
     out.expect_len("conv output", s.out_len())?;
     if step.gpu().is_native() {
-        return wide::forward(step, x, weight, s, scratch, out);
+        return fused::forward(step, x, weight, s, scratch, out);
     }
     let ld = scratch.ld(s);
     let chunk = chunk_of(s, scratch.len(), s.ckk() * ld)?;
@@ -523,7 +535,7 @@ pub fn conv2d_backward_add(
         dx.expect_len("conv input gradient", s.in_len())?;
     }
     if step.gpu().is_native() {
-        return wide::backward(step, x, weight, dout, s, scratch, dweight, dx, add);
+        return fused::backward(step, x, weight, dout, s, scratch, dweight, dx, add);
     }
     let ld = scratch.ld(s);
     let ohw = s.oh() * s.ow();
@@ -594,24 +606,122 @@ pub fn conv2d_backward_add(
     Ok(())
 }
 
-/// The native CPU device's convolution: a chunk's images side by side in
-/// the column matrix (`[C·k·k][images·OH·OW]`, kernels in [`native`]) so
-/// that the forward, the weight gradient and the column gradient are one
-/// GEMM each per chunk instead of one per image.
-mod wide {
-    use super::{chunk_of, native, params, ConvScratch, ConvShape, DxAdd, Params};
+/// The native CPU device's convolution, whole: the images are cut into
+/// blocks, and each thread takes a contiguous range of blocks and, block by
+/// block, writes the block's columns (`[C·k·k][images·OH·OW]`, the images
+/// side by side) into its own workspace and multiplies them at once, while
+/// they are in its cache, instead of materialising a whole chunk's columns
+/// in memory between two dispatches. The weight gradient is summed per
+/// thread and the threads' sums added in a fixed order (deterministic for a
+/// given thread count); each block's input gradient is written by the
+/// thread that owns the block's images.
+pub(crate) mod fused {
+    use super::{native, ConvScratch, ConvShape, DxAdd};
     use crate::error::{GpuError, Result};
     use crate::kernel::Binding::{Read, ReadWrite};
-    use crate::ops::gemm::{gemm, GemmSpec};
     use crate::step::Step;
     use crate::tensor::Tensor;
+    use bytemuck::{Pod, Zeroable};
 
-    fn rows(scratch: &ConvScratch) -> Result<&Tensor> {
-        scratch.rows.as_ref().ok_or_else(|| {
-            GpuError::shape(
-                "conv scratch",
-                "made for another device than the native CPU",
-            )
+    /// Column elements a block aims at (2 MiB of f32: within a core's L2
+    /// or its share of L3 while the block's products read them).
+    const BLOCK_COLS: usize = 1 << 19;
+
+    /// Images per block for `s` on `threads` threads: as many as fit
+    /// [`BLOCK_COLS`], at least one, and few enough that every thread
+    /// gets about four blocks.
+    pub(crate) fn block_images(s: &ConvShape, threads: usize) -> usize {
+        let per = s.ckk() * s.oh() * s.ow();
+        (BLOCK_COLS / per.max(1))
+            .min(s.n.div_ceil(4 * threads.max(1)))
+            .max(1)
+    }
+
+    /// One thread's workspace for blocks of `images`: the block's columns
+    /// (reused for their gradient), its output (or output gradient) side
+    /// by side, and the thread's weight-gradient sum.
+    pub(crate) fn per_task(s: &ConvShape, images: usize) -> usize {
+        let bc = images * s.oh() * s.ow();
+        s.ckk().max(1) * bc + s.cout * bc + s.cout * s.ckk()
+    }
+
+    /// The plan for `s` in a workspace of `len` elements: images per block
+    /// and threads (fewer, or smaller blocks, when the workspace is small).
+    fn plan(s: &ConvShape, len: usize) -> Result<(usize, usize)> {
+        let threads = rayon::current_num_threads();
+        let mut images = block_images(s, threads);
+        loop {
+            let tasks = (len / per_task(s, images))
+                .min(threads)
+                .min(s.n.div_ceil(images));
+            if tasks >= 1 {
+                return Ok((images, tasks));
+            }
+            if images == 1 {
+                return Err(GpuError::shape(
+                    "conv scratch",
+                    format!(
+                        "{len} elements, one image of {s:?} needs {}",
+                        per_task(s, 1)
+                    ),
+                ));
+            }
+            images = images.div_ceil(2);
+        }
+    }
+
+    /// Parameters of the fused kernels (native only: no WGSL twin).
+    #[repr(C)]
+    #[derive(Clone, Copy, Pod, Zeroable)]
+    pub(crate) struct Params {
+        pub(crate) n: u32,
+        pub(crate) cin: u32,
+        pub(crate) h: u32,
+        pub(crate) w: u32,
+        pub(crate) cout: u32,
+        pub(crate) k: u32,
+        pub(crate) stride: u32,
+        pub(crate) pad: u32,
+        /// Images per block.
+        pub(crate) images: u32,
+        /// Threads, each with a workspace of [`per_task`] elements.
+        pub(crate) tasks: u32,
+        /// The input gradient's epilogue: 0 none, 1 add, 2 add masked.
+        pub(crate) add: u32,
+        /// Whether the input gradient is written.
+        pub(crate) dx: u32,
+    }
+
+    impl Params {
+        pub(crate) fn shape(&self) -> ConvShape {
+            ConvShape {
+                n: self.n as usize,
+                cin: self.cin as usize,
+                h: self.h as usize,
+                w: self.w as usize,
+                cout: self.cout as usize,
+                k: self.k as usize,
+                stride: self.stride as usize,
+                pad: self.pad as usize,
+            }
+        }
+    }
+
+    fn params(s: &ConvShape, scratch: &ConvScratch) -> Result<Params> {
+        let (images, tasks) = plan(s, scratch.len())?;
+        Ok(Params {
+            n: s.n as u32,
+            cin: s.cin as u32,
+            h: s.h as u32,
+            w: s.w as u32,
+            cout: s.cout as u32,
+            k: s.k as u32,
+            stride: s.stride as u32,
+            pad: s.pad as u32,
+            images: images as u32,
+            tasks: tasks as u32,
+            add: 0,
+            dx: 0,
         })
     }
 
@@ -623,32 +733,16 @@ mod wide {
         scratch: &ConvScratch,
         out: &Tensor,
     ) -> Result<()> {
-        let gpu = step.gpu();
-        let wide = rows(scratch)?;
-        let ohw = s.oh() * s.ow();
-        let chunk = chunk_of(s, scratch.len(), s.ckk().max(s.cout) * ohw)?;
-        let im2col = gpu.native_kernel("im2col_wide", &[Read, ReadWrite], native::im2col_wide)?;
-        let scatter =
-            gpu.native_kernel("scatter_wide", &[Read, ReadWrite], native::scatter_wide)?;
-        let mut i0 = 0;
-        while i0 < s.n {
-            let images = chunk.min(s.n - i0);
-            step.dispatch(
-                &im2col,
-                &params(s, i0, images, ohw),
-                &[x, &scratch.cols],
-                [1, 1, 1],
-            )?;
-            let g = GemmSpec::new(s.cout, images * ohw, s.ckk());
-            gemm(step, &g, weight, &scratch.cols, None, wide)?;
-            let p = Params {
-                c: s.cout as u32,
-                ..params(s, i0, images, ohw)
-            };
-            step.dispatch(&scatter, &p, &[wide, out], [1, 1, 1])?;
-            i0 += images;
+        let k = step.gpu().native_kernel(
+            "conv_forward",
+            &[Read, Read, ReadWrite, ReadWrite],
+            native::conv_forward,
+        )?;
+        if s.n == 0 {
+            return Ok(());
         }
-        Ok(())
+        let p = params(s, scratch)?;
+        step.dispatch(&k, &p, &[x, weight, &scratch.cols, out], [1, 1, 1])
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -663,16 +757,30 @@ mod wide {
         dx: Option<&Tensor>,
         add: DxAdd<'_>,
     ) -> Result<()> {
+        if s.n == 0 {
+            return Ok(());
+        }
         let gpu = step.gpu();
-        let wide = rows(scratch)?;
-        let ohw = s.oh() * s.ow();
-        let chunk = chunk_of(s, scratch.len(), s.ckk().max(s.cout) * ohw)?;
-        let im2col = gpu.native_kernel("im2col_wide", &[Read, ReadWrite], native::im2col_wide)?;
-        let gather = gpu.native_kernel("gather_wide", &[Read, ReadWrite], native::gather_wide)?;
-        let col2im = gpu.native_kernel(
-            "col2im_wide",
-            &[Read, ReadWrite, Read, Read],
-            native::col2im_wide,
+        let p = params(s, scratch)?;
+        let Some(dx) = dx else {
+            let k = gpu.native_kernel(
+                "conv_backward_weight",
+                &[Read, Read, Read, ReadWrite, ReadWrite],
+                native::conv_backward,
+            )?;
+            return step.dispatch(
+                &k,
+                &p,
+                &[x, weight, dout, &scratch.cols, dweight],
+                [1, 1, 1],
+            );
+        };
+        let k = gpu.native_kernel(
+            "conv_backward",
+            &[
+                Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Read, Read,
+            ],
+            native::conv_backward,
         )?;
         let dummy = gpu.dummy()?;
         let (addend, mask, flag) = match add {
@@ -685,44 +793,17 @@ mod wide {
                 t.expect_len(what, s.in_len())?;
             }
         }
-        let mut i0 = 0;
-        while i0 < s.n {
-            let images = chunk.min(s.n - i0);
-            let cols = images * ohw;
-            step.dispatch(
-                &im2col,
-                &params(s, i0, images, ohw),
-                &[x, &scratch.cols],
-                [1, 1, 1],
-            )?;
-            let p = Params {
-                c: s.cout as u32,
-                ..params(s, i0, images, ohw)
-            };
-            step.dispatch(&gather, &p, &[dout, wide], [1, 1, 1])?;
-            let gw = GemmSpec {
-                trans_b: true,
-                beta: 1.0,
-                ..GemmSpec::new(s.cout, s.ckk(), cols)
-            };
-            gemm(step, &gw, wide, &scratch.cols, None, dweight)?;
-            if let Some(dx) = dx {
-                // The columns are read by now (dispatches run in order):
-                // the scratch receives the column gradient.
-                let gd = GemmSpec {
-                    trans_a: true,
-                    ..GemmSpec::new(s.ckk(), cols, s.cout)
-                };
-                gemm(step, &gd, weight, wide, None, &scratch.cols)?;
-                let p = Params {
-                    ld: flag,
-                    ..params(s, i0, images, ohw)
-                };
-                step.dispatch(&col2im, &p, &[&scratch.cols, dx, addend, mask], [1, 1, 1])?;
-            }
-            i0 += images;
-        }
-        Ok(())
+        let p = Params {
+            add: flag,
+            dx: 1,
+            ..p
+        };
+        step.dispatch(
+            &k,
+            &p,
+            &[x, weight, dout, &scratch.cols, dweight, dx, addend, mask],
+            [1, 1, 1],
+        )
     }
 }
 
@@ -921,7 +1002,9 @@ pub mod cpu {
 pub(crate) mod native {
     use super::Params;
     use crate::error::Result;
-    use crate::native::{need, rows_mut, Invocation, KernelFn};
+    use crate::native::{need, rows_mut, Invocation, KernelFn, SharedMut};
+    use crate::ops::gemm::native as gemm;
+    use rayon::prelude::*;
 
     pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
         Some(match entry {
@@ -1256,120 +1339,189 @@ pub(crate) mod native {
         Ok(())
     }
 
-    /// The wide column layout of the native device: images `i0..i0 +
-    /// images` side by side, `[ckk][images·OH·OW]`, so that a chunk's
-    /// convolution is one GEMM (`x` → `col`).
-    pub(super) fn im2col_wide(inv: &Invocation) -> Result<()> {
-        let p: Params = inv.params()?;
-        let g = Geo::of(&p);
-        let (x, col) = (inv.f32(0)?, inv.f32_mut(1)?);
-        let (i0, images) = (p.i0 as usize, p.images as usize);
-        let (rows, ohw, chw) = (g.c * g.kh * g.kw, g.oh * g.ow, g.c * g.h * g.w);
-        let g = Geo { ld: ohw, ..g };
-        need(
-            inv,
-            &[
-                ("x", x.len(), (i0 + images) * chw),
-                ("col", col.len(), rows * images * ohw),
-            ],
-        )?;
-        rows_mut(col, rows * images, ohw, ohw, |t, out| {
-            let (r, b) = (t / images, t % images);
-            g.im2col_row(&x[(i0 + b) * chw..(i0 + b + 1) * chw], r, out);
-        });
-        Ok(())
+    /// The images of block `b` of `p` (the last block may be short).
+    fn block(p: &super::fused::Params, b: usize) -> (usize, usize) {
+        let per = p.images as usize;
+        let i0 = b * per;
+        (i0, per.min(p.n as usize - i0))
     }
 
-    /// The input gradient from a wide column gradient (`dcol` → `dx`, with
-    /// the ADD / MASK epilogue of `col2im` taken from the parameters'
-    /// `ld`: 0 none, 1 add, 2 add masked).
-    pub(super) fn col2im_wide(inv: &Invocation) -> Result<()> {
-        let p: Params = inv.params()?;
-        let g = Geo::of(&p);
-        let (dcol, dx, addend, mask) = (inv.f32(0)?, inv.f32_mut(1)?, inv.f32(2)?, inv.f32(3)?);
-        let (add, masked) = (p.ld >= 1, p.ld == 2);
-        let (i0, images) = (p.i0 as usize, p.images as usize);
-        let (rows, ohw, hw) = (g.c * g.kh * g.kw, g.oh * g.ow, g.h * g.w);
-        let end = (i0 + images) * g.c * hw;
+    /// Blocks `t·blocks/tasks ..` of task `t`: contiguous, fixed by the
+    /// plan.
+    fn task_blocks(t: usize, tasks: usize, blocks: usize) -> std::ops::Range<usize> {
+        t * blocks / tasks..(t + 1) * blocks / tasks
+    }
+
+    /// Block columns of images `i0..i0 + images` of `x` into `cols`
+    /// (`[ckk][images·OH·OW]`).
+    fn block_cols(g: &Geo, x: &[f32], (i0, images): (usize, usize), cols: &mut [f32]) {
+        let (ohw, chw) = (g.oh * g.ow, g.c * g.h * g.w);
+        let bc = images * ohw;
+        for (r, row) in cols.chunks_mut(bc).enumerate() {
+            for (b, out) in row.chunks_mut(ohw).enumerate() {
+                let i = i0 + b;
+                g.im2col_row(&x[i * chw..(i + 1) * chw], r, out);
+            }
+        }
+    }
+
+    fn geo(p: &super::fused::Params) -> Geo {
+        let s = p.shape();
+        Geo {
+            c: s.cin,
+            h: s.h,
+            w: s.w,
+            kh: s.k,
+            kw: s.k,
+            stride: s.stride.max(1),
+            pad: s.pad,
+            oh: s.oh(),
+            ow: s.ow(),
+            ld: s.oh() * s.ow(),
+        }
+    }
+
+    /// `conv_forward` (`x`, `weight`, workspace → `out`): each task's
+    /// blocks, columns then one product per block.
+    pub(super) fn conv_forward(inv: &Invocation) -> Result<()> {
+        let p: super::fused::Params = inv.params()?;
+        let s = p.shape();
+        let g = geo(&p);
+        let (x, wt, work, out) = (inv.f32(0)?, inv.f32(1)?, inv.f32_mut(2)?, inv.f32_mut(3)?);
+        let (ohw, ckk, tasks) = (g.oh * g.ow, s.ckk(), p.tasks as usize);
+        let per_task = super::fused::per_task(&s, p.images as usize);
         need(
             inv,
             &[
-                ("dcol", dcol.len(), rows * images * ohw),
-                ("dx", dx.len(), end),
+                ("x", x.len(), s.in_len()),
+                ("weight", wt.len(), s.weight_len()),
+                ("workspace", work.len(), tasks * per_task),
+                ("out", out.len(), s.out_len()),
             ],
         )?;
-        if add {
-            need(inv, &[("addend", addend.len(), end)])?;
-        }
-        if masked {
-            need(inv, &[("mask", mask.len(), end)])?;
-        }
-        let base = i0 * g.c * hw;
-        let stride = images * ohw;
-        rows_mut(
-            &mut dx[base..end],
-            images * g.c,
-            hw,
-            hw * g.kh * g.kw,
-            |t, out| {
-                let (b, c) = (t / g.c, t % g.c);
-                g.col2im_plane(&dcol[b * ohw..], stride, c, out);
-                if add {
-                    add_branch(out, addend, mask, masked, base + t * hw);
+        let blocks = s.n.div_ceil(p.images.max(1) as usize);
+        let (work, out) = (SharedMut::new(work), SharedMut::new(out));
+        let slab = s.cout * ohw;
+        (0..tasks).into_par_iter().for_each(|t| {
+            // SAFETY (slices): task t owns its workspace and the outputs of
+            // its blocks' images.
+            let ws = work.slice(t * per_task, per_task);
+            for b in task_blocks(t, tasks, blocks) {
+                let (i0, images) = block(&p, b);
+                let bc = images * ohw;
+                let (cols, rest) = ws.split_at_mut(ckk * bc);
+                block_cols(&g, x, (i0, images), cols);
+                let dst = out.slice(i0 * slab, images * slab);
+                if images == 1 {
+                    gemm::seq(dst, (s.cout, bc, ckk), (wt, false), (cols, false), false);
+                } else {
+                    let wide = &mut rest[..s.cout * bc];
+                    gemm::seq(wide, (s.cout, bc, ckk), (wt, false), (cols, false), false);
+                    for (ch, row) in wide.chunks(bc).enumerate() {
+                        for (i, src) in row.chunks(ohw).enumerate() {
+                            dst[i * slab + ch * ohw..][..ohw].copy_from_slice(src);
+                        }
+                    }
                 }
-            },
-        );
-        Ok(())
-    }
-
-    /// NCHW activations of images `i0..i0 + images` (`c` channels of
-    /// OH·OW) into the wide layout `[c][images·OH·OW]` (`y` → `rows`).
-    pub(super) fn gather_wide(inv: &Invocation) -> Result<()> {
-        let p: Params = inv.params()?;
-        let (y, rows) = (inv.f32(0)?, inv.f32_mut(1)?);
-        let (c, i0, images, ohw) = (
-            p.c as usize,
-            p.i0 as usize,
-            p.images as usize,
-            (p.oh * p.ow) as usize,
-        );
-        need(
-            inv,
-            &[
-                ("y", y.len(), (i0 + images) * c * ohw),
-                ("rows", rows.len(), c * images * ohw),
-            ],
-        )?;
-        rows_mut(rows, c * images, ohw, ohw, |t, out| {
-            let (ch, b) = (t / images, t % images);
-            let src = ((i0 + b) * c + ch) * ohw;
-            out.copy_from_slice(&y[src..src + ohw]);
+            }
         });
         Ok(())
     }
 
-    /// The wide layout back into NCHW (`rows` → `y`, images `i0..`).
-    pub(super) fn scatter_wide(inv: &Invocation) -> Result<()> {
-        let p: Params = inv.params()?;
-        let (rows, y) = (inv.f32(0)?, inv.f32_mut(1)?);
-        let (c, i0, images, ohw) = (
-            p.c as usize,
-            p.i0 as usize,
-            p.images as usize,
-            (p.oh * p.ow) as usize,
-        );
+    /// `conv_backward` (`x`, `weight`, `dout`, workspace → `dweight` +=,
+    /// and `dx` with col2im's ADD / MASK epilogue when `p.dx`): per block,
+    /// its columns, the output gradient side by side, the block's weight
+    /// gradient added to the task's sum, and the column gradient (in the
+    /// columns' place) gathered into `dx`.
+    pub(super) fn conv_backward(inv: &Invocation) -> Result<()> {
+        let p: super::fused::Params = inv.params()?;
+        let s = p.shape();
+        let g = geo(&p);
+        let (x, wt, dout) = (inv.f32(0)?, inv.f32(1)?, inv.f32(2)?);
+        let (work, dweight) = (inv.f32_mut(3)?, inv.f32_mut(4)?);
+        let (ohw, hw, ckk, tasks) = (g.oh * g.ow, s.h * s.w, s.ckk(), p.tasks as usize);
+        let per_task = super::fused::per_task(&s, p.images as usize);
         need(
             inv,
             &[
-                ("rows", rows.len(), c * images * ohw),
-                ("y", y.len(), (i0 + images) * c * ohw),
+                ("x", x.len(), s.in_len()),
+                ("weight", wt.len(), s.weight_len()),
+                ("dout", dout.len(), s.out_len()),
+                ("workspace", work.len(), tasks * per_task),
+                ("dweight", dweight.len(), s.weight_len()),
             ],
         )?;
-        let out = &mut y[i0 * c * ohw..(i0 + images) * c * ohw];
-        rows_mut(out, images * c, ohw, ohw, |t, o| {
-            let (b, ch) = (t / c, t % c);
-            o.copy_from_slice(&rows[(ch * images + b) * ohw..(ch * images + b + 1) * ohw]);
+        let (has_dx, add, masked) = (p.dx != 0, p.add >= 1, p.add == 2);
+        let (dx, addend, mask) = if has_dx {
+            let (dx, addend, mask) = (inv.f32_mut(5)?, inv.f32(6)?, inv.f32(7)?);
+            need(inv, &[("dx", dx.len(), s.in_len())])?;
+            if add {
+                need(inv, &[("addend", addend.len(), s.in_len())])?;
+            }
+            if masked {
+                need(inv, &[("mask", mask.len(), s.in_len())])?;
+            }
+            (Some(SharedMut::new(dx)), addend, mask)
+        } else {
+            (None, &[][..], &[][..])
+        };
+        let blocks = s.n.div_ceil(p.images.max(1) as usize);
+        let tasks = tasks.min(blocks);
+        let work = SharedMut::new(work);
+        let (slab, wlen, plane) = (s.cout * ohw, s.cout * ckk, s.cin * hw);
+        (0..tasks).into_par_iter().for_each(|t| {
+            // SAFETY (slices): task t owns its workspace and the input
+            // gradient of its blocks' images.
+            let ws = work.slice(t * per_task, per_task);
+            let (ws, sum) = ws.split_at_mut(per_task - wlen);
+            for (j, b) in task_blocks(t, tasks, blocks).enumerate() {
+                let (i0, images) = block(&p, b);
+                let bc = images * ohw;
+                let (cols, rest) = ws.split_at_mut(ckk * bc);
+                block_cols(&g, x, (i0, images), cols);
+                let src = &dout[i0 * slab..(i0 + images) * slab];
+                let dy: &[f32] = if images == 1 {
+                    src
+                } else {
+                    let wide = &mut rest[..s.cout * bc];
+                    for (ch, row) in wide.chunks_mut(bc).enumerate() {
+                        for (i, o) in row.chunks_mut(ohw).enumerate() {
+                            o.copy_from_slice(&src[i * slab + ch * ohw..][..ohw]);
+                        }
+                    }
+                    wide
+                };
+                // dW_t (+)= dy · colsᵀ.
+                gemm::seq(sum, (s.cout, ckk, bc), (dy, false), (cols, true), j > 0);
+                let Some(dx) = &dx else { continue };
+                // dcol = Wᵀ · dy, in the columns' place.
+                gemm::seq(cols, (ckk, bc, s.cout), (wt, true), (dy, false), false);
+                let out = dx.slice(i0 * plane, images * plane);
+                for (q, o) in out.chunks_mut(hw).enumerate() {
+                    let (b, c) = (q / s.cin, q % s.cin);
+                    g.col2im_plane(&cols[b * ohw..], bc, c, o);
+                    if add {
+                        add_branch(o, addend, mask, masked, (i0 * s.cin + q) * hw);
+                    }
+                }
+            }
         });
+        // dweight += Σ_t sum_t, the tasks' sums in task order.
+        let sums = work;
+        let at = per_task - wlen;
+        dweight[..wlen]
+            .par_chunks_mut(4096)
+            .enumerate()
+            .for_each(|(r, o)| {
+                for (j, v) in o.iter_mut().enumerate() {
+                    let i = r * 4096 + j;
+                    let mut acc = 0.0f32;
+                    for t in 0..tasks {
+                        acc += sums.get(t * per_task + at + i);
+                    }
+                    *v += acc;
+                }
+            });
         Ok(())
     }
 }

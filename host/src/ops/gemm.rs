@@ -578,6 +578,37 @@ pub(crate) mod native {
     /// Columns per task of a wide product.
     const BLOCK: usize = 1024;
 
+    /// `c = op(a)·op(b)` (or `c += …` with `accumulate`) on the calling
+    /// thread, for the native kernels that multiply inside their own
+    /// parallel loop (the fused convolution): `c` is m × n, `op(a)` m × k
+    /// and `op(b)` k × n, all dense and row-major (`a` stored k × m when
+    /// transposed, `b` n × k).
+    pub(crate) fn seq(
+        c: &mut [f32],
+        (m, n, k): (usize, usize, usize),
+        (a, ta): (&[f32], bool),
+        (b, tb): (&[f32], bool),
+        accumulate: bool,
+    ) {
+        let a = if ta {
+            MatRef::from_row_major_slice(&a[..k * m], k, m).transpose()
+        } else {
+            MatRef::from_row_major_slice(&a[..m * k], m, k)
+        };
+        let b = if tb {
+            MatRef::from_row_major_slice(&b[..n * k], n, k).transpose()
+        } else {
+            MatRef::from_row_major_slice(&b[..k * n], k, n)
+        };
+        let c = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
+        let accum = if accumulate {
+            Accum::Add
+        } else {
+            Accum::Replace
+        };
+        matmul(c, accum, a, b, 1.0f32, Par::Seq);
+    }
+
     fn run(inv: &Invocation, layout: Layout) -> Result<()> {
         let p: Params = inv.params()?;
         let (a, b, bias, c) = match layout {
