@@ -107,12 +107,16 @@ enum Command {
         #[arg(long)]
         batch_size: Option<usize>,
         /// Output folder: one run directory per (method, weighting, seed),
-        /// and compare.md.
+        /// compare.md and compare.json (every run, and per cell mean, std
+        /// and the paired difference to `off` with its 95 % interval).
         #[arg(long)]
         out: std::path::PathBuf,
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
+        /// Print compare.json's content instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Draw the PNG plots of a run directory (loss, DSM loss, k-NN, pair
     /// weights) from its metrics.jsonl.
@@ -747,8 +751,9 @@ fn run() -> anyhow::Result<()> {
             batch_size,
             out,
             quiet,
+            json,
         } => {
-            use scorecl_host::train::compare::{run_compare, table, CompareSpec};
+            use scorecl_host::train::compare::{run_compare, summarise, table, CompareSpec};
             use scorecl_host::train::{Method, TrainConfig};
             let mut cfg = TrainConfig::load(config)?;
             if let Some(d) = data {
@@ -773,6 +778,9 @@ fn run() -> anyhow::Result<()> {
             };
             let gpu = gpu(&cli)?;
             let results = run_compare(&gpu, &cfg, &spec, out, !quiet, |r, cached| {
+                if *json {
+                    return;
+                }
                 println!(
                     "{} {} seed {}: k-NN top-1 {:.2} %{}",
                     r.method,
@@ -797,7 +805,26 @@ fn run() -> anyhow::Result<()> {
             );
             let path = out.join("compare.md");
             scorecl_host::nn::checkpoint::write_atomic(&path, md.as_bytes())?;
-            println!("\n{t}\nwritten to {}", path.display());
+            let doc = serde_json::json!({
+                "dataset": cfg.data.dataset,
+                "epochs": cfg.train.epochs,
+                "batch_size": cfg.train.batch_size,
+                "device": gpu.describe(),
+                "runs": results,
+                "cells": summarise(&results),
+            });
+            let text = serde_json::to_string_pretty(&doc)?;
+            let json_path = out.join("compare.json");
+            scorecl_host::nn::checkpoint::write_atomic(&json_path, text.as_bytes())?;
+            if *json {
+                println!("{text}");
+            } else {
+                println!(
+                    "\n{t}\nwritten to {} and {}",
+                    path.display(),
+                    json_path.display()
+                );
+            }
         }
         Command::Probe {
             checkpoint,

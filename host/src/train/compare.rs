@@ -4,7 +4,8 @@
 //! hand-crafted control: the same transform of crop-area and jitter
 //! strengths read off the augmentation parameters), over several seeds;
 //! k-NN top-1 per run, then mean ± std over seeds per method and weighting
-//! with the difference to `off`.
+//! with the paired difference to `off` (same seeds) and its 95 % Student-t
+//! interval ([`summarise`]; `compare.md` and `compare.json`).
 //!
 //! Each run lives in `OUT/<method>-<weighting>-<seed>/` and, once
 //! evaluated, holds `result.json`: a finished run is not run again, and an
@@ -140,8 +141,8 @@ pub fn run_compare(
     Ok(results)
 }
 
-/// Mean and sample standard deviation.
-fn mean_std(v: &[f64]) -> (f64, f64) {
+/// Mean and sample standard deviation (0 for fewer than two values).
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n.max(1.0);
     let var = if v.len() > 1 {
@@ -152,40 +153,160 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-/// The Markdown table: k-NN top-1 mean ± std over seeds per method and
-/// weighting, and the difference of the means to `off` of the same method.
-pub fn table(results: &[RunResult]) -> String {
-    let mut rows: Vec<(String, String)> = Vec::new();
+/// A paired difference over seeds: mean, sample std and the two-sided
+/// Student-t interval of the mean at `level` (`scipy.stats.t.interval`
+/// on the differences; `statrs`' quantile).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Paired {
+    /// Pairs (seeds with both runs).
+    pub n: usize,
+    /// Mean difference.
+    pub mean: f64,
+    /// Sample standard deviation of the differences.
+    pub std: f64,
+    /// Confidence level of the interval (0.95).
+    pub level: f64,
+    /// The t quantile used, t_{(1+level)/2, n−1}.
+    pub t: f64,
+    /// Lower end of the interval.
+    pub lo: f64,
+    /// Upper end of the interval.
+    pub hi: f64,
+}
+
+/// The paired interval of `diffs` at `level`, or None for fewer than two
+/// pairs (no interval exists) or a level outside (0, 1).
+pub fn paired(diffs: &[f64], level: f64) -> Option<Paired> {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    if diffs.len() < 2 || !(level > 0.0 && level < 1.0) {
+        return None;
+    }
+    let n = diffs.len();
+    let (mean, std) = mean_std(diffs);
+    let t = StudentsT::new(0.0, 1.0, (n - 1) as f64)
+        .ok()?
+        .inverse_cdf(0.5 + level / 2.0);
+    let half = t * std / (n as f64).sqrt();
+    Some(Paired {
+        n,
+        mean,
+        std,
+        level,
+        t,
+        lo: mean - half,
+        hi: mean + half,
+    })
+}
+
+/// One (method, weighting) cell over seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    /// Method name.
+    pub method: String,
+    /// Weighting.
+    pub weighting: String,
+    /// Seeds with a result.
+    pub seeds: Vec<u64>,
+    /// k-NN top-1 mean over seeds, percent.
+    pub mean: f64,
+    /// Sample standard deviation over seeds.
+    pub std: f64,
+    /// Against `off` of the same method on the same seeds (none for `off`
+    /// itself, or without an `off` run).
+    pub vs_off: Option<Paired>,
+}
+
+/// Every cell of `results`, in the order they first appear, with the
+/// paired difference to `off` at 95 %.
+pub fn summarise(results: &[RunResult]) -> Vec<Cell> {
+    let mut keys: Vec<(String, String)> = Vec::new();
     for r in results {
         let key = (r.method.clone(), r.weighting.clone());
-        if !rows.contains(&key) {
-            rows.push(key);
+        if !keys.contains(&key) {
+            keys.push(key);
         }
     }
-    let stat = |m: &str, w: &str| -> Option<(f64, f64, usize)> {
-        let v: Vec<f64> = results
+    let of = |m: &str, w: &str, seed: u64| {
+        results
             .iter()
-            .filter(|r| r.method == m && r.weighting == w)
+            .find(|r| r.method == m && r.weighting == w && r.seed == seed)
             .map(|r| r.top1)
-            .collect();
-        (!v.is_empty()).then(|| {
-            let (a, b) = mean_std(&v);
-            (a, b, v.len())
-        })
     };
+    keys.into_iter()
+        .map(|(m, w)| {
+            let runs: Vec<&RunResult> = results
+                .iter()
+                .filter(|r| r.method == m && r.weighting == w)
+                .collect();
+            let v: Vec<f64> = runs.iter().map(|r| r.top1).collect();
+            let (mean, std) = mean_std(&v);
+            let vs_off = if w == "off" {
+                None
+            } else {
+                let diffs: Vec<f64> = runs
+                    .iter()
+                    .filter_map(|r| of(&m, "off", r.seed).map(|base| r.top1 - base))
+                    .collect();
+                paired(&diffs, 0.95)
+            };
+            Cell {
+                seeds: runs.iter().map(|r| r.seed).collect(),
+                method: m,
+                weighting: w,
+                mean,
+                std,
+                vs_off,
+            }
+        })
+        .collect()
+}
+
+/// The Markdown tables: per method and weighting the k-NN top-1 mean ± std
+/// over seeds and the paired difference to `off` (mean and 95 % t
+/// interval over the seeds both ran); then every run per seed.
+pub fn table(results: &[RunResult]) -> String {
+    let cells = summarise(results);
     let mut s = String::from(
-        "| method | weighting | seeds | k-NN top-1 (%) | Δ vs off |\n| --- | --- | ---: | ---: | ---: |\n",
+        "| method | weighting | seeds | k-NN top-1 (%) | Δ vs off, paired by seed: mean [95 % CI] (pairs) |\n\
+         | --- | --- | ---: | ---: | ---: |\n",
     );
-    for (m, w) in rows {
-        let (mean, std, n) = stat(&m, &w).expect("a row has results");
-        let delta = match (w.as_str(), stat(&m, "off")) {
-            ("off", _) => "—".to_string(),
-            (_, Some((base, _, _))) => format!("{:+.2}", mean - base),
-            _ => "n/a".to_string(),
+    for c in &cells {
+        let delta = match (&c.vs_off, c.weighting.as_str()) {
+            (_, "off") => "—".to_string(),
+            (Some(p), _) => format!("{:+.2} [{:+.2}, {:+.2}] ({})", p.mean, p.lo, p.hi, p.n),
+            (None, _) => "n/a (fewer than 2 pairs)".to_string(),
         };
         s.push_str(&format!(
-            "| {m} | {w} | {n} | {mean:.2} ± {std:.2} | {delta} |\n"
+            "| {} | {} | {} | {:.2} ± {:.2} | {delta} |\n",
+            c.method,
+            c.weighting,
+            c.seeds.len(),
+            c.mean,
+            c.std
         ));
+    }
+    let mut seeds: Vec<u64> = results.iter().map(|r| r.seed).collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    s.push_str("\nPer seed (k-NN top-1 %):\n\n| seed |");
+    for c in &cells {
+        s.push_str(&format!(" {} {} |", c.method, c.weighting));
+    }
+    s.push_str("\n| ---: |");
+    s.push_str(&" ---: |".repeat(cells.len()));
+    s.push('\n');
+    for seed in seeds {
+        s.push_str(&format!("| {seed} |"));
+        for c in &cells {
+            match results
+                .iter()
+                .find(|r| r.method == c.method && r.weighting == c.weighting && r.seed == seed)
+            {
+                Some(r) => s.push_str(&format!(" {:.2} |", r.top1)),
+                None => s.push_str(" — |"),
+            }
+        }
+        s.push('\n');
     }
     s
 }
