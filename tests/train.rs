@@ -22,7 +22,7 @@ use scorecl::core::weights::{augment_statistic, from_statistics, ScoreWeightConf
 use scorecl::host::data::Split;
 use scorecl::host::ops::conv::ConvPrecision;
 use scorecl::host::train::{
-    run_training, RunDir, RunOptions, StepReport, TrainConfig, TrainError, Trainer,
+    run_training, Method, RunDir, RunOptions, StepReport, TrainConfig, TrainError, Trainer,
 };
 use scorecl::host::{Gpu, GpuOptions};
 
@@ -758,6 +758,23 @@ fn every_preset_loads_and_validates() {
             seen += 1;
             continue;
         }
+        if stem.starts_with("study-") {
+            // A study's base for `scorecl compare --methods …`: valid for
+            // every method.
+            for m in [
+                Method::Simclr,
+                Method::Simsiam,
+                Method::Wmse,
+                Method::Vicreg,
+            ] {
+                let mut c = cfg.clone();
+                c.method = m;
+                c.validate()
+                    .unwrap_or_else(|e| panic!("{stem} with {}: {e}", m.name()));
+            }
+            seen += 1;
+            continue;
+        }
         assert!(
             stem.ends_with(cfg.method.name()),
             "{stem} holds method {}",
@@ -770,8 +787,8 @@ fn every_preset_loads_and_validates() {
         seen += 1;
     }
     assert_eq!(
-        seen, 13,
-        "4 methods × (CIFAR, ImageNet-100, tiny), and default"
+        seen, 14,
+        "4 methods × (CIFAR, ImageNet-100, tiny), default and the study's base"
     );
 }
 
