@@ -18,7 +18,9 @@
 mod common;
 
 use scorecl::core::rng::{stream_id, Philox, Purpose};
-use scorecl::core::weights::{augment_statistic, from_statistics, ScoreWeightConfig, WeightMode};
+use scorecl::core::weights::{
+    augment_statistic, from_statistics, Apply, ScoreWeightConfig, Statistic, Transform, WeightMode,
+};
 use scorecl::host::data::Split;
 use scorecl::host::ops::conv::ConvPrecision;
 use scorecl::host::train::{
@@ -84,9 +86,9 @@ fn mean(v: &[f32]) -> f32 {
 /// The weights the core computes from the statistics read back.
 fn core_weights(r: &StepReport, cfg: &ScoreWeightConfig, seed: u64) -> Vec<f32> {
     let stats = r.stats.as_ref().expect("score statistics");
-    let n = r.weights.len();
+    let n = stats.len() / 2;
     let shuffle = Philox::new(seed, stream_id(Purpose::Shuffle, r.step));
-    let mut out = vec![0.0; n];
+    let mut out = vec![0.0; cfg.apply.count(n)];
     from_statistics(&stats[..n], &stats[n..], cfg, &shuffle, &mut out).unwrap();
     out
 }
@@ -151,6 +153,71 @@ fn wmse_trains_with_and_without_scorecl() {
 #[test]
 fn vicreg_trains_with_and_without_scorecl() {
     trains("vicreg");
+}
+
+/// The statistics, transforms and per-view weights beyond the default,
+/// three steps each: finite, non-negative statistics; as many weights as
+/// the loss has terms (2n per view); the weights equal the core's
+/// transform of the statistics read back (1e-6 + 1e-5 relative) and are
+/// no longer uniform once the score network has left its zero output
+/// (after its first step); the loss finite.
+#[test]
+fn every_statistic_transform_and_apply_gives_the_cores_weights() {
+    let Some(gpu) = common::gpu() else { return };
+    type Case = (&'static str, fn(&mut TrainConfig));
+    let cases: [Case; 4] = [
+        ("simclr", |c| {
+            c.scorecl.statistic = Statistic::Dsm;
+            c.scorecl.stat_sigmas = vec![0.1, 0.5];
+            c.scorecl.transform = Transform::Rank;
+        }),
+        ("simclr", |c| {
+            c.scorecl.statistic = Statistic::SigmaNorm;
+            c.scorecl.stat_sigmas = vec![0.05, 0.2, 1.0];
+            c.scorecl.transform = Transform::Softmax;
+            c.scorecl.temperature = 0.5;
+            c.scorecl.apply = Apply::View;
+        }),
+        ("simsiam", |c| {
+            c.scorecl.transform = Transform::MinMax;
+            c.scorecl.w_min = 0.5;
+            c.scorecl.w_max = 1.5;
+            c.scorecl.apply = Apply::View;
+        }),
+        ("vicreg", |c| {
+            c.scorecl.statistic = Statistic::Dsm;
+            c.scorecl.transform = Transform::MinMax;
+            c.scorecl.w_min = 0.5;
+            c.scorecl.w_max = 2.0;
+        }),
+    ];
+    for (method, set) in cases {
+        let mut cfg = tiny(method, "on");
+        set(&mut cfg);
+        cfg.validate().unwrap();
+        let wcfg = cfg.scorecl.weights();
+        let n = cfg.train.batch_size;
+        let mut t = trainer(gpu, cfg);
+        for _ in 0..3 {
+            let r = t.step().unwrap();
+            let what = format!("{method} {wcfg:?} step {}", r.step);
+            assert!(r.loss.is_finite(), "{what}: loss {}", r.loss);
+            let stats = r.stats.as_ref().expect("statistics");
+            assert!(
+                stats.iter().all(|s| s.is_finite() && *s >= 0.0),
+                "{what}: {stats:?}"
+            );
+            assert_eq!(r.weights.len(), wcfg.apply.count(n), "{what}");
+            common::assert_close(&what, &r.weights, &core_weights(&r, &wcfg, 0), 1e-6, 1e-5);
+            if r.step > 0 {
+                assert!(
+                    r.weight_stats().1 > 0.01,
+                    "{what}: uniform weights {:?}",
+                    r.weights
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -593,6 +660,19 @@ fn bad_configuration_keys_and_values_are_named() {
     assert_eq!(e.key, "train.precision");
     let e = TrainConfig::parse("[augment]\ncrop_scale = [0.9, 0.1]\n").unwrap_err();
     assert!(e.to_string().contains("crop_scale"), "{e}");
+    let e = TrainConfig::parse("[scorecl]\ntransform = \"median\"\n").unwrap_err();
+    assert!(
+        e.to_string().contains("transform") && e.to_string().contains("rank"),
+        "{e}"
+    );
+    let e =
+        TrainConfig::parse("method = \"wmse\"\n[wmse]\nw_size = 32\n[scorecl]\napply = \"view\"\n")
+            .unwrap_err();
+    assert_eq!(e.key, "scorecl.apply");
+    let e = TrainConfig::parse("[scorecl]\nstat_sigmas = [0.1, -1.0]\n").unwrap_err();
+    assert_eq!(e.key, "scorecl.stat_sigmas[1]");
+    let e = TrainConfig::parse("[scorecl]\ntransform = \"minmax\"\nw_max = inf\n").unwrap_err();
+    assert!(e.to_string().contains("w_max"), "{e}");
 }
 
 /// Sizes are checked before anything is allocated: a model, batch or view

@@ -121,6 +121,7 @@ fn weight_config(
         gamma,
         alpha,
         w_max,
+        ..Default::default()
     })
 }
 

@@ -111,12 +111,37 @@ pub(crate) fn check_scratch(what: &'static str, got: usize, needed: usize) -> Re
 pub(crate) fn check_weights(w: Option<&[f32]>, n: usize) -> Result<()> {
     if let Some(w) = w {
         check_len("weights", w.len(), n)?;
-        if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
-            return Err(CoreError::Config {
-                field: "weights",
-                allowed: "finite values >= 0",
-            });
+        check_weight_values(w)?;
+    }
+    Ok(())
+}
+
+/// Weights of a loss with a term per view: n (one per pair, both views'
+/// terms) or 2n (one per view, view 1's then view 2's); read with
+/// [`view_weight`].
+pub(crate) fn check_view_weights(w: Option<&[f32]>, n: usize) -> Result<()> {
+    if let Some(w) = w {
+        if w.len() != 2 * n {
+            check_len("weights (n or 2n)", w.len(), n)?;
         }
+        check_weight_values(w)?;
+    }
+    Ok(())
+}
+
+/// The weight of view row r (0 ≤ r < 2n): `w[r mod len]`, so pair weights
+/// (len n) give both views of pair i the same weight.
+#[inline]
+pub(crate) fn view_weight(w: Option<&[f32]>, r: usize) -> f64 {
+    w.map_or(1.0, |w| w[r % w.len()] as f64)
+}
+
+fn check_weight_values(w: &[f32]) -> Result<()> {
+    if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+        return Err(CoreError::Config {
+            field: "weights",
+            allowed: "finite values >= 0",
+        });
     }
     Ok(())
 }

@@ -88,6 +88,8 @@ pub enum Purpose {
     Init = 5,
     /// Data order.
     DataOrder = 6,
+    /// The `dsm` weight statistic's noise (substream: 16·step + level).
+    StatNoise = 7,
 }
 
 /// `(purpose << 56) | (index mod 2⁵⁶)`: the stream id for a purpose at a

@@ -1,20 +1,24 @@
 //! Weighted NT-Xent, the SimCLR loss.
 //!
-//! Inputs z1, z2 (n × d, not normalised), temperature τ, pair weights w (n).
+//! Inputs z1, z2 (n × d, not normalised), temperature τ, weights w: one per
+//! pair (n; both anchors of pair i take wᵢ) or one per view (2n; anchor r
+//! takes w_r). Below, `w_r` means `w[r mod len(w)]`.
 //! The 2n rows `z = [z1; z2]` are L2-normalised (`F.normalize`); for each
 //! row r, `ℓ_r` is the cross-entropy of its positive `p(r) = r ± n` against
 //! the 2n − 1 other rows on `s_rc = û_r·û_c / τ`:
 //!
 //! `ℓ_r = −s_{r,p(r)} + log Σ_{c≠r} exp(s_rc)`,
-//! `L = (1/2n) Σᵢ wᵢ (ℓᵢ + ℓᵢ₊ₙ)`.
+//! `L = (1/2n) Σ_r w_r ℓ_r` (with pair weights: `(1/2n) Σᵢ wᵢ (ℓᵢ + ℓᵢ₊ₙ)`).
 //!
-//! Gradient, with `a_r = w_{r mod n} / 2n` and `P_rc` the row softmax:
-//! `∂L/∂û_r = (1/τ) Σ_{c≠r} (a_r P_rc + a_c P_cr) û_c − (2 a_r / τ) û_{p(r)}`,
+//! Gradient, with `a_r = w_r / 2n` and `P_rc` the row softmax:
+//! `∂L/∂û_r = (1/τ) Σ_{c≠r} (a_r P_rc + a_c P_cr) û_c − ((a_r + a_{p(r)}) / τ) û_{p(r)}`,
 //! then through the normalisation `∂L/∂z_r = (g − û (û·g)) / ‖z_r‖`.
 //! No 2n × 2n matrix is stored: similarities are recomputed in the backward
 //! pass, so the scratch is O(n·d).
 
-use crate::math::{check_scratch, check_weights, clamped_norm, dot, normalize_backward, weight};
+use crate::math::{
+    check_scratch, check_view_weights, clamped_norm, dot, normalize_backward, view_weight,
+};
 use crate::{GradPair, Result, Views};
 
 /// Configuration of the NT-Xent loss.
@@ -56,7 +60,7 @@ pub fn loss(
 ) -> Result<f32> {
     cfg.validate()?;
     let (n, d) = (z.n, z.d);
-    check_weights(weights, n)?;
+    check_view_weights(weights, n)?;
     check_scratch("simclr::loss", scratch.len(), scratch_len(n, d))?;
     let rows = 2 * n;
     let tau = cfg.temperature as f64;
@@ -88,14 +92,14 @@ pub fn loss(
         let l = m + libm::log(s);
         lse[r] = l as f32;
         let pos = dot(ur, row(u, d, partner(r))) / tau;
-        total += weight(weights, r % n) * (l - pos);
+        total += view_weight(weights, r) * (l - pos);
     }
     let value = total / rows as f64;
 
     if let Some(g) = grads {
         g.check(n * d)?;
-        // a_r = w_{r mod n} / 2n; the softmax is exp(s − lse_r).
-        let coef = |r: usize| weight(weights, r % n) / rows as f64;
+        // a_r = w_r / 2n; the softmax is exp(s − lse_r).
+        let coef = |r: usize| view_weight(weights, r) / rows as f64;
         for r in 0..rows {
             let ur = row(u, d, r);
             let ar = coef(r);
@@ -111,7 +115,8 @@ pub fn loss(
                 let mut k =
                     ar * libm::exp(s - lse[r] as f64) + coef(c) * libm::exp(s - lse[c] as f64);
                 if c == partner(r) {
-                    k -= 2.0 * ar;
+                    // The positive sits in ℓ_r and in ℓ_{p(r)}.
+                    k -= ar + coef(c);
                 }
                 let k = k / tau;
                 for (o, x) in out.iter_mut().zip(uc) {

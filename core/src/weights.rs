@@ -6,6 +6,23 @@
 //! `wᵢ ← (1−α) + α·wᵢ`, `wᵢ ← min(wᵢ, w_max)`.
 //! Weights are constants for the encoder's gradient.
 //!
+//! That is the default. Every step of it is a choice the paper may have
+//! made differently, so each is a key:
+//! - the per-view statistic ([`Statistic`]): `‖s‖/√D` (`norm`), `‖σ·s‖/√D`
+//!   (`sigma_norm`) or the view's own DSM loss `½‖σ·s(v + σε) + ε‖²/D`
+//!   (`dsm`), each averaged over a list of noise levels (the host's
+//!   `stat_sigmas`; [σ_ref] by default);
+//! - the transform of the values `dᵢ` ([`Transform`]): `power` (`dᵢ/mean`,
+//!   the formula above), `rank` (average rank over the batch, mean 1),
+//!   `softmax` (`m·softmax(dᵢ/(mean·T))`, mean 1) or `minmax` (a linear map
+//!   of [min d, max d] onto [w_min, w_max]);
+//! - what a weight multiplies ([`Apply`]): the pair's loss (`pair`:
+//!   `dᵢ = |S(v1ᵢ) − S(v2ᵢ)|^γ`, n weights) or each view's own term
+//!   (`view`: `d_v = S(v)^γ`, 2n weights, view 1's then view 2's).
+//!
+//! Values that carry no information (all equal, or any of them NaN or
+//! infinite) give all ones before the α-mix, whatever the transform.
+//!
 //! Modes: `score` (the method), `uniform` (the baseline: all ones),
 //! `shuffled` (the score weights randomly permuted across the batch: a
 //! control with the same distribution but no pairing information) and
@@ -42,6 +59,66 @@ impl WeightMode {
     /// Whether the weights need the score network.
     pub fn needs_score_net(self) -> bool {
         matches!(self, WeightMode::Score | WeightMode::Shuffled)
+    }
+}
+
+/// The per-view score statistic, evaluated at each listed noise level σ
+/// and averaged over them (see [`view_statistic`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum Statistic {
+    /// `‖s(v, σ)‖₂/√D`.
+    #[default]
+    Norm,
+    /// `‖σ·s(v, σ)‖₂/√D`: each level's field on the scale of its target
+    /// `−ε` (the same weights as `norm` at a single level).
+    SigmaNorm,
+    /// The view's own DSM loss `½‖σ·s(v + σε, σ) + ε‖²/D`.
+    Dsm,
+}
+
+/// How the per-pair (or per-view) values `dᵢ ≥ 0` become weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum Transform {
+    /// `dᵢ / mean(d)`: mean 1.
+    #[default]
+    Power,
+    /// `2·rankᵢ/(m + 1)` with `rankᵢ ∈ [1, m]` the average rank of `dᵢ`
+    /// (ties share their mean rank): mean 1, independent of γ and of any
+    /// monotone change of the statistic.
+    Rank,
+    /// `m·exp(uᵢ/T)/Σⱼ exp(uⱼ/T)` with `uᵢ = dᵢ/mean(d)`: mean 1; the
+    /// temperature T sets how peaked (T → ∞: uniform).
+    Softmax,
+    /// `w_min + (w_max − w_min)·(dᵢ − min d)/(max d − min d)`: the range
+    /// [w_min, w_max] (its mean is not 1).
+    #[cfg_attr(feature = "serde", serde(rename = "minmax"))]
+    MinMax,
+}
+
+/// What each weight multiplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum Apply {
+    /// The pair's loss: n weights from `|S(v1ᵢ) − S(v2ᵢ)|^γ`.
+    #[default]
+    Pair,
+    /// Each view's own loss term (its anchor row in NT-Xent, its
+    /// predictor term in SimSiam): 2n weights from `S(v)^γ`.
+    View,
+}
+
+impl Apply {
+    /// Weights for `n` pairs: n (`pair`) or 2n (`view`).
+    pub fn count(self, n: usize) -> usize {
+        match self {
+            Apply::Pair => n,
+            Apply::View => 2 * n,
+        }
     }
 }
 
@@ -105,8 +182,17 @@ pub struct ScoreWeightConfig {
     pub gamma: f32,
     /// Mix with uniform, α ∈ [0, 1] (1: pure score weights).
     pub alpha: f32,
-    /// Upper clamp (> 0; 5; `inf` disables it).
+    /// Upper clamp (> 0; 5; `inf` disables it); the top of the `minmax`
+    /// range.
     pub w_max: f32,
+    /// The transform of the values (`power`).
+    pub transform: Transform,
+    /// The `softmax` transform's temperature T (> 0; 1).
+    pub temperature: f32,
+    /// The bottom of the `minmax` range (≥ 0, ≤ w_max; 0).
+    pub w_min: f32,
+    /// What a weight multiplies (`pair`).
+    pub apply: Apply,
 }
 
 impl Default for ScoreWeightConfig {
@@ -116,6 +202,10 @@ impl Default for ScoreWeightConfig {
             gamma: 1.0,
             alpha: 1.0,
             w_max: 5.0,
+            transform: Transform::Power,
+            temperature: 1.0,
+            w_min: 0.0,
+            apply: Apply::Pair,
         }
     }
 }
@@ -131,6 +221,16 @@ impl ScoreWeightConfig {
                 allowed: "a value > 0 (inf: no clamp)",
             });
         }
+        crate::math::positive("temperature", self.temperature)?;
+        non_negative("w_min", self.w_min)?;
+        if self.transform == Transform::MinMax
+            && !(self.w_max.is_finite() && self.w_min <= self.w_max)
+        {
+            return Err(CoreError::Config {
+                field: "w_max",
+                allowed: "a finite value >= w_min (the top of the minmax range)",
+            });
+        }
         Ok(())
     }
 }
@@ -144,8 +244,100 @@ pub fn statistic(s: &[f32]) -> f32 {
     libm::sqrt(ss / s.len() as f64) as f32
 }
 
-/// Pair weights from the per-view statistics `S(v1ᵢ)`, `S(v2ᵢ)`.
-/// `shuffle` is only drawn from in [`WeightMode::Shuffled`] (words 0…n−2).
+/// One view's statistic at one noise level σ from its score field `s`
+/// (D values) and, for [`Statistic::Dsm`], the noise `eps` that perturbed
+/// the view before the network saw it (`s = s(v + σ·eps, σ)`; ignored
+/// otherwise). The statistic over several levels is the mean of these.
+pub fn view_statistic(kind: Statistic, s: &[f32], eps: &[f32], sigma: f32) -> Result<f32> {
+    if s.is_empty() {
+        return Ok(0.0);
+    }
+    let d = s.len() as f64;
+    let sg = sigma as f64;
+    Ok(match kind {
+        Statistic::Norm => statistic(s),
+        Statistic::SigmaNorm => {
+            let ss: f64 = s.iter().map(|x| *x as f64 * *x as f64).sum();
+            (libm::fabs(sg) * libm::sqrt(ss / d)) as f32
+        }
+        Statistic::Dsm => {
+            check_len("eps", eps.len(), s.len())?;
+            let mut total = 0.0f64;
+            for (x, e) in s.iter().zip(eps) {
+                let r = sg * *x as f64 + *e as f64;
+                total += 0.5 * r * r;
+            }
+            (total / d) as f32
+        }
+    })
+}
+
+/// [`Transform`] of the values `x` (≥ 0) into `out` (same length), before
+/// the α-mix and the clamp; all ones when the values carry no information
+/// (all equal, mean ≤ [`MEAN_FLOOR`], or any of them non-finite).
+pub fn transform(x: &[f32], cfg: &ScoreWeightConfig, out: &mut [f32]) -> Result<()> {
+    check_len("weights", out.len(), x.len())?;
+    transform_with(|i| x[i] as f64, cfg, out);
+    Ok(())
+}
+
+/// [`transform`] of the values `value(0..out.len())`, computed in f64.
+fn transform_with(value: impl Fn(usize) -> f64, cfg: &ScoreWeightConfig, out: &mut [f32]) {
+    let m = out.len();
+    if m == 0 {
+        return;
+    }
+    let sum: f64 = (0..m).map(&value).sum();
+    let mean = sum / m as f64;
+    let constant = match cfg.transform {
+        Transform::MinMax | Transform::Rank => {
+            let first = value(0);
+            (1..m).all(|i| value(i) == first)
+        }
+        _ => false,
+    };
+    if !(sum.is_finite() && mean > MEAN_FLOOR) || constant {
+        out.iter_mut().for_each(|v| *v = 1.0);
+        return;
+    }
+    match cfg.transform {
+        Transform::Power => (0..m).for_each(|i| out[i] = (value(i) / mean) as f32),
+        Transform::Rank => {
+            // O(m²) comparisons, no allocation; m is a batch.
+            for i in 0..m {
+                let vi = value(i);
+                let (mut less, mut equal) = (0usize, 0usize);
+                for j in 0..m {
+                    let vj = value(j);
+                    if vj < vi {
+                        less += 1;
+                    } else if vj == vi {
+                        equal += 1;
+                    }
+                }
+                let rank = less as f64 + (equal as f64 + 1.0) / 2.0;
+                out[i] = (2.0 * rank / (m as f64 + 1.0)) as f32;
+            }
+        }
+        Transform::Softmax => {
+            let t = cfg.temperature as f64;
+            let u = |i: usize| value(i) / mean / t;
+            let top = (0..m).map(u).fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = (0..m).map(|i| libm::exp(u(i) - top)).sum();
+            (0..m).for_each(|i| out[i] = (m as f64 * libm::exp(u(i) - top) / z) as f32);
+        }
+        Transform::MinMax => {
+            let lo = (0..m).map(&value).fold(f64::INFINITY, f64::min);
+            let hi = (0..m).map(&value).fold(f64::NEG_INFINITY, f64::max);
+            let (a, b) = (cfg.w_min as f64, cfg.w_max as f64);
+            (0..m).for_each(|i| out[i] = (a + (b - a) * (value(i) - lo) / (hi - lo)) as f32);
+        }
+    }
+}
+
+/// Pair weights from the per-view statistics `S(v1ᵢ)`, `S(v2ᵢ)`: n of
+/// them (`apply = pair`) or 2n (`apply = view`, view 1's then view 2's).
+/// `shuffle` is only drawn from in [`WeightMode::Shuffled`] (words 0…m−2).
 pub fn from_statistics(
     stat_a: &[f32],
     stat_b: &[f32],
@@ -156,27 +348,31 @@ pub fn from_statistics(
     cfg.validate()?;
     let n = stat_a.len();
     check_len("stat_b", stat_b.len(), n)?;
-    check_len("weights", out.len(), n)?;
+    check_len("weights", out.len(), cfg.apply.count(n))?;
     if cfg.mode == WeightMode::Uniform {
         out.iter_mut().for_each(|w| *w = 1.0);
         return Ok(());
     }
-    let mut sum = 0.0f64;
-    for i in 0..n {
-        let diff = libm::fabs(stat_a[i] as f64 - stat_b[i] as f64);
-        let raw = libm::pow(diff, cfg.gamma as f64);
-        out[i] = raw as f32;
-        sum += raw;
+    // d^γ with d^0 = 1 (also 0^0) and 0^γ = 0 for γ > 0.
+    let g = cfg.gamma as f64;
+    match cfg.apply {
+        Apply::Pair => transform_with(
+            |i| libm::pow(libm::fabs(stat_a[i] as f64 - stat_b[i] as f64), g),
+            cfg,
+            out,
+        ),
+        Apply::View => transform_with(
+            |r| {
+                let s = if r < n { stat_a[r] } else { stat_b[r - n] };
+                libm::pow(s as f64, g)
+            },
+            cfg,
+            out,
+        ),
     }
-    let mean = if n > 0 { sum / n as f64 } else { 0.0 };
     let alpha = cfg.alpha as f64;
     for w in out.iter_mut() {
-        let v = if mean > MEAN_FLOOR && mean.is_finite() {
-            *w as f64 / mean
-        } else {
-            1.0
-        };
-        let v = (1.0 - alpha) + alpha * v;
+        let v = (1.0 - alpha) + alpha * *w as f64;
         *w = (v as f32).min(cfg.w_max);
     }
     if cfg.mode == WeightMode::Shuffled {
@@ -185,7 +381,8 @@ pub fn from_statistics(
     Ok(())
 }
 
-/// Pair weights from the two views' score fields (`s.a`, `s.b`: n × D).
+/// Pair weights from the two views' score fields (`s.a`, `s.b`: n × D) with
+/// the `norm` statistic at one level (`out`: `cfg.apply.count(n)`).
 pub fn score_weights(
     s: Views<'_>,
     cfg: &ScoreWeightConfig,

@@ -109,8 +109,13 @@ proptest! {
     #![proptest_config(common::proptest_config())]
 
     #[test]
-    fn simclr_gradient((n, d, z1, z2, w) in batch(5, 4), tau in 0.1f32..1.0) {
+    /// Pair weights (n) or, `per_view`, one weight per view (2n).
+    fn simclr_gradient(
+        (n, d, z1, z2, w) in batch(5, 4), tau in 0.1f32..1.0,
+        extra in proptest::collection::vec(0.0f32..2.0, 5), per_view in any::<bool>(),
+    ) {
         prop_assume!(norms_ok(&z1, d) && norms_ok(&z2, d));
+        let w: Vec<f32> = if per_view { w.iter().chain(&extra[..n]).copied().collect() } else { w };
         let cfg = simclr::SimClrConfig { temperature: tau };
         let mut s = vec![0.0; simclr::scratch_len(n, d)];
         let (mut g1, mut g2) = (vec![0.0; n * d], vec![0.0; n * d]);
@@ -125,8 +130,13 @@ proptest! {
     }
 
     #[test]
-    fn simsiam_gradient((n, d, p1, p2, w) in batch(5, 4), z in matrix(10, 4, -2.0, 2.0)) {
+    /// Pair weights (n) or, `per_view`, one weight per view (2n).
+    fn simsiam_gradient(
+        (n, d, p1, p2, w) in batch(5, 4), z in matrix(10, 4, -2.0, 2.0),
+        extra in proptest::collection::vec(0.0f32..2.0, 5), per_view in any::<bool>(),
+    ) {
         prop_assume!(norms_ok(&p1, d) && norms_ok(&p2, d));
+        let w: Vec<f32> = if per_view { w.iter().chain(&extra[..n]).copied().collect() } else { w };
         let (z1, z2) = (z[..n * d].to_vec(), z[z.len() - n * d..].to_vec());
         let (mut g1, mut g2) = (vec![0.0; n * d], vec![0.0; n * d]);
         let zv = Views::new(&z1, &z2, n, d).unwrap();

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use scorecl_core::knn::{self, KnnConfig, KnnSet};
 use scorecl_core::rng::Philox;
 use scorecl_core::vicreg::VicRegConfig;
-use scorecl_core::weights::{self, ScoreWeightConfig, WeightMode};
+use scorecl_core::weights::{self, Apply, ScoreWeightConfig, Transform, WeightMode};
 use scorecl_core::wmse::WmseConfig;
 use scorecl_core::{simclr, simsiam, vicreg, wmse, GradPair, Views};
 
@@ -237,7 +237,7 @@ proptest! {
             weights::score_weights(v, &cfg, &shuffle, &mut w, &mut st).unwrap();
             w
         };
-        let free = ScoreWeightConfig { mode: WeightMode::Score, gamma, alpha, w_max: f32::INFINITY };
+        let free = ScoreWeightConfig { mode: WeightMode::Score, gamma, alpha, w_max: f32::INFINITY, ..Default::default() };
         let w = run(free);
         prop_assert!(w.iter().all(|x| *x >= 0.0 && x.is_finite()));
         let mean = w.iter().map(|x| *x as f64).sum::<f64>() / n as f64;
@@ -251,6 +251,97 @@ proptest! {
         prop_assert_eq!(sh, sorted);
         let uni = run(ScoreWeightConfig { mode: WeightMode::Uniform, ..free });
         prop_assert!(uni.iter().all(|x| *x == 1.0));
+    }
+
+    /// Every transform, pair or view: weights ≥ 0 and finite; mean 1
+    /// before the clamp for power, rank and softmax, and the range
+    /// [w_min, w_max] for minmax; a larger value never gets a smaller
+    /// weight; reordering the pairs reorders the weights the same way
+    /// (invariance to batch order); constant statistics give all ones
+    /// (then the clamp).
+    #[test]
+    fn weight_transform_properties(
+        n in 1usize..40, seed in any::<u64>(), gamma in 0.0f32..3.0, alpha in 0.0f32..=1.0,
+        t in 0usize..4, view in any::<bool>(), temperature in 0.05f32..4.0,
+        w_min in 0.0f32..1.0, span in 0.1f32..3.0, ties in any::<bool>(),
+    ) {
+        let rng = Philox::new(seed, 11);
+        let mut a = vec![0.0f32; n];
+        let mut b = vec![0.0f32; n];
+        for i in 0..n {
+            a[i] = 1.0 + rng.uniform_at(2 * i as u64) * 3.0;
+            b[i] = 1.0 + rng.uniform_at(2 * i as u64 + 1) * 3.0;
+            if ties {
+                // Few distinct values: ties are the rule.
+                a[i] = a[i].floor();
+                b[i] = b[i].floor();
+            }
+        }
+        let transform = [Transform::Power, Transform::Rank, Transform::Softmax, Transform::MinMax][t];
+        let apply = if view { Apply::View } else { Apply::Pair };
+        let cfg = ScoreWeightConfig {
+            mode: WeightMode::Score, gamma, alpha: 1.0, transform, temperature, apply,
+            w_min, w_max: if transform == Transform::MinMax { w_min + span } else { f32::INFINITY },
+        };
+        let m = apply.count(n);
+        let shuffle = Philox::new(seed ^ 1, 9);
+        let run = |a: &[f32], b: &[f32], cfg: &ScoreWeightConfig| {
+            let mut w = vec![0.0f32; m];
+            weights::from_statistics(a, b, cfg, &shuffle, &mut w).unwrap();
+            w
+        };
+        let w = run(&a, &b, &cfg);
+        prop_assert!(w.iter().all(|x| *x >= 0.0 && x.is_finite()), "{w:?}");
+        let mean = w.iter().map(|x| *x as f64).sum::<f64>() / m as f64;
+        let value = |i: usize| -> f64 {
+            let d = if view {
+                (if i < n { a[i] } else { b[i - n] }) as f64
+            } else {
+                (a[i] as f64 - b[i] as f64).abs()
+            };
+            d.powf(gamma as f64)
+        };
+        let constant = (1..m).all(|i| value(i) == value(0));
+        if constant {
+            // Ones, then the clamp (below 1 only for a minmax range under 1).
+            prop_assert!(w.iter().all(|x| *x == 1f32.min(cfg.w_max)), "{w:?}");
+        } else if transform == Transform::MinMax {
+            let tol = 1e-5 * (1.0 + cfg.w_max);
+            prop_assert!(w.iter().all(|x| *x >= w_min - tol && *x <= cfg.w_max + tol), "{w:?}");
+        } else {
+            prop_assert!((mean - 1.0).abs() < 1e-4, "mean {mean}");
+        }
+        for i in 0..m {
+            for j in 0..m {
+                if value(i) < value(j) {
+                    prop_assert!(w[i] <= w[j] * (1.0 + 1e-6) + 1e-6, "{i} {j} {w:?}");
+                }
+                if value(i) == value(j) {
+                    prop_assert_eq!(w[i], w[j]);
+                }
+            }
+        }
+        // Batch order: pairs permuted by `perm` give weights permuted alike.
+        let mut perm: Vec<usize> = (0..n).collect();
+        rng.shuffle(1 << 20, &mut perm);
+        let pa: Vec<f32> = perm.iter().map(|&i| a[i]).collect();
+        let pb: Vec<f32> = perm.iter().map(|&i| b[i]).collect();
+        let pw = run(&pa, &pb, &cfg);
+        for (k, &i) in perm.iter().enumerate() {
+            let tol = 1e-5 * (1.0 + w[i].abs());
+            prop_assert!((pw[k] - w[i]).abs() <= tol, "pair {i}: {} vs {}", pw[k], w[i]);
+            if view {
+                prop_assert!((pw[n + k] - w[n + i]).abs() <= 1e-5 * (1.0 + w[n + i].abs()));
+            }
+        }
+        // α mixes with uniform after the transform (before the clamp,
+        // which is off here but for minmax).
+        prop_assume!(transform != Transform::MinMax);
+        let mixed = run(&a, &b, &ScoreWeightConfig { alpha, ..cfg });
+        for (x, y) in mixed.iter().zip(&w) {
+            let want = (1.0 - alpha as f64) + alpha as f64 * *y as f64;
+            prop_assert!((*x as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()));
+        }
     }
 
     /// k-NN predictions do not depend on the order of the training set

@@ -259,6 +259,7 @@ fn check_case(file: &str, v: &Value) -> Result<(String, Stats), String> {
                 gamma: c.cfg("gamma")? as f32,
                 alpha: c.cfg("alpha")? as f32,
                 w_max: c.cfg("w_max")? as f32,
+                ..Default::default()
             };
             let mut w = vec![0.0; n];
             let mut stats = vec![0.0; 2 * n];

@@ -366,6 +366,83 @@ fn degenerate_score_differences_give_uniform_weights() {
 }
 
 #[test]
+fn rank_softmax_and_minmax_give_the_hand_worked_weights() {
+    use scorecl_core::weights::{Apply, Statistic, Transform};
+    let z = Philox::new(0, 0);
+    // |ΔS| = 0, 2, 2, 4: ranks 1, 2.5, 2.5, 4 (ties share 2.5), mean 2.5.
+    let (a, b) = ([1.0f32, 3.0, 0.0, 5.0], [1.0f32, 1.0, 2.0, 1.0]);
+    let mut w = [0.0f32; 4];
+    let cfg = ScoreWeightConfig {
+        transform: Transform::Rank,
+        ..Default::default()
+    };
+    weights::from_statistics(&a, &b, &cfg, &z, &mut w).unwrap();
+    assert_eq!(w, [0.4, 1.0, 1.0, 1.6]);
+    // Softmax at T = 1 of d/mean = 0, 1, 1, 2: 4·e^u/Σe^u.
+    let cfg = ScoreWeightConfig {
+        transform: Transform::Softmax,
+        ..Default::default()
+    };
+    weights::from_statistics(&a, &b, &cfg, &z, &mut w).unwrap();
+    let e = [1.0f64, 1f64.exp(), 1f64.exp(), 2f64.exp()];
+    let tot: f64 = e.iter().sum();
+    for (x, ei) in w.iter().zip(e) {
+        assert!((*x as f64 - 4.0 * ei / tot).abs() < 1e-6, "{w:?}");
+    }
+    // Min-max onto [0.5, 1.5]: 0 → 0.5, 2 → 1, 4 → 1.5.
+    let cfg = ScoreWeightConfig {
+        transform: Transform::MinMax,
+        w_min: 0.5,
+        w_max: 1.5,
+        ..Default::default()
+    };
+    weights::from_statistics(&a, &b, &cfg, &z, &mut w).unwrap();
+    assert_eq!(w, [0.5, 1.0, 1.0, 1.5]);
+    // An unbounded minmax range is refused, naming w_max.
+    let bad = ScoreWeightConfig {
+        w_max: f32::INFINITY,
+        ..cfg
+    };
+    assert!(bad.validate().unwrap_err().to_string().contains("w_max"));
+    // Per view: S(v) itself, 2n weights (view 1's then view 2's).
+    let mut wv = [0.0f32; 8];
+    let cfg = ScoreWeightConfig {
+        apply: Apply::View,
+        ..Default::default()
+    };
+    weights::from_statistics(&a, &b, &cfg, &z, &mut wv).unwrap();
+    let s: Vec<f32> = a.iter().chain(&b).copied().collect();
+    let mean = s.iter().sum::<f32>() / 8.0;
+    for (x, si) in wv.iter().zip(&s) {
+        assert!((x - si / mean).abs() < 1e-6, "{wv:?}");
+    }
+    // A pair-sized output for per-view weights is refused.
+    assert!(weights::from_statistics(&a, &b, &cfg, &z, &mut w).is_err());
+    // A NaN statistic: no information, all ones.
+    weights::from_statistics(
+        &[f32::NAN, 1.0, 2.0, 3.0],
+        &b,
+        &ScoreWeightConfig::default(),
+        &z,
+        &mut w,
+    )
+    .unwrap();
+    assert_eq!(w, [1.0; 4]);
+    // The statistics at one level.
+    let (sv, ev) = ([3.0f32, 4.0], [1.0f32, -1.0]);
+    assert_eq!(
+        weights::view_statistic(Statistic::Norm, &sv, &ev, 0.5).unwrap(),
+        (12.5f32).sqrt()
+    );
+    let sn = weights::view_statistic(Statistic::SigmaNorm, &sv, &ev, 0.5).unwrap();
+    assert!((sn - 0.5 * (12.5f32).sqrt()).abs() < 1e-6);
+    // ½((0.5·3 + 1)² + (0.5·4 − 1)²)/2 = ½(6.25 + 1)/2.
+    let dsm = weights::view_statistic(Statistic::Dsm, &sv, &ev, 0.5).unwrap();
+    assert_eq!(dsm, 1.8125);
+    assert!(weights::view_statistic(Statistic::Dsm, &sv, &ev[..1], 0.5).is_err());
+}
+
+#[test]
 fn knn_bad_inputs_are_named() {
     let train = [1.0f32, 0.0, 0.0, 1.0];
     let test = [0.9f32, 0.1];

@@ -26,37 +26,40 @@ fn simclr_matches_the_core() {
                 .zip(normals(n as u64 + 9, n * d, 0.5))
                 .map(|(a, b)| a + b)
                 .collect();
-            let w = pair_weights(n as u64 + 3, n);
-            let cfg = SimClrConfig { temperature: tau };
-            let f = SimClr::new(gpu, n, d).unwrap();
-            let (got_loss, got_grad) = run_pair_loss(gpu, &z1, &z2, &w, d, |s, z, w, g, l| {
-                f.forward_backward(s, z, w, &cfg, g, l)
-            });
-            let (mut g1, mut g2) = (vec![0.0; n * d], vec![0.0; n * d]);
-            let mut scratch = vec![0.0; simclr::scratch_len(n, d)];
-            let want = simclr::loss(
-                Views::new(&z1, &z2, n, d).unwrap(),
-                Some(&w),
-                &cfg,
-                Some(GradPair::new(&mut g1, &mut g2)),
-                &mut scratch,
-            )
-            .unwrap();
-            let want_g: Vec<f32> = g1.iter().chain(&g2).copied().collect();
-            assert_close(
-                &format!("simclr loss n{n} d{d}"),
-                &[got_loss],
-                &[want],
-                1e-6,
-                1e-4,
-            );
-            assert_grad(
-                &format!("simclr grad n{n} d{d}"),
-                &got_grad,
-                &want_g,
-                1e-4,
-                1e-4,
-            );
+            // Per pair (n weights) and per view (2n).
+            for wn in [n, 2 * n] {
+                let w = pair_weights(n as u64 + 3, wn);
+                let cfg = SimClrConfig { temperature: tau };
+                let f = SimClr::new(gpu, n, d).unwrap();
+                let (got_loss, got_grad) = run_pair_loss(gpu, &z1, &z2, &w, d, |s, z, w, g, l| {
+                    f.forward_backward(s, z, w, &cfg, g, l)
+                });
+                let (mut g1, mut g2) = (vec![0.0; n * d], vec![0.0; n * d]);
+                let mut scratch = vec![0.0; simclr::scratch_len(n, d)];
+                let want = simclr::loss(
+                    Views::new(&z1, &z2, n, d).unwrap(),
+                    Some(&w),
+                    &cfg,
+                    Some(GradPair::new(&mut g1, &mut g2)),
+                    &mut scratch,
+                )
+                .unwrap();
+                let want_g: Vec<f32> = g1.iter().chain(&g2).copied().collect();
+                assert_close(
+                    &format!("simclr loss n{n} d{d} {wn} weights"),
+                    &[got_loss],
+                    &[want],
+                    1e-6,
+                    1e-4,
+                );
+                assert_grad(
+                    &format!("simclr grad n{n} d{d} {wn} weights"),
+                    &got_grad,
+                    &want_g,
+                    1e-4,
+                    1e-4,
+                );
+            }
         }
     }
 }

@@ -22,36 +22,45 @@ fn simsiam_matches_the_core() {
             if n > 3 {
                 p2[2 * d..3 * d].iter_mut().for_each(|v| *v = 0.0); // a clamped norm
             }
-            let w = pair_weights(n as u64 + 4, n);
-            let f = SimSiam::new(gpu, n, d).unwrap();
-            let (p, z) = (stacked(gpu, &p1, &p2, d), stacked(gpu, &z1, &z2, d));
-            let tw = gpu.upload(&w, &[n]).unwrap();
-            let grad = gpu.tensor(&[2 * n, d], DType::F32).unwrap();
-            let loss = gpu.tensor(&[1], DType::F32).unwrap();
-            let mut s = gpu.step("simsiam");
-            f.forward_backward(&mut s, &p, &z, &tw, &grad, &loss)
+            // Per pair (n weights) and per view (2n).
+            for wn in [n, 2 * n] {
+                let w = pair_weights(n as u64 + 4, wn);
+                let f = SimSiam::new(gpu, n, d).unwrap();
+                let (p, z) = (stacked(gpu, &p1, &p2, d), stacked(gpu, &z1, &z2, d));
+                let tw = gpu.upload(&w, &[wn]).unwrap();
+                let grad = gpu.tensor(&[2 * n, d], DType::F32).unwrap();
+                let loss = gpu.tensor(&[1], DType::F32).unwrap();
+                let mut s = gpu.step("simsiam");
+                f.forward_backward(&mut s, &p, &z, &tw, &grad, &loss)
+                    .unwrap();
+                let (ig, il) = (s.readback(&grad), s.readback(&loss));
+                let out = s.submit().unwrap();
+                let (mut g1, mut g2) = (vec![0.0; n * d], vec![0.0; n * d]);
+                let want = simsiam::loss(
+                    Views::new(&p1, &p2, n, d).unwrap(),
+                    Views::new(&z1, &z2, n, d).unwrap(),
+                    Some(&w),
+                    Some(GradPair::new(&mut g1, &mut g2)),
+                )
                 .unwrap();
-            let (ig, il) = (s.readback(&grad), s.readback(&loss));
-            let out = s.submit().unwrap();
-            let (mut g1, mut g2) = (vec![0.0; n * d], vec![0.0; n * d]);
-            let want = simsiam::loss(
-                Views::new(&p1, &p2, n, d).unwrap(),
-                Views::new(&z1, &z2, n, d).unwrap(),
-                Some(&w),
-                Some(GradPair::new(&mut g1, &mut g2)),
-            )
-            .unwrap();
-            let want_g: Vec<f32> = g1.iter().chain(&g2).copied().collect();
-            assert_close("simsiam loss", &out.f32(il)[..1], &[want], 1e-6, 1e-4);
-            // Rows with a clamped norm have gradients of order 1e12: they
-            // are compared relatively like the rest.
-            assert_grad(
-                "simsiam grad",
-                &out.f32(ig)[..2 * n * d],
-                &want_g,
-                1e-4,
-                1e-5,
-            );
+                let want_g: Vec<f32> = g1.iter().chain(&g2).copied().collect();
+                assert_close(
+                    &format!("simsiam loss n{n} {wn} weights"),
+                    &out.f32(il)[..1],
+                    &[want],
+                    1e-6,
+                    1e-4,
+                );
+                // Rows with a clamped norm have gradients of order 1e12: they
+                // are compared relatively like the rest.
+                assert_grad(
+                    &format!("simsiam grad n{n} {wn} weights"),
+                    &out.f32(ig)[..2 * n * d],
+                    &want_g,
+                    1e-4,
+                    1e-5,
+                );
+            }
         }
     }
 }

@@ -6,16 +6,17 @@
 //
 // simclr_rows (one workgroup per row r):
 //   lse_r = log Σ_{c≠r} exp(S_rc) (max-subtracted),
-//   terms_r = w_{r mod n} (lse_r − S_{r,p(r)}) / 2n, p(r) = r ± n.
+//   terms_r = w_r (lse_r − S_{r,p(r)}) / 2n, p(r) = r ± n, with
+//   w_r = w[r mod wn]: wn = n pair weights, or 2n, one per view.
 // simclr_grad (one invocation per element of G, 2n × 2n):
 //   G_rc = (a_r e^{S_rc − lse_r} + a_c e^{S_rc − lse_c}) / τ, c ≠ r,
-//   minus 2 a_r / τ at c = p(r), 0 on the diagonal; a_r = w_{r mod n} / 2n;
+//   minus (a_r + a_{p(r)}) / τ at c = p(r), 0 on the diagonal; a_r = w_r / 2n;
 //   invocation 0 also writes the loss Σ_r terms_r (in row order), which
 //   saves the loss its own reduction dispatch.
 
 struct Params {
     n: u32,
-    _p0: u32,
+    wn: u32,
     inv_tau: f32,
     _p1: u32,
 }
@@ -55,7 +56,7 @@ fn simclr_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     if (lid == 0u) {
         let l = mx + log(total);
         lse[r] = l;
-        terms[r] = w[r % P.n] * (l - S[base + partner(r)]) / f32(rows);
+        terms[r] = w[r % P.wn] * (l - S[base + partner(r)]) / f32(rows);
     }
 }
 
@@ -76,10 +77,12 @@ fn simclr_grad(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgr
         return;
     }
     let inv_rows = 1.0 / f32(rows);
-    let ar = w[r % P.n] * inv_rows;
-    let ac = w[c % P.n] * inv_rows;
+    let ar = w[r % P.wn] * inv_rows;
+    let ac = w[c % P.wn] * inv_rows;
     let s = S[t];
     var g = ar * exp(s - lse_in[r]) + ac * exp(s - lse_in[c]);
-    if (c == partner(r)) { g -= 2.0 * ar; }
+    // ℓ_r and ℓ_{p(r)} both hold the positive: −(a_r + a_{p(r)}) (2a_r with
+    // pair weights, exactly).
+    if (c == partner(r)) { g -= ar + ac; }
     G[t] = g * P.inv_tau;
 }

@@ -1,15 +1,16 @@
-// Weighted SimSiam: L = −(1/2n) Σᵢ wᵢ [cos(p1ᵢ, z2ᵢ) + cos(p2ᵢ, z1ᵢ)],
+// Weighted SimSiam: L = −(1/2n) Σᵢ [w_i cos(p1ᵢ, z2ᵢ) + w_{n+i} cos(p2ᵢ, z1ᵢ)]
+// with w_r = w[r mod wn] (wn = n pair weights, or 2n, one per view),
 // gradients for the predictions only (stop-gradient on z). CPU twin:
 // scorecl-core `simsiam`; tests: host/tests/simsiam.rs.
 //
 // p and z are [2n, d] (rows 0..n the first view); one workgroup per pair
-// writes both gradient rows and terms[i] = −wᵢ (cos₁ + cos₂) / 2n.
+// writes both gradient rows and terms[i] = −(w_i cos₁ + w_{n+i} cos₂) / 2n.
 // cos(a, b) = (a/max(‖a‖, ε))·(b/max(‖b‖, ε)), ε = 1e-12 (F.normalize).
 
 struct Params {
     n: u32,
     d: u32,
-    _p0: u32,
+    wn: u32,
     _p1: u32,
 }
 
@@ -55,8 +56,9 @@ fn simsiam_pairs(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
                  @builtin(local_invocation_index) lid: u32) {
     let i = wg.x + wg.y * nwg.x;
     if (i >= P.n) { return; }
-    let coef = -w[i] / f32(2u * P.n);
-    let c1 = pair(i, P.n + i, coef, lid);
-    let c2 = pair(P.n + i, i, coef, lid);
-    if (lid == 0u) { terms[i] = coef * (c1 + c2); }
+    let coef1 = -w[i % P.wn] / f32(2u * P.n);
+    let coef2 = -w[(P.n + i) % P.wn] / f32(2u * P.n);
+    let c1 = pair(i, P.n + i, coef1, lid);
+    let c2 = pair(P.n + i, i, coef2, lid);
+    if (lid == 0u) { terms[i] = coef1 * c1 + coef2 * c2; }
 }

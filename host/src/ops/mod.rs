@@ -21,3 +21,17 @@ pub mod vicreg;
 pub mod weights;
 pub mod wmse;
 pub mod xent;
+
+/// The length of the weights of a loss with a term per view: `n` (one per
+/// pair) or `2n` (one per view), else an error naming `what`.
+pub(crate) fn view_weights_len(
+    what: &str,
+    w: &crate::tensor::Tensor,
+    n: usize,
+) -> crate::error::Result<usize> {
+    if w.len() == 2 * n {
+        return Ok(2 * n);
+    }
+    w.expect_len(what, n)?;
+    Ok(n)
+}

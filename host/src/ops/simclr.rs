@@ -17,7 +17,8 @@ use crate::tensor::{DType, Tensor};
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Params {
     n: u32,
-    _p0: u32,
+    /// Weights bound: n (per pair) or 2n (per view); row r reads w[r % wn].
+    wn: u32,
     inv_tau: f32,
     _p1: u32,
 }
@@ -53,7 +54,8 @@ impl SimClr {
         })
     }
 
-    /// The loss of `z` (= [z1; z2], 2n × d) with pair weights `w` (n) into
+    /// The loss of `z` (= [z1; z2], 2n × d) with weights `w` (n per pair, or
+    /// 2n per view: anchor row r takes w[r]) into
     /// the one-element `loss`, and ∂L/∂z into `grad` (2n × d).
     pub fn forward_backward(
         &self,
@@ -67,7 +69,7 @@ impl SimClr {
         cfg.validate()?;
         let (n, d, r) = (self.n, self.d, 2 * self.n);
         z.expect_len("simclr z [2n, d]", r * d)?;
-        w.expect_len("simclr weights", n)?;
+        let wn = super::view_weights_len("simclr weights", w, n)?;
         grad.expect_len("simclr grad", r * d)?;
         loss.expect_len("simclr loss", 1)?;
         let inv_tau = 1.0 / cfg.temperature;
@@ -82,6 +84,7 @@ impl SimClr {
         let defines = gpu.subgroup_defines();
         let p = Params {
             n: n as u32,
+            wn: wn as u32,
             inv_tau,
             ..Zeroable::zeroed()
         };
@@ -131,13 +134,13 @@ pub(crate) mod native {
     fn rows(inv: &Invocation) -> Result<()> {
         let p: Params = inv.params()?;
         let (s, w, lse, terms) = (inv.f32(0)?, inv.f32(1)?, inv.f32_mut(2)?, inv.f32_mut(3)?);
-        let n = p.n as usize;
+        let (n, wn) = (p.n as usize, p.wn.max(1) as usize);
         let rows = 2 * n;
         need(
             inv,
             &[
                 ("S", s.len(), rows * rows),
-                ("w", w.len(), n),
+                ("w", w.len(), wn),
                 ("lse", lse.len(), rows),
                 ("terms", terms.len(), rows),
             ],
@@ -150,7 +153,7 @@ pub(crate) mod native {
             let total = sum(rows, |c| if c != r { (row[c] - mx).exp() } else { 0.0 });
             let l = mx + total.ln();
             o[0] = l;
-            terms.set(r, w[r % n] * (l - row[partner(r, n)]) / rows as f32);
+            terms.set(r, w[r % wn] * (l - row[partner(r, n)]) / rows as f32);
         });
         Ok(())
     }
@@ -159,13 +162,13 @@ pub(crate) mod native {
         let p: Params = inv.params()?;
         let (s, w, terms, lse) = (inv.f32(0)?, inv.f32(1)?, inv.f32_mut(2)?, inv.f32(3)?);
         let (g, loss) = (inv.f32_mut(4)?, inv.f32_mut(5)?);
-        let n = p.n as usize;
+        let (n, wn) = (p.n as usize, p.wn.max(1) as usize);
         let rows = 2 * n;
         need(
             inv,
             &[
                 ("S", s.len(), rows * rows),
-                ("w", w.len(), n),
+                ("w", w.len(), wn),
                 ("terms", terms.len(), rows),
                 ("lse", lse.len(), rows),
                 ("G", g.len(), rows * rows),
@@ -180,18 +183,20 @@ pub(crate) mod native {
         loss[0] = total;
         let inv_rows = 1.0 / rows as f32;
         rows_mut(g, rows, rows, rows, |r, gr| {
-            let ar = w[r % n] * inv_rows;
+            let ar = w[r % wn] * inv_rows;
             let pr = partner(r, n);
             for (c, o) in gr.iter_mut().enumerate() {
                 if c == r {
                     *o = 0.0;
                     continue;
                 }
-                let ac = w[c % n] * inv_rows;
+                let ac = w[c % wn] * inv_rows;
                 let sv = s[r * rows + c];
                 let mut v = ar * (sv - lse[r]).exp() + ac * (sv - lse[c]).exp();
                 if c == pr {
-                    v -= 2.0 * ar;
+                    // Both ℓ_r and ℓ_{p(r)} hold the positive (2a_r for pair
+                    // weights, exactly).
+                    v -= ar + ac;
                 }
                 *o = v * p.inv_tau;
             }

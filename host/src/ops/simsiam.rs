@@ -15,7 +15,10 @@ use crate::tensor::{DType, Tensor};
 struct Params {
     n: u32,
     d: u32,
-    _p: [u32; 2],
+    /// Weights bound: n (per pair) or 2n (per view); view row r reads
+    /// w[r % wn].
+    wn: u32,
+    _p: u32,
 }
 
 /// Scratch of the loss for n pairs.
@@ -49,7 +52,7 @@ impl SimSiam {
         let (n, d) = (self.n, self.d);
         p.expect_len("simsiam p [2n, d]", 2 * n * d)?;
         z.expect_len("simsiam z [2n, d]", 2 * n * d)?;
-        w.expect_len("simsiam weights", n)?;
+        let wn = super::view_weights_len("simsiam weights", w, n)?;
         grad.expect_len("simsiam grad", 2 * n * d)?;
         let gpu = step.gpu();
         let defines = gpu.subgroup_defines();
@@ -57,6 +60,7 @@ impl SimSiam {
         let params = Params {
             n: n as u32,
             d: d as u32,
+            wn: wn as u32,
             ..Zeroable::zeroed()
         };
         step.dispatch(&k, &params, &[p, z, w, grad, &self.terms], grid(n, 1))?;
@@ -102,25 +106,26 @@ pub(crate) mod native {
         let pa: Params = inv.params()?;
         let (p, z, w) = (inv.f32(0)?, inv.f32(1)?, inv.f32(2)?);
         let (grad, terms) = (inv.f32_mut(3)?, inv.f32_mut(4)?);
-        let (n, d) = (pa.n as usize, pa.d as usize);
+        let (n, d, wn) = (pa.n as usize, pa.d as usize, pa.wn.max(1) as usize);
         need(
             inv,
             &[
                 ("p", p.len(), 2 * n * d),
                 ("z", z.len(), 2 * n * d),
-                ("w", w.len(), n),
+                ("w", w.len(), wn),
                 ("grad", grad.len(), 2 * n * d),
                 ("terms", terms.len(), n),
             ],
         )?;
         let grad = SharedMut::new(grad);
         rows_mut(terms, n, 1, 6 * d, |i, t| {
-            let coef = -w[i] / (2 * n) as f32;
+            let coef1 = -w[i % wn] / (2 * n) as f32;
+            let coef2 = -w[(n + i) % wn] / (2 * n) as f32;
             let (p1, p2) = (&p[i * d..(i + 1) * d], &p[(n + i) * d..(n + i + 1) * d]);
             let (z1, z2) = (&z[i * d..(i + 1) * d], &z[(n + i) * d..(n + i + 1) * d]);
-            let c1 = pair(p1, z2, coef, grad.slice(i * d, d));
-            let c2 = pair(p2, z1, coef, grad.slice((n + i) * d, d));
-            t[0] = coef * (c1 + c2);
+            let c1 = pair(p1, z2, coef1, grad.slice(i * d, d));
+            let c2 = pair(p2, z1, coef2, grad.slice((n + i) * d, d));
+            t[0] = coef1 * c1 + coef2 * c2;
         });
         Ok(())
     }

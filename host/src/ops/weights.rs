@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 use scorecl_core::rng::Philox;
-use scorecl_core::weights::{ScoreWeightConfig, WeightMode};
+use scorecl_core::weights::{Apply, ScoreWeightConfig, Statistic, Transform, WeightMode};
 use scorecl_shaders::WEIGHTS;
 
 use crate::error::Result;
@@ -16,13 +16,20 @@ struct Params {
     n: u32,
     dim: u32,
     mode: u32,
-    _p0: u32,
+    transform: u32,
     gamma: f32,
     alpha: f32,
     w_max: f32,
-    _p1: u32,
+    per_view: u32,
     key: [u32; 2],
     stream: [u32; 2],
+    temperature: f32,
+    w_min: f32,
+    sigma: f32,
+    scale: f32,
+    kind: u32,
+    accumulate: u32,
+    _p: [u32; 2],
 }
 
 impl Params {
@@ -35,19 +42,31 @@ impl Params {
                 WeightMode::Score | WeightMode::Augment => 1,
                 WeightMode::Shuffled => 2,
             },
+            transform: match cfg.transform {
+                Transform::Power => 0,
+                Transform::Rank => 1,
+                Transform::Softmax => 2,
+                Transform::MinMax => 3,
+            },
             gamma: cfg.gamma,
             alpha: cfg.alpha,
             w_max: cfg.w_max,
+            per_view: (cfg.apply == Apply::View) as u32,
             key: shuffle.key,
             stream: shuffle.stream,
+            temperature: cfg.temperature,
+            w_min: cfg.w_min,
+            scale: 1.0,
             ..Zeroable::zeroed()
         }
     }
 }
 
-/// Pair weights (n) from the score fields of the two views stacked as
-/// `s` = [2n, dim] (rows 0..n the first view). `stats` (2n) receives
-/// S(v) = ‖s(v)‖/√dim; `shuffle` is the stream of the shuffled control.
+/// Pair weights from the score fields of the two views stacked as
+/// `s` = [2n, dim] (rows 0..n the first view), with the `norm` statistic
+/// at the level the fields were computed at. `stats` (2n) receives
+/// S(v) = ‖s(v)‖/√dim; `shuffle` is the stream of the shuffled control;
+/// `weights` holds `cfg.apply.count(n)`.
 pub fn pair_weights(
     step: &mut Step,
     s: &Tensor,
@@ -58,21 +77,80 @@ pub fn pair_weights(
     weights: &Tensor,
 ) -> Result<()> {
     cfg.validate()?;
-    let n = weights.len();
-    s.expect_len("score fields [2n, dim]", 2 * n * dim)?;
-    stats.expect_len("score statistics", 2 * n)?;
     if cfg.mode != WeightMode::Uniform {
-        let p = Params::new(n, dim, cfg, shuffle);
-        let gpu = step.gpu();
-        let k = gpu.kernel(&WEIGHTS, "score_stat", gpu.subgroup_defines(), &[])?;
-        step.dispatch(&k, &p, &[s, stats], grid(2 * n, 1))?;
+        view_statistic(
+            step,
+            s,
+            None,
+            dim,
+            Statistic::Norm,
+            1.0,
+            (1.0, false),
+            stats,
+        )?;
     }
     weights_from_stats(step, cfg, shuffle, stats, weights)
 }
 
-/// Pair weights (n) from per-view statistics already in `stats` (2n: view
-/// 1's, then view 2's), e.g. the `augment` mode's hand-crafted strengths:
-/// the same transform as [`pair_weights`] (the core's `from_statistics`).
+/// One noise level's share of the per-view statistic (the core's
+/// `view_statistic`): `stats[r] = (accumulate ? stats[r] : 0) +
+/// scale·f(s_r)` for the 2n rows of `s` ([2n, dim], the score network's
+/// output at level `sigma`); `eps` is the noise that perturbed the views
+/// (read by [`Statistic::Dsm`] only, which needs it). Averaging L levels:
+/// scale 1/L, accumulate after the first.
+#[allow(clippy::too_many_arguments)]
+pub fn view_statistic(
+    step: &mut Step,
+    s: &Tensor,
+    eps: Option<&Tensor>,
+    dim: usize,
+    kind: Statistic,
+    sigma: f32,
+    (scale, accumulate): (f32, bool),
+    stats: &Tensor,
+) -> Result<()> {
+    let rows = stats.len();
+    if rows % 2 != 0 {
+        return Err(crate::GpuError::shape(
+            "per-view statistics",
+            format!("{rows} values: two views need an even count"),
+        ));
+    }
+    s.expect_len("score fields [2n, dim]", rows * dim)?;
+    let eps = match (kind, eps) {
+        (Statistic::Dsm, Some(e)) => {
+            e.expect_len("DSM statistic noise [2n, dim]", rows * dim)?;
+            e
+        }
+        (Statistic::Dsm, None) => {
+            return Err(crate::GpuError::shape(
+                "DSM statistic noise",
+                "the dsm statistic needs the noise that perturbed the views".to_string(),
+            ))
+        }
+        _ => s,
+    };
+    let p = Params {
+        n: (rows / 2) as u32,
+        dim: dim as u32,
+        sigma,
+        scale,
+        kind: match kind {
+            Statistic::Norm => 0,
+            Statistic::SigmaNorm => 1,
+            Statistic::Dsm => 2,
+        },
+        accumulate: accumulate as u32,
+        ..Zeroable::zeroed()
+    };
+    let gpu = step.gpu();
+    let k = gpu.kernel(&WEIGHTS, "score_stat", gpu.subgroup_defines(), &[])?;
+    step.dispatch(&k, &p, &[s, stats, eps], grid(rows, 1))
+}
+
+/// Pair weights (`cfg.apply.count(n)`) from per-view statistics already in
+/// `stats` (2n: view 1's, then view 2's), e.g. the `augment` mode's
+/// hand-crafted strengths: the core's `from_statistics`.
 pub fn weights_from_stats(
     step: &mut Step,
     cfg: &ScoreWeightConfig,
@@ -81,8 +159,9 @@ pub fn weights_from_stats(
     weights: &Tensor,
 ) -> Result<()> {
     cfg.validate()?;
-    let n = weights.len();
+    let n = stats.len() / 2;
     stats.expect_len("per-view statistics", 2 * n)?;
+    weights.expect_len("weights", cfg.apply.count(n))?;
     let p = Params::new(n, 1, cfg, shuffle);
     let gpu = step.gpu();
     let k = gpu.kernel(&WEIGHTS, "pair_weights", gpu.subgroup_defines(), &[])?;
@@ -106,15 +185,33 @@ pub(crate) mod native {
 
     fn score_stat(inv: &Invocation) -> Result<()> {
         let p: Params = inv.params()?;
-        let (s, stat) = (inv.f32(0)?, inv.f32_mut(1)?);
+        let (s, stat, eps) = (inv.f32(0)?, inv.f32_mut(1)?, inv.f32(2)?);
         let (rows, dim) = (2 * p.n as usize, p.dim as usize);
         need(
             inv,
-            &[("s", s.len(), rows * dim), ("stat", stat.len(), rows)],
+            &[
+                ("s", s.len(), rows * dim),
+                ("stat", stat.len(), rows),
+                ("eps", eps.len(), rows * dim),
+            ],
         )?;
         rows_mut(stat, rows, 1, dim, |r, o| {
             let row = &s[r * dim..(r + 1) * dim];
-            o[0] = (sum(dim, |k| row[k] * row[k]) / dim as f32).sqrt();
+            let v = if p.kind == 2 {
+                let e = &eps[r * dim..(r + 1) * dim];
+                sum(dim, |k| {
+                    let v = p.sigma * row[k] + e[k];
+                    0.5 * v * v
+                }) / dim as f32
+            } else {
+                let ms = sum(dim, |k| row[k] * row[k]) / dim as f32;
+                match p.kind {
+                    0 => ms.sqrt(),
+                    _ => p.sigma.abs() * ms.sqrt(),
+                }
+            };
+            let prev = if p.accumulate != 0 { o[0] } else { 0.0 };
+            o[0] = prev + p.scale * v;
         });
         Ok(())
     }
@@ -134,19 +231,59 @@ pub(crate) mod native {
         let p: Params = inv.params()?;
         let (stats, w) = (inv.f32(0)?, inv.f32_mut(1)?);
         let n = p.n as usize;
-        need(inv, &[("w", w.len(), n)])?;
-        let w = &mut w[..n];
+        let m = if p.per_view != 0 { 2 * n } else { n };
+        need(inv, &[("w", w.len(), m)])?;
+        let w = &mut w[..m];
         if p.mode == 0 {
             w.fill(1.0);
             return Ok(());
         }
         need(inv, &[("stats", stats.len(), 2 * n)])?;
-        let raw = |i: usize| raw_weight(p.gamma, (stats[i] - stats[n + i]).abs());
-        let mean = sum(n, raw) / n as f32;
+        let value = |i: usize| {
+            let d = if p.per_view != 0 {
+                stats[i]
+            } else {
+                (stats[i] - stats[n + i]).abs()
+            };
+            raw_weight(p.gamma, d)
+        };
+        let total = sum(m, value);
+        let mean = total / m as f32;
+        let top = (0..m).map(value).fold(f32::MIN, f32::max);
+        let bottom = (0..m).map(value).fold(f32::MAX, f32::min);
+        let mut informative = total.is_finite() && mean > 1e-12;
+        if matches!(p.transform, 1 | 3) && top <= bottom {
+            informative = false;
+        }
+        let u = |i: usize| value(i) / mean / p.temperature;
+        let umax = top / mean / p.temperature;
+        let z = if p.transform == 2 && informative {
+            sum(m, |i| (u(i) - umax).exp())
+        } else {
+            1.0
+        };
         for (i, wi) in w.iter_mut().enumerate() {
             let mut v = 1.0;
-            if mean > 1e-12 {
-                v = raw(i) / mean;
+            if informative {
+                let d = value(i);
+                v = match p.transform {
+                    0 => d / mean,
+                    1 => {
+                        let (mut less, mut equal) = (0u32, 0u32);
+                        for j in 0..m {
+                            let dj = value(j);
+                            if dj < d {
+                                less += 1;
+                            } else if dj == d {
+                                equal += 1;
+                            }
+                        }
+                        let rank = less as f32 + (equal as f32 + 1.0) * 0.5;
+                        2.0 * rank / (m as f32 + 1.0)
+                    }
+                    2 => m as f32 * (u(i) - umax).exp() / z,
+                    _ => p.w_min + (p.w_max - p.w_min) * (d - bottom) / (top - bottom),
+                };
             }
             v = (1.0 - p.alpha) + p.alpha * v;
             *wi = v.min(p.w_max);

@@ -9,7 +9,9 @@ use std::path::Path;
 
 use scorecl_core::augment::AugConfig;
 use scorecl_core::dsm::SigmaSchedule;
-use scorecl_core::weights::{AugStrength, ScoreWeightConfig, WeightMode};
+use scorecl_core::weights::{
+    Apply, AugStrength, ScoreWeightConfig, Statistic, Transform, WeightMode,
+};
 use serde::{Deserialize, Serialize};
 
 /// A configuration error: the key and what is wrong with it.
@@ -343,10 +345,26 @@ pub struct ScoreClConfig {
     pub gamma: f32,
     /// Mix with uniform α.
     pub alpha: f32,
-    /// Upper clamp.
+    /// Upper clamp (and the top of the `minmax` range).
     pub w_max: f32,
     /// Reference noise level σ_ref (defaults to sigma_min).
     pub sigma_ref: Option<f32>,
+    /// The per-view statistic: `norm` (‖s‖/√D), `sigma_norm` (‖σ·s‖/√D)
+    /// or `dsm` (the view's own DSM loss), averaged over `stat_sigmas`.
+    pub statistic: Statistic,
+    /// Noise levels the statistic is evaluated at and averaged over
+    /// (empty: [sigma_ref]); each costs a score-network pass on 2n views.
+    pub stat_sigmas: Vec<f32>,
+    /// The weight transform: `power` (|ΔS|^γ / mean), `rank`, `softmax`
+    /// (with `temperature`) or `minmax` (onto [w_min, w_max]).
+    pub transform: Transform,
+    /// The `softmax` transform's temperature.
+    pub temperature: f32,
+    /// The bottom of the `minmax` range.
+    pub w_min: f32,
+    /// What a weight multiplies: `pair` (the pair's loss, from |ΔS|) or
+    /// `view` (each view's own loss term, from S(v); SimCLR and SimSiam).
+    pub apply: Apply,
     /// Epochs with uniform weights before the score weights start
     /// (the score network trains from the first step).
     pub score_warmup_epochs: u64,
@@ -376,6 +394,12 @@ impl Default for ScoreClConfig {
             alpha: 1.0,
             w_max: 5.0,
             sigma_ref: None,
+            statistic: Statistic::Norm,
+            stat_sigmas: Vec::new(),
+            transform: Transform::Power,
+            temperature: 1.0,
+            w_min: 0.0,
+            apply: Apply::Pair,
             score_warmup_epochs: 0,
             lr: 1e-4,
             width: 32,
@@ -407,6 +431,19 @@ impl ScoreClConfig {
             gamma: self.gamma,
             alpha: self.alpha,
             w_max: self.w_max,
+            transform: self.transform,
+            temperature: self.temperature,
+            w_min: self.w_min,
+            apply: self.apply,
+        }
+    }
+
+    /// The noise levels the statistic is averaged over.
+    pub fn stat_sigmas(&self) -> Vec<f32> {
+        if self.stat_sigmas.is_empty() {
+            vec![self.sigma_ref()]
+        } else {
+            self.stat_sigmas.clone()
         }
     }
 
@@ -771,6 +808,29 @@ impl TrainConfig {
                 message: e.to_string(),
             })?;
         positive("scorecl.sigma_ref", self.scorecl.sigma_ref())?;
+        for (i, s) in self.scorecl.stat_sigmas.iter().enumerate() {
+            positive(&format!("scorecl.stat_sigmas[{i}]"), *s)?;
+        }
+        if self.scorecl.stat_sigmas.len() > 16 {
+            return bad(
+                "scorecl.stat_sigmas",
+                format!(
+                    "{} levels: at most 16 (each is a score-network pass per step)",
+                    self.scorecl.stat_sigmas.len()
+                ),
+            );
+        }
+        if self.scorecl.apply == Apply::View
+            && !matches!(self.method, Method::Simclr | Method::Simsiam)
+        {
+            return bad(
+                "scorecl.apply",
+                format!(
+                    "`view` needs a loss with a term per view (simclr, simsiam); {} has one per pair",
+                    self.method.name()
+                ),
+            );
+        }
         positive("scorecl.lr", self.scorecl.lr)?;
         at_least("scorecl.width", self.scorecl.width, 1)?;
         at_least("scorecl.depth", self.scorecl.depth, 1)?;

@@ -3,9 +3,12 @@
 //! Per step, in order on the GPU:
 //! 1. two views of every image of the batch (augmentation from the core's
 //!    per-sample parameters, streams `Augment` at 2·step and 2·step + 1);
-//! 2. pair weights: the score network at σ_ref on both views (pixel scale),
-//!    then the core's weight formula (`ops::weights`); uniform while ScoreCL
-//!    is off or during `scorecl.score_warmup_epochs`;
+//! 2. pair weights: the score network on both views (pixel scale) at each
+//!    level of `scorecl.stat_sigmas` ([σ_ref] by default; the `dsm`
+//!    statistic first noises the views, stream `StatNoise`), the per-view
+//!    statistic averaged over the levels, then the core's transform
+//!    (`ops::weights`): n pair weights, or 2n per view; uniform while
+//!    ScoreCL is off or during `scorecl.score_warmup_epochs`;
 //! 3. encoder and heads on each view (batch statistics per view, as
 //!    solo-learn), the weighted loss and its gradient, the backward passes;
 //! 4. the optimizer step (LARS, SGD or Adam) at the warm-up + cosine rate;
@@ -22,7 +25,7 @@ use scorecl_core::optim::{AdamConfig, LarsConfig, SgdConfig, WarmupCosine};
 use scorecl_core::rng::{stream_id, Philox, Purpose};
 use scorecl_core::simclr::SimClrConfig;
 use scorecl_core::vicreg::VicRegConfig;
-use scorecl_core::weights::WeightMode;
+use scorecl_core::weights::{Statistic, WeightMode};
 use scorecl_core::wmse::WmseConfig;
 use serde::{Deserialize, Serialize};
 
@@ -145,6 +148,15 @@ enum Loss {
     VicReg(Box<VicReg>, VicRegConfig),
 }
 
+/// One noise level of the weights' statistic: σ, its one-entry table (the
+/// `dsm` statistic's perturbation) and σ, ln σ per view (FiLM input).
+struct StatLevel {
+    sigma: f32,
+    table: Tensor,
+    sig: Tensor,
+    logsig: Tensor,
+}
+
 /// The score network with its training buffers.
 pub(crate) struct ScorePart {
     pub(crate) net: ScoreNet,
@@ -152,8 +164,10 @@ pub(crate) struct ScorePart {
     pub(crate) moments: Vec<[Tensor; 2]>,
     views: ScoreWorkspace,
     dsm: ScoreWorkspace,
-    sig_ref: Tensor,
-    logsig_ref: Tensor,
+    /// The levels the weights' statistic is averaged over.
+    stat_levels: Vec<StatLevel>,
+    /// The `dsm` statistic's noised views, their noise and σ (2n views).
+    stat_noise: Option<[Tensor; 3]>,
     table: Tensor,
     x_noisy: Tensor,
     eps: Tensor,
@@ -194,16 +208,36 @@ impl ScorePart {
             .iter()
             .map(|p| Ok([gpu.zeros(&[p.value.len()])?, gpu.zeros(&[p.value.len()])?]))
             .collect::<Result<Vec<_>>>()?;
-        let sref = cfg.scorecl.sigma_ref();
         let table = dsm::sigma_table(&cfg.scorecl.schedule());
+        let stat_levels = cfg
+            .scorecl
+            .stat_sigmas()
+            .into_iter()
+            .map(|sigma| {
+                Ok(StatLevel {
+                    sigma,
+                    table: gpu.upload(&[sigma], &[1])?,
+                    sig: gpu.upload(&vec![sigma; 2 * n], &[2 * n])?,
+                    logsig: gpu.upload(&vec![sigma.ln(); 2 * n], &[2 * n])?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let stat_noise = match cfg.scorecl.statistic {
+            Statistic::Dsm => Some([
+                t(2 * n * 3 * size * size)?,
+                t(2 * n * 3 * size * size)?,
+                t(2 * n)?,
+            ]),
+            _ => None,
+        };
         Ok(ScorePart {
             views: net.workspace(gpu, 2 * n, size, size)?,
             dsm: net.workspace(gpu, n, h, w)?,
             flags: gpu.tensor(&[net.store.params.len()], crate::tensor::DType::U32)?,
             moments,
             net,
-            sig_ref: gpu.upload(&vec![sref; 2 * n], &[2 * n])?,
-            logsig_ref: gpu.upload(&vec![sref.ln(); 2 * n], &[2 * n])?,
+            stat_levels,
+            stat_noise,
             table: gpu.upload(&table, &[table.len()])?,
             x_noisy: t(n * 3 * h * w)?,
             eps: t(n * 3 * h * w)?,
@@ -213,6 +247,51 @@ impl ScorePart {
             dscore: t(n * 3 * h * w)?,
             loss: t(1)?,
         })
+    }
+
+    /// The per-view statistic of the 2n views `views` (pixel scale, [2n,
+    /// `view`]) into `stats`: the mean over the statistic's levels of the
+    /// core's `view_statistic` (`dsm`: each level perturbs the views with
+    /// its own noise, stream `StatNoise` at `16·step + level`).
+    pub(crate) fn view_statistics(
+        &self,
+        s: &mut crate::step::Step<'_>,
+        cfg: &TrainConfig,
+        views: &Tensor,
+        view: usize,
+        step: u64,
+        stats: &Tensor,
+    ) -> Result<()> {
+        let kind = cfg.scorecl.statistic;
+        let scale = 1.0 / self.stat_levels.len() as f32;
+        for (l, lev) in self.stat_levels.iter().enumerate() {
+            let (input, eps) = match &self.stat_noise {
+                Some([noisy, eps, sigma]) => {
+                    let seed = cfg.train.seed;
+                    let noise =
+                        Philox::new(seed, stream_id(Purpose::StatNoise, 16 * step + l as u64));
+                    // One level in the table: every view gets σ.
+                    dsm::perturb(
+                        s, views, view, &lev.table, &noise, &noise, noisy, eps, sigma,
+                    )?;
+                    (noisy, Some(eps))
+                }
+                None => (views, None),
+            };
+            self.net
+                .forward(s, &self.views, input, &lev.sig, &lev.logsig)?;
+            weights::view_statistic(
+                s,
+                &self.views.score,
+                eps,
+                view,
+                kind,
+                lev.sigma,
+                (scale, l > 0),
+                stats,
+            )?;
+        }
+        Ok(())
     }
 
     /// Uploads ln σ of each sample of the step, drawn as the DSM kernel
@@ -565,7 +644,7 @@ impl<'g> Trainer<'g> {
             views01: t(2 * n * view)?,
             viewsn: t(2 * n * view)?,
             x: [t(n * view)?, t(n * view)?],
-            w: t(n)?,
+            w: t(cfg.scorecl.apply.count(n))?,
             stats: t(2 * n)?,
             z: t(2 * n * d)?,
             dz: t(2 * n * d)?,
@@ -749,17 +828,8 @@ impl<'g> Trainer<'g> {
         // 2. Pair weights (constants for the encoder).
         let shuffle = Philox::new(seed, stream_id(Purpose::Shuffle, st.step));
         if let (true, Some(sp)) = (weighted, &self.score) {
-            sp.net
-                .forward(&mut s, &sp.views, &b.views01, &sp.sig_ref, &sp.logsig_ref)?;
-            weights::pair_weights(
-                &mut s,
-                &sp.views.score,
-                view,
-                &wcfg,
-                &shuffle,
-                &b.stats,
-                &b.w,
-            )?;
+            sp.view_statistics(&mut s, &self.cfg, &b.views01, view, st.step, &b.stats)?;
+            weights::weights_from_stats(&mut s, &wcfg, &shuffle, &b.stats, &b.w)?;
         } else if weighted {
             // The hand-crafted control: strengths from the parameters.
             let coef = self.cfg.scorecl.augment_strength();
@@ -894,7 +964,7 @@ impl<'g> Trainer<'g> {
             epoch: st.epoch,
             loss: r.f32(r_loss)[0],
             dsm_loss: r_dsm.map(|i| r.f32(i)[0]),
-            weights: r.f32(r_w)[..n].to_vec(),
+            weights: r.f32(r_w)[..self.cfg.scorecl.apply.count(n)].to_vec(),
             stats: r_stats.map(|i| r.f32(i)[..2 * n].to_vec()),
             weighted,
             lr,

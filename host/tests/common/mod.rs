@@ -153,7 +153,7 @@ pub fn run_pair_loss(
     let z = stacked(gpu, a, b, d);
     let tw = gpu.upload(w, &[w.len()]).unwrap();
     let grad = gpu
-        .tensor(&[2 * w.len(), d], scorecl_host::DType::F32)
+        .tensor(&[a.len() + b.len()], scorecl_host::DType::F32)
         .unwrap();
     let loss = gpu.tensor(&[1], scorecl_host::DType::F32).unwrap();
     let mut s = gpu.step("pair loss");
