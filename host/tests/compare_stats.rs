@@ -81,6 +81,8 @@ fn run(method: &str, weighting: &str, seed: u64, top1: f64) -> RunResult {
         seed,
         top1,
         seconds: 0.0,
+        linear_top1: None,
+        dsm: None,
     }
 }
 
@@ -132,4 +134,51 @@ fn cells_pair_each_seed_with_off_of_the_same_method() {
         "{md}"
     );
     assert!(md.contains("| 3 | — | 50.00 | — | — |"), "{md}");
+}
+
+/// The linear probe's cells pair seeds like k-NN's, over the runs that
+/// have a linear result only, and get their own table; the DSM table
+/// shows each level's mean loss over seeds divided by ½·D.
+#[test]
+fn linear_cells_and_dsm_levels_are_summarised_from_the_runs_that_have_them() {
+    use scorecl_host::train::compare::{summarise_linear, DsmLevels};
+    let with = |mut r: RunResult, lin: Option<f64>, dsm: Option<[f64; 2]>| {
+        r.linear_top1 = lin;
+        r.dsm = dsm.map(|l| DsmLevels {
+            sigma: vec![1.0, 0.1],
+            loss: l.to_vec(),
+            zero: 10.0,
+        });
+        r
+    };
+    let results = vec![
+        with(run("simclr", "off", 0, 30.0), Some(40.0), None),
+        with(run("simclr", "off", 1, 31.0), Some(42.0), None),
+        with(run("simclr", "off", 2, 31.0), None, None),
+        with(run("simclr", "on", 0, 29.0), Some(41.0), Some([4.0, 9.0])),
+        with(run("simclr", "on", 1, 33.0), Some(45.0), Some([6.0, 10.0])),
+        with(run("simclr", "on", 2, 33.0), Some(47.0), Some([5.0, 9.5])),
+    ];
+    let lin = summarise_linear(&results);
+    assert_eq!(lin[0].seeds, [0, 1]);
+    assert_eq!(lin[1].seeds, [0, 1, 2]);
+    close("linear on mean", lin[1].mean, 44.333333333333336, 1e-12);
+    // Seed 2 has no linear off run: pairs +1, +3.
+    assert_eq!(lin[1].vs_off, paired(&[1.0, 3.0], 0.95));
+    let md = scorecl_host::train::compare::table(&results);
+    assert!(md.contains("linear top-1 (%)"), "{md}");
+    // (4 + 6 + 5)/3 ÷ 10 = 0.5; (9 + 10 + 9.5)/3 ÷ 10 = 0.95.
+    assert!(md.contains("| simclr | on | 0.500 | 0.950 |"), "{md}");
+    assert!(md.contains("σ 1.000 | σ 0.100 |"), "{md}");
+    // Without linear results, no linear table.
+    let bare: Vec<RunResult> = results
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            r.linear_top1 = None;
+            r
+        })
+        .collect();
+    assert!(summarise_linear(&bare).is_empty());
+    assert!(!scorecl_host::train::compare::table(&bare).contains("Linear probe"));
 }

@@ -117,6 +117,15 @@ enum Command {
         /// Print compare.json's content instead of the table.
         #[arg(long)]
         json: bool,
+        /// Also a linear probe on every run (frozen features, SGD 0.1 with
+        /// momentum, batch 256, `eval linear`'s defaults), added to
+        /// finished runs too; its table and paired differences follow
+        /// k-NN's.
+        #[arg(long)]
+        linear: bool,
+        /// Epochs of the linear probe.
+        #[arg(long, default_value_t = 100)]
+        linear_epochs: usize,
     },
     /// Draw the PNG plots of a run directory (loss, DSM loss, k-NN, pair
     /// weights) from its metrics.jsonl.
@@ -752,8 +761,12 @@ fn run() -> anyhow::Result<()> {
             out,
             quiet,
             json,
+            linear,
+            linear_epochs,
         } => {
-            use scorecl_host::train::compare::{run_compare, summarise, table, CompareSpec};
+            use scorecl_host::train::compare::{
+                run_compare, summarise, summarise_linear, table, CompareSpec,
+            };
             use scorecl_host::train::{Method, TrainConfig};
             let mut cfg = TrainConfig::load(config)?;
             if let Some(d) = data {
@@ -775,14 +788,21 @@ fn run() -> anyhow::Result<()> {
                     .collect::<Result<_, _>>()?,
                 weightings: weightings.clone(),
                 seeds: seeds.clone(),
+                linear: linear.then(|| scorecl_host::eval::LinearConfig {
+                    epochs: *linear_epochs,
+                    ..Default::default()
+                }),
             };
             let gpu = gpu(&cli)?;
             let results = run_compare(&gpu, &cfg, &spec, out, !quiet, |r, cached| {
                 if *json {
                     return;
                 }
+                let lin = r
+                    .linear_top1
+                    .map_or(String::new(), |l| format!(", linear {l:.2} %"));
                 println!(
-                    "{} {} seed {}: k-NN top-1 {:.2} %{}",
+                    "{} {} seed {}: k-NN top-1 {:.2} %{lin}{}",
                     r.method,
                     r.weighting,
                     r.seed,
@@ -812,6 +832,7 @@ fn run() -> anyhow::Result<()> {
                 "device": gpu.describe(),
                 "runs": results,
                 "cells": summarise(&results),
+                "linear_cells": summarise_linear(&results),
             });
             let text = serde_json::to_string_pretty(&doc)?;
             let json_path = out.join("compare.json");

@@ -393,6 +393,81 @@ impl ScorePart {
     pub(crate) fn loss(&self) -> &Tensor {
         &self.loss
     }
+
+    /// The score network's own quality: its DSM loss `½‖σ·s + ε‖²` per
+    /// image at each level of the schedule (σ_max first), on every full
+    /// batch of `data` in index order with fixed noise (stream `StatNoise`
+    /// at 2⁴⁰ + batch·levels + level). A network that outputs zero scores
+    /// ½·D at every level.
+    pub(crate) fn dsm_per_level(
+        &self,
+        gpu: &Gpu,
+        cfg: &TrainConfig,
+        data: &Dataset,
+    ) -> Result<Vec<f64>> {
+        let n = self.sigma.len();
+        let dim = 3 * data.h * data.w;
+        if self.x_noisy.len() != n * dim {
+            return Err(GpuError::shape(
+                "dsm per level",
+                format!(
+                    "images of {}×{}: the score network's DSM buffers hold {} values per image",
+                    data.h,
+                    data.w,
+                    self.x_noisy.len() / n.max(1)
+                ),
+            ));
+        }
+        let sched = cfg.scorecl.schedule();
+        let levels = sched.levels as usize;
+        let batches = data.len() / n;
+        let clean = gpu.tensor(&[n * dim], DType::F32)?;
+        let mut host = Vec::new();
+        let mut totals = vec![0.0f64; levels];
+        for b in 0..batches {
+            let idx: Vec<u32> = (b * n..(b + 1) * n).map(|i| i as u32).collect();
+            data.gather(&idx, &mut host);
+            gpu.write(&clean, bytemuck::cast_slice(&host))?;
+            for (k, total) in totals.iter_mut().enumerate() {
+                let sigma = sched.sigma(k as u32);
+                let table = gpu.upload(&[sigma], &[1])?;
+                gpu.write(&self.logsig, bytemuck::cast_slice(&vec![sigma.ln(); n]))?;
+                let word = (1u64 << 40) + (b * levels + k) as u64;
+                let noise = Philox::new(cfg.train.seed, stream_id(Purpose::StatNoise, word));
+                let mut s = gpu.step("dsm per level");
+                dsm::perturb(
+                    &mut s,
+                    &clean,
+                    dim,
+                    &table,
+                    &noise,
+                    &noise,
+                    &self.x_noisy,
+                    &self.eps,
+                    &self.sigma,
+                )?;
+                self.net
+                    .forward(&mut s, &self.dsm, &self.x_noisy, &self.sigma, &self.logsig)?;
+                dsm::loss(
+                    &mut s,
+                    &self.dsm.score,
+                    &self.eps,
+                    &self.sigma,
+                    dim,
+                    &self.terms,
+                    &self.dscore,
+                    &self.loss,
+                )?;
+                let r = s.readback(&self.loss);
+                let out = s.submit()?;
+                *total += out.f32(r)[0] as f64;
+            }
+        }
+        Ok(totals
+            .into_iter()
+            .map(|t| t / batches.max(1) as f64)
+            .collect())
+    }
 }
 
 /// The first slot whose guard bits are set in `flags`, as
@@ -727,6 +802,16 @@ impl<'g> Trainer<'g> {
     /// The score network, when ScoreCL is on or shuffled.
     pub fn score_net(&self) -> Option<&ScoreNet> {
         self.score.as_ref().map(|s| &s.net)
+    }
+
+    /// The score network's DSM loss per noise level (σ_max first) on
+    /// `data`, whose images must be the training images' size; None
+    /// without a score network. See `ScorePart::dsm_per_level`.
+    pub fn dsm_per_level(&self, data: &Dataset) -> Result<Option<Vec<f64>>> {
+        self.score
+            .as_ref()
+            .map(|sp| sp.dsm_per_level(self.gpu, &self.cfg, data))
+            .transpose()
     }
 
     /// Steps per epoch.
