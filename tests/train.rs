@@ -708,6 +708,39 @@ fn bad_configuration_keys_and_values_are_named() {
     assert!(e.to_string().contains("w_max"), "{e}");
 }
 
+/// `--set KEY=VALUE` overrides: nested keys, TOML values and bare strings
+/// land in the typed configuration; a bad value or key is refused naming
+/// the key.
+#[test]
+fn overrides_set_nested_keys_and_bad_ones_are_named() {
+    let base = TrainConfig::parse("[train]\nepochs = 3\n[schedule]\nwarmup_epochs = 1\n").unwrap();
+    let c = base
+        .with_overrides(&[
+            "scorecl.transform=rank".into(),
+            "scorecl.stat_sigmas=[0.5, 0.1]".into(),
+            "train.epochs = 12".into(),
+            "scorecl.apply=\"view\"".into(),
+        ])
+        .unwrap();
+    assert_eq!(c.scorecl.transform, Transform::Rank);
+    assert_eq!(c.scorecl.stat_sigmas, [0.5, 0.1]);
+    assert_eq!(c.scorecl.apply, Apply::View);
+    assert_eq!(c.train.epochs, 12);
+    assert_eq!(c.with_overrides(&[]).unwrap(), c);
+    let e = base
+        .with_overrides(&["train.epochs=-1".into()])
+        .unwrap_err();
+    assert!(e.to_string().contains("train.epochs"), "{e}");
+    let e = base
+        .with_overrides(&["scorecl.temperature=0".into()])
+        .unwrap_err();
+    assert!(e.to_string().contains("temperature"), "{e}");
+    let e = base.with_overrides(&["scorecl.nope=1".into()]).unwrap_err();
+    assert!(e.to_string().contains("nope"), "{e}");
+    let e = base.with_overrides(&["epochs".into()]).unwrap_err();
+    assert_eq!(e.key, "--set");
+}
+
 /// Sizes are checked before anything is allocated: a model, batch or view
 /// size the device (or the host, for generated data) cannot hold is an
 /// error naming the key, the bytes and the limit, never an allocation

@@ -2,8 +2,10 @@
 //! strength? For each augmentation family at graded strengths, a fixed
 //! sample of images is augmented (only that family; the views are drawn
 //! with the core's `augment::sample` from a fixed seed), the score network
-//! of a run gives S = ‖s(v, σ_ref)‖/√D per view (the core's
-//! `weights::statistic`, as in training), and the report holds S (mean,
+//! of a run gives the per-view statistic S of training (the core's
+//! `weights::view_statistic`, default ‖s(v, σ_ref)‖/√D, averaged over the
+//! run's `stat_sigmas`; the `dsm` statistic noises the views with normals
+//! of stream `StatNoise` at 2⁴⁸ + level), and the report holds S (mean,
 //! std) per level and Spearman's rank correlation (the core's
 //! `stats::spearman`) between strength and |S(view) − S(original)| over
 //! every (image, level) pair.
@@ -12,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use scorecl_core::augment::{self, AugConfig, AugParams};
 use scorecl_core::rng::{stream_id, Philox, Purpose};
+use scorecl_core::weights::Statistic;
 use scorecl_core::{stats, weights};
 
 use crate::data::Dataset;
@@ -191,13 +194,33 @@ fn mean_std(v: &[f32]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
+/// The statistic a probe evaluates: its kind and the noise levels it is
+/// averaged over (training's `scorecl.statistic` and `stat_sigmas`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatSpec {
+    /// The per-view statistic.
+    pub kind: Statistic,
+    /// Noise levels (at least one).
+    pub sigmas: Vec<f32>,
+}
+
+impl StatSpec {
+    /// `norm` at one level σ_ref.
+    pub fn norm(sigma_ref: f32) -> StatSpec {
+        StatSpec {
+            kind: Statistic::Norm,
+            sigmas: vec![sigma_ref],
+        }
+    }
+}
+
 /// Probes `net` on the first `images` images of `data` at view size
-/// `size` and noise level `sigma_ref`.
+/// `size` with the statistic `stat`.
 #[allow(clippy::too_many_arguments)]
 pub fn probe(
     gpu: &Gpu,
     net: &ScoreNet,
-    sigma_ref: f32,
+    stat: &StatSpec,
     data: &Dataset,
     size: usize,
     images: usize,
@@ -224,20 +247,60 @@ pub fn probe(
         gpu.tensor(&[n * view], DType::F32)?,
         gpu.tensor(&[n * view], DType::F32)?,
     );
+    if stat.sigmas.is_empty() {
+        return Err(GpuError::shape(
+            "probe",
+            "no noise level for the statistic".to_string(),
+        ));
+    }
     let ws = net.workspace(gpu, n, size, size)?;
-    let sig = gpu.upload(&vec![sigma_ref; n], &[n])?;
-    let logsig = gpu.upload(&vec![sigma_ref.ln(); n], &[n])?;
+    let levels: Vec<(f32, crate::Tensor, crate::Tensor)> = stat
+        .sigmas
+        .iter()
+        .map(|&sg| {
+            Ok((
+                sg,
+                gpu.upload(&vec![sg; n], &[n])?,
+                gpu.upload(&vec![sg.ln(); n], &[n])?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let noisy = gpu.tensor(&[n * view], DType::F32)?;
     let mut aug = Augmenter::new(gpu, n, (data.h, data.w), (size, size))?;
-    // S of each image under one parameter set per image.
+    // S of each image under one parameter set per image: the mean over
+    // the levels of the core's statistic of the network's output.
     let mut stats_of = |params: &[AugParams], threshold: f32| -> Result<Vec<f32>> {
         aug.threshold = threshold;
-        let mut s = gpu.step("probe");
+        let mut s = gpu.step("probe views");
         aug.run(&mut s, &clean, params, &Normalize::CIFAR, &v01, &vn)?;
-        net.forward(&mut s, &ws, &v01, &sig, &logsig)?;
-        let i = s.readback(&ws.score);
-        let score = s.submit()?.f32(i);
-        Ok((0..n)
-            .map(|j| weights::statistic(&score[j * view..(j + 1) * view]))
+        let iv = s.readback(&v01);
+        let views = s.submit()?.f32(iv);
+        let mut total = vec![0.0f64; n];
+        let mut eps = vec![0.0f32; n * view];
+        for (l, (sg, sig, logsig)) in levels.iter().enumerate() {
+            let mut s = gpu.step("probe");
+            let input = if stat.kind == Statistic::Dsm {
+                Philox::new(seed, stream_id(Purpose::StatNoise, (1 << 48) + l as u64))
+                    .fill_normal(0, &mut eps);
+                let x: Vec<f32> = views.iter().zip(&eps).map(|(v, e)| v + sg * e).collect();
+                gpu.write(&noisy, bytemuck::cast_slice(&x))?;
+                &noisy
+            } else {
+                &v01
+            };
+            net.forward(&mut s, &ws, input, sig, logsig)?;
+            let i = s.readback(&ws.score);
+            let score = s.submit()?.f32(i);
+            for (j, t) in total.iter_mut().enumerate() {
+                let r = j * view..(j + 1) * view;
+                *t += weights::view_statistic(stat.kind, &score[r.clone()], &eps[r], *sg)
+                    .map_err(|e| GpuError::shape("probe statistic", e.to_string()))?
+                    as f64;
+            }
+        }
+        Ok(total
+            .iter()
+            .map(|t| (t / levels.len() as f64) as f32)
             .collect())
     };
     let original = data.eval_params(size);

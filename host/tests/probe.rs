@@ -8,9 +8,10 @@
 mod common;
 
 use scorecl_host::core::augment::AugConfig;
+use scorecl_host::core::weights::Statistic;
 use scorecl_host::data::{Dataset, OpenOptions, Split};
 use scorecl_host::nn::{ScoreConfig, ScoreNet};
-use scorecl_host::probe::{families, probe};
+use scorecl_host::probe::{families, probe, StatSpec};
 use scorecl_host::train::score_only::train_score_alone;
 use scorecl_host::train::{TrainConfig, Trainer};
 
@@ -58,7 +59,17 @@ fn untrained_score_network_gives_zero_statistics() {
     };
     let data = Dataset::open_with("builtin:40", &OpenOptions::new(Split::Test, 16)).unwrap();
     let net = ScoreNet::new(gpu, ScoreConfig { width: 8, depth: 1 }, 3).unwrap();
-    let r = probe(gpu, &net, 0.01, &data, 16, 8, &AugConfig::cifar(), 0).unwrap();
+    let r = probe(
+        gpu,
+        &net,
+        &StatSpec::norm(0.01),
+        &data,
+        16,
+        8,
+        &AugConfig::cifar(),
+        0,
+    )
+    .unwrap();
     assert_eq!(r.len(), 5);
     for f in &r {
         assert_eq!(f.spearman, None, "{}", f.name);
@@ -67,9 +78,18 @@ fn untrained_score_network_gives_zero_statistics() {
             .iter()
             .all(|l| l.mean == 0.0 && l.mean_abs_diff == 0.0));
     }
-    let e = probe(gpu, &net, 0.01, &data, 16, 1, &AugConfig::cifar(), 0)
-        .unwrap_err()
-        .to_string();
+    let e = probe(
+        gpu,
+        &net,
+        &StatSpec::norm(0.01),
+        &data,
+        16,
+        1,
+        &AugConfig::cifar(),
+        0,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("at least 2"), "{e}");
 }
 
@@ -105,7 +125,7 @@ fn score_network_trained_alone_matches_the_runs_and_probes_nonzero() {
     let r = probe(
         gpu,
         &alone,
-        cfg.scorecl.sigma_ref(),
+        &StatSpec::norm(cfg.scorecl.sigma_ref()),
         &test,
         16,
         8,
@@ -117,6 +137,57 @@ fn score_network_trained_alone_matches_the_runs_and_probes_nonzero() {
         assert!(f.levels.iter().all(|l| l.mean > 0.0), "{}", f.name);
     }
     assert!(r.iter().any(|f| f.spearman.is_some()));
+    // The other statistics: σ·‖s‖ at one level is σ times the norm's S,
+    // with the same ρ; over two levels S is the mean of each level's.
+    let with = |kind, sigmas: Vec<f32>| {
+        probe(
+            gpu,
+            &alone,
+            &StatSpec { kind, sigmas },
+            &test,
+            16,
+            8,
+            &cfg.augment,
+            0,
+        )
+        .unwrap()
+    };
+    let (a, b) = (0.1f32, 0.5f32);
+    let norm_a = with(Statistic::Norm, vec![a]);
+    let norm_b = with(Statistic::Norm, vec![b]);
+    let sn = with(Statistic::SigmaNorm, vec![a]);
+    let both = with(Statistic::Norm, vec![a, b]);
+    for (((fa, fb), fs), f2) in norm_a.iter().zip(&norm_b).zip(&sn).zip(&both) {
+        assert_eq!(fa.spearman, fs.spearman, "{}", fa.name);
+        for (((la, lb), ls), l2) in fa
+            .levels
+            .iter()
+            .zip(&fb.levels)
+            .zip(&fs.levels)
+            .zip(&f2.levels)
+        {
+            let close = |x: f64, y: f64| (x - y).abs() <= 1e-5 * y.abs().max(1e-6);
+            assert!(
+                close(ls.mean, a as f64 * la.mean),
+                "{}: {} vs {}",
+                fa.name,
+                ls.mean,
+                la.mean
+            );
+            assert!(close(l2.mean, (la.mean + lb.mean) / 2.0), "{}", fa.name);
+        }
+    }
+    // A zero network's DSM statistic is ½‖ε‖²/D ≈ ½ whatever the view.
+    let zero = ScoreNet::new(gpu, ScoreConfig { width: 8, depth: 1 }, 3).unwrap();
+    let spec = StatSpec {
+        kind: Statistic::Dsm,
+        sigmas: vec![0.1, 0.5],
+    };
+    for f in probe(gpu, &zero, &spec, &test, 16, 8, &cfg.augment, 0).unwrap() {
+        for l in &f.levels {
+            assert!((l.mean - 0.5).abs() < 0.01, "{}: {}", f.name, l.mean);
+        }
+    }
     // A batch larger than the dataset is named.
     cfg.train.batch_size = 64;
     let train = cfg.data.open(Split::Train).unwrap();

@@ -79,6 +79,11 @@ enum Command {
         /// Print one JSON object instead of the table.
         #[arg(long)]
         json: bool,
+        /// Override a configuration key, e.g. the statistic probed:
+        /// `--set scorecl.statistic=dsm --set scorecl.stat_sigmas=[0.5,0.1]`
+        /// (default: the run's or the configuration's).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
     /// Same data and seeds, methods with ScoreCL off, on and shuffled (and
     /// the hand-crafted `augment` control), over several seeds: a table of
@@ -126,6 +131,10 @@ enum Command {
         /// Epochs of the linear probe.
         #[arg(long, default_value_t = 100)]
         linear_epochs: usize,
+        /// Override a configuration key: `--set scorecl.transform=rank`
+        /// (repeatable; applied after the other overrides).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
     /// Draw the PNG plots of a run directory (loss, DSM loss, k-NN, pair
     /// weights) from its metrics.jsonl.
@@ -763,6 +772,7 @@ fn run() -> anyhow::Result<()> {
             json,
             linear,
             linear_epochs,
+            sets,
         } => {
             use scorecl_host::train::compare::{
                 run_compare, summarise, summarise_linear, table, CompareSpec,
@@ -778,6 +788,7 @@ fn run() -> anyhow::Result<()> {
             if let Some(b) = batch_size {
                 cfg.train.batch_size = *b;
             }
+            let cfg = cfg.with_overrides(sets)?;
             cfg.validate().map_err(|e| {
                 anyhow::anyhow!("{} (after command-line overrides): {e}", config.display())
             })?;
@@ -856,6 +867,7 @@ fn run() -> anyhow::Result<()> {
             seed,
             out,
             json,
+            sets,
         } => {
             use scorecl_host::train::{RunDir, TrainConfig};
             let gpu = gpu(&cli)?;
@@ -897,10 +909,15 @@ fn run() -> anyhow::Result<()> {
                 (None, None) => anyhow::bail!("give --checkpoint RUN or --train-score-epochs N"),
             };
             let test = cfg.data.open(Split::Test)?;
+            let cfg = cfg.with_overrides(sets)?;
+            let stat = scorecl_host::probe::StatSpec {
+                kind: cfg.scorecl.statistic,
+                sigmas: cfg.scorecl.stat_sigmas(),
+            };
             let reports = scorecl_host::probe::probe(
                 &gpu,
                 &net,
-                cfg.scorecl.sigma_ref(),
+                &stat,
                 &test,
                 cfg.data.size,
                 *images,

@@ -632,6 +632,55 @@ impl TrainConfig {
         })
     }
 
+    /// This configuration with `key=value` overrides applied (a dotted key,
+    /// as `scorecl.transform=rank` or `train.epochs=12`; the value is read
+    /// as a TOML value, or as a string when it is not one), validated.
+    /// Errors name the override.
+    pub fn with_overrides(&self, sets: &[String]) -> Result<TrainConfig, ConfigError> {
+        if sets.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut root = toml::Table::try_from(self).map_err(|e| ConfigError {
+            key: "--set".into(),
+            message: format!("the configuration does not serialise: {e}"),
+        })?;
+        for set in sets {
+            let Some((key, value)) = set.split_once('=') else {
+                return bad("--set", format!("`{set}`: expected KEY=VALUE"));
+            };
+            let (key, value) = (key.trim(), value.trim());
+            let parsed = format!("v = {value}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.to_string()));
+            let parts: Vec<&str> = key.split('.').collect();
+            if parts.iter().any(|p| p.is_empty()) {
+                return bad("--set", format!("`{set}`: an empty key part"));
+            }
+            let mut table = &mut root;
+            for part in &parts[..parts.len() - 1] {
+                let entry = table
+                    .entry(part.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                table = match entry {
+                    toml::Value::Table(t) => t,
+                    _ => return bad(key, format!("`{set}`: `{part}` is not a section")),
+                };
+            }
+            table.insert(parts[parts.len() - 1].to_string(), parsed);
+        }
+        let cfg: TrainConfig =
+            toml::Value::Table(root)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError {
+                    key: format!("--set {}", sets.join(" --set ")),
+                    message: e.to_string(),
+                })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<TrainConfig, ConfigError> {
         let cfg: TrainConfig = toml::from_str(text).map_err(|e| ConfigError {
