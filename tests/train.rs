@@ -253,6 +253,38 @@ fn the_dsm_loss_per_level_starts_at_half_d_and_falls_at_sigma_max() {
     assert!(off.dsm_per_level(&data).unwrap().is_none());
 }
 
+/// `scorecl.score_init` starts the score network from a saved one: the
+/// parameters equal the saved ones bitwise before the first step; a
+/// network of another width is refused naming the key.
+#[test]
+fn score_init_starts_from_a_saved_score_network() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut a = trainer(gpu, tiny("simclr", "on"));
+    for _ in 0..3 {
+        a.step().unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("score.safetensors");
+    let net = a.score_net().unwrap();
+    scorecl::host::nn::checkpoint::save(gpu, &net.store, &file).unwrap();
+    let mut cfg = tiny("simclr", "on");
+    cfg.scorecl.score_init = Some(dir.path().display().to_string());
+    let b = trainer(gpu, cfg.clone());
+    let read = |t: &scorecl::host::Tensor| gpu.download(t).unwrap()[..t.len()].to_vec();
+    for (pa, pb) in net
+        .store
+        .params
+        .iter()
+        .zip(&b.score_net().unwrap().store.params)
+    {
+        assert_eq!(read(&pa.value), read(&pb.value), "{}", pa.name);
+    }
+    cfg.scorecl.width = 16;
+    let data = cfg.data.open(Split::Train).unwrap();
+    let e = Trainer::new(gpu, cfg, data).err().unwrap().to_string();
+    assert!(e.contains("scorecl.score_init"), "{e}");
+}
+
 #[test]
 fn shuffled_weights_are_the_score_weights_permuted() {
     let Some(gpu) = common::gpu() else { return };

@@ -73,7 +73,8 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Output folder for the CSV and PNG files (default RUN/probe, or
-        /// runs/probe with --train-score-epochs).
+        /// runs/probe with --train-score-epochs, which also saves the
+        /// network there as score.safetensors for `scorecl.score_init`).
         #[arg(long)]
         out: Option<std::path::PathBuf>,
         /// Print one JSON object instead of the table.
@@ -887,6 +888,7 @@ fn run() -> anyhow::Result<()> {
                     if let Some(d) = data {
                         cfg.data.dataset = d.clone();
                     }
+                    let cfg = cfg.with_overrides(sets)?;
                     let train = cfg.data.open(Split::Train)?;
                     let quiet = *json;
                     let net = scorecl_host::train::score_only::train_score_alone(
@@ -928,7 +930,13 @@ fn run() -> anyhow::Result<()> {
                 Some(run) => run.join("probe"),
                 None => std::path::PathBuf::from("runs/probe"),
             });
-            let files = scorecl_host::probe::write_outputs(&dir, &reports)?;
+            let mut files = scorecl_host::probe::write_outputs(&dir, &reports)?;
+            if train_score_epochs.is_some() && checkpoint.is_none() {
+                // The network trained alone, for `scorecl.score_init`.
+                let path = dir.join("score.safetensors");
+                scorecl_host::nn::checkpoint::save(&gpu, &net.store, &path)?;
+                files.push(path);
+            }
             if *json {
                 println!(
                     "{}",

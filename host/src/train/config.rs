@@ -368,6 +368,12 @@ pub struct ScoreClConfig {
     /// Epochs with uniform weights before the score weights start
     /// (the score network trains from the first step).
     pub score_warmup_epochs: u64,
+    /// Start the score network from this one instead of its random
+    /// initialisation: a safetensors file, a folder holding
+    /// `score.safetensors` (`scorecl probe --train-score-epochs N --out
+    /// DIR` writes one) or a run directory (its latest checkpoint). Same
+    /// width and depth; its Adam moments start at zero.
+    pub score_init: Option<String>,
     /// Score-network Adam learning rate.
     pub lr: f32,
     /// Score-network width (channels at full resolution).
@@ -401,6 +407,7 @@ impl Default for ScoreClConfig {
             w_min: 0.0,
             apply: Apply::Pair,
             score_warmup_epochs: 0,
+            score_init: None,
             lr: 1e-4,
             width: 32,
             depth: 1,

@@ -620,6 +620,23 @@ fn head_spec(cfg: &TrainConfig, feat: usize) -> (Vec<MlpLayer>, Option<Vec<MlpLa
     }
 }
 
+/// The safetensors file of `scorecl.score_init`: the path itself when it
+/// is a file, else `score.safetensors` in it or in the run's latest
+/// checkpoint folder.
+pub fn score_init_file(path: &std::path::Path) -> std::path::PathBuf {
+    if path.is_file() {
+        return path.to_path_buf();
+    }
+    let direct = path.join("score.safetensors");
+    if direct.exists() {
+        return direct;
+    }
+    match crate::train::RunDir::new(path).resume_dir() {
+        Ok(dir) => dir.join("score.safetensors"),
+        Err(_) => direct,
+    }
+}
+
 /// Steps per epoch (the last incomplete batch is dropped, as solo-learn).
 pub fn steps_per_epoch(images: usize, batch: usize) -> u64 {
     (images / batch.max(1)) as u64
@@ -686,7 +703,17 @@ impl<'g> Trainer<'g> {
         let (h, w) = (data.h, data.w);
         let view = 3 * size * size;
         let score = if cfg.scorecl.weight_mode().needs_score_net() {
-            Some(ScorePart::new(gpu, &cfg, n, size, (h, w), init_seed)?)
+            let sp = ScorePart::new(gpu, &cfg, n, size, (h, w), init_seed)?;
+            if let Some(path) = &cfg.scorecl.score_init {
+                // A score network trained before (a run, or `probe
+                // --train-score-epochs --out DIR`); a resumed run then
+                // loads its own checkpoint over it.
+                let file = score_init_file(std::path::Path::new(path));
+                crate::nn::checkpoint::load(gpu, &sp.net.store, &file).map_err(|e| {
+                    GpuError::shape("scorecl.score_init", format!("{}: {e}", file.display()))
+                })?;
+            }
+            Some(sp)
         } else {
             None
         };
