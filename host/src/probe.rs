@@ -253,7 +253,7 @@ pub fn probe(
             "no noise level for the statistic".to_string(),
         ));
     }
-    let ws = net.workspace(gpu, n, size, size)?;
+    let ws = net.forward_workspace(gpu, n, size, size)?;
     let levels: Vec<(f32, crate::Tensor, crate::Tensor)> = stat
         .sigmas
         .iter()

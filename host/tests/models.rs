@@ -50,7 +50,7 @@ fn directional_check(gpu: &Gpu, store: &ParamStore, loss: &dyn Fn() -> f64, what
 }
 
 #[test]
-fn score_network_gradients_match_finite_differences() {
+fn score_network_gradients_match_finite_differences_and_forward_only_workspaces_agree() {
     let Some(gpu) = common::gpu() else { return };
     let (n, h, w) = (2, 8, 6);
     // Depth 2: two blocks per stage, so the chaining of blocks is checked.
@@ -89,6 +89,20 @@ fn score_network_gradients_match_finite_differences() {
     s.submit().unwrap();
     directional_check(gpu, &net.store, &loss, "score network");
     assert!(net.macs_per_image(32, 32) > 0);
+    // A forward-only workspace gives the same scores bit for bit, and
+    // refuses the backward pass.
+    let fws = net.forward_workspace(gpu, n, h, w).unwrap();
+    let mut s = gpu.step("score forward twice");
+    net.forward(&mut s, &ws, &x, &sigma, &logsig).unwrap();
+    net.forward(&mut s, &fws, &x, &sigma, &logsig).unwrap();
+    let (i, j) = (s.readback(&ws.score), s.readback(&fws.score));
+    let out = s.submit().unwrap();
+    assert_eq!(out.f32(i)[..r.len()], out.f32(j)[..r.len()]);
+    let mut s = gpu.step("score backward");
+    let e = net
+        .backward(&mut s, &fws, &x, &sigma, &logsig, &tr)
+        .unwrap_err();
+    assert!(e.to_string().contains("forward pass only"), "{e}");
 }
 
 #[test]

@@ -221,6 +221,30 @@ impl ScoreNet {
 
     /// Buffers for batches of n images of h × w (both even).
     pub fn workspace(&self, gpu: &Gpu, n: usize, h: usize, w: usize) -> Result<ScoreWorkspace> {
+        self.workspace_for(gpu, n, h, w, true)
+    }
+
+    /// A workspace for [`ScoreNet::forward`] only (the pair weights, the
+    /// probe): the gradient buffers are left out, about half the memory;
+    /// [`ScoreNet::backward`] refuses it.
+    pub fn forward_workspace(
+        &self,
+        gpu: &Gpu,
+        n: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<ScoreWorkspace> {
+        self.workspace_for(gpu, n, h, w, false)
+    }
+
+    fn workspace_for(
+        &self,
+        gpu: &Gpu,
+        n: usize,
+        h: usize,
+        w: usize,
+        grads: bool,
+    ) -> Result<ScoreWorkspace> {
         if h % 2 != 0 || w % 2 != 0 || h < 2 || w < 2 {
             return Err(GpuError::shape(
                 "score network input",
@@ -229,6 +253,8 @@ impl ScoreNet {
         }
         let (c, depth) = (self.cfg.width, self.cfg.depth);
         let t = |len: usize| gpu.tensor(&[len], DType::F32);
+        // Gradient buffers: one element each in a forward-only workspace.
+        let g = |len: usize| gpu.tensor(&[if grads { len } else { 1 }], DType::F32);
         let full = n * c * h * w;
         let half = n * 2 * c * (h / 2) * (w / 2);
         let bw = |len: usize, c: usize| -> Result<BlockWs> {
@@ -240,13 +266,13 @@ impl ScoreNet {
                 c_: t(len)?,
                 y: t(len)?,
                 e: t(len)?,
-                dc: t(len)?,
-                db: t(len)?,
-                da: t(len)?,
-                dgb: t(n * 2 * c)?,
-                dr0: t(len)?,
-                dr0b: t(len)?,
-                dx: t(len)?,
+                dc: g(len)?,
+                db: g(len)?,
+                da: g(len)?,
+                dgb: g(n * 2 * c)?,
+                dr0: g(len)?,
+                dr0b: g(len)?,
+                dx: g(len)?,
             })
         };
         let shapes = [
@@ -261,6 +287,7 @@ impl ScoreNet {
             n,
             h,
             w,
+            grads,
             scratch: ConvScratch::for_shapes(gpu, &shapes, self.precision)?,
             h0: t(full)?,
             b1: (0..depth).map(|_| bw(full, c)).collect::<Result<_>>()?,
@@ -273,13 +300,13 @@ impl ScoreNet {
             r3: t(full)?,
             f: t(n * 3 * h * w)?,
             score: t(n * 3 * h * w)?,
-            df: t(n * 3 * h * w)?,
-            dr3: t(full)?,
-            dh3: t(full)?,
-            du0: t(4 * half)?,
-            dh2: t(half)?,
-            dh1: t(full)?,
-            dh1_down: t(full)?,
+            df: g(n * 3 * h * w)?,
+            dr3: g(full)?,
+            dh3: g(full)?,
+            du0: g(4 * half)?,
+            dh2: g(half)?,
+            dh1: g(full)?,
+            dh1_down: g(full)?,
         })
     }
 
@@ -512,6 +539,12 @@ impl ScoreNet {
         dscore: &Tensor,
     ) -> Result<()> {
         let (n, h, w, c) = (ws.n, ws.h, ws.w, self.cfg.width);
+        if !ws.grads {
+            return Err(GpuError::shape(
+                "score network backward",
+                "the workspace was built for the forward pass only (forward_workspace)".to_string(),
+            ));
+        }
         dscore.expect_len("score gradient", n * 3 * h * w)?;
         let s = &self.store;
         let p = |i: usize| &s.params[i];
@@ -603,6 +636,8 @@ pub struct ScoreWorkspace {
     pub h: usize,
     /// Width.
     pub w: usize,
+    /// Whether it holds the gradient buffers (not [`ScoreNet::forward_workspace`]).
+    grads: bool,
     scratch: ConvScratch,
     h0: Tensor,
     b1: Vec<BlockWs>,

@@ -231,7 +231,7 @@ impl ScorePart {
             _ => None,
         };
         Ok(ScorePart {
-            views: net.workspace(gpu, 2 * n, size, size)?,
+            views: net.forward_workspace(gpu, 2 * n, size, size)?,
             dsm: net.workspace(gpu, n, h, w)?,
             flags: gpu.tensor(&[net.store.params.len()], crate::tensor::DType::U32)?,
             moments,
