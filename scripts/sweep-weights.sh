@@ -33,8 +33,14 @@ variants=(
     "softmax-T1|scorecl.transform=softmax scorecl.temperature=1.0"
     "minmax-0.5-1.5|scorecl.transform=minmax scorecl.w_min=0.5 scorecl.w_max=1.5"
     "per-view|scorecl.apply=view"
+    "score-init-30|scorecl.score_init=$OUT/score-alone-30 scorecl.score_warmup_epochs=0"
 )
 mkdir -p "$OUT"
+# A score network trained first, alone (30 epochs of DSM on the training
+# images), for the last variant: it starts from it and weights from step 0.
+if [ ! -f "$OUT/score-alone-30/score.safetensors" ]; then
+    "$BIN" probe --train-score-epochs 30 --config "$CONFIG" --images 128 --out "$OUT/score-alone-30"
+fi
 "$BIN" compare --config "$CONFIG" --methods simclr --weightings off --seeds "$SEEDS" \
     --out "$OUT/off" --quiet
 for v in "${variants[@]}"; do
