@@ -595,8 +595,15 @@ fn compare_runs_every_combination_once_and_tabulates() {
         }
     }
     let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
-    let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| simclr")).collect();
+    // The k-NN table: its rows up to the first blank line after them (the
+    // DSM-per-level table follows with rows of its own).
+    let rows: Vec<&str> = md
+        .lines()
+        .skip_while(|l| !l.starts_with("| simclr"))
+        .take_while(|l| l.starts_with("| simclr"))
+        .collect();
     assert_eq!(rows.len(), 4, "{md}");
+    assert!(md.contains("DSM loss per noise level"), "{md}");
     assert!(rows[3].contains("| augment | 2 |"), "{md}");
     assert!(
         rows[0].contains("| off | 2 |") && rows[0].ends_with("| — |"),
