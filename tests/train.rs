@@ -255,7 +255,7 @@ fn the_dsm_loss_per_level_starts_at_half_d_and_falls_at_sigma_max() {
 
 /// `scorecl.score_init` starts the score network from a saved one: the
 /// parameters equal the saved ones bitwise before the first step; a
-/// network of another width is refused naming the key.
+/// missing file or a network of another width is refused naming the key.
 #[test]
 fn score_init_starts_from_a_saved_score_network() {
     let Some(gpu) = common::gpu() else { return };
@@ -279,6 +279,14 @@ fn score_init_starts_from_a_saved_score_network() {
     {
         assert_eq!(read(&pa.value), read(&pb.value), "{}", pa.name);
     }
+    let mut missing = cfg.clone();
+    missing.scorecl.score_init = Some(dir.path().join("nothing-here").display().to_string());
+    let data = missing.data.open(Split::Train).unwrap();
+    let e = Trainer::new(gpu, missing, data).err().unwrap().to_string();
+    assert!(
+        e.contains("scorecl.score_init") && e.contains("nothing-here"),
+        "{e}"
+    );
     cfg.scorecl.width = 16;
     let data = cfg.data.open(Split::Train).unwrap();
     let e = Trainer::new(gpu, cfg, data).err().unwrap().to_string();
