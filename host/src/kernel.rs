@@ -6,6 +6,12 @@
 //! offset into the step's parameter arena) and its `var<storage>` buffers,
 //! read-only or read-write as declared, in binding order. Dispatches pass
 //! their tensors in that order.
+//!
+//! The parameters struct is declared once in Rust with [`kernel_params!`],
+//! which records each field's name, offset and type ([`KernelParams`]);
+//! the first dispatch of a kernel with a given Rust struct (and the native
+//! twin's first read of it) compares that with the WGSL struct naga
+//! reflects, and refuses a difference naming the kernel and the field.
 
 use std::num::NonZeroU64;
 use std::sync::Arc;
@@ -27,6 +33,201 @@ pub enum Binding {
     Read,
     /// A read-write storage buffer.
     ReadWrite,
+}
+
+/// The scalar type of a parameters field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scalar {
+    /// `u32`.
+    U32,
+    /// `i32`.
+    I32,
+    /// `f32`.
+    F32,
+}
+
+/// One field of a kernel's parameters struct: name, byte offset, scalar
+/// type and number of scalars (1, or a vector's or array's length).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamField {
+    /// The field's name (a leading `_` marks padding, which is not
+    /// compared).
+    pub name: &'static str,
+    /// Byte offset in the struct.
+    pub offset: usize,
+    /// Scalar type.
+    pub scalar: Scalar,
+    /// Scalars in the field.
+    pub count: usize,
+}
+
+/// A Rust type a parameters field may have.
+pub trait ParamType {
+    /// Its scalar type.
+    const SCALAR: Scalar;
+    /// Scalars in it.
+    const COUNT: usize;
+}
+
+impl ParamType for u32 {
+    const SCALAR: Scalar = Scalar::U32;
+    const COUNT: usize = 1;
+}
+
+impl ParamType for i32 {
+    const SCALAR: Scalar = Scalar::I32;
+    const COUNT: usize = 1;
+}
+
+impl ParamType for f32 {
+    const SCALAR: Scalar = Scalar::F32;
+    const COUNT: usize = 1;
+}
+
+impl<T: ParamType, const N: usize> ParamType for [T; N] {
+    const SCALAR: Scalar = T::SCALAR;
+    const COUNT: usize = N * T::COUNT;
+}
+
+/// A kernel's parameters struct, with the layout [`kernel_params!`]
+/// records for the check against its WGSL twin.
+pub trait KernelParams: bytemuck::Pod + 'static {
+    /// The struct's name (in messages).
+    const NAME: &'static str;
+    /// Its fields in declaration order.
+    const FIELDS: &'static [ParamField];
+}
+
+/// Declares a kernel's parameters struct: `#[repr(C)]`, `Pod`, and its
+/// [`KernelParams`] layout, so that dispatching it to a kernel whose WGSL
+/// `Params` differs in size, a field's name, offset or type fails naming
+/// the kernel and the field.
+///
+/// ```ignore
+/// kernel_params! {
+///     #[derive(Default)]
+///     struct Params { n: u32, scale: f32, _p: [u32; 2] }
+/// }
+/// ```
+#[macro_export]
+macro_rules! kernel_params {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $( $(#[$fmeta:meta])* $fvis:vis $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+        $vis struct $name {
+            $( $(#[$fmeta])* $fvis $field: $ty ),*
+        }
+
+        impl $crate::kernel::KernelParams for $name {
+            const NAME: &'static str = stringify!($name);
+            const FIELDS: &'static [$crate::kernel::ParamField] = &[
+                $( $crate::kernel::ParamField {
+                    name: stringify!($field),
+                    offset: ::core::mem::offset_of!($name, $field),
+                    scalar: <$ty as $crate::kernel::ParamType>::SCALAR,
+                    count: <$ty as $crate::kernel::ParamType>::COUNT,
+                } ),*
+            ];
+        }
+    };
+}
+
+/// The WGSL parameters struct of an entry point, as naga lays it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamsLayout {
+    /// The WGSL struct's name.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: usize,
+    /// Its members: name, offset, scalar type, scalars.
+    pub fields: Vec<(String, usize, Scalar, usize)>,
+}
+
+impl ParamsLayout {
+    /// Whether the Rust struct `P` has this layout: the same size, and
+    /// every member that is not padding (a leading `_`) at the same offset
+    /// with the same type on both sides. The error names `kernel`, the
+    /// struct and the first field that differs.
+    pub fn check<P: KernelParams>(&self, kernel: &str) -> Result<()> {
+        self.check_fields(kernel, P::NAME, std::mem::size_of::<P>(), P::FIELDS)
+    }
+
+    /// [`check`](Self::check) on a layout given by value.
+    pub fn check_fields(
+        &self,
+        kernel: &str,
+        rust: &str,
+        size: usize,
+        fields: &[ParamField],
+    ) -> Result<()> {
+        let err = |message: String| GpuError::Kernel {
+            kernel: kernel.to_string(),
+            message: format!(
+                "parameters: Rust `{rust}` and WGSL `{}` differ: {message}",
+                self.name
+            ),
+        };
+        let pad = |n: &str| n.starts_with('_');
+        for (name, offset, scalar, count) in self.fields.iter().filter(|f| !pad(&f.0)) {
+            let Some(f) = fields.iter().find(|f| f.name == name) else {
+                return Err(err(format!("field `{name}` is not in the Rust struct")));
+            };
+            if f.offset != *offset || f.scalar != *scalar || f.count != *count {
+                return Err(err(format!(
+                    "field `{name}`: Rust offset {} {:?}×{}, WGSL offset {offset} {scalar:?}×{count}",
+                    f.offset, f.scalar, f.count
+                )));
+            }
+        }
+        if let Some(f) = fields
+            .iter()
+            .find(|f| !pad(f.name) && !self.fields.iter().any(|w| w.0 == f.name))
+        {
+            return Err(err(format!("field `{}` is not in the WGSL struct", f.name)));
+        }
+        if size != self.size {
+            return Err(err(format!(
+                "size: Rust {size} bytes, WGSL {} bytes",
+                self.size
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The WGSL layout of `ty` (a struct) in `m`, or an error naming why not.
+fn params_layout(m: &naga::Module, ty: naga::Handle<naga::Type>) -> std::result::Result<ParamsLayout, String> {
+    let t = &m.types[ty];
+    let naga::TypeInner::Struct { members, span } = &t.inner else {
+        return Err("the params uniform is not a struct".into());
+    };
+    let scalar_of = |s: naga::Scalar| match (s.kind, s.width) {
+        (naga::ScalarKind::Uint, 4) => Ok(Scalar::U32),
+        (naga::ScalarKind::Sint, 4) => Ok(Scalar::I32),
+        (naga::ScalarKind::Float, 4) => Ok(Scalar::F32),
+        other => Err(format!("unsupported scalar {other:?} in the params struct")),
+    };
+    let mut fields = Vec::new();
+    for mb in members {
+        let name = mb.name.clone().unwrap_or_default();
+        let (scalar, count) = match &m.types[mb.ty].inner {
+            naga::TypeInner::Scalar(s) => (scalar_of(*s)?, 1),
+            naga::TypeInner::Vector { size, scalar } => (scalar_of(*scalar)?, *size as usize),
+            other => return Err(format!("params member `{name}`: unsupported type {other:?}")),
+        };
+        fields.push((name, mb.offset as usize, scalar, count));
+    }
+    Ok(ParamsLayout {
+        name: t.name.clone().unwrap_or_default(),
+        size: *span as usize,
+        fields,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -69,6 +270,11 @@ pub struct Kernel {
     /// The variant and the override constants (read by the native twins).
     pub(crate) defines: Vec<Define>,
     pub(crate) constants: Vec<(&'static str, f64)>,
+    /// The WGSL parameters struct (`None` for native-only kernels, whose
+    /// Rust struct is the only declaration).
+    pub params_layout: Option<ParamsLayout>,
+    /// Rust parameter structs already checked against `params_layout`.
+    checked: std::sync::Mutex<Vec<std::any::TypeId>>,
 }
 
 impl Kernel {
@@ -98,12 +304,30 @@ impl Kernel {
     pub fn has_params(&self) -> bool {
         self.bindings.iter().any(|(_, b)| *b == Binding::Params)
     }
+
+    /// Checks `P` against the WGSL parameters struct (once per type).
+    pub fn check_params<P: KernelParams>(&self) -> Result<()> {
+        let Some(layout) = &self.params_layout else {
+            return Ok(());
+        };
+        let id = std::any::TypeId::of::<P>();
+        if self.checked.lock().unwrap().contains(&id) {
+            return Ok(());
+        }
+        layout.check::<P>(&self.name)?;
+        self.checked.lock().unwrap().push(id);
+        Ok(())
+    }
 }
 
-/// Bindings of an entry point and its workgroup size.
-type Reflection = (Vec<(u32, Binding)>, [u32; 3]);
+/// Bindings of an entry point, its workgroup size and its parameters
+/// struct.
+type Reflection = (Vec<(u32, Binding)>, [u32; 3], Option<ParamsLayout>);
 
-fn reflect(module: &Module, src: &str, entry: &str, name: &str) -> Result<Reflection> {
+/// A parsed and validated module.
+type Parsed = (naga::Module, naga::valid::ModuleInfo);
+
+fn parse(src: &str, name: &str) -> Result<Parsed> {
     let err = |message: String| GpuError::Kernel {
         kernel: name.to_string(),
         message,
@@ -115,6 +339,25 @@ fn reflect(module: &Module, src: &str, entry: &str, name: &str) -> Result<Reflec
     )
     .validate(&m)
     .map_err(|e| err(e.emit_to_string(src)))?;
+    Ok((m, info))
+}
+
+fn reflect(module: &Module, src: &str, entry: &str, name: &str) -> Result<Reflection> {
+    let (m, info) = parse(src, name)?;
+    reflect_parsed(module, &m, &info, entry, name)
+}
+
+fn reflect_parsed(
+    module: &Module,
+    m: &naga::Module,
+    info: &naga::valid::ModuleInfo,
+    entry: &str,
+    name: &str,
+) -> Result<Reflection> {
+    let err = |message: String| GpuError::Kernel {
+        kernel: name.to_string(),
+        message,
+    };
     let (index, ep) = m
         .entry_points
         .iter()
@@ -128,6 +371,7 @@ fn reflect(module: &Module, src: &str, entry: &str, name: &str) -> Result<Reflec
         })?;
     let uses = info.get_entry_point(index);
     let mut bindings = Vec::new();
+    let mut layout = None;
     for (handle, var) in m.global_variables.iter() {
         let Some(rb) = &var.binding else { continue };
         if uses[handle].is_empty() {
@@ -140,7 +384,10 @@ fn reflect(module: &Module, src: &str, entry: &str, name: &str) -> Result<Reflec
             )));
         }
         let kind = match var.space {
-            naga::AddressSpace::Uniform => Binding::Params,
+            naga::AddressSpace::Uniform => {
+                layout = Some(params_layout(m, var.ty).map_err(err)?);
+                Binding::Params
+            }
             naga::AddressSpace::Storage { access } => {
                 if access.contains(naga::StorageAccess::STORE) {
                     Binding::ReadWrite
@@ -158,7 +405,45 @@ fn reflect(module: &Module, src: &str, entry: &str, name: &str) -> Result<Reflec
             return Err(err("the params uniform must be binding 0".into()));
         }
     }
-    Ok((bindings, ep.workgroup_size))
+    Ok((bindings, ep.workgroup_size, layout))
+}
+
+/// The parameters struct of every entry point of `module` in the variant
+/// `defines` that takes one, as dispatches reflect it: `(entry, layout)`.
+pub fn module_params(module: &Module, defines: &[Define]) -> Result<Vec<(String, ParamsLayout)>> {
+    let name = format!("{}{defines:?}", module.name);
+    let (m, info) = parse(&module.source(defines), &name)?;
+    let mut out = Vec::new();
+    for ep in &m.entry_points {
+        let kernel = format!("{}::{}{defines:?}", module.name, ep.name);
+        if let (_, _, Some(layout)) = reflect_parsed(module, &m, &info, &ep.name, &kernel)? {
+            out.push((ep.name.clone(), layout));
+        }
+    }
+    Ok(out)
+}
+
+/// A Rust parameters struct by value (for the test that checks every
+/// module's struct against every entry point).
+#[derive(Debug, Clone, Copy)]
+pub struct ParamsDecl {
+    /// The struct's name.
+    pub name: &'static str,
+    /// Its size in bytes.
+    pub size: usize,
+    /// Its fields.
+    pub fields: &'static [ParamField],
+}
+
+impl ParamsDecl {
+    /// The declaration of `P`.
+    pub const fn of<P: KernelParams>() -> ParamsDecl {
+        ParamsDecl {
+            name: P::NAME,
+            size: std::mem::size_of::<P>(),
+            fields: P::FIELDS,
+        }
+    }
 }
 
 impl Gpu {
@@ -196,6 +481,8 @@ impl Gpu {
             workgroup_size: [1, 1, 1],
             defines: Vec::new(),
             constants: Vec::new(),
+            params_layout: None,
+            checked: Default::default(),
         });
         self.kernels.lock().unwrap().insert(key, kernel.clone());
         Ok(kernel)
@@ -246,7 +533,7 @@ impl Gpu {
             }
             None => module.source(&defines),
         };
-        let (bindings, workgroup_size) = reflect(module, &src, entry, &name)?;
+        let (bindings, workgroup_size, params_layout) = reflect(module, &src, entry, &name)?;
         let device = match &self.backend {
             crate::gpu::Backend::Wgpu { device, .. } => device,
             crate::gpu::Backend::Native(_) => {
@@ -262,6 +549,8 @@ impl Gpu {
                     workgroup_size,
                     defines,
                     constants: constants.to_vec(),
+                    params_layout,
+                    checked: Default::default(),
                 });
                 self.kernels.lock().unwrap().insert(key, kernel.clone());
                 return Ok(kernel);
@@ -321,6 +610,8 @@ impl Gpu {
                 workgroup_size,
                 defines: defines.clone(),
                 constants: constants.to_vec(),
+                params_layout,
+                checked: Default::default(),
             }
         })?;
         let kernel = Arc::new(kernel);

@@ -144,8 +144,9 @@ impl<'g> Step<'g> {
     }
 
     /// Records a dispatch of `kernel` with `params` and the storage tensors
-    /// in binding order.
-    pub fn dispatch<P: bytemuck::Pod>(
+    /// in binding order. The first dispatch of a kernel with a parameters
+    /// type checks it against the WGSL struct ([`Kernel::check_params`]).
+    pub fn dispatch<P: crate::kernel::KernelParams>(
         &mut self,
         kernel: &Arc<Kernel>,
         params: &P,
@@ -161,6 +162,9 @@ impl<'g> Step<'g> {
                     kernel.storage_count()
                 ),
             });
+        }
+        if kernel.has_params() {
+            kernel.check_params::<P>()?;
         }
         let max = self.gpu.caps.limits.max_compute_workgroups_per_dimension;
         if groups.iter().any(|g| *g > max) {

@@ -127,8 +127,77 @@ fn validation_errors_name_the_kernel() {
         .kernel(&scorecl_host::shaders::ELEMENTWISE, "axpby", &[], &[])
         .unwrap();
     let mut s = gpu.step("count");
-    let e = s.dispatch(&k, &[0u32; 8], &[&t], [1, 1, 1]).unwrap_err();
+    let e = s.dispatch(&k, &Axpby::default(), &[&t], [1, 1, 1]).unwrap_err();
     assert!(e.to_string().contains("elementwise::axpby"), "{e}");
+}
+
+// `elementwise.wgsl`'s `Params`, declared as the host does, and three ways
+// of getting it wrong.
+scorecl_host::kernel_params! {
+    #[derive(Default)]
+    struct Axpby { n: u32, alpha: f32, beta: f32, cols: u32, block: u32, _p: [u32; 3] }
+}
+scorecl_host::kernel_params! {
+    #[derive(Default)]
+    struct Renamed { n: u32, alpha: f32, gamma: f32, cols: u32, block: u32, _p: [u32; 3] }
+}
+scorecl_host::kernel_params! {
+    #[derive(Default)]
+    struct Swapped { n: u32, beta: f32, alpha: f32, cols: u32, block: u32, _p: [u32; 3] }
+}
+scorecl_host::kernel_params! {
+    #[derive(Default)]
+    struct Short { n: u32, alpha: f32, beta: f32, cols: u32, block: u32, _p: [u32; 2] }
+}
+scorecl_host::kernel_params! {
+    #[derive(Default)]
+    struct Retyped { n: u32, alpha: f32, beta: f32, cols: f32, block: u32, _p: [u32; 3] }
+}
+
+#[test]
+fn params_that_differ_from_the_wgsl_struct_are_refused_naming_kernel_and_field() {
+    let Some(gpu) = common::gpu() else { return };
+    let k = gpu
+        .kernel(&scorecl_host::shaders::ELEMENTWISE, "axpby", &[], &[])
+        .unwrap();
+    let t = gpu.upload(&[1.0; 4], &[4]).unwrap();
+    let run = |f: &dyn Fn(&mut scorecl_host::Step) -> scorecl_host::Result<()>| {
+        let mut s = gpu.step("params");
+        f(&mut s).map(|_| ())
+    };
+    let groups = [1, 1, 1];
+    let ok = run(&|s| s.dispatch(&k, &Axpby::default(), &[&t, &t, &t], groups));
+    assert!(ok.is_ok(), "the matching struct is accepted: {ok:?}");
+    let cases: [(&str, scorecl_host::Result<()>, &str); 4] = [
+        (
+            "renamed",
+            run(&|s| s.dispatch(&k, &Renamed::default(), &[&t, &t, &t], groups)),
+            "field `beta` is not in the Rust struct",
+        ),
+        (
+            "swapped",
+            run(&|s| s.dispatch(&k, &Swapped::default(), &[&t, &t, &t], groups)),
+            "field `alpha`: Rust offset 8",
+        ),
+        (
+            "short",
+            run(&|s| s.dispatch(&k, &Short::default(), &[&t, &t, &t], groups)),
+            "size: Rust 28 bytes, WGSL 32 bytes",
+        ),
+        (
+            "retyped",
+            run(&|s| s.dispatch(&k, &Retyped::default(), &[&t, &t, &t], groups)),
+            "field `cols`: Rust offset 12 F32×1, WGSL offset 12 U32×1",
+        ),
+    ];
+    for (what, got, want) in cases {
+        let e = got.expect_err(what).to_string();
+        assert!(e.contains("elementwise::axpby"), "{what}: {e}");
+        assert!(e.contains(want), "{what}: {e}");
+    }
+    // The struct matched once stays accepted (the check is cached per type).
+    let again = run(&|s| s.dispatch(&k, &Axpby::default(), &[&t, &t, &t], groups));
+    assert!(again.is_ok(), "{again:?}");
 }
 
 #[test]
@@ -166,4 +235,28 @@ fn memory_counters_follow_tensors() {
     drop((b, c));
     gpu.reset_memory_peak();
     assert_eq!(gpu.memory().peak_in_use_bytes, gpu.memory().in_use_bytes);
+}
+
+#[test]
+fn every_entry_points_params_match_its_familys_rust_struct() {
+    let structs = scorecl_host::ops::params_structs();
+    let mut checked = 0;
+    for module in scorecl_host::shaders::MODULES {
+        let Some((_, decl)) = structs.iter().find(|(m, _)| m.name == module.name) else {
+            panic!("module `{}` has no Rust parameters struct in ops::params_structs", module.name);
+        };
+        for defines in module.variants {
+            let entries = scorecl_host::kernel::module_params(module, defines).unwrap();
+            assert!(!entries.is_empty(), "{}{defines:?}: no entry point takes parameters", module.name);
+            for (entry, layout) in entries {
+                let kernel = format!("{}::{entry}{defines:?}", module.name);
+                layout
+                    .check_fields(&kernel, decl.name, decl.size, decl.fields)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                checked += 1;
+            }
+        }
+    }
+    // Every family, most in two or more variants.
+    assert!(checked > 100, "only {checked} entry points checked");
 }

@@ -272,8 +272,10 @@ impl<'a> Invocation<'a> {
         }
     }
 
-    /// The parameters struct (the bytes the host packed).
-    pub fn params<P: bytemuck::Pod>(&self) -> Result<P> {
+    /// The parameters struct (the bytes the host packed), checked against
+    /// the kernel's WGSL struct as the dispatch's was.
+    pub fn params<P: crate::kernel::KernelParams>(&self) -> Result<P> {
+        self.kernel.check_params::<P>()?;
         let n = std::mem::size_of::<P>();
         if self.params.len() < n {
             return Err(self.err(format!("{} parameter bytes, {n} needed", self.params.len())));

@@ -9,10 +9,11 @@
 //! Difference from torchvision, by design: the blur kernel is truncated at
 //! 3σ (radius capped by `max_radius`) instead of a fixed kernel size.
 
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 use scorecl_core::augment::AugParams;
 use scorecl_shaders::AUGMENT;
 
+use crate::kernel_params;
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
 use crate::ops::reduce::{reduce, Reduction};
@@ -72,22 +73,25 @@ pub fn pack(p: &AugParams) -> [u32; WORDS] {
     ]
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    h: u32,
-    w: u32,
-    oh: u32,
-    ow: u32,
-    max_radius: u32,
-    n_src: u32,
-    _p0: u32,
-    mean: [f32; 4],
-    std: [f32; 4],
-    threshold: f32,
-    _p1: [u32; 3],
+kernel_params! {
+    struct Params {
+        n: u32,
+        h: u32,
+        w: u32,
+        oh: u32,
+        ow: u32,
+        max_radius: u32,
+        n_src: u32,
+        _p0: u32,
+        mean: [f32; 4],
+        stdev: [f32; 4],
+        threshold: f32,
+        _p1: [u32; 3],
+    }
 }
+
+/// This family's parameters struct, for the layout test.
+pub(crate) const PARAMS: crate::kernel::ParamsDecl = crate::kernel::ParamsDecl::of::<Params>();
 
 /// Buffers of one augmentation shape: `n` views of oh × ow from `n_src`
 /// sources of h × w (view i from source i mod n_src), allocated once.
@@ -200,7 +204,7 @@ impl Augmenter {
             max_radius: self.max_radius,
             n_src: self.n_src as u32,
             mean: [norm.mean[0], norm.mean[1], norm.mean[2], 0.0],
-            std: [norm.std[0], norm.std[1], norm.std[2], 1.0],
+            stdev: [norm.std[0], norm.std[1], norm.std[2], 1.0],
             threshold: self.threshold,
             ..Zeroable::zeroed()
         };
@@ -783,7 +787,7 @@ pub(crate) mod native {
                     if s.u(13) != 0 && b >= p.threshold {
                         b = 1.0 - b;
                     }
-                    on.set(plane * ohw + q, (b - p.mean[k]) / p.std[k]);
+                    on.set(plane * ohw + q, (b - p.mean[k]) / p.stdev[k]);
                 }
                 *v = b;
             }

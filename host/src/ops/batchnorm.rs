@@ -5,9 +5,10 @@
 //! variance, `running = (1 − momentum)·running + momentum·batch`.
 //! CPU twin: [`cpu`]; tests: `host/tests/batchnorm.rs`.
 
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 use scorecl_shaders::BATCHNORM;
 
+use crate::kernel_params;
 use crate::error::Result;
 use crate::step::{grid, Step};
 use crate::tensor::Tensor;
@@ -69,17 +70,20 @@ pub struct BnTensors<'a> {
     pub invstd: &'a Tensor,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    c: u32,
-    s: u32,
-    _p0: u32,
-    eps: f32,
-    momentum: f32,
-    _p1: [u32; 2],
+kernel_params! {
+    struct Params {
+        n: u32,
+        c: u32,
+        s: u32,
+        _p0: u32,
+        eps: f32,
+        momentum: f32,
+        _p1: [u32; 2],
+    }
 }
+
+/// This family's parameters struct, for the layout test.
+pub(crate) const PARAMS: crate::kernel::ParamsDecl = crate::kernel::ParamsDecl::of::<Params>();
 
 fn params(b: &BnSpec) -> Params {
     Params {
@@ -604,17 +608,17 @@ pub(crate) mod native {
         Ok(())
     }
 
-    /// Parameters of [`backward_fused`] (native only).
-    #[repr(C)]
-    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-    pub(crate) struct Fused {
-        pub(crate) n: u32,
-        pub(crate) c: u32,
-        pub(crate) s: u32,
-        pub(crate) affine: u32,
-        pub(crate) training: u32,
-        pub(crate) relu: u32,
-        pub(crate) _pad: [u32; 2],
+    crate::kernel_params! {
+        /// Parameters of [`backward_fused`] (native only).
+        pub(crate) struct Fused {
+            pub(crate) n: u32,
+            pub(crate) c: u32,
+            pub(crate) s: u32,
+            pub(crate) affine: u32,
+            pub(crate) training: u32,
+            pub(crate) relu: u32,
+            pub(crate) _pad: [u32; 2],
+        }
     }
 
     /// `bn_backward_reduce(_relu)` then `bn_backward_apply(_relu)` a

@@ -13,9 +13,9 @@
 //! f32; the input gradient stays in f32. Without shader-f16 the scratch
 //! falls back to f32.
 
-use bytemuck::{Pod, Zeroable};
 use scorecl_shaders::{Define, CONV};
 
+use crate::kernel_params;
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
 use crate::ops::elementwise;
@@ -328,22 +328,25 @@ impl ConvScratch {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    c: u32,
-    h: u32,
-    w: u32,
-    i0: u32,
-    kh: u32,
-    kw: u32,
-    stride: u32,
-    pad: u32,
-    oh: u32,
-    ow: u32,
-    images: u32,
-    ld: u32,
+kernel_params! {
+    struct Params {
+        c: u32,
+        h: u32,
+        w: u32,
+        i0: u32,
+        kh: u32,
+        kw: u32,
+        stride: u32,
+        pad: u32,
+        oh: u32,
+        ow: u32,
+        images: u32,
+        ld: u32,
+    }
 }
+
+/// This family's parameters struct, for the layout test.
+pub(crate) const PARAMS: crate::kernel::ParamsDecl = crate::kernel::ParamsDecl::of::<Params>();
 
 fn params(s: &ConvShape, i0: usize, images: usize, ld: usize) -> Params {
     Params {
@@ -621,7 +624,6 @@ pub(crate) mod fused {
     use crate::kernel::Binding::{Read, ReadWrite};
     use crate::step::Step;
     use crate::tensor::Tensor;
-    use bytemuck::{Pod, Zeroable};
 
     /// Column elements a block aims at (2 MiB of f32: within a core's L2
     /// or its share of L3 while the block's products read them).
@@ -670,26 +672,26 @@ pub(crate) mod fused {
         }
     }
 
-    /// Parameters of the fused kernels (native only: no WGSL twin).
-    #[repr(C)]
-    #[derive(Clone, Copy, Pod, Zeroable)]
-    pub(crate) struct Params {
-        pub(crate) n: u32,
-        pub(crate) cin: u32,
-        pub(crate) h: u32,
-        pub(crate) w: u32,
-        pub(crate) cout: u32,
-        pub(crate) k: u32,
-        pub(crate) stride: u32,
-        pub(crate) pad: u32,
-        /// Images per block.
-        pub(crate) images: u32,
-        /// Threads, each with a workspace of [`per_task`] elements.
-        pub(crate) tasks: u32,
-        /// The input gradient's epilogue: 0 none, 1 add, 2 add masked.
-        pub(crate) add: u32,
-        /// Whether the input gradient is written.
-        pub(crate) dx: u32,
+    crate::kernel_params! {
+        /// Parameters of the fused kernels (native only: no WGSL twin).
+        pub(crate) struct Params {
+            pub(crate) n: u32,
+            pub(crate) cin: u32,
+            pub(crate) h: u32,
+            pub(crate) w: u32,
+            pub(crate) cout: u32,
+            pub(crate) k: u32,
+            pub(crate) stride: u32,
+            pub(crate) pad: u32,
+            /// Images per block.
+            pub(crate) images: u32,
+            /// Threads, each with a workspace of [`per_task`] elements.
+            pub(crate) tasks: u32,
+            /// The input gradient's epilogue: 0 none, 1 add, 2 add masked.
+            pub(crate) add: u32,
+            /// Whether the input gradient is written.
+            pub(crate) dx: u32,
+        }
     }
 
     impl Params {

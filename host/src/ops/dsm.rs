@@ -1,28 +1,32 @@
 //! Denoising score matching on the GPU (`shaders/wgsl/dsm.wgsl`). CPU twin:
 //! scorecl-core's `dsm` and `rng`; tests: `host/tests/dsm.rs`.
 
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 use scorecl_core::dsm::SigmaSchedule;
 use scorecl_core::rng::Philox;
 use scorecl_shaders::DSM;
 
+use crate::kernel_params;
 use crate::error::Result;
 use crate::ops::reduce::sum_all;
 use crate::step::{grid, Step};
 use crate::tensor::Tensor;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    noise_key: [u32; 2],
-    noise_stream: [u32; 2],
-    sigma_key: [u32; 2],
-    sigma_stream: [u32; 2],
-    n: u32,
-    dim: u32,
-    levels: u32,
-    _p0: u32,
+kernel_params! {
+    struct Params {
+        noise_key: [u32; 2],
+        noise_stream: [u32; 2],
+        sigma_key: [u32; 2],
+        sigma_stream: [u32; 2],
+        n: u32,
+        dim: u32,
+        levels: u32,
+        _p0: u32,
+    }
 }
+
+/// This family's parameters struct, for the layout test.
+pub(crate) const PARAMS: crate::kernel::ParamsDecl = crate::kernel::ParamsDecl::of::<Params>();
 
 /// The schedule's levels, as the table `dsm_perturb` reads (computed by the
 /// core, so the GPU uses exactly the same σ values).

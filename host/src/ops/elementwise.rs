@@ -1,23 +1,27 @@
 //! Elementwise kernels (`shaders/wgsl/elementwise.wgsl`). CPU twins: [`cpu`];
 //! tests: `host/tests/elementwise.rs`.
 
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 use scorecl_shaders::{Define, ELEMENTWISE};
 
+use crate::kernel_params;
 use crate::error::{GpuError, Result};
 use crate::step::{grid, Step};
 use crate::tensor::{DType, Tensor};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    alpha: f32,
-    beta: f32,
-    cols: u32,
-    block: u32,
-    _p: [u32; 3],
+kernel_params! {
+    struct Params {
+        n: u32,
+        alpha: f32,
+        beta: f32,
+        cols: u32,
+        block: u32,
+        _p: [u32; 3],
+    }
 }
+
+/// This family's parameters struct, for the layout test.
+pub(crate) const PARAMS: crate::kernel::ParamsDecl = crate::kernel::ParamsDecl::of::<Params>();
 
 fn params(n: usize, alpha: f32, beta: f32) -> Params {
     Params {

@@ -3,9 +3,10 @@
 //! broadcast) and a fused bias/ReLU epilogue. CPU twin: [`cpu::gemm`];
 //! tests: `host/tests/gemm.rs`.
 
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 use scorecl_shaders::{Define, GEMM};
 
+use crate::kernel_params;
 use crate::error::{GpuError, Result};
 use crate::step::Step;
 use crate::tensor::{DType, Tensor};
@@ -103,28 +104,31 @@ impl GemmSpec {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    r_off: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    a_off: u32,
-    sa: u32,
-    sb: u32,
-    sc: u32,
-    b_off: u32,
-    alpha: f32,
-    beta: f32,
-    c_off: u32,
-    batch: u32,
-    reduce: u32,
-    _p: [u32; 3],
+kernel_params! {
+    struct Params {
+        m: u32,
+        n: u32,
+        k: u32,
+        r_off: u32,
+        lda: u32,
+        ldb: u32,
+        ldc: u32,
+        a_off: u32,
+        sa: u32,
+        sb: u32,
+        sc: u32,
+        b_off: u32,
+        alpha: f32,
+        beta: f32,
+        c_off: u32,
+        batch: u32,
+        reduce: u32,
+        _p: [u32; 3],
+    }
 }
+
+/// This family's parameters struct, for the layout test.
+pub(crate) const PARAMS: crate::kernel::ParamsDecl = crate::kernel::ParamsDecl::of::<Params>();
 
 /// Which GEMM kernel runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

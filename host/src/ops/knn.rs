@@ -9,10 +9,11 @@
 //! exists at a time, so 50,000 × 10,000 needs `tiles.test_rows ×
 //! tiles.train_cols` floats, not 500 million.
 
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 use scorecl_core::knn::KnnConfig;
 use scorecl_shaders::KNN;
 
+use crate::kernel_params;
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
 use crate::ops::gemm::{gemm, GemmSpec};
@@ -20,18 +21,21 @@ use crate::ops::rows;
 use crate::step::grid;
 use crate::tensor::{DType, Tensor};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    rows: u32,
-    cols: u32,
-    k: u32,
-    col0: u32,
-    classes: u32,
-    row0: u32,
-    temperature: f32,
-    _p: u32,
+kernel_params! {
+    struct Params {
+        rows: u32,
+        cols: u32,
+        k: u32,
+        col0: u32,
+        classes: u32,
+        row0: u32,
+        temperature: f32,
+        _p: u32,
+    }
 }
+
+/// This family's parameters struct, for the layout test.
+pub(crate) const PARAMS: crate::kernel::ParamsDecl = crate::kernel::ParamsDecl::of::<Params>();
 
 /// Tile sizes of the similarity blocks.
 #[derive(Debug, Clone, Copy)]

@@ -35,3 +35,30 @@ pub(crate) fn view_weights_len(
     w.expect_len(what, n)?;
     Ok(n)
 }
+
+/// Every kernel family's WGSL module beside the Rust parameters struct its
+/// dispatches pass (`host/tests/runtime.rs` checks each against every entry
+/// point of every variant).
+pub fn params_structs() -> Vec<(&'static scorecl_shaders::Module, crate::kernel::ParamsDecl)> {
+    use scorecl_shaders as s;
+    vec![
+        (&s::AUGMENT, augment::PARAMS),
+        (&s::BATCHNORM, batchnorm::PARAMS),
+        (&s::CONV, conv::PARAMS),
+        (&s::DSM, dsm::PARAMS),
+        (&s::ELEMENTWISE, elementwise::PARAMS),
+        (&s::GEMM, gemm::PARAMS),
+        (&s::KNN, knn::PARAMS),
+        (&s::OPTIM, optim::PARAMS),
+        (&s::REDUCE, reduce::PARAMS),
+        (&s::RNG, rng::PARAMS),
+        (&s::ROWS, rows::PARAMS),
+        (&s::SCORE, score::PARAMS),
+        (&s::SIMCLR, simclr::PARAMS),
+        (&s::SIMSIAM, simsiam::PARAMS),
+        (&s::VICREG, vicreg::PARAMS),
+        (&s::WEIGHTS, weights::PARAMS),
+        (&s::WMSE, wmse::PARAMS),
+        (&s::XENT, xent::PARAMS),
+    ]
+}

@@ -12,10 +12,10 @@
 //! pass that reads and writes them anyway; the caller reads the flags back
 //! with the loss.
 
-use bytemuck::{Pod, Zeroable};
 use scorecl_core::optim::{AdamConfig, AdamStep, LarsConfig, SgdConfig};
 use scorecl_shaders::OPTIM;
 
+use crate::kernel_params;
 use crate::error::Result;
 use crate::step::{grid, Step};
 use crate::tensor::{DType, Tensor};
@@ -69,29 +69,33 @@ pub fn describe_guard(bits: u32) -> String {
     v.join(", ")
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default)]
-struct Params {
-    n: u32,
-    lr: f32,
-    momentum: f32,
-    dampening: f32,
-    weight_decay: f32,
-    nesterov: u32,
-    first: u32,
-    eta: f32,
-    eps: f32,
-    clip: u32,
-    adapt: u32,
-    beta1: f32,
-    beta2: f32,
-    step_size: f32,
-    bc2_sqrt: f32,
-    decoupled: u32,
-    slot: u32,
-    guard: u32,
-    _p: [u32; 2],
+kernel_params! {
+    #[derive(Default)]
+    struct Params {
+        n: u32,
+        lr: f32,
+        momentum: f32,
+        dampening: f32,
+        weight_decay: f32,
+        nesterov: u32,
+        first: u32,
+        eta: f32,
+        eps: f32,
+        clip: u32,
+        adapt: u32,
+        beta1: f32,
+        beta2: f32,
+        step_size: f32,
+        bc2_sqrt: f32,
+        decoupled: u32,
+        slot: u32,
+        guard: u32,
+        _p: [u32; 2],
+    }
 }
+
+/// This family's parameters struct, for the layout test.
+pub(crate) const PARAMS: crate::kernel::ParamsDecl = crate::kernel::ParamsDecl::of::<Params>();
 
 fn sgd_params(n: usize, lr: f32, c: &SgdConfig, first: bool) -> Params {
     Params {

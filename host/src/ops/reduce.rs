@@ -1,9 +1,10 @@
 //! Reductions along an axis (`shaders/wgsl/reduce.wgsl`). CPU twin:
 //! [`cpu::reduce`]; tests: `host/tests/reduce.rs`.
 
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 use scorecl_shaders::REDUCE;
 
+use crate::kernel_params;
 use crate::error::Result;
 use crate::step::{grid, Step};
 use crate::tensor::Tensor;
@@ -19,18 +20,21 @@ pub enum Reduction {
     SumSq,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    outer: u32,
-    axis: u32,
-    inner: u32,
-    square: u32,
-    scale: f32,
-    offset: u32,
-    accumulate: u32,
-    _p: u32,
+kernel_params! {
+    struct Params {
+        outer: u32,
+        axis: u32,
+        inner: u32,
+        square: u32,
+        scale: f32,
+        offset: u32,
+        accumulate: u32,
+        _p: u32,
+    }
 }
+
+/// This family's parameters struct, for the layout test.
+pub(crate) const PARAMS: crate::kernel::ParamsDecl = crate::kernel::ParamsDecl::of::<Params>();
 
 /// Reduces `x` viewed as `[outer, axis, inner]` along `axis` into `out`
 /// (`[outer, inner]`), times `scale` (1 for a plain reduction).

@@ -2,27 +2,31 @@
 //! `include/philox.wgsl`). CPU twin: scorecl-core's [`Philox`]; tests:
 //! `host/tests/rng.rs` (words and uniforms bit-exact, normals to 1e-6).
 
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 use scorecl_core::rng::Philox;
 use scorecl_shaders::RNG;
 
+use crate::kernel_params;
 use crate::error::{GpuError, Result};
 use crate::step::{grid, Step};
 use crate::tensor::{DType, Tensor};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    key: [u32; 2],
-    stream: [u32; 2],
-    start_lo: u32,
-    start_hi: u32,
-    n: u32,
-    _p0: u32,
-    mean: f32,
-    std: f32,
-    _p1: [u32; 2],
+kernel_params! {
+    struct Params {
+        key: [u32; 2],
+        stream: [u32; 2],
+        start_lo: u32,
+        start_hi: u32,
+        n: u32,
+        _p0: u32,
+        mean: f32,
+        stddev: f32,
+        _p1: [u32; 2],
+    }
 }
+
+/// This family's parameters struct, for the layout test.
+pub(crate) const PARAMS: crate::kernel::ParamsDecl = crate::kernel::ParamsDecl::of::<Params>();
 
 fn params(p: &Philox, start: u64, n: usize, mean: f32, std: f32) -> Params {
     Params {
@@ -32,7 +36,7 @@ fn params(p: &Philox, start: u64, n: usize, mean: f32, std: f32) -> Params {
         start_hi: (start >> 32) as u32,
         n: n as u32,
         mean,
-        std,
+        stddev: std,
         ..Zeroable::zeroed()
     }
 }
@@ -135,7 +139,7 @@ pub(crate) mod native {
         need(inv, &[("out", out.len(), p.n as usize)])?;
         let (rng, start) = stream(&p);
         map(out, p.n as usize, |i| {
-            p.mean + p.std * rng.normal_at(start.wrapping_add(i as u64))
+            p.mean + p.stddev * rng.normal_at(start.wrapping_add(i as u64))
         });
         Ok(())
     }

@@ -2,20 +2,24 @@
 //! backward (as `F.normalize`), row log-sum-exp. CPU twins: [`cpu`], the
 //! normalisation backward being scorecl-core's; tests: `host/tests/rows.rs`.
 
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 use scorecl_shaders::ROWS;
 
+use crate::kernel_params;
 use crate::error::Result;
 use crate::step::{grid, Step};
 use crate::tensor::Tensor;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    rows: u32,
-    d: u32,
-    _p: [u32; 2],
+kernel_params! {
+    struct Params {
+        rows: u32,
+        d: u32,
+        _p: [u32; 2],
+    }
 }
+
+/// This family's parameters struct, for the layout test.
+pub(crate) const PARAMS: crate::kernel::ParamsDecl = crate::kernel::ParamsDecl::of::<Params>();
 
 fn kernel(step: &Step, entry: &'static str) -> Result<std::sync::Arc<crate::Kernel>> {
     let gpu = step.gpu();

@@ -2,21 +2,24 @@
 //! nearest ×2 upsampling. CPU twins: [`cpu`]; tests:
 //! `host/tests/score_ops.rs`.
 
-use bytemuck::{Pod, Zeroable};
 use scorecl_shaders::SCORE;
 
+use crate::kernel_params;
 use crate::error::Result;
 use crate::step::{grid, Step};
 use crate::tensor::Tensor;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    c: u32,
-    h: u32,
-    w: u32,
+kernel_params! {
+    struct Params {
+        n: u32,
+        c: u32,
+        h: u32,
+        w: u32,
+    }
 }
+
+/// This family's parameters struct, for the layout test.
+pub(crate) const PARAMS: crate::kernel::ParamsDecl = crate::kernel::ParamsDecl::of::<Params>();
 
 fn params(n: usize, c: usize, h: usize, w: usize) -> Params {
     Params {

@@ -2,10 +2,11 @@
 //! GEMM kernels). CPU twin: scorecl-core's `simclr`; tests:
 //! `host/tests/simclr.rs`.
 
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 use scorecl_core::simclr::SimClrConfig;
 use scorecl_shaders::SIMCLR;
 
+use crate::kernel_params;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::ops::gemm::{gemm, GemmSpec};
@@ -13,15 +14,18 @@ use crate::ops::rows;
 use crate::step::{grid, Step};
 use crate::tensor::{DType, Tensor};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    /// Weights bound: n (per pair) or 2n (per view); row r reads w[r % wn].
-    wn: u32,
-    inv_tau: f32,
-    _p1: u32,
+kernel_params! {
+    struct Params {
+        n: u32,
+        /// Weights bound: n (per pair) or 2n (per view); row r reads w[r % wn].
+        wn: u32,
+        inv_tau: f32,
+        _p1: u32,
+    }
 }
+
+/// This family's parameters struct, for the layout test.
+pub(crate) const PARAMS: crate::kernel::ParamsDecl = crate::kernel::ParamsDecl::of::<Params>();
 
 /// Scratch of the loss for n pairs of d features, allocated once.
 pub struct SimClr {

@@ -1,25 +1,29 @@
 //! Weighted SimSiam on the GPU (`shaders/wgsl/simsiam.wgsl`). CPU twin:
 //! scorecl-core's `simsiam`; tests: `host/tests/simsiam.rs`.
 
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 use scorecl_shaders::SIMSIAM;
 
+use crate::kernel_params;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::ops::reduce::sum_all;
 use crate::step::{grid, Step};
 use crate::tensor::{DType, Tensor};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    d: u32,
-    /// Weights bound: n (per pair) or 2n (per view); view row r reads
-    /// w[r % wn].
-    wn: u32,
-    _p: u32,
+kernel_params! {
+    struct Params {
+        n: u32,
+        d: u32,
+        /// Weights bound: n (per pair) or 2n (per view); view row r reads
+        /// w[r % wn].
+        wn: u32,
+        _p: u32,
+    }
 }
+
+/// This family's parameters struct, for the layout test.
+pub(crate) const PARAMS: crate::kernel::ParamsDecl = crate::kernel::ParamsDecl::of::<Params>();
 
 /// Scratch of the loss for n pairs.
 pub struct SimSiam {

@@ -2,10 +2,11 @@
 //! elementwise and GEMM kernels). CPU twin: scorecl-core's `vicreg`;
 //! tests: `host/tests/vicreg.rs`.
 
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 use scorecl_core::vicreg::VicRegConfig;
 use scorecl_shaders::VICREG;
 
+use crate::kernel_params;
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
 use crate::ops::elementwise::add_cols;
@@ -14,17 +15,20 @@ use crate::ops::reduce::{reduce, sum_all, Reduction};
 use crate::step::{grid, Step};
 use crate::tensor::{DType, Tensor};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    d: u32,
-    _p0: [u32; 2],
-    sim: f32,
-    std_c: f32,
-    cov: f32,
-    _p1: u32,
+kernel_params! {
+    struct Params {
+        n: u32,
+        d: u32,
+        _p0: [u32; 2],
+        sim: f32,
+        std_c: f32,
+        cov: f32,
+        _p1: u32,
+    }
 }
+
+/// This family's parameters struct, for the layout test.
+pub(crate) const PARAMS: crate::kernel::ParamsDecl = crate::kernel::ParamsDecl::of::<Params>();
 
 /// Scratch of the loss for n pairs of d features.
 pub struct VicReg {

@@ -1,36 +1,40 @@
 //! ScoreCL pair weights on the GPU (`shaders/wgsl/weights.wgsl`). CPU
 //! twin: scorecl-core's `weights`; tests: `host/tests/weights.rs`.
 
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 use scorecl_core::rng::Philox;
 use scorecl_core::weights::{Apply, ScoreWeightConfig, Statistic, Transform, WeightMode};
 use scorecl_shaders::WEIGHTS;
 
+use crate::kernel_params;
 use crate::error::Result;
 use crate::step::{grid, Step};
 use crate::tensor::Tensor;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    dim: u32,
-    mode: u32,
-    transform: u32,
-    gamma: f32,
-    alpha: f32,
-    w_max: f32,
-    per_view: u32,
-    key: [u32; 2],
-    stream: [u32; 2],
-    temperature: f32,
-    w_min: f32,
-    sigma: f32,
-    scale: f32,
-    kind: u32,
-    accumulate: u32,
-    _p: [u32; 2],
+kernel_params! {
+    struct Params {
+        n: u32,
+        dim: u32,
+        mode: u32,
+        transform: u32,
+        gamma: f32,
+        alpha: f32,
+        w_max: f32,
+        per_view: u32,
+        key: [u32; 2],
+        stream: [u32; 2],
+        temperature: f32,
+        w_min: f32,
+        sigma: f32,
+        scale: f32,
+        kind: u32,
+        accumulate: u32,
+        _p: [u32; 2],
+    }
 }
+
+/// This family's parameters struct, for the layout test.
+pub(crate) const PARAMS: crate::kernel::ParamsDecl = crate::kernel::ParamsDecl::of::<Params>();
 
 impl Params {
     fn new(n: usize, dim: usize, cfg: &ScoreWeightConfig, shuffle: &Philox) -> Params {

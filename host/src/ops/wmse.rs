@@ -7,10 +7,10 @@
 //! but finite; the caller reads the status with the loss and turns it into
 //! an error ([`Wmse::check`]).
 
-use bytemuck::{Pod, Zeroable};
 use scorecl_core::wmse::WmseConfig;
 use scorecl_shaders::WMSE;
 
+use crate::kernel_params;
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
 use crate::ops::elementwise::add_cols;
@@ -19,18 +19,21 @@ use crate::ops::reduce::{reduce, sum_all, Reduction};
 use crate::step::{grid, Step};
 use crate::tensor::{DType, Tensor};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    d: u32,
-    m: u32,
-    chunks: u32,
-    eps: f32,
-    f: f32,
-    tol_scale: f32,
-    _p0: u32,
+kernel_params! {
+    struct Params {
+        n: u32,
+        d: u32,
+        m: u32,
+        chunks: u32,
+        eps: f32,
+        f: f32,
+        tol_scale: f32,
+        _p0: u32,
+    }
 }
+
+/// This family's parameters struct, for the layout test.
+pub(crate) const PARAMS: crate::kernel::ParamsDecl = crate::kernel::ParamsDecl::of::<Params>();
 
 /// Scratch of the loss for n pairs of d features in chunks of w_size.
 pub struct Wmse {

@@ -1,21 +1,24 @@
 //! Softmax cross-entropy on the GPU (`shaders/wgsl/xent.wgsl`). CPU twin:
 //! scorecl-core's `xent::softmax_xent`; test: `host/tests/linear_probe.rs`.
 
-use bytemuck::{Pod, Zeroable};
 use scorecl_shaders::XENT;
 
+use crate::kernel_params;
 use crate::error::Result;
 use crate::step::{grid, Step};
 use crate::tensor::Tensor;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    rows: u32,
-    classes: u32,
-    scale: f32,
-    y_off: u32,
+kernel_params! {
+    struct Params {
+        rows: u32,
+        classes: u32,
+        scale: f32,
+        y_off: u32,
+    }
 }
+
+/// This family's parameters struct, for the layout test.
+pub(crate) const PARAMS: crate::kernel::ParamsDecl = crate::kernel::ParamsDecl::of::<Params>();
 
 /// Per-row losses `loss[r] = logsumexp(z_r) − z_r[y_r]` of `logits`
 /// `[rows, classes]` (`y_r = labels[y_off + r]`, u32), and `grad = scale · (softmax − onehot)`
