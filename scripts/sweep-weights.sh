@@ -11,6 +11,7 @@
 #   scripts/sweep-weights.sh                 # seeds 0,1,2 into runs/sweep
 #   SEEDS=0,1,2,3,4 OUT=runs/sweep5 scripts/sweep-weights.sh
 #   BIN=path/to/scorecl  (default target/release/scorecl, built first)
+#   VARIANTS="per-view rank" scripts/sweep-weights.sh   # only these (names below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/sweep}
@@ -35,10 +36,20 @@ variants=(
     "per-view|scorecl.apply=view"
     "score-init-30|scorecl.score_init=$OUT/score-alone-30 scorecl.score_warmup_epochs=0"
 )
+if [ -n "${VARIANTS:-}" ]; then
+    picked=()
+    for v in "${variants[@]}"; do
+        for want in $VARIANTS; do
+            [ "${v%%|*}" = "$want" ] && picked+=("$v")
+        done
+    done
+    [ ${#picked[@]} -gt 0 ] || { echo "VARIANTS=$VARIANTS names none of: ${variants[*]%%|*}" >&2; exit 2; }
+    variants=("${picked[@]}")
+fi
 mkdir -p "$OUT"
 # A score network trained first, alone (30 epochs of DSM on the training
 # images), for the last variant: it starts from it and weights from step 0.
-if [ ! -f "$OUT/score-alone-30/score.safetensors" ]; then
+if [[ " ${variants[*]} " == *score-init-30* ]] && [ ! -f "$OUT/score-alone-30/score.safetensors" ]; then
     "$BIN" probe --train-score-epochs 30 --config "$CONFIG" --images 128 --out "$OUT/score-alone-30"
 fi
 "$BIN" compare --config "$CONFIG" --methods simclr --weightings off --seeds "$SEEDS" \
