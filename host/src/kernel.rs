@@ -4,8 +4,10 @@
 //! The layout is read from the WGSL itself with naga: the entry point's
 //! `var<uniform>` (binding 0, the kernel's parameters, bound with a dynamic
 //! offset into the step's parameter arena) and its `var<storage>` buffers,
-//! read-only or read-write as declared, in binding order. Dispatches pass
-//! their tensors in that order.
+//! read-only or read-write as declared, in binding order, with their
+//! names. Dispatches pass their tensors in that order, each named as the
+//! WGSL variable it binds ([`bind!`](crate::bind)), and a name out of place
+//! is refused.
 //!
 //! The parameters struct is declared once in Rust with [`kernel_params!`],
 //! which records each field's name, offset and type ([`KernelParams`]);
@@ -138,6 +140,20 @@ macro_rules! kernel_params {
     };
 }
 
+/// The storage tensors of a dispatch, each named as the WGSL variable it
+/// binds: `bind![x, out]` passes the tensors `x` and `out` to the bindings
+/// `x` and `out`; `bind![x, w = weight, out = &self.y]` names an
+/// expression. [`Step::dispatch`](crate::Step::dispatch) checks the names
+/// against the kernel's, in binding order.
+#[macro_export]
+macro_rules! bind {
+    ($($name:ident $(= $e:expr)?),* $(,)?) => {
+        &[$( (stringify!($name), $crate::bind!(@one $name $(= $e)?)) ),*]
+    };
+    (@one $name:ident) => { $name };
+    (@one $name:ident = $e:expr) => { $e };
+}
+
 /// The WGSL parameters struct of an entry point, as naga lays it out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParamsLayout {
@@ -202,7 +218,10 @@ impl ParamsLayout {
 }
 
 /// The WGSL layout of `ty` (a struct) in `m`, or an error naming why not.
-fn params_layout(m: &naga::Module, ty: naga::Handle<naga::Type>) -> std::result::Result<ParamsLayout, String> {
+fn params_layout(
+    m: &naga::Module,
+    ty: naga::Handle<naga::Type>,
+) -> std::result::Result<ParamsLayout, String> {
     let t = &m.types[ty];
     let naga::TypeInner::Struct { members, span } = &t.inner else {
         return Err("the params uniform is not a struct".into());
@@ -219,7 +238,11 @@ fn params_layout(m: &naga::Module, ty: naga::Handle<naga::Type>) -> std::result:
         let (scalar, count) = match &m.types[mb.ty].inner {
             naga::TypeInner::Scalar(s) => (scalar_of(*s)?, 1),
             naga::TypeInner::Vector { size, scalar } => (scalar_of(*scalar)?, *size as usize),
-            other => return Err(format!("params member `{name}`: unsupported type {other:?}")),
+            other => {
+                return Err(format!(
+                    "params member `{name}`: unsupported type {other:?}"
+                ))
+            }
         };
         fields.push((name, mb.offset as usize, scalar, count));
     }
@@ -265,6 +288,9 @@ pub struct Kernel {
     pub(crate) exec: Exec,
     /// Bindings in binding order (binding 0 is `Params` if present).
     pub bindings: Vec<(u32, Binding)>,
+    /// The storage bindings' names (the WGSL variables), in binding order:
+    /// a dispatch names each tensor it passes ([`bind!`](crate::bind)).
+    pub storage_names: Vec<String>,
     /// `@workgroup_size` of the entry point.
     pub workgroup_size: [u32; 3],
     /// The variant and the override constants (read by the native twins).
@@ -320,9 +346,14 @@ impl Kernel {
     }
 }
 
-/// Bindings of an entry point, its workgroup size and its parameters
-/// struct.
-type Reflection = (Vec<(u32, Binding)>, [u32; 3], Option<ParamsLayout>);
+/// Bindings of an entry point, its workgroup size, its parameters struct
+/// and the names of its storage bindings in binding order.
+type Reflection = (
+    Vec<(u32, Binding)>,
+    [u32; 3],
+    Option<ParamsLayout>,
+    Vec<String>,
+);
 
 /// A parsed and validated module.
 type Parsed = (naga::Module, naga::valid::ModuleInfo);
@@ -397,15 +428,21 @@ fn reflect_parsed(
             }
             other => return Err(err(format!("unsupported binding space {other:?}"))),
         };
-        bindings.push((rb.binding, kind));
+        bindings.push((rb.binding, kind, var.name.clone().unwrap_or_default()));
     }
-    bindings.sort_by_key(|(b, _)| *b);
+    bindings.sort_by_key(|(b, _, _)| *b);
+    let names = bindings
+        .iter()
+        .filter(|(_, k, _)| *k != Binding::Params)
+        .map(|(_, _, n)| n.clone())
+        .collect();
+    let bindings: Vec<(u32, Binding)> = bindings.into_iter().map(|(b, k, _)| (b, k)).collect();
     if let Some(pos) = bindings.iter().position(|(_, k)| *k == Binding::Params) {
         if bindings[pos].0 != 0 {
             return Err(err("the params uniform must be binding 0".into()));
         }
     }
-    Ok((bindings, ep.workgroup_size, layout))
+    Ok((bindings, ep.workgroup_size, layout, names))
 }
 
 /// The parameters struct of every entry point of `module` in the variant
@@ -416,7 +453,7 @@ pub fn module_params(module: &Module, defines: &[Define]) -> Result<Vec<(String,
     let mut out = Vec::new();
     for ep in &m.entry_points {
         let kernel = format!("{}::{}{defines:?}", module.name, ep.name);
-        if let (_, _, Some(layout)) = reflect_parsed(module, &m, &info, &ep.name, &kernel)? {
+        if let (_, _, Some(layout), _) = reflect_parsed(module, &m, &info, &ep.name, &kernel)? {
             out.push((ep.name.clone(), layout));
         }
     }
@@ -450,11 +487,11 @@ impl Gpu {
     /// A kernel of the native CPU device with no WGSL twin: an op that the
     /// CPU runs better whole than as the GPU's sequence of passes (the
     /// convolution's wide column layout, `ops::conv`). `bindings` are its
-    /// storage bindings in order; it takes a parameters struct.
+    /// storage bindings in order, named; it takes a parameters struct.
     pub(crate) fn native_kernel(
         &self,
         entry: &'static str,
-        bindings: &[Binding],
+        bindings: &[(&'static str, Binding)],
         f: crate::native::KernelFn,
     ) -> Result<Arc<Kernel>> {
         if !self.is_native() {
@@ -473,11 +510,17 @@ impl Gpu {
             return Ok(k.clone());
         }
         let mut all = vec![(0, Binding::Params)];
-        all.extend(bindings.iter().enumerate().map(|(i, b)| (i as u32 + 1, *b)));
+        all.extend(
+            bindings
+                .iter()
+                .enumerate()
+                .map(|(i, (_, b))| (i as u32 + 1, *b)),
+        );
         let kernel = Arc::new(Kernel {
             name: format!("native::{entry}"),
             exec: Exec::Native(f),
             bindings: all,
+            storage_names: bindings.iter().map(|(n, _)| n.to_string()).collect(),
             workgroup_size: [1, 1, 1],
             defines: Vec::new(),
             constants: Vec::new(),
@@ -533,7 +576,8 @@ impl Gpu {
             }
             None => module.source(&defines),
         };
-        let (bindings, workgroup_size, params_layout) = reflect(module, &src, entry, &name)?;
+        let (bindings, workgroup_size, params_layout, storage_names) =
+            reflect(module, &src, entry, &name)?;
         let device = match &self.backend {
             crate::gpu::Backend::Wgpu { device, .. } => device,
             crate::gpu::Backend::Native(_) => {
@@ -546,6 +590,7 @@ impl Gpu {
                     name,
                     exec: Exec::Native(f),
                     bindings,
+                    storage_names,
                     workgroup_size,
                     defines,
                     constants: constants.to_vec(),
@@ -607,6 +652,7 @@ impl Gpu {
                 name: name.clone(),
                 exec: Exec::Wgpu { pipeline, layout },
                 bindings,
+                storage_names,
                 workgroup_size,
                 defines: defines.clone(),
                 constants: constants.to_vec(),

@@ -144,25 +144,43 @@ impl<'g> Step<'g> {
     }
 
     /// Records a dispatch of `kernel` with `params` and the storage tensors
-    /// in binding order. The first dispatch of a kernel with a parameters
-    /// type checks it against the WGSL struct ([`Kernel::check_params`]).
+    /// in binding order, each named as the WGSL variable it binds
+    /// ([`bind!`](crate::bind)); a missing, extra or misnamed tensor is
+    /// refused naming the kernel and the binding. The first dispatch of a
+    /// kernel with a parameters type checks it against the WGSL struct
+    /// ([`Kernel::check_params`]).
     pub fn dispatch<P: crate::kernel::KernelParams>(
         &mut self,
         kernel: &Arc<Kernel>,
         params: &P,
-        tensors: &[&Tensor],
+        named: &[(&str, &Tensor)],
         groups: [u32; 3],
     ) -> Result<()> {
-        if tensors.len() != kernel.storage_count() {
+        if named.len() != kernel.storage_count() {
             return Err(GpuError::Kernel {
                 kernel: kernel.name.clone(),
                 message: format!(
-                    "{} buffers given, the kernel binds {}",
-                    tensors.len(),
-                    kernel.storage_count()
+                    "{} buffers given ({}), the kernel binds {} ({})",
+                    named.len(),
+                    named.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+                    kernel.storage_count(),
+                    kernel.storage_names.join(", ")
                 ),
             });
         }
+        for (i, ((given, _), want)) in named.iter().zip(&kernel.storage_names).enumerate() {
+            if given != want {
+                return Err(GpuError::Kernel {
+                    kernel: kernel.name.clone(),
+                    message: format!(
+                        "storage binding {i} is `{want}`, the dispatch passes `{given}` there \
+                         (the kernel binds {})",
+                        kernel.storage_names.join(", ")
+                    ),
+                });
+            }
+        }
+        let tensors: Vec<&Tensor> = named.iter().map(|(_, t)| *t).collect();
         if kernel.has_params() {
             kernel.check_params::<P>()?;
         }
@@ -177,7 +195,7 @@ impl<'g> Step<'g> {
             return Ok(());
         }
         let max_binding = self.gpu.caps.limits.max_storage_buffer_binding_size;
-        for t in tensors {
+        for t in &tensors {
             if t.bytes() > max_binding {
                 return Err(GpuError::Limit {
                     what: kernel.name.clone(),

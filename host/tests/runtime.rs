@@ -9,7 +9,7 @@ use common::normals;
 use scorecl_host::core::optim::SgdConfig;
 use scorecl_host::core::simclr::SimClrConfig;
 use scorecl_host::ops::{gemm, optim, simclr::SimClr};
-use scorecl_host::{DType, Gpu, GpuError, GpuOptions};
+use scorecl_host::{grid, DType, Gpu, GpuError, GpuOptions};
 
 /// A device of its own, so that no other test allocates on it meanwhile.
 fn private_gpu() -> Option<Gpu> {
@@ -127,8 +127,65 @@ fn validation_errors_name_the_kernel() {
         .kernel(&scorecl_host::shaders::ELEMENTWISE, "axpby", &[], &[])
         .unwrap();
     let mut s = gpu.step("count");
-    let e = s.dispatch(&k, &Axpby::default(), &[&t], [1, 1, 1]).unwrap_err();
+    let e = s
+        .dispatch(&k, &Axpby::default(), &[("a", &t)], [1, 1, 1])
+        .unwrap_err();
     assert!(e.to_string().contains("elementwise::axpby"), "{e}");
+}
+
+#[test]
+fn a_misnamed_or_missing_binding_is_refused_naming_the_kernel_and_binding() {
+    let Some(gpu) = common::gpu() else { return };
+    let k = gpu
+        .kernel(&scorecl_host::shaders::ELEMENTWISE, "axpby", &[], &[])
+        .unwrap();
+    assert_eq!(k.storage_names, ["a", "b", "out"]);
+    let (a, b, out) = (
+        gpu.upload(&[1.0; 4], &[4]).unwrap(),
+        gpu.upload(&[2.0; 4], &[4]).unwrap(),
+        gpu.tensor(&[4], DType::F32).unwrap(),
+    );
+    let p = Axpby {
+        n: 4,
+        alpha: 1.0,
+        beta: 1.0,
+        ..Default::default()
+    };
+    let mut s = gpu.step("bind");
+    // Swapped: the same count, the names in the wrong places.
+    let e = s
+        .dispatch(
+            &k,
+            &p,
+            scorecl_host::bind![b = &a, a = &b, out = &out],
+            [1, 1, 1],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("elementwise::axpby"), "{e}");
+    assert!(
+        e.contains("storage binding 0 is `a`, the dispatch passes `b`"),
+        "{e}"
+    );
+    // Missing: every binding named in the message.
+    let e = s
+        .dispatch(&k, &p, scorecl_host::bind![a = &a, out = &out], [1, 1, 1])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("2 buffers given (a, out), the kernel binds 3 (a, b, out)"),
+        "{e}"
+    );
+    // Right: runs, and computes a + b.
+    s.dispatch(
+        &k,
+        &p,
+        scorecl_host::bind![a = &a, b = &b, out = &out],
+        grid(4, 256),
+    )
+    .unwrap();
+    let i = s.readback(&out);
+    assert_eq!(s.submit().unwrap().f32(i), [3.0; 4]);
 }
 
 // `elementwise.wgsl`'s `Params`, declared as the host does, and three ways
@@ -166,27 +223,62 @@ fn params_that_differ_from_the_wgsl_struct_are_refused_naming_kernel_and_field()
         f(&mut s).map(|_| ())
     };
     let groups = [1, 1, 1];
-    let ok = run(&|s| s.dispatch(&k, &Axpby::default(), &[&t, &t, &t], groups));
+    let ok = run(&|s| {
+        s.dispatch(
+            &k,
+            &Axpby::default(),
+            scorecl_host::bind![a = &t, b = &t, out = &t],
+            groups,
+        )
+    });
     assert!(ok.is_ok(), "the matching struct is accepted: {ok:?}");
     let cases: [(&str, scorecl_host::Result<()>, &str); 4] = [
         (
             "renamed",
-            run(&|s| s.dispatch(&k, &Renamed::default(), &[&t, &t, &t], groups)),
+            run(&|s| {
+                s.dispatch(
+                    &k,
+                    &Renamed::default(),
+                    scorecl_host::bind![a = &t, b = &t, out = &t],
+                    groups,
+                )
+            }),
             "field `beta` is not in the Rust struct",
         ),
         (
             "swapped",
-            run(&|s| s.dispatch(&k, &Swapped::default(), &[&t, &t, &t], groups)),
+            run(&|s| {
+                s.dispatch(
+                    &k,
+                    &Swapped::default(),
+                    scorecl_host::bind![a = &t, b = &t, out = &t],
+                    groups,
+                )
+            }),
             "field `alpha`: Rust offset 8",
         ),
         (
             "short",
-            run(&|s| s.dispatch(&k, &Short::default(), &[&t, &t, &t], groups)),
+            run(&|s| {
+                s.dispatch(
+                    &k,
+                    &Short::default(),
+                    scorecl_host::bind![a = &t, b = &t, out = &t],
+                    groups,
+                )
+            }),
             "size: Rust 28 bytes, WGSL 32 bytes",
         ),
         (
             "retyped",
-            run(&|s| s.dispatch(&k, &Retyped::default(), &[&t, &t, &t], groups)),
+            run(&|s| {
+                s.dispatch(
+                    &k,
+                    &Retyped::default(),
+                    scorecl_host::bind![a = &t, b = &t, out = &t],
+                    groups,
+                )
+            }),
             "field `cols`: Rust offset 12 F32×1, WGSL offset 12 U32×1",
         ),
     ];
@@ -196,7 +288,14 @@ fn params_that_differ_from_the_wgsl_struct_are_refused_naming_kernel_and_field()
         assert!(e.contains(want), "{what}: {e}");
     }
     // The struct matched once stays accepted (the check is cached per type).
-    let again = run(&|s| s.dispatch(&k, &Axpby::default(), &[&t, &t, &t], groups));
+    let again = run(&|s| {
+        s.dispatch(
+            &k,
+            &Axpby::default(),
+            scorecl_host::bind![a = &t, b = &t, out = &t],
+            groups,
+        )
+    });
     assert!(again.is_ok(), "{again:?}");
 }
 
@@ -243,11 +342,18 @@ fn every_entry_points_params_match_its_familys_rust_struct() {
     let mut checked = 0;
     for module in scorecl_host::shaders::MODULES {
         let Some((_, decl)) = structs.iter().find(|(m, _)| m.name == module.name) else {
-            panic!("module `{}` has no Rust parameters struct in ops::params_structs", module.name);
+            panic!(
+                "module `{}` has no Rust parameters struct in ops::params_structs",
+                module.name
+            );
         };
         for defines in module.variants {
             let entries = scorecl_host::kernel::module_params(module, defines).unwrap();
-            assert!(!entries.is_empty(), "{}{defines:?}: no entry point takes parameters", module.name);
+            assert!(
+                !entries.is_empty(),
+                "{}{defines:?}: no entry point takes parameters",
+                module.name
+            );
             for (entry, layout) in entries {
                 let kernel = format!("{}::{entry}{defines:?}", module.name);
                 layout

@@ -13,9 +13,9 @@ use bytemuck::Zeroable;
 use scorecl_core::augment::AugParams;
 use scorecl_shaders::AUGMENT;
 
-use crate::kernel_params;
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
+use crate::kernel_params;
 use crate::ops::reduce::{reduce, Reduction};
 use crate::step::{grid, Step};
 use crate::tensor::{DType, Tensor};
@@ -213,7 +213,7 @@ impl Augmenter {
         step.dispatch(
             &k("aug_pre")?,
             &pr,
-            &[src, &self.params, &self.gray],
+            crate::bind![src, prm = &self.params, gray_buf = &self.gray],
             grid(n * ohw, 256),
         )?;
         reduce(
@@ -227,19 +227,24 @@ impl Augmenter {
         step.dispatch(
             &k("aug_main")?,
             &pr,
-            &[src, &self.params, &self.cmean, &self.tmp],
+            crate::bind![
+                src,
+                prm = &self.params,
+                cmean = &self.cmean,
+                tmp = &self.tmp
+            ],
             grid(n * ohw, 256),
         )?;
         step.dispatch(
             &k("aug_blur_h")?,
             &pr,
-            &[&self.params, &self.tmp2, &self.tmp],
+            crate::bind![prm = &self.params, tmp = &self.tmp2, tmp_in = &self.tmp],
             grid(n * 3 * ohw, 256),
         )?;
         step.dispatch(
             &k("aug_blur_v")?,
             &pr,
-            &[&self.params, &self.tmp2, out01, outn],
+            crate::bind![prm = &self.params, tmp_in = &self.tmp2, out01, outn],
             grid(n * 3 * ohw, 256),
         )
     }

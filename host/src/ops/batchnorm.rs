@@ -8,8 +8,8 @@
 use bytemuck::Zeroable;
 use scorecl_shaders::BATCHNORM;
 
-use crate::kernel_params;
 use crate::error::Result;
+use crate::kernel_params;
 use crate::step::{grid, Step};
 use crate::tensor::Tensor;
 
@@ -152,7 +152,13 @@ fn forward_impl(
         step.dispatch(
             &k,
             &p,
-            &[x, t.mean, t.invstd, t.running_mean, t.running_var],
+            crate::bind![
+                x,
+                mean = t.mean,
+                invstd = t.invstd,
+                running_mean = t.running_mean,
+                running_var = t.running_var
+            ],
             grid(b.c, 1),
         )?;
     } else {
@@ -160,7 +166,12 @@ fn forward_impl(
         step.dispatch(
             &k,
             &p,
-            &[t.mean, t.invstd, t.running_mean, t.running_var],
+            crate::bind![
+                mean = t.mean,
+                invstd = t.invstd,
+                running_mean = t.running_mean,
+                running_var = t.running_var
+            ],
             [b.c.div_ceil(64) as u32, 1, 1],
         )?;
     }
@@ -170,7 +181,14 @@ fn forward_impl(
             step.dispatch(
                 &k,
                 &p,
-                &[x, t.gamma, t.beta, y, t.mean, t.invstd],
+                crate::bind![
+                    x,
+                    gamma = t.gamma,
+                    beta = t.beta,
+                    y,
+                    mean_in = t.mean,
+                    invstd_in = t.invstd
+                ],
                 grid(b.len(), 256),
             )
         }
@@ -179,7 +197,15 @@ fn forward_impl(
             step.dispatch(
                 &k,
                 &p,
-                &[x, t.gamma, t.beta, y, t.mean, t.invstd, r],
+                crate::bind![
+                    x,
+                    gamma = t.gamma,
+                    beta = t.beta,
+                    y,
+                    mean_in = t.mean,
+                    invstd_in = t.invstd,
+                    residual = r
+                ],
                 grid(b.len(), 256),
             )
         }
@@ -249,11 +275,29 @@ fn backward_impl(
         None => ("bn_backward_reduce", "bn_backward_apply"),
         Some(_) => ("bn_backward_reduce_relu", "bn_backward_apply_relu"),
     };
-    let mut red: Vec<&Tensor> = vec![x, dy, sums, dgamma, dbeta, t.mean, t.invstd];
-    let mut app: Vec<&Tensor> = vec![x, t.gamma, dy, sums, dx, t.mean, t.invstd];
+    let mut red: Vec<(&str, &Tensor)> = crate::bind![
+        x,
+        dy,
+        sums,
+        dgamma,
+        dbeta,
+        mean_in = t.mean,
+        invstd_in = t.invstd
+    ]
+    .to_vec();
+    let mut app: Vec<(&str, &Tensor)> = crate::bind![
+        x,
+        gamma = t.gamma,
+        dy,
+        sums,
+        dx,
+        mean_in = t.mean,
+        invstd_in = t.invstd
+    ]
+    .to_vec();
     if let Some(y) = y_relu {
-        red.push(y);
-        app.push(y);
+        red.push(("y_relu", y));
+        app.push(("y_relu", y));
     }
     if gpu.is_native() && b.s >= 16 {
         // Both passes a channel at a time, the second while the channel's
@@ -262,7 +306,16 @@ fn backward_impl(
         let k = gpu.native_kernel(
             "bn_backward_fused",
             &[
-                Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, Read, Read, Read,
+                ("x", Read),
+                ("gamma", Read),
+                ("dy", Read),
+                ("sums", ReadWrite),
+                ("dgamma", ReadWrite),
+                ("dbeta", ReadWrite),
+                ("dx", ReadWrite),
+                ("mean_in", Read),
+                ("invstd_in", Read),
+                ("y_relu", Read),
             ],
             native::backward_fused,
         )?;
@@ -276,8 +329,19 @@ fn backward_impl(
             _pad: [0; 2],
         };
         let y = y_relu.unwrap_or(gpu.dummy()?);
-        let all = [x, t.gamma, dy, sums, dgamma, dbeta, dx, t.mean, t.invstd, y];
-        return step.dispatch(&k, &p, &all, [1, 1, 1]);
+        let all = crate::bind![
+            x,
+            gamma = t.gamma,
+            dy,
+            sums,
+            dgamma,
+            dbeta,
+            dx,
+            mean_in = t.mean,
+            invstd_in = t.invstd,
+            y_relu = y
+        ];
+        return step.dispatch(&k, &p, all, [1, 1, 1]);
     }
     let k = gpu.kernel(&BATCHNORM, reduce, defines, &c)?;
     step.dispatch(&k, &p, &red, grid(b.c, 1))?;

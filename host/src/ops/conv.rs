@@ -15,9 +15,9 @@
 
 use scorecl_shaders::{Define, CONV};
 
-use crate::kernel_params;
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
+use crate::kernel_params;
 use crate::ops::elementwise;
 use crate::ops::gemm::{gemm, GemmSpec};
 use crate::ops::reduce::{reduce, Reduction};
@@ -388,7 +388,7 @@ pub fn im2col(
         s.oh().div_ceil(8) as u32,
         s.ckk() as u32,
     ];
-    step.dispatch(&k, &params(s, i0, images, ld), &[x, col], groups)
+    step.dispatch(&k, &params(s, i0, images, ld), crate::bind![x, col], groups)
 }
 
 /// What the input gradient of a convolution's backward adds to what it
@@ -439,7 +439,7 @@ pub fn col2im(
     step.dispatch(
         &k,
         &params(s, i0, images, ld),
-        &[dcol, dx, addend, mask],
+        crate::bind![dcol, dx, addend, mask],
         groups,
     )
 }
@@ -459,7 +459,12 @@ fn pad_rows(
         c: s.cout as u32,
         ..params(s, i0, images, ld)
     };
-    step.dispatch(&k, &p, &[rows, dy], grid(images * s.cout * ld, 256))
+    step.dispatch(
+        &k,
+        &p,
+        crate::bind![y = rows, dy],
+        grid(images * s.cout * ld, 256),
+    )
 }
 
 /// `out = conv(x, weight)` (no bias), NCHW, weight cout × cin × k × k.
@@ -737,14 +742,24 @@ pub(crate) mod fused {
     ) -> Result<()> {
         let k = step.gpu().native_kernel(
             "conv_forward",
-            &[Read, Read, ReadWrite, ReadWrite],
+            &[
+                ("x", Read),
+                ("weight", Read),
+                ("workspace", ReadWrite),
+                ("out", ReadWrite),
+            ],
             native::conv_forward,
         )?;
         if s.n == 0 {
             return Ok(());
         }
         let p = params(s, scratch)?;
-        step.dispatch(&k, &p, &[x, weight, &scratch.cols, out], [1, 1, 1])
+        step.dispatch(
+            &k,
+            &p,
+            crate::bind![x, weight, workspace = &scratch.cols, out],
+            [1, 1, 1],
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -767,20 +782,33 @@ pub(crate) mod fused {
         let Some(dx) = dx else {
             let k = gpu.native_kernel(
                 "conv_backward_weight",
-                &[Read, Read, Read, ReadWrite, ReadWrite],
+                &[
+                    ("x", Read),
+                    ("weight", Read),
+                    ("dout", Read),
+                    ("workspace", ReadWrite),
+                    ("dweight", ReadWrite),
+                ],
                 native::conv_backward,
             )?;
             return step.dispatch(
                 &k,
                 &p,
-                &[x, weight, dout, &scratch.cols, dweight],
+                crate::bind![x, weight, dout, workspace = &scratch.cols, dweight],
                 [1, 1, 1],
             );
         };
         let k = gpu.native_kernel(
             "conv_backward",
             &[
-                Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Read, Read,
+                ("x", Read),
+                ("weight", Read),
+                ("dout", Read),
+                ("workspace", ReadWrite),
+                ("dweight", ReadWrite),
+                ("dx", ReadWrite),
+                ("addend", Read),
+                ("mask", Read),
             ],
             native::conv_backward,
         )?;
@@ -803,7 +831,16 @@ pub(crate) mod fused {
         step.dispatch(
             &k,
             &p,
-            &[x, weight, dout, &scratch.cols, dweight, dx, addend, mask],
+            crate::bind![
+                x,
+                weight,
+                dout,
+                workspace = &scratch.cols,
+                dweight,
+                dx,
+                addend,
+                mask
+            ],
             [1, 1, 1],
         )
     }
@@ -820,7 +857,7 @@ pub fn maxpool(step: &mut Step, x: &Tensor, s: &ConvShape, y: &Tensor, arg: &Ten
     step.dispatch(
         &k,
         &params(s, 0, s.n, 0),
-        &[x, y, arg],
+        crate::bind![x, y, arg],
         grid(s.out_len(), 256),
     )
 }
@@ -839,7 +876,7 @@ pub fn maxpool_backward(
     step.dispatch(
         &k,
         &params(s, 0, s.n, 0),
-        &[dx, dy, arg],
+        crate::bind![dx, dy, arg_in = arg],
         grid(s.in_len(), 256),
     )
 }

@@ -6,8 +6,8 @@ use scorecl_core::dsm::SigmaSchedule;
 use scorecl_core::rng::Philox;
 use scorecl_shaders::DSM;
 
-use crate::kernel_params;
 use crate::error::Result;
+use crate::kernel_params;
 use crate::ops::reduce::sum_all;
 use crate::step::{grid, Step};
 use crate::tensor::Tensor;
@@ -67,7 +67,12 @@ pub fn perturb(
     let k = step
         .gpu()
         .kernel(&DSM, "dsm_perturb", step.gpu().subgroup_defines(), &[])?;
-    step.dispatch(&k, &p, &[x, table, x_noisy, eps, sigma], grid(n * dim, 256))
+    step.dispatch(
+        &k,
+        &p,
+        crate::bind![x, sigma_table = table, x_noisy, eps, sigma],
+        grid(n * dim, 256),
+    )
 }
 
 /// DSM loss `(1/n) Σ ½‖σᵢsᵢ + εᵢ‖²` into the one-element `loss`, and its
@@ -97,7 +102,12 @@ pub fn loss(
     let k = step
         .gpu()
         .kernel(&DSM, "dsm_loss", step.gpu().subgroup_defines(), &[])?;
-    step.dispatch(&k, &p, &[score, eps, sigma, terms, grad], grid(n, 1))?;
+    step.dispatch(
+        &k,
+        &p,
+        crate::bind![score, noise = eps, sig = sigma, terms, grad],
+        grid(n, 1),
+    )?;
     sum_all(step, terms, 1.0, loss)
 }
 

@@ -4,8 +4,8 @@
 use bytemuck::Zeroable;
 use scorecl_shaders::{Define, ELEMENTWISE};
 
-use crate::kernel_params;
 use crate::error::{GpuError, Result};
+use crate::kernel_params;
 use crate::step::{grid, Step};
 use crate::tensor::{DType, Tensor};
 
@@ -32,7 +32,12 @@ fn params(n: usize, alpha: f32, beta: f32) -> Params {
     }
 }
 
-fn run(step: &mut Step, entry: &'static str, p: &Params, tensors: &[&Tensor]) -> Result<()> {
+fn run(
+    step: &mut Step,
+    entry: &'static str,
+    p: &Params,
+    tensors: &[(&str, &Tensor)],
+) -> Result<()> {
     let k = step.gpu().kernel(&ELEMENTWISE, entry, &[], &[])?;
     step.dispatch(&k, p, tensors, grid(p.n as usize, 256))
 }
@@ -51,7 +56,12 @@ pub fn axpby(
     out: &Tensor,
 ) -> Result<()> {
     same("axpby", a.len(), &[b, out])?;
-    run(step, "axpby", &params(a.len(), alpha, beta), &[a, b, out])
+    run(
+        step,
+        "axpby",
+        &params(a.len(), alpha, beta),
+        crate::bind![a, b, out],
+    )
 }
 
 /// `out = a + b`.
@@ -62,25 +72,45 @@ pub fn add(step: &mut Step, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> 
 /// `out = alpha·a`.
 pub fn scale(step: &mut Step, alpha: f32, a: &Tensor, out: &Tensor) -> Result<()> {
     same("scale", a.len(), &[out])?;
-    run(step, "scale", &params(a.len(), alpha, 0.0), &[a, out])
+    run(
+        step,
+        "scale",
+        &params(a.len(), alpha, 0.0),
+        crate::bind![a, out],
+    )
 }
 
 /// `out = a·b`.
 pub fn mul(step: &mut Step, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
     same("mul", a.len(), &[b, out])?;
-    run(step, "mul", &params(a.len(), 0.0, 0.0), &[a, b, out])
+    run(
+        step,
+        "mul",
+        &params(a.len(), 0.0, 0.0),
+        crate::bind![a, b, out],
+    )
 }
 
 /// `out = max(a + b, 0)`.
 pub fn add_relu(step: &mut Step, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
     same("add_relu", a.len(), &[b, out])?;
-    run(step, "add_relu", &params(a.len(), 0.0, 0.0), &[a, b, out])
+    run(
+        step,
+        "add_relu",
+        &params(a.len(), 0.0, 0.0),
+        crate::bind![a, b, out],
+    )
 }
 
 /// `out = max(x, 0)`.
 pub fn relu(step: &mut Step, x: &Tensor, out: &Tensor) -> Result<()> {
     same("relu", x.len(), &[out])?;
-    run(step, "relu", &params(x.len(), 0.0, 0.0), &[x, out])
+    run(
+        step,
+        "relu",
+        &params(x.len(), 0.0, 0.0),
+        crate::bind![a = x, out],
+    )
 }
 
 /// `dx = g·[x > 0]` (x: the ReLU's input).
@@ -90,7 +120,7 @@ pub fn relu_backward(step: &mut Step, x: &Tensor, g: &Tensor, dx: &Tensor) -> Re
         step,
         "relu_backward",
         &params(x.len(), 0.0, 0.0),
-        &[x, g, dx],
+        crate::bind![a = x, b = g, out = dx],
     )
 }
 
@@ -101,7 +131,12 @@ pub fn fill(step: &mut Step, value: f32, out: &Tensor) -> Result<()> {
         step.clear(out);
         return Ok(());
     }
-    run(step, "fill", &params(out.len(), value, 0.0), &[out])
+    run(
+        step,
+        "fill",
+        &params(out.len(), value, 0.0),
+        crate::bind![out],
+    )
 }
 
 /// `out[r, j] = a[r, j] + alpha·v[g, j]` for rows r of `a` (cols columns),
@@ -129,7 +164,7 @@ pub fn add_cols(
         block: (cols * rows_per_group) as u32,
         ..params(a.len(), alpha, 0.0)
     };
-    run(step, "add_cols", &p, &[a, v, out])
+    run(step, "add_cols", &p, crate::bind![a, b = v, out])
 }
 
 /// `out[i] = alpha·v[i / block]`: one value of `v` per block of `block`
@@ -146,7 +181,7 @@ pub fn expand(step: &mut Step, alpha: f32, v: &Tensor, block: usize, out: &Tenso
         block: block as u32,
         ..params(out.len(), alpha, 0.0)
     };
-    run(step, "expand", &p, &[v, out])
+    run(step, "expand", &p, crate::bind![b = v, out])
 }
 
 /// `out[i] = alpha·a[i] / v[i / block]`.
@@ -170,7 +205,7 @@ pub fn div_blocks(
         block: block as u32,
         ..params(a.len(), alpha, 0.0)
     };
-    run(step, "div_blocks", &p, &[a, v, out])
+    run(step, "div_blocks", &p, crate::bind![a, b = v, out])
 }
 
 /// f32 → f16 (needs shader-f16 on the device).
@@ -188,7 +223,7 @@ pub fn to_f16(step: &mut Step, x: &Tensor, out: &Tensor) -> Result<()> {
     step.dispatch(
         &k,
         &params(x.len(), 0.0, 0.0),
-        &[x, out],
+        crate::bind![a = x, h_out = out],
         grid(x.len(), 256),
     )
 }
@@ -205,11 +240,10 @@ pub fn from_f16(step: &mut Step, x: &Tensor, out: &Tensor) -> Result<()> {
     let k = step
         .gpu()
         .kernel(&ELEMENTWISE, "from_f16", &[Define::F16], &[])?;
-    // Binding order: out (3), h_in (4).
     step.dispatch(
         &k,
         &params(x.len(), 0.0, 0.0),
-        &[out, x],
+        crate::bind![out, h_in = x],
         grid(x.len(), 256),
     )
 }

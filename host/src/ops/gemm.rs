@@ -6,8 +6,8 @@
 use bytemuck::Zeroable;
 use scorecl_shaders::{Define, GEMM};
 
-use crate::kernel_params;
 use crate::error::{GpuError, Result};
+use crate::kernel_params;
 use crate::step::Step;
 use crate::tensor::{DType, Tensor};
 
@@ -350,11 +350,21 @@ pub fn gemm_with(
         match kind {
             GemmKernel::Subgroup8 => {
                 let groups = [rows.div_ceil(tile_m) as u32, s.n.div_ceil(32) as u32, z];
-                step.dispatch(&kernel, &p, &[bias, c, a, b], groups)?;
+                step.dispatch(
+                    &kernel,
+                    &p,
+                    crate::bind![bias, Cout = c, A4 = a, B4 = b],
+                    groups,
+                )?;
             }
             _ => {
                 let groups = [s.n.div_ceil(tile_n) as u32, rows.div_ceil(tile_m) as u32, z];
-                step.dispatch(&kernel, &p, &[a, b, bias, c], groups)?;
+                step.dispatch(
+                    &kernel,
+                    &p,
+                    crate::bind![Am = a, Bm = b, bias, Cout = c],
+                    groups,
+                )?;
             }
         }
         r_off += rows;

@@ -13,9 +13,9 @@ use bytemuck::Zeroable;
 use scorecl_core::knn::KnnConfig;
 use scorecl_shaders::KNN;
 
-use crate::kernel_params;
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
+use crate::kernel_params;
 use crate::ops::gemm::{gemm, GemmSpec};
 use crate::ops::rows;
 use crate::step::grid;
@@ -156,7 +156,12 @@ pub fn predict(
             s.dispatch(
                 &merge,
                 &p,
-                &[&sims, &top_sim, &top_idx, &count],
+                crate::bind![
+                    sims = &sims,
+                    top_sim = &top_sim,
+                    top_idx = &top_idx,
+                    count = &count
+                ],
                 grid(rows, 64),
             )?;
         }
@@ -171,7 +176,13 @@ pub fn predict(
         s.dispatch(
             &vote,
             &p,
-            &[&top_sim, &top_idx, &lab, &scores, &preds],
+            crate::bind![
+                vote_sim = &top_sim,
+                vote_idx = &top_idx,
+                labels = &lab,
+                scores = &scores,
+                preds = &preds
+            ],
             grid(rows, 64),
         )?;
         if row0 + tr >= n_test {

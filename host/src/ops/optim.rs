@@ -15,8 +15,8 @@
 use scorecl_core::optim::{AdamConfig, AdamStep, LarsConfig, SgdConfig};
 use scorecl_shaders::OPTIM;
 
-use crate::kernel_params;
 use crate::error::Result;
+use crate::kernel_params;
 use crate::step::{grid, Step};
 use crate::tensor::{DType, Tensor};
 
@@ -131,7 +131,12 @@ pub fn sgd(
         guard: guard.slot as u32,
         ..sgd_params(p.len(), lr, cfg, first)
     };
-    step.dispatch(&k, &params, &[p, g, buf, guard.flags], grid(p.len(), 256))
+    step.dispatch(
+        &k,
+        &params,
+        crate::bind![p, g, buf, flags = guard.flags],
+        grid(p.len(), 256),
+    )
 }
 
 /// One LARS step (solo-learn); `is_1d` marks a bias or norm parameter.
@@ -170,9 +175,14 @@ pub fn lars(
     };
     // [‖p‖², ‖g‖²], recorded before the update that reads them.
     let k = step.gpu().kernel(&OPTIM, "lars_norms", &[], &[])?;
-    step.dispatch(&k, &params, &[p, g, norms], [1, 1, 1])?;
+    step.dispatch(&k, &params, crate::bind![p, g, sqw = norms], [1, 1, 1])?;
     let k = step.gpu().kernel(&OPTIM, "lars", &[], &[])?;
-    step.dispatch(&k, &params, &[p, g, buf, norms, guard.flags], grid(n, 256))
+    step.dispatch(
+        &k,
+        &params,
+        crate::bind![p, g, buf, sq = norms, flags = guard.flags],
+        grid(n, 256),
+    )
 }
 
 /// One Adam/AdamW step at 1-based `t`; `m`, `v` are the moments.
@@ -208,7 +218,12 @@ pub fn adam(
         ..Default::default()
     };
     let k = step.gpu().kernel(&OPTIM, "adam", &[], &[])?;
-    step.dispatch(&k, &params, &[p, g, m, v, guard.flags], grid(p.len(), 256))
+    step.dispatch(
+        &k,
+        &params,
+        crate::bind![p, g, buf = m, m2 = v, flags = guard.flags],
+        grid(p.len(), 256),
+    )
 }
 
 /// Native CPU twins of `sgd`, `lars_norms`, `lars` and `adam`: the

@@ -4,8 +4,8 @@
 use bytemuck::Zeroable;
 use scorecl_shaders::REDUCE;
 
-use crate::kernel_params;
 use crate::error::Result;
+use crate::kernel_params;
 use crate::step::{grid, Step};
 use crate::tensor::Tensor;
 
@@ -116,10 +116,10 @@ fn reduce_impl(
     };
     if inner == 1 {
         let k = gpu.kernel(&REDUCE, "reduce_rows", defines, &[])?;
-        step.dispatch(&k, &p, &[x, out], grid(outer, 1))
+        step.dispatch(&k, &p, crate::bind![x, out], grid(outer, 1))
     } else {
         let k = gpu.kernel(&REDUCE, "reduce_cols", defines, &[])?;
-        step.dispatch(&k, &p, &[x, out], grid(outer * inner, 64))
+        step.dispatch(&k, &p, crate::bind![x, out], grid(outer * inner, 64))
     }
 }
 

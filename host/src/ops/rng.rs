@@ -6,8 +6,8 @@ use bytemuck::Zeroable;
 use scorecl_core::rng::Philox;
 use scorecl_shaders::RNG;
 
-use crate::kernel_params;
 use crate::error::{GpuError, Result};
+use crate::kernel_params;
 use crate::step::{grid, Step};
 use crate::tensor::{DType, Tensor};
 
@@ -50,7 +50,7 @@ pub fn fill_u32(step: &mut Step, rng: &Philox, start: u64, out: &Tensor) -> Resu
     step.dispatch(
         &k,
         &params(rng, start, out.len(), 0.0, 1.0),
-        &[out],
+        crate::bind![words = out],
         grid(out.len(), 256),
     )
 }
@@ -61,7 +61,7 @@ pub fn fill_uniform(step: &mut Step, rng: &Philox, start: u64, out: &Tensor) -> 
     step.dispatch(
         &k,
         &params(rng, start, out.len(), 0.0, 1.0),
-        &[out],
+        crate::bind![out],
         grid(out.len(), 256),
     )
 }
@@ -79,7 +79,7 @@ pub fn fill_normal(
     step.dispatch(
         &k,
         &params(rng, start, out.len(), mean, std),
-        &[out],
+        crate::bind![out],
         grid(out.len(), 256),
     )
 }

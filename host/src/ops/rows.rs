@@ -5,8 +5,8 @@
 use bytemuck::Zeroable;
 use scorecl_shaders::ROWS;
 
-use crate::kernel_params;
 use crate::error::Result;
+use crate::kernel_params;
 use crate::step::{grid, Step};
 use crate::tensor::Tensor;
 
@@ -45,7 +45,7 @@ pub fn l2norm(
         d: d as u32,
         ..Zeroable::zeroed()
     };
-    step.dispatch(&k, &p, &[x, y, norms], grid(rows, 1))
+    step.dispatch(&k, &p, crate::bind![x, y, norms], grid(rows, 1))
 }
 
 /// `dx = (g − y (y·g)) / ‖x‖` per row (`g / 1e-12` where the norm was
@@ -69,7 +69,12 @@ pub fn l2norm_backward(
         d: d as u32,
         ..Zeroable::zeroed()
     };
-    step.dispatch(&k, &p, &[g, y, norms, dx], grid(rows, 1))
+    step.dispatch(
+        &k,
+        &p,
+        crate::bind![g, yn = y, nrm = norms, dx],
+        grid(rows, 1),
+    )
 }
 
 /// `out[r] = log Σ_j exp(x[r, j])` with max subtraction.
@@ -82,7 +87,7 @@ pub fn lse(step: &mut Step, x: &Tensor, rows: usize, d: usize, out: &Tensor) -> 
         d: d as u32,
         ..Zeroable::zeroed()
     };
-    step.dispatch(&k, &p, &[x, out], grid(rows, 1))
+    step.dispatch(&k, &p, crate::bind![x, out], grid(rows, 1))
 }
 
 /// CPU twins.

@@ -4,8 +4,8 @@
 
 use scorecl_shaders::SCORE;
 
-use crate::kernel_params;
 use crate::error::Result;
+use crate::kernel_params;
 use crate::step::{grid, Step};
 use crate::tensor::Tensor;
 
@@ -45,7 +45,7 @@ pub fn film(
     step.dispatch(
         &k,
         &params(n, c, h, w),
-        &[x, gb, y],
+        crate::bind![x, gb, y],
         grid(n * c * h * w, 256),
     )
 }
@@ -68,9 +68,9 @@ pub fn film_backward(
     let gpu = step.gpu();
     let p = params(n, c, h, w);
     let k = gpu.kernel(&SCORE, "film_backward", &[], &[])?;
-    step.dispatch(&k, &p, &[gb, dy, dx], grid(n * c * h * w, 256))?;
+    step.dispatch(&k, &p, crate::bind![gb, dy, dx], grid(n * c * h * w, 256))?;
     let k = gpu.kernel(&SCORE, "film_grad", gpu.subgroup_defines(), &[])?;
-    step.dispatch(&k, &p, &[x, dy, dgb], grid(n * c, 1))
+    step.dispatch(&k, &p, crate::bind![x, dy, dgb], grid(n * c, 1))
 }
 
 /// Nearest ×2 upsampling of [n, c, h, w] into [n, c, 2h, 2w].
@@ -81,7 +81,7 @@ pub fn up2(step: &mut Step, x: &Tensor, [n, c, h, w]: [usize; 4], y: &Tensor) ->
     step.dispatch(
         &k,
         &params(n, c, h, w),
-        &[x, y],
+        crate::bind![x, y],
         grid(n * c * 4 * h * w, 256),
     )
 }
@@ -96,7 +96,12 @@ pub fn up2_backward(
     dy.expect_len("up2 dy", n * c * 4 * h * w)?;
     dx.expect_len("up2 dx", n * c * h * w)?;
     let k = step.gpu().kernel(&SCORE, "up2_backward", &[], &[])?;
-    step.dispatch(&k, &params(n, c, h, w), &[dy, dx], grid(n * c * h * w, 256))
+    step.dispatch(
+        &k,
+        &params(n, c, h, w),
+        crate::bind![dy, dx],
+        grid(n * c * h * w, 256),
+    )
 }
 
 /// CPU twins.

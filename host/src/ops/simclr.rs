@@ -6,9 +6,9 @@ use bytemuck::Zeroable;
 use scorecl_core::simclr::SimClrConfig;
 use scorecl_shaders::SIMCLR;
 
-use crate::kernel_params;
 use crate::error::Result;
 use crate::gpu::Gpu;
+use crate::kernel_params;
 use crate::ops::gemm::{gemm, GemmSpec};
 use crate::ops::rows;
 use crate::step::{grid, Step};
@@ -93,12 +93,24 @@ impl SimClr {
             ..Zeroable::zeroed()
         };
         let k = gpu.kernel(&SIMCLR, "simclr_rows", defines, &[])?;
-        step.dispatch(&k, &p, &[&self.s, w, &self.lse, &self.terms], grid(r, 1))?;
+        step.dispatch(
+            &k,
+            &p,
+            crate::bind![S = &self.s, w, lse = &self.lse, terms = &self.terms],
+            grid(r, 1),
+        )?;
         let k = gpu.kernel(&SIMCLR, "simclr_grad", defines, &[])?;
         step.dispatch(
             &k,
             &p,
-            &[&self.s, w, &self.terms, &self.lse, &self.g, loss],
+            crate::bind![
+                S = &self.s,
+                w,
+                terms = &self.terms,
+                lse_in = &self.lse,
+                G = &self.g,
+                loss
+            ],
             grid(r * r, 256),
         )?;
         gemm(

@@ -4,9 +4,9 @@
 use bytemuck::Zeroable;
 use scorecl_shaders::SIMSIAM;
 
-use crate::kernel_params;
 use crate::error::Result;
 use crate::gpu::Gpu;
+use crate::kernel_params;
 use crate::ops::reduce::sum_all;
 use crate::step::{grid, Step};
 use crate::tensor::{DType, Tensor};
@@ -67,7 +67,12 @@ impl SimSiam {
             wn: wn as u32,
             ..Zeroable::zeroed()
         };
-        step.dispatch(&k, &params, &[p, z, w, grad, &self.terms], grid(n, 1))?;
+        step.dispatch(
+            &k,
+            &params,
+            crate::bind![p, z, w, grad, terms = &self.terms],
+            grid(n, 1),
+        )?;
         sum_all(step, &self.terms, 1.0, loss)
     }
 }

@@ -6,9 +6,9 @@ use bytemuck::Zeroable;
 use scorecl_core::vicreg::VicRegConfig;
 use scorecl_shaders::VICREG;
 
-use crate::kernel_params;
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
+use crate::kernel_params;
 use crate::ops::elementwise::add_cols;
 use crate::ops::gemm::{gemm, GemmSpec};
 use crate::ops::reduce::{reduce, sum_all, Reduction};
@@ -89,7 +89,12 @@ impl VicReg {
             ..Zeroable::zeroed()
         };
         let k = gpu.kernel(&VICREG, "vicreg_repr", defines, &[])?;
-        step.dispatch(&k, &p, &[z, w, grad, &self.terms], grid(n, 1))?;
+        step.dispatch(
+            &k,
+            &p,
+            crate::bind![z, w, grad, terms = &self.terms],
+            grid(n, 1),
+        )?;
         reduce(step, z, [2, n, d], Reduction::Mean, 1.0, &self.mean)?;
         add_cols(step, z, -1.0, &self.mean, d, n, &self.xc)?;
         let cov = GemmSpec {
@@ -100,9 +105,19 @@ impl VicReg {
         };
         gemm(step, &cov, &self.xc, &self.xc, None, &self.c)?;
         let k = gpu.kernel(&VICREG, "vicreg_stats", defines, &[])?;
-        step.dispatch(&k, &p, &[&self.terms, &self.c, &self.std], grid(2 * d, 1))?;
+        step.dispatch(
+            &k,
+            &p,
+            crate::bind![terms = &self.terms, C = &self.c, stdv = &self.std],
+            grid(2 * d, 1),
+        )?;
         let k = gpu.kernel(&VICREG, "vicreg_std_grad", defines, &[])?;
-        step.dispatch(&k, &p, &[grad, &self.xc, &self.std], grid(2 * n * d, 256))?;
+        step.dispatch(
+            &k,
+            &p,
+            crate::bind![grad, xc = &self.xc, std_in = &self.std],
+            grid(2 * n * d, 256),
+        )?;
         let back = GemmSpec {
             batch: 2,
             alpha: 4.0 * cfg.cov_coeff / (d * (n - 1)) as f32,

@@ -6,8 +6,8 @@ use scorecl_core::rng::Philox;
 use scorecl_core::weights::{Apply, ScoreWeightConfig, Statistic, Transform, WeightMode};
 use scorecl_shaders::WEIGHTS;
 
-use crate::kernel_params;
 use crate::error::Result;
+use crate::kernel_params;
 use crate::step::{grid, Step};
 use crate::tensor::Tensor;
 
@@ -149,7 +149,7 @@ pub fn view_statistic(
     };
     let gpu = step.gpu();
     let k = gpu.kernel(&WEIGHTS, "score_stat", gpu.subgroup_defines(), &[])?;
-    step.dispatch(&k, &p, &[s, stats, eps], grid(rows, 1))
+    step.dispatch(&k, &p, crate::bind![s, stat = stats, eps], grid(rows, 1))
 }
 
 /// Pair weights (`cfg.apply.count(n)`) from per-view statistics already in
@@ -169,7 +169,7 @@ pub fn weights_from_stats(
     let p = Params::new(n, 1, cfg, shuffle);
     let gpu = step.gpu();
     let k = gpu.kernel(&WEIGHTS, "pair_weights", gpu.subgroup_defines(), &[])?;
-    step.dispatch(&k, &p, &[stats, weights], [1, 1, 1])
+    step.dispatch(&k, &p, crate::bind![stats, w = weights], [1, 1, 1])
 }
 
 /// Native CPU twins of `score_stat` and `pair_weights`.

@@ -10,9 +10,9 @@
 use scorecl_core::wmse::WmseConfig;
 use scorecl_shaders::WMSE;
 
-use crate::kernel_params;
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
+use crate::kernel_params;
 use crate::ops::elementwise::add_cols;
 use crate::ops::gemm::{gemm, GemmSpec};
 use crate::ops::reduce::{reduce, sum_all, Reduction};
@@ -135,19 +135,19 @@ impl Wmse {
         step.dispatch(
             &kern("wmse_cholesky")?,
             &p,
-            &[&self.l, &self.status],
+            crate::bind![L = &self.l, status = &self.status],
             grid(k, 1),
         )?;
         step.dispatch(
             &kern("wmse_whiten")?,
             &p,
-            &[&self.xc, &self.z, &self.l],
+            crate::bind![xc = &self.xc, Z = &self.z, L_in = &self.l],
             grid(2 * n, 64),
         )?;
         step.dispatch(
             &kern("wmse_pairs")?,
             &p,
-            &[&self.z, w, &self.terms, &self.g],
+            crate::bind![z_in = &self.z, w, terms = &self.terms, G = &self.g],
             grid(n, 1),
         )?;
         // Backward through the factor.
@@ -161,32 +161,32 @@ impl Wmse {
         step.dispatch(
             &kern("wmse_sym")?,
             &p,
-            &[&self.p, &self.a],
+            crate::bind![Pm = &self.p, A = &self.a],
             grid(k * d * d, 256),
         )?;
         step.dispatch(
             &kern("wmse_solve_cols")?,
             &p,
-            &[&self.a, &self.l],
+            crate::bind![A = &self.a, L_in = &self.l],
             grid(k * d, 64),
         )?;
         step.dispatch(
             &kern("wmse_solve_rows")?,
             &p,
-            &[&self.a, &self.l],
+            crate::bind![A = &self.a, L_in = &self.l],
             grid(k * d, 64),
         )?;
         step.dispatch(
             &kern("wmse_symscale")?,
             &p,
-            &[&self.a, &self.cb],
+            crate::bind![A = &self.a, Cb = &self.cb],
             grid(k * d * d, 256),
         )?;
         reduce(step, &self.g, [k, m, d], Reduction::Mean, 1.0, &self.gbar)?;
         step.dispatch(
             &kern("wmse_grad_rows")?,
             &p,
-            &[&self.gbar, grad, &self.l, &self.g],
+            crate::bind![gbar = &self.gbar, grad, L_in = &self.l, G_in = &self.g],
             grid(2 * n, 64),
         )?;
         let back = GemmSpec {

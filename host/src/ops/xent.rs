@@ -3,8 +3,8 @@
 
 use scorecl_shaders::XENT;
 
-use crate::kernel_params;
 use crate::error::Result;
+use crate::kernel_params;
 use crate::step::{grid, Step};
 use crate::tensor::Tensor;
 
@@ -55,7 +55,12 @@ pub fn xent(
         scale,
         y_off: y_off as u32,
     };
-    step.dispatch(&k, &p, &[logits, labels, loss, grad], grid(rows, 64))
+    step.dispatch(
+        &k,
+        &p,
+        crate::bind![logits, labels, loss, grad],
+        grid(rows, 64),
+    )
 }
 
 /// Native CPU twin of `xent`, a row per parallel task.
