@@ -87,16 +87,17 @@ pub mod main_job {
         progress: bool,
     ) -> anyhow::Result<Report> {
         let start = Instant::now();
-        let off_cfg = (compare_off && cfg.scorecl.mode != "off").then(|| {
+        use scorecl_host::core::weights::WeightMode;
+        let off_cfg = (compare_off && cfg.scorecl.mode != WeightMode::Uniform).then(|| {
             let mut c = cfg.clone();
-            c.scorecl.mode = "off".into();
+            c.scorecl.mode = WeightMode::Uniform;
             c
         });
         if progress {
             println!(
                 "{}, ScoreCL {}{}, data {}, ResNet-18 width {}, {}×{} views, batch {}, {} epochs\non {}",
                 cfg.method.name(),
-                cfg.scorecl.mode,
+                cfg.scorecl.mode.name(),
                 if off_cfg.is_some() { " (and off, for comparison)" } else { "" },
                 cfg.data.dataset,
                 cfg.model.width,

@@ -20,7 +20,7 @@ use scorecl::main_job;
 fn the_default_configuration_is_simclr_with_scorecl_on_the_real_cifar10_subset() {
     let mut cfg = TrainConfig::parse(main_job::DEFAULT_CONFIG).unwrap();
     assert_eq!(cfg.method, Method::Simclr);
-    assert_eq!(cfg.scorecl.mode, "on");
+    assert_eq!(cfg.scorecl.mode.name(), "on");
     assert_eq!(cfg.data.dataset, "cifar10:data/cifar10-subset");
     assert_eq!(cfg.data.size, 32);
     assert!(cfg.eval.knn_every > 0);

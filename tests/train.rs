@@ -649,7 +649,7 @@ fn f16_storage_trains_and_tracks_f32() {
     let Some(gpu) = common::gpu() else { return };
     let run = |precision: &str| {
         let mut cfg = tiny("simclr", "on");
-        cfg.train.precision = precision.into();
+        cfg.train.precision = scorecl_host::ops::conv::ConvPrecision::parse(precision).unwrap();
         let mut t = trainer(gpu, cfg);
         let losses: Vec<f32> = (0..10).map(|_| t.step().unwrap().loss).collect();
         (t.conv_precision(), losses)
@@ -694,7 +694,7 @@ fn training_steps_allocate_nothing_after_the_first() {
     .unwrap();
     for precision in ["f32", "f16"] {
         let mut cfg = tiny("simclr", "on");
-        cfg.train.precision = precision.into();
+        cfg.train.precision = scorecl_host::ops::conv::ConvPrecision::parse(precision).unwrap();
         cfg.scorecl.score_warmup_epochs = 1;
         let mut t = trainer(&gpu, cfg);
         assert!(!t.step().unwrap().weighted, "a warm-up step");
@@ -968,7 +968,7 @@ fn every_preset_loads_and_validates() {
         );
         if stem.starts_with("cifar") || stem.starts_with("imagenet100") {
             assert_eq!(cfg.model.width, 64, "{stem}: ResNet-18");
-            assert_eq!(cfg.scorecl.mode, "on", "{stem}");
+            assert_eq!(cfg.scorecl.mode.name(), "on", "{stem}");
         }
         seen += 1;
     }

@@ -43,10 +43,13 @@ pub const MEAN_FLOOR: f64 = 1e-12;
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum WeightMode {
-    /// All ones: the unweighted method.
+    /// All ones: the unweighted method (`off`; `uniform` is read too).
+    #[cfg_attr(feature = "serde", serde(rename = "off", alias = "uniform"))]
     Uniform,
-    /// ScoreCL: from the score difference of the two views.
+    /// ScoreCL: from the score difference of the two views (`on`; `score`
+    /// is read too).
     #[default]
+    #[cfg_attr(feature = "serde", serde(rename = "on", alias = "score"))]
     Score,
     /// The score weights, randomly permuted (control).
     Shuffled,
@@ -56,9 +59,39 @@ pub enum WeightMode {
 }
 
 impl WeightMode {
+    /// Every mode with its configuration name (`scorecl.mode`).
+    pub const NAMES: [(&'static str, WeightMode); 4] = [
+        ("off", WeightMode::Uniform),
+        ("on", WeightMode::Score),
+        ("shuffled", WeightMode::Shuffled),
+        ("augment", WeightMode::Augment),
+    ];
+
     /// Whether the weights need the score network.
     pub fn needs_score_net(self) -> bool {
         matches!(self, WeightMode::Score | WeightMode::Shuffled)
+    }
+
+    /// Its configuration name: `on`, `off`, `shuffled` or `augment`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightMode::Score => "on",
+            WeightMode::Uniform => "off",
+            WeightMode::Shuffled => "shuffled",
+            WeightMode::Augment => "augment",
+        }
+    }
+
+    /// The mode named `name` (also `uniform` and `score`, the older names).
+    pub fn from_name(name: &str) -> Option<WeightMode> {
+        match name {
+            "uniform" => Some(WeightMode::Uniform),
+            "score" => Some(WeightMode::Score),
+            _ => Self::NAMES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, m)| *m),
+        }
     }
 }
 

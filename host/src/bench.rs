@@ -218,7 +218,8 @@ pub fn time_train(
     let mut out = Vec::new();
     for mode in modes {
         let mut c = cfg.clone();
-        c.scorecl.mode = mode.to_string();
+        c.scorecl.mode = scorecl_core::weights::WeightMode::from_name(mode)
+            .ok_or_else(|| crate::GpuError::shape("bench modes", format!("`{mode}`")))?;
         c.data.dataset = format!("builtin:{}", n * (steps as usize + 2));
         c.train.epochs = c.train.epochs.max(1);
         c.schedule.warmup_epochs = 0.0;

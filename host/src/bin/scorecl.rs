@@ -4,7 +4,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use scorecl_host::data::Split;
 use scorecl_host::nn::{checkpoint, ResNet, ResNetConfig, Stem};
+use scorecl_host::ops::conv::ConvPrecision;
 use scorecl_host::ops::gemm::GemmKernel;
+use scorecl_host::train::Choice;
 use scorecl_host::{bench, Gpu, GpuOptions};
 
 #[derive(Parser)]
@@ -407,7 +409,8 @@ fn train(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
             cfg.method = Method::parse(m)?;
         }
         if let Some(m) = &a.scorecl {
-            cfg.scorecl.mode = m.clone();
+            cfg.scorecl.mode =
+                scorecl_host::core::weights::WeightMode::parse_for("scorecl.mode", m)?;
         }
         if let Some(e) = a.epochs {
             cfg.train.epochs = e;
@@ -427,7 +430,7 @@ fn train(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
             let base = format!(
                 "runs/{}-{}-{}",
                 cfg.method.name(),
-                cfg.scorecl.mode,
+                cfg.scorecl.mode.name(),
                 cfg.train.seed
             );
             (1..)
@@ -454,7 +457,7 @@ fn train(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
     println!(
         "{}, ScoreCL {}, on {} ({} images, {}×{}), ResNet-18 width {}, batch {}, {} epochs, on {}",
         cfg.method.name(),
-        cfg.scorecl.mode,
+        cfg.scorecl.mode.name(),
         data.name,
         data.len(),
         data.h,
@@ -535,11 +538,11 @@ enum EncoderCmd {
 }
 
 fn stem(name: &str) -> anyhow::Result<Stem> {
-    match name {
-        "cifar" => Ok(Stem::Cifar { padding: 1 }),
-        "imagenet" => Ok(Stem::ImageNet),
-        other => anyhow::bail!("--stem `{other}`: allowed cifar, imagenet"),
-    }
+    use scorecl_host::train::StemKind;
+    Ok(match StemKind::parse_for("--stem", name)? {
+        StemKind::Cifar => Stem::Cifar { padding: 1 },
+        StemKind::Imagenet => Stem::ImageNet,
+    })
 }
 
 #[derive(Subcommand)]
@@ -1008,11 +1011,7 @@ fn run() -> anyhow::Result<()> {
                 cfg.model.width = *w;
             }
             if let Some(p) = precision {
-                anyhow::ensure!(
-                    p == "f32" || p == "f16",
-                    "--precision `{p}`: allowed f32, f16"
-                );
-                cfg.train.precision = p.clone();
+                cfg.train.precision = ConvPrecision::parse_for("--precision", p)?;
             }
             cfg.validate()?;
             anyhow::ensure!(*steps >= 1, "--steps must be at least 1");

@@ -13,6 +13,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::train::config::Choice;
+use scorecl_core::weights::WeightMode;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Split;
@@ -85,18 +87,20 @@ pub fn run_compare(
     progress: bool,
     mut on_run: impl FnMut(&RunResult, bool),
 ) -> TrainResult<Vec<RunResult>> {
+    let mut modes = Vec::new();
     for w in &spec.weightings {
-        if !matches!(w.as_str(), "off" | "on" | "shuffled" | "augment") {
+        let Some(m) = WeightMode::from_name(w).filter(|m| m.name() == w) else {
             return Err(crate::GpuError::shape(
                 "--weightings",
-                format!("`{w}`: allowed off, on, shuffled, augment"),
+                format!("`{w}`: allowed {}", WeightMode::allowed()),
             )
             .into());
-        }
+        };
+        modes.push(m);
     }
     let mut results = Vec::new();
     for &method in &spec.methods {
-        for w in &spec.weightings {
+        for (w, &mode) in spec.weightings.iter().zip(&modes) {
             for &seed in &spec.seeds {
                 let dir = run_dir(out, method, w, seed);
                 let result_path = dir.join("result.json");
@@ -121,7 +125,7 @@ pub fn run_compare(
                 }
                 let mut cfg = base.clone();
                 cfg.method = method;
-                cfg.scorecl.mode = w.clone();
+                cfg.scorecl.mode = mode;
                 cfg.train.seed = seed;
                 cfg.validate()?;
                 let rd = RunDir::new(&dir);

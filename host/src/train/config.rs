@@ -31,6 +31,109 @@ fn bad<T>(key: &str, message: impl Into<String>) -> Result<T, ConfigError> {
     })
 }
 
+/// A configuration value that is one of a few names.
+pub trait Choice: Sized + Copy + 'static {
+    /// Every value with its name, in the order messages list them.
+    const NAMES: &'static [(&'static str, Self)];
+
+    /// The value named `s` (from the command line), or an error naming
+    /// `key` and the allowed names.
+    fn parse_for(key: &str, s: &str) -> Result<Self, ConfigError> {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == s)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| ConfigError {
+                key: key.into(),
+                message: format!("`{s}`: allowed {}", Self::allowed()),
+            })
+    }
+
+    /// The allowed names, comma-separated.
+    fn allowed() -> String {
+        Self::NAMES
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The encoder's stem (`model.stem`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StemKind {
+    /// 3×3 convolution, stride 1, no max-pool (CIFAR-sized images).
+    Cifar,
+    /// 7×7 convolution, stride 2, then a 3×3 max-pool (torchvision's).
+    Imagenet,
+}
+
+impl Choice for StemKind {
+    const NAMES: &'static [(&'static str, Self)] =
+        &[("cifar", StemKind::Cifar), ("imagenet", StemKind::Imagenet)];
+}
+
+/// The input normalisation statistics (`data.normalize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NormalizeKind {
+    /// CIFAR-10/100's, as solo-learn.
+    Cifar,
+    /// ImageNet's, as torchvision.
+    Imagenet,
+}
+
+impl Choice for NormalizeKind {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("cifar", NormalizeKind::Cifar),
+        ("imagenet", NormalizeKind::Imagenet),
+    ];
+}
+
+/// The encoder's and heads' optimizer (`optimizer.name`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerName {
+    /// LARS (solo-learn's, with `eta`, `clip_lr`, `exclude_bias_n_norm`).
+    Lars,
+    /// SGD with momentum.
+    Sgd,
+    /// Adam (L2 weight decay).
+    Adam,
+    /// AdamW (decoupled weight decay).
+    Adamw,
+}
+
+impl Choice for OptimizerName {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("lars", OptimizerName::Lars),
+        ("sgd", OptimizerName::Sgd),
+        ("adam", OptimizerName::Adam),
+        ("adamw", OptimizerName::Adamw),
+    ];
+}
+
+impl Choice for crate::ops::conv::ConvPrecision {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("f32", crate::ops::conv::ConvPrecision::F32),
+        ("f16", crate::ops::conv::ConvPrecision::F16),
+    ];
+}
+
+impl Choice for WeightMode {
+    const NAMES: &'static [(&'static str, Self)] = &WeightMode::NAMES;
+}
+
+impl Choice for Method {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("simclr", Method::Simclr),
+        ("simsiam", Method::Simsiam),
+        ("wmse", Method::Wmse),
+        ("vicreg", Method::Vicreg),
+    ];
+}
+
 /// The self-supervised method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -48,16 +151,7 @@ pub enum Method {
 impl Method {
     /// Parses a method name (for `--method`).
     pub fn parse(s: &str) -> Result<Method, ConfigError> {
-        match s {
-            "simclr" => Ok(Method::Simclr),
-            "simsiam" => Ok(Method::Simsiam),
-            "wmse" => Ok(Method::Wmse),
-            "vicreg" => Ok(Method::Vicreg),
-            _ => bad(
-                "method",
-                format!("`{s}`: allowed simclr, simsiam, wmse, vicreg"),
-            ),
-        }
+        Method::parse_for("method", s)
     }
 
     /// Its name.
@@ -78,7 +172,7 @@ pub struct ModelConfig {
     /// ResNet-18 base width (64 standard).
     pub width: usize,
     /// `cifar` or `imagenet`.
-    pub stem: String,
+    pub stem: StemKind,
     /// Padding of the CIFAR stem's convolution (1; solo-learn uses 2).
     pub cifar_padding: usize,
     /// Seed of the initial weights (defaults to `train.seed`).
@@ -89,7 +183,7 @@ impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
             width: 64,
-            stem: "cifar".into(),
+            stem: StemKind::Cifar,
             cifar_padding: 1,
             init_seed: None,
         }
@@ -204,7 +298,7 @@ pub struct DataConfig {
     /// Side of the square views (crop size).
     pub size: usize,
     /// Normalisation: `cifar` or `imagenet`.
-    pub normalize: String,
+    pub normalize: NormalizeKind,
     /// Directory of the decoded-image cache of image folders (empty: no
     /// cache).
     pub cache: String,
@@ -229,7 +323,7 @@ impl Default for DataConfig {
         DataConfig {
             dataset: "builtin".into(),
             size: 32,
-            normalize: "cifar".into(),
+            normalize: NormalizeKind::Cifar,
             cache: String::new(),
         }
     }
@@ -240,7 +334,7 @@ impl Default for DataConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct OptimizerConfig {
     /// `lars`, `sgd`, `adam` or `adamw`.
-    pub name: String,
+    pub name: OptimizerName,
     /// Learning rate for a batch of 256.
     pub lr: f32,
     /// Weight decay.
@@ -264,7 +358,7 @@ pub struct OptimizerConfig {
 impl Default for OptimizerConfig {
     fn default() -> Self {
         OptimizerConfig {
-            name: "lars".into(),
+            name: OptimizerName::Lars,
             lr: 0.4,
             weight_decay: 1e-4,
             momentum: 0.9,
@@ -318,7 +412,7 @@ pub struct TrainSection {
     /// matrices and weights read by the products stored as f16, with f32
     /// accumulation, outputs and gradients; for GPUs with shader-f16, and
     /// f32 on adapters without it).
-    pub precision: String,
+    pub precision: crate::ops::conv::ConvPrecision,
 }
 
 impl Default for TrainSection {
@@ -329,7 +423,7 @@ impl Default for TrainSection {
             seed: 0,
             log_every: 10,
             checkpoint_every: 1,
-            precision: "f32".into(),
+            precision: crate::ops::conv::ConvPrecision::F32,
         }
     }
 }
@@ -340,7 +434,7 @@ impl Default for TrainSection {
 pub struct ScoreClConfig {
     /// `on` (score weights), `off` (uniform), `shuffled` (control) or
     /// `augment` (hand-crafted control from the augmentation parameters).
-    pub mode: String,
+    pub mode: WeightMode,
     /// Exponent γ.
     pub gamma: f32,
     /// Mix with uniform α.
@@ -395,7 +489,7 @@ pub struct ScoreClConfig {
 impl Default for ScoreClConfig {
     fn default() -> Self {
         ScoreClConfig {
-            mode: "on".into(),
+            mode: WeightMode::Score,
             gamma: 1.0,
             alpha: 1.0,
             w_max: 5.0,
@@ -423,12 +517,7 @@ impl Default for ScoreClConfig {
 impl ScoreClConfig {
     /// The weight mode.
     pub fn weight_mode(&self) -> WeightMode {
-        match self.mode.as_str() {
-            "off" | "uniform" => WeightMode::Uniform,
-            "shuffled" => WeightMode::Shuffled,
-            "augment" => WeightMode::Augment,
-            _ => WeightMode::Score,
-        }
+        self.mode
     }
 
     /// The pair-weight configuration.
@@ -589,11 +678,168 @@ fn at_least(key: &str, v: usize, min: usize) -> Result<(), ConfigError> {
     }
 }
 
-fn one_of(key: &str, v: &str, allowed: &[&str]) -> Result<(), ConfigError> {
-    if allowed.contains(&v) {
+impl ModelConfig {
+    /// Checks `[model]`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        at_least("model.width", self.width, 1)?;
+        if self.cifar_padding > 3 {
+            return bad(
+                "model.cifar_padding",
+                format!("{}: allowed 0 to 3", self.cifar_padding),
+            );
+        }
         Ok(())
-    } else {
-        bad(key, format!("`{v}`: allowed {}", allowed.join(", ")))
+    }
+}
+
+impl SimClrSection {
+    /// Checks `[simclr]`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        positive("simclr.temperature", self.temperature)?;
+        at_least("simclr.proj_hidden_dim", self.proj_hidden_dim, 1)?;
+        at_least("simclr.proj_output_dim", self.proj_output_dim, 1)
+    }
+}
+
+impl SimSiamSection {
+    /// Checks `[simsiam]`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        at_least("simsiam.proj_hidden_dim", self.proj_hidden_dim, 1)?;
+        at_least("simsiam.proj_output_dim", self.proj_output_dim, 1)?;
+        at_least("simsiam.pred_hidden_dim", self.pred_hidden_dim, 1)
+    }
+}
+
+impl WmseSection {
+    /// Checks `[wmse]`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        at_least("wmse.proj_hidden_dim", self.proj_hidden_dim, 1)?;
+        at_least("wmse.proj_output_dim", self.proj_output_dim, 1)?;
+        at_least("wmse.w_size", self.w_size, 2)?;
+        if !(0.0..1.0).contains(&self.eps) {
+            return bad("wmse.eps", format!("{}: allowed [0, 1)", self.eps));
+        }
+        Ok(())
+    }
+}
+
+impl VicRegSection {
+    /// Checks `[vicreg]`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        at_least("vicreg.proj_hidden_dim", self.proj_hidden_dim, 1)?;
+        at_least("vicreg.proj_output_dim", self.proj_output_dim, 1)?;
+        non_negative("vicreg.sim_coeff", self.sim_coeff)?;
+        non_negative("vicreg.std_coeff", self.std_coeff)?;
+        non_negative("vicreg.cov_coeff", self.cov_coeff)
+    }
+}
+
+impl DataConfig {
+    /// Checks `[data]`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Err(e) = crate::data::DataSpec::parse(&self.dataset) {
+            let message = match e {
+                crate::GpuError::Shape { message, .. } => message,
+                e => e.to_string(),
+            };
+            return bad("data.dataset", message);
+        }
+        if self.size < 8 || self.size % 2 != 0 {
+            return bad(
+                "data.size",
+                format!("{}: allowed an even number ≥ 8", self.size),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl EvalSection {
+    /// Checks `[eval]`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        at_least("eval.knn_k", self.knn_k, 1)?;
+        positive("eval.knn_temperature", self.knn_temperature)
+    }
+}
+
+impl OptimizerConfig {
+    /// Checks `[optimizer]`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        positive("optimizer.lr", self.lr)?;
+        non_negative("optimizer.weight_decay", self.weight_decay)?;
+        if !(0.0..1.0).contains(&self.momentum) {
+            return bad(
+                "optimizer.momentum",
+                format!("{}: allowed [0, 1)", self.momentum),
+            );
+        }
+        positive("optimizer.eta", self.eta)?;
+        for (key, b) in [
+            ("optimizer.beta1", self.beta1),
+            ("optimizer.beta2", self.beta2),
+        ] {
+            if !(0.0..1.0).contains(&b) {
+                return bad(key, format!("{b}: allowed [0, 1)"));
+            }
+        }
+        positive("optimizer.eps", self.eps)
+    }
+}
+
+impl ScheduleConfig {
+    /// Checks `[schedule]` (its bound by `train.epochs` is checked with the
+    /// whole configuration).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        non_negative("schedule.warmup_epochs", self.warmup_epochs)?;
+        non_negative("schedule.warmup_start_lr", self.warmup_start_lr)?;
+        non_negative("schedule.min_lr", self.min_lr)
+    }
+}
+
+impl TrainSection {
+    /// Checks `[train]`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.epochs == 0 {
+            return bad("train.epochs", "0: allowed ≥ 1");
+        }
+        at_least("train.batch_size", self.batch_size, 2)?;
+        if self.log_every == 0 {
+            return bad("train.log_every", "0: allowed ≥ 1");
+        }
+        if self.checkpoint_every == 0 {
+            return bad("train.checkpoint_every", "0: allowed ≥ 1");
+        }
+        Ok(())
+    }
+}
+
+impl ScoreClConfig {
+    /// Checks `[scorecl]` (whether `apply = "view"` fits the method is
+    /// checked with the whole configuration).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let core = |e: scorecl_core::CoreError| ConfigError {
+            key: "scorecl".into(),
+            message: e.to_string(),
+        };
+        self.weights().validate().map_err(core)?;
+        self.augment_strength().validate().map_err(core)?;
+        self.schedule().validate().map_err(core)?;
+        positive("scorecl.sigma_ref", self.sigma_ref())?;
+        for (i, s) in self.stat_sigmas.iter().enumerate() {
+            positive(&format!("scorecl.stat_sigmas[{i}]"), *s)?;
+        }
+        if self.stat_sigmas.len() > 16 {
+            return bad(
+                "scorecl.stat_sigmas",
+                format!(
+                    "{} levels: at most 16 (each is a score-network pass per step)",
+                    self.stat_sigmas.len()
+                ),
+            );
+        }
+        positive("scorecl.lr", self.lr)?;
+        at_least("scorecl.width", self.width, 1)?;
+        at_least("scorecl.depth", self.depth, 1)
     }
 }
 
@@ -678,31 +924,40 @@ impl TrainConfig {
             table.insert(parts[parts.len() - 1].to_string(), parsed);
         }
         let cfg: TrainConfig =
-            toml::Value::Table(root)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError {
-                    key: format!("--set {}", sets.join(" --set ")),
-                    message: e.to_string(),
-                })?;
+            serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
+                let key = e.path().to_string();
+                ConfigError {
+                    key: format!("--set {}: {key}", sets.join(" --set ")),
+                    message: e.into_inner().to_string(),
+                }
+            })?;
         cfg.validate()?;
         Ok(cfg)
     }
 
-    /// Parses and validates TOML text.
+    /// Parses and validates TOML text. A value of the wrong type or name
+    /// is reported with its dotted key (`model.stem`) and TOML's message
+    /// (the line, and the names allowed); malformed TOML with the line.
     pub fn parse(text: &str) -> Result<TrainConfig, ConfigError> {
-        let cfg: TrainConfig = toml::from_str(text).map_err(|e| ConfigError {
-            key: String::new(),
-            message: e.to_string(),
-        })?;
+        let cfg: TrainConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                ConfigError {
+                    // The root (`.`) is where syntax errors land: the
+                    // caller names the file instead.
+                    key: if path == "." { String::new() } else { path },
+                    message: e.into_inner().to_string(),
+                }
+            })?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// The encoder this configuration trains.
     pub fn encoder_config(&self) -> crate::nn::ResNetConfig {
-        let stem = match self.model.stem.as_str() {
-            "imagenet" => crate::nn::Stem::ImageNet,
-            _ => crate::nn::Stem::Cifar {
+        let stem = match self.model.stem {
+            StemKind::Imagenet => crate::nn::Stem::ImageNet,
+            StemKind::Cifar => crate::nn::Stem::Cifar {
                 padding: self.model.cifar_padding,
             },
         };
@@ -711,9 +966,9 @@ impl TrainConfig {
 
     /// The input normalisation (`data.normalize`).
     pub fn normalize(&self) -> crate::ops::augment::Normalize {
-        match self.data.normalize.as_str() {
-            "imagenet" => crate::ops::augment::Normalize::IMAGENET,
-            _ => crate::ops::augment::Normalize::CIFAR,
+        match self.data.normalize {
+            NormalizeKind::Imagenet => crate::ops::augment::Normalize::IMAGENET,
+            NormalizeKind::Cifar => crate::ops::augment::Normalize::CIFAR,
         }
     }
 
@@ -724,56 +979,19 @@ impl TrainConfig {
 
     /// The convolutions' operand storage asked for (`train.precision`).
     pub fn conv_precision(&self) -> crate::ops::conv::ConvPrecision {
-        crate::ops::conv::ConvPrecision::parse(&self.train.precision).unwrap_or_default()
+        self.train.precision
     }
 
-    /// Checks every key; the first bad one is reported.
+    /// Checks every key; the first bad one is reported. Each section
+    /// checks its own keys; what spans sections is checked here.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        at_least("model.width", self.model.width, 1)?;
-        one_of("model.stem", &self.model.stem, &["cifar", "imagenet"])?;
-        if self.model.cifar_padding > 3 {
-            return bad(
-                "model.cifar_padding",
-                format!("{}: allowed 0 to 3", self.model.cifar_padding),
-            );
-        }
-        positive("simclr.temperature", self.simclr.temperature)?;
-        at_least("simclr.proj_hidden_dim", self.simclr.proj_hidden_dim, 1)?;
-        at_least("simclr.proj_output_dim", self.simclr.proj_output_dim, 1)?;
-        at_least("simsiam.proj_hidden_dim", self.simsiam.proj_hidden_dim, 1)?;
-        at_least("simsiam.proj_output_dim", self.simsiam.proj_output_dim, 1)?;
-        at_least("simsiam.pred_hidden_dim", self.simsiam.pred_hidden_dim, 1)?;
-        at_least("wmse.proj_hidden_dim", self.wmse.proj_hidden_dim, 1)?;
-        at_least("wmse.proj_output_dim", self.wmse.proj_output_dim, 1)?;
-        at_least("wmse.w_size", self.wmse.w_size, 2)?;
-        if !(0.0..1.0).contains(&self.wmse.eps) {
-            return bad("wmse.eps", format!("{}: allowed [0, 1)", self.wmse.eps));
-        }
-        at_least("vicreg.proj_hidden_dim", self.vicreg.proj_hidden_dim, 1)?;
-        at_least("vicreg.proj_output_dim", self.vicreg.proj_output_dim, 1)?;
-        non_negative("vicreg.sim_coeff", self.vicreg.sim_coeff)?;
-        non_negative("vicreg.std_coeff", self.vicreg.std_coeff)?;
-        non_negative("vicreg.cov_coeff", self.vicreg.cov_coeff)?;
-        if let Err(e) = crate::data::DataSpec::parse(&self.data.dataset) {
-            let message = match e {
-                crate::GpuError::Shape { message, .. } => message,
-                e => e.to_string(),
-            };
-            return bad("data.dataset", message);
-        }
-        at_least("eval.knn_k", self.eval.knn_k, 1)?;
-        positive("eval.knn_temperature", self.eval.knn_temperature)?;
-        if self.data.size < 8 || self.data.size % 2 != 0 {
-            return bad(
-                "data.size",
-                format!("{}: allowed an even number ≥ 8", self.data.size),
-            );
-        }
-        one_of(
-            "data.normalize",
-            &self.data.normalize,
-            &["cifar", "imagenet"],
-        )?;
+        self.model.validate()?;
+        self.simclr.validate()?;
+        self.simsiam.validate()?;
+        self.wmse.validate()?;
+        self.vicreg.validate()?;
+        self.data.validate()?;
+        self.eval.validate()?;
         for (key, a) in [
             ("augment", Some(&self.augment)),
             ("augment_view2", self.augment_view2.as_ref()),
@@ -785,35 +1003,9 @@ impl TrainConfig {
                 })?;
             }
         }
-        one_of(
-            "optimizer.name",
-            &self.optimizer.name,
-            &["lars", "sgd", "adam", "adamw"],
-        )?;
-        positive("optimizer.lr", self.optimizer.lr)?;
-        non_negative("optimizer.weight_decay", self.optimizer.weight_decay)?;
-        if !(0.0..1.0).contains(&self.optimizer.momentum) {
-            return bad(
-                "optimizer.momentum",
-                format!("{}: allowed [0, 1)", self.optimizer.momentum),
-            );
-        }
-        positive("optimizer.eta", self.optimizer.eta)?;
-        for (key, b) in [
-            ("optimizer.beta1", self.optimizer.beta1),
-            ("optimizer.beta2", self.optimizer.beta2),
-        ] {
-            if !(0.0..1.0).contains(&b) {
-                return bad(key, format!("{b}: allowed [0, 1)"));
-            }
-        }
-        positive("optimizer.eps", self.optimizer.eps)?;
-        non_negative("schedule.warmup_epochs", self.schedule.warmup_epochs)?;
-        non_negative("schedule.warmup_start_lr", self.schedule.warmup_start_lr)?;
-        non_negative("schedule.min_lr", self.schedule.min_lr)?;
-        if self.train.epochs == 0 {
-            return bad("train.epochs", "0: allowed ≥ 1");
-        }
+        self.optimizer.validate()?;
+        self.schedule.validate()?;
+        self.train.validate()?;
         if self.schedule.warmup_epochs > self.train.epochs as f32 {
             return bad(
                 "schedule.warmup_epochs",
@@ -822,14 +1014,6 @@ impl TrainConfig {
                     self.schedule.warmup_epochs, self.train.epochs
                 ),
             );
-        }
-        at_least("train.batch_size", self.train.batch_size, 2)?;
-        if self.train.log_every == 0 {
-            return bad("train.log_every", "0: allowed ≥ 1");
-        }
-        one_of("train.precision", &self.train.precision, &["f32", "f16"])?;
-        if self.train.checkpoint_every == 0 {
-            return bad("train.checkpoint_every", "0: allowed ≥ 1");
         }
         if self.method == Method::Wmse && self.train.batch_size % self.wmse.w_size != 0 {
             return bad(
@@ -840,42 +1024,7 @@ impl TrainConfig {
                 ),
             );
         }
-        one_of(
-            "scorecl.mode",
-            &self.scorecl.mode,
-            &["on", "off", "shuffled", "augment"],
-        )?;
-        self.scorecl.weights().validate().map_err(|e| ConfigError {
-            key: "scorecl".into(),
-            message: e.to_string(),
-        })?;
-        self.scorecl
-            .augment_strength()
-            .validate()
-            .map_err(|e| ConfigError {
-                key: "scorecl".into(),
-                message: e.to_string(),
-            })?;
-        self.scorecl
-            .schedule()
-            .validate()
-            .map_err(|e| ConfigError {
-                key: "scorecl".into(),
-                message: e.to_string(),
-            })?;
-        positive("scorecl.sigma_ref", self.scorecl.sigma_ref())?;
-        for (i, s) in self.scorecl.stat_sigmas.iter().enumerate() {
-            positive(&format!("scorecl.stat_sigmas[{i}]"), *s)?;
-        }
-        if self.scorecl.stat_sigmas.len() > 16 {
-            return bad(
-                "scorecl.stat_sigmas",
-                format!(
-                    "{} levels: at most 16 (each is a score-network pass per step)",
-                    self.scorecl.stat_sigmas.len()
-                ),
-            );
-        }
+        self.scorecl.validate()?;
         if self.scorecl.apply == Apply::View
             && !matches!(self.method, Method::Simclr | Method::Simsiam)
         {
@@ -887,9 +1036,6 @@ impl TrainConfig {
                 ),
             );
         }
-        positive("scorecl.lr", self.scorecl.lr)?;
-        at_least("scorecl.width", self.scorecl.width, 1)?;
-        at_least("scorecl.depth", self.scorecl.depth, 1)?;
         Ok(())
     }
 

@@ -35,7 +35,7 @@ pub fn needs(cfg: &TrainConfig, heads: &[MlpLayer], slots: usize) -> (Vec<Need>,
     let w = cfg.model.width as u128;
     let n = cfg.train.batch_size as u128;
     let s = cfg.data.size as u128;
-    let imagenet = cfg.model.stem == "imagenet";
+    let imagenet = cfg.model.stem == crate::train::config::StemKind::Imagenet;
     let k1 = if imagenet { 7 } else { 3 };
     // Stem output side: the ImageNet stem halves twice (stride-2 conv,
     // stride-2 max pool).

@@ -10,7 +10,9 @@ pub mod score_only;
 pub mod trainer;
 
 pub use crate::data::Dataset;
-pub use config::{ConfigError, Method, TrainConfig};
+pub use config::{
+    Choice, ConfigError, Method, NormalizeKind, OptimizerName, StemKind, TrainConfig,
+};
 pub use run::{run_training, RunDir, RunOptions, RunSummary};
 pub use trainer::{StepReport, TrainState, Trainer};
 

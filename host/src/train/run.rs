@@ -574,7 +574,7 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
         eprintln!(
             "note: train.precision = \"{}\" needs shader-f16, which `{}` does not offer: \
              the convolutions run in {}",
-            t.cfg.train.precision,
+            t.cfg.train.precision.name(),
             t.gpu().info.name,
             t.conv_precision().name()
         );

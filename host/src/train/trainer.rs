@@ -20,6 +20,7 @@
 //! weights enter the loss as constants. Everything random is a function of
 //! (seed, step), so a resumed run repeats the same draws.
 
+use crate::train::config::OptimizerName;
 use scorecl_core::augment::{self, AugConfig, AugParams};
 use scorecl_core::optim::{AdamConfig, LarsConfig, SgdConfig, WarmupCosine};
 use scorecl_core::rng::{stream_id, Philox, Purpose};
@@ -108,20 +109,20 @@ pub(crate) enum Optim {
 impl Optim {
     fn from_config(cfg: &TrainConfig) -> Optim {
         let o = &cfg.optimizer;
-        match o.name.as_str() {
-            "sgd" => Optim::Sgd(SgdConfig {
+        match o.name {
+            OptimizerName::Sgd => Optim::Sgd(SgdConfig {
                 momentum: o.momentum,
                 weight_decay: o.weight_decay,
                 ..SgdConfig::default()
             }),
-            "adam" | "adamw" => Optim::Adam(AdamConfig {
+            OptimizerName::Adam | OptimizerName::Adamw => Optim::Adam(AdamConfig {
                 beta1: o.beta1,
                 beta2: o.beta2,
                 eps: o.eps,
                 weight_decay: o.weight_decay,
-                decoupled: o.name == "adamw",
+                decoupled: o.name == OptimizerName::Adamw,
             }),
-            _ => Optim::Lars(LarsConfig {
+            OptimizerName::Lars => Optim::Lars(LarsConfig {
                 momentum: o.momentum,
                 weight_decay: o.weight_decay,
                 eta: o.eta,
