@@ -32,7 +32,7 @@ echo "== kernel tests on the GL backend =="
 # undefined in GLSL; the blur's edge reflection was wrong on llvmpipe until
 # these ran here).
 kernel_tests=()
-for t in augment batchnorm conv conv_bn_fd dsm elementwise eval_view gemm knn linear \
+for t in augment batchnorm budgets conv conv_bn_fd dsm elementwise eval_view gemm knn linear \
   linear_probe models nonfinite optim probe reduce resnet_reference rng rows score_ops \
   simclr simsiam vicreg weights wmse; do
   kernel_tests+=(--test "$t")
