@@ -16,7 +16,7 @@ STEPS="${3:-5}"
 OUT="${4:-}"
 export NODEVICE_SELECT=1
 if [ -z "${SCORECL_BIN:-}" ]; then
-  cargo build -q --release -p scorecl-host --bin scorecl
+  cargo build -q --release --bin scorecl
   SCORECL_BIN=target/release/scorecl
 fi
 args=(--config "$CONFIG" --steps "$STEPS")

@@ -36,7 +36,7 @@ prepare() {
   rm -rf .gpu && mkdir -p .gpu/bin
   grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
   grep -qx '/.gl/' .git/info/exclude 2>/dev/null || echo '/.gl/' >> .git/info/exclude
-  cargo build --release -p scorecl-host --bin scorecl
+  cargo build --release --bin scorecl
   cp target/release/scorecl .gpu/bin/
   # Every test binary of the GPU packages (scorecl-host and the root
   # package; the core, shader and C ABI tests need no GPU), by target name.

@@ -18,7 +18,7 @@ OUT=${OUT:-runs/sweep}
 SEEDS=${SEEDS:-0,1,2}
 CONFIG=${CONFIG:-configs/default.toml}
 if [ -z "${BIN:-}" ]; then
-    cargo build --release -q -p scorecl-host --bin scorecl
+    cargo build --release -q --bin scorecl
     BIN=target/release/scorecl
 fi
 # Four levels of the default schedule σ_k = (0.01)^(k/9): k = 0, 2, 4, 6,

@@ -1,4 +1,7 @@
-//! `cargo run --release`: the main job. Trains SimCLR with ScoreCL (a
+//! The `scorecl` binary. With a subcommand (`scorecl train --help`,
+//! `scorecl --help`) it is the CLI ([`scorecl::host::cli`]); bare
+//! (`cargo run --release`, or `scorecl` once installed with
+//! `cargo install --path .`) it runs the main job. Trains SimCLR with ScoreCL (a
 //! small ResNet-18) on the project's real CIFAR-10 subset and prints the
 //! k-NN top-1 on its validation images of the trained encoder next to that
 //! of the same encoder at initialisation and trained without ScoreCL. The
@@ -7,7 +10,7 @@
 
 use scorecl::host::train::TrainConfig;
 use scorecl::host::Gpu;
-use scorecl::main_job;
+use scorecl::main_job as job;
 
 fn main() {
     if let Err(e) = run() {
@@ -17,17 +20,16 @@ fn main() {
 }
 
 fn run() -> anyhow::Result<()> {
-    if std::env::args().len() > 1 {
-        anyhow::bail!(
-            "the main job takes no arguments; for other settings use the CLI: \
-             cargo run --release -p scorecl-host --bin scorecl -- train --help"
-        );
-    }
-    let mut cfg = TrainConfig::parse(main_job::DEFAULT_CONFIG)?;
-    main_job::resolve_data(&mut cfg);
-    let gpu = Gpu::from_env()?;
-    let out = main_job::fresh_dir(std::path::Path::new("runs/default"));
-    let r = main_job::run(&gpu, cfg, &out, true, true)?;
+    scorecl::host::cli::run(main_job)
+}
+
+/// The main job on `gpu` (`--device` / `--adapter` choose it, as for every
+/// subcommand).
+fn main_job(gpu: Gpu) -> anyhow::Result<()> {
+    let mut cfg = TrainConfig::parse(job::DEFAULT_CONFIG)?;
+    job::resolve_data(&mut cfg);
+    let out = job::fresh_dir(std::path::Path::new("runs/default"));
+    let r = job::run(&gpu, cfg, &out, true, true)?;
     println!();
     println!(
         "k-NN top-1 on the 1,000 validation images (k {}, T {}; one seed, see docs/RESULTS.md for seeds):",

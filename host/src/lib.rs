@@ -7,6 +7,7 @@
 //! that compares the two on whatever adapter is present.
 
 pub mod bench;
+pub mod cli;
 pub mod data;
 pub mod doctor;
 pub mod error;

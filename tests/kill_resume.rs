@@ -5,6 +5,7 @@
 //! and between the renames of the swap), resumed each time with
 //! `--resume`, and its final checkpoint must equal an uninterrupted run's
 //! tensor for tensor, bitwise. Several kill schedules.
+#[path = "../host/tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -23,7 +24,7 @@ fn scorecl() -> Command {
 }
 
 fn preset() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/tiny-simclr.toml")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/tiny-simclr.toml")
 }
 
 /// The tiny preset for 3 epochs (24 steps, a checkpoint per epoch).

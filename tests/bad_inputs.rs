@@ -5,6 +5,7 @@
 //! TOML configuration, safetensors, `state.json`) fuzzed in process with
 //! random and mutated bytes (proptest, a bounded number of cases each):
 //! they may refuse, never panic.
+#[path = "../host/tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ fn scorecl() -> Command {
 
 fn preset(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../configs")
+        .join("configs")
         .join(name)
 }
 

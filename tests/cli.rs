@@ -1,5 +1,6 @@
 //! The `scorecl` binary: a missing adapter and an unknown adapter name give
 //! a clear message and a non-zero exit, never a panic.
+#[path = "../host/tests/common/mod.rs"]
 mod common;
 
 use std::process::Command;
@@ -187,7 +188,7 @@ fn bench_encoder_reports_images_per_second() {
 
 fn preset(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../configs")
+        .join("configs")
         .join(name)
 }
 
@@ -731,4 +732,27 @@ fn bench_train_reports_speed_memory_and_kernels() {
             "{v}"
         );
     }
+}
+
+/// One binary: `scorecl --help` names the main job (the bare invocation)
+/// and every subcommand; an unknown subcommand is refused, not taken for
+/// the main job.
+#[test]
+fn the_one_binary_offers_the_main_job_and_every_subcommand() {
+    let out = scorecl().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("main job"), "{help}");
+    for sub in [
+        "train", "eval", "compare", "probe", "plot", "bench", "encoder", "doctor",
+    ] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(sub)),
+            "`{sub}` missing from:\n{help}"
+        );
+    }
+    let out = scorecl().arg("trian").output().unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("trian"), "{e}");
 }
