@@ -5,6 +5,7 @@
 pub mod compare;
 pub mod config;
 pub mod fits;
+pub(crate) mod methods;
 pub mod run;
 pub mod score_only;
 pub mod trainer;

@@ -24,26 +24,20 @@ use crate::train::config::OptimizerName;
 use scorecl_core::augment::{self, AugConfig, AugParams};
 use scorecl_core::optim::{AdamConfig, LarsConfig, SgdConfig, WarmupCosine};
 use scorecl_core::rng::{stream_id, Philox, Purpose};
-use scorecl_core::simclr::SimClrConfig;
-use scorecl_core::vicreg::VicRegConfig;
 use scorecl_core::weights::{Statistic, WeightMode};
-use scorecl_core::wmse::WmseConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
-use crate::nn::{Mlp, MlpLayer, MlpWorkspace, ParamStore, ResNet, ResNetWorkspace};
+use crate::nn::{Mlp, MlpWorkspace, ParamStore, ResNet, ResNetWorkspace};
 use crate::nn::{ScoreConfig, ScoreNet, ScoreWorkspace};
 use crate::ops::augment::{Augmenter, Normalize};
 use crate::ops::elementwise::fill;
-use crate::ops::simclr::SimClr;
-use crate::ops::simsiam::SimSiam;
-use crate::ops::vicreg::VicReg;
-use crate::ops::wmse::Wmse;
 use crate::ops::{dsm, optim, weights};
 use crate::tensor::{DType, Tensor};
-use crate::train::config::{Method, TrainConfig};
+use crate::train::config::TrainConfig;
+use crate::train::methods::{self, LrPolicy, SslLoss};
 use crate::train::{TrainError, TrainResult};
 
 /// Where a run stands: everything besides tensors that a resume needs.
@@ -140,13 +134,6 @@ impl Optim {
             Optim::Adam(_) => &["exp_avg", "exp_avg_sq"],
         }
     }
-}
-
-enum Loss {
-    SimClr(Box<SimClr>, SimClrConfig),
-    SimSiam(Box<SimSiam>),
-    Wmse(Box<Wmse>, WmseConfig),
-    VicReg(Box<VicReg>, VicRegConfig),
 }
 
 /// One noise level of the weights' statistic: σ, its one-entry table (the
@@ -497,12 +484,14 @@ struct Buffers {
     x: [Tensor; 2],
     w: Tensor,
     stats: Tensor,
+    /// The projector's outputs, the two views stacked.
     z: Tensor,
-    dz: Tensor,
-    dzv: [Tensor; 2],
-    /// SimSiam: stacked predictions, their gradient, and the per-view
-    /// gradient.
-    p: Option<(Tensor, Tensor, [Tensor; 2])>,
+    /// The predictor's outputs, stacked (methods with a predictor).
+    p: Option<Tensor>,
+    /// The loss's gradient with respect to the last head's output
+    /// (stacked), and each view's half of it.
+    dout: Tensor,
+    doutv: [Tensor; 2],
     loss: Tensor,
     norms: Tensor,
     /// The optimizer's non-finite guard: a u32 per parameter tensor of
@@ -523,9 +512,10 @@ pub struct Trainer<'g> {
     pub heads: ParamStore,
     projector: Mlp,
     predictor: Option<Mlp>,
-    /// Index in `heads.params` from which the predictor's tensors start
-    /// (SimSiam's predictor keeps a constant learning rate).
-    predictor_from: usize,
+    /// Parameter groups with their learning-rate policy, as index ranges
+    /// into the optimizer's order (the encoder's parameters, then the
+    /// heads').
+    groups: Vec<(std::ops::Range<usize>, LrPolicy)>,
     pub(crate) score: Option<ScorePart>,
     pub(crate) optim: Optim,
     /// Optimizer state per parameter: encoder's, then heads'.
@@ -533,7 +523,7 @@ pub struct Trainer<'g> {
     enc_ws: [ResNetWorkspace; 2],
     proj_ws: [MlpWorkspace; 2],
     pred_ws: Option<[MlpWorkspace; 2]>,
-    loss: Loss,
+    loss: Box<dyn SslLoss>,
     augmenter: Augmenter,
     norm: Normalize,
     bufs: Buffers,
@@ -551,74 +541,6 @@ pub struct Trainer<'g> {
     pub last_host_seconds: f64,
     order: Option<(u64, Vec<u32>)>,
     host: Vec<f32>,
-}
-
-fn head_spec(cfg: &TrainConfig, feat: usize) -> (Vec<MlpLayer>, Option<Vec<MlpLayer>>, usize) {
-    use MlpLayer::{BatchNorm as Bn, Linear as Lin, Relu};
-    let lin = |fan_in, fan_out, bias| Lin {
-        fan_in,
-        fan_out,
-        bias,
-    };
-    let bn = |features| Bn {
-        features,
-        affine: true,
-    };
-    match cfg.method {
-        Method::Simclr => {
-            let (h, o) = (cfg.simclr.proj_hidden_dim, cfg.simclr.proj_output_dim);
-            (
-                vec![lin(feat, h, true), bn(h), Relu, lin(h, o, true)],
-                None,
-                o,
-            )
-        }
-        Method::Simsiam => {
-            let s = &cfg.simsiam;
-            let (h, o, ph) = (s.proj_hidden_dim, s.proj_output_dim, s.pred_hidden_dim);
-            (
-                vec![
-                    lin(feat, h, false),
-                    bn(h),
-                    Relu,
-                    lin(h, h, false),
-                    bn(h),
-                    Relu,
-                    lin(h, o, true),
-                    Bn {
-                        features: o,
-                        affine: false,
-                    },
-                ],
-                Some(vec![lin(o, ph, false), bn(ph), Relu, lin(ph, o, true)]),
-                o,
-            )
-        }
-        Method::Wmse => {
-            let (h, o) = (cfg.wmse.proj_hidden_dim, cfg.wmse.proj_output_dim);
-            (
-                vec![lin(feat, h, true), bn(h), Relu, lin(h, o, true)],
-                None,
-                o,
-            )
-        }
-        Method::Vicreg => {
-            let (h, o) = (cfg.vicreg.proj_hidden_dim, cfg.vicreg.proj_output_dim);
-            (
-                vec![
-                    lin(feat, h, true),
-                    bn(h),
-                    Relu,
-                    lin(h, h, true),
-                    bn(h),
-                    Relu,
-                    lin(h, o, true),
-                ],
-                None,
-                o,
-            )
-        }
-    }
 }
 
 /// The safetensors file of `scorecl.score_init`: the path itself when it
@@ -671,21 +593,27 @@ impl<'g> Trainer<'g> {
         // Sizes before allocation: a model or batch too large for the
         // device is refused naming its keys, not aborted.
         {
-            let (proj, pred, _) = head_spec(&cfg, 8 * cfg.model.width);
-            let layers: Vec<MlpLayer> =
-                proj.into_iter().chain(pred.into_iter().flatten()).collect();
+            let layers = methods::heads(&cfg, 8 * cfg.model.width).layers();
             crate::train::fits::check(gpu, &cfg, &layers, Optim::from_config(&cfg).slots().len())?;
         }
         let mut encoder = ResNet::new(gpu, cfg.encoder_config(), init_seed)?;
         encoder.precision = cfg.conv_precision();
         let feat = encoder.feature_dim();
-        let (proj_spec, pred_spec, d) = head_spec(&cfg, feat);
+        let spec = methods::heads(&cfg, feat);
+        let d = spec.out_dim;
         let mut heads = ParamStore::default();
-        let projector = Mlp::new(gpu, &mut heads, "projector", &proj_spec, init_seed)?;
-        let predictor_from = heads.params.len();
-        let predictor = pred_spec
-            .map(|s| Mlp::new(gpu, &mut heads, "predictor", &s, init_seed))
-            .transpose()?;
+        let projector = Mlp::new(gpu, &mut heads, "projector", &spec.projector, init_seed)?;
+        let n_enc = encoder.store.params.len();
+        let mut groups = vec![(0..n_enc + heads.params.len(), LrPolicy::Schedule)];
+        let predictor = match &spec.predictor {
+            Some((layers, policy)) => {
+                let from = n_enc + heads.params.len();
+                let p = Mlp::new(gpu, &mut heads, "predictor", layers, init_seed)?;
+                groups.push((from..n_enc + heads.params.len(), *policy));
+                Some(p)
+            }
+            None => None,
+        };
         let optim = Optim::from_config(&cfg);
         let moments = encoder
             .store
@@ -718,30 +646,7 @@ impl<'g> Trainer<'g> {
         } else {
             None
         };
-        let loss = match cfg.method {
-            Method::Simclr => Loss::SimClr(
-                Box::new(SimClr::new(gpu, n, d)?),
-                SimClrConfig {
-                    temperature: cfg.simclr.temperature,
-                },
-            ),
-            Method::Simsiam => Loss::SimSiam(Box::new(SimSiam::new(gpu, n, d)?)),
-            Method::Wmse => Loss::Wmse(
-                Box::new(Wmse::new(gpu, n, d, cfg.wmse.w_size)?),
-                WmseConfig {
-                    eps: cfg.wmse.eps,
-                    w_size: cfg.wmse.w_size,
-                },
-            ),
-            Method::Vicreg => Loss::VicReg(
-                Box::new(VicReg::new(gpu, n, d)?),
-                VicRegConfig {
-                    sim_coeff: cfg.vicreg.sim_coeff,
-                    std_coeff: cfg.vicreg.std_coeff,
-                    cov_coeff: cfg.vicreg.cov_coeff,
-                },
-            ),
-        };
+        let loss = methods::loss(gpu, &cfg, n, d)?;
         let bufs = Buffers {
             clean: t(n * 3 * h * w)?,
             views01: t(2 * n * view)?,
@@ -750,12 +655,9 @@ impl<'g> Trainer<'g> {
             w: t(cfg.scorecl.apply.count(n))?,
             stats: t(2 * n)?,
             z: t(2 * n * d)?,
-            dz: t(2 * n * d)?,
-            dzv: [t(n * d)?, t(n * d)?],
-            p: match cfg.method {
-                Method::Simsiam => Some((t(2 * n * d)?, t(2 * n * d)?, [t(n * d)?, t(n * d)?])),
-                _ => None,
-            },
+            p: predictor.as_ref().map(|_| t(2 * n * d)).transpose()?,
+            dout: t(2 * n * d)?,
+            doutv: [t(n * d)?, t(n * d)?],
             loss: t(1)?,
             // A pair of squared norms per parameter tensor (LARS).
             norms: t(2 * (encoder.store.params.len() + heads.params.len()))?,
@@ -794,7 +696,7 @@ impl<'g> Trainer<'g> {
             heads,
             projector,
             predictor,
-            predictor_from,
+            groups,
             score,
             optim,
             moments,
@@ -969,41 +871,27 @@ impl<'g> Trainer<'g> {
                 true,
             )?;
             s.copy_range(self.proj_ws[v].output(), 0, &b.z, v * n * d, n * d)?;
-            if let (Some(pred), Some(pws), Some((p, _, _))) = (&self.predictor, &self.pred_ws, &b.p)
-            {
+            if let (Some(pred), Some(pws), Some(p)) = (&self.predictor, &self.pred_ws, &b.p) {
                 pred.forward(&mut s, &self.heads, &pws[v], self.proj_ws[v].output(), true)?;
                 s.copy_range(pws[v].output(), 0, p, v * n * d, n * d)?;
             }
         }
-        let mut wmse_status = None;
-        match &self.loss {
-            Loss::SimClr(op, c) => op.forward_backward(&mut s, &b.z, &b.w, c, &b.dz, &b.loss)?,
-            Loss::SimSiam(op) => {
-                let (p, dp, _) = b.p.as_ref().unwrap();
-                op.forward_backward(&mut s, p, &b.z, &b.w, dp, &b.loss)?
-            }
-            Loss::Wmse(op, c) => {
-                op.forward_backward(&mut s, &b.z, &b.w, c, &b.dz, &b.loss)?;
-                wmse_status = Some(s.readback(&op.status));
-            }
-            Loss::VicReg(op, c) => op.forward_backward(&mut s, &b.z, &b.w, c, &b.dz, &b.loss)?,
-        }
+        self.loss
+            .forward_backward(&mut s, &b.z, b.p.as_ref(), &b.w, &b.dout, &b.loss)?;
+        let loss_checks = self.loss.readbacks(&mut s);
         for v in 0..2 {
-            let dfeat_src = if let (Some(pred), Some(pws), Some((_, dp, dpv))) =
-                (&self.predictor, &self.pred_ws, &b.p)
-            {
-                s.copy_range(dp, v * n * d, &dpv[v], 0, n * d)?;
+            s.copy_range(&b.dout, v * n * d, &b.doutv[v], 0, n * d)?;
+            let dfeat_src = if let (Some(pred), Some(pws)) = (&self.predictor, &self.pred_ws) {
                 pred.backward(
                     &mut s,
                     &self.heads,
                     &pws[v],
                     self.proj_ws[v].output(),
-                    &dpv[v],
+                    &b.doutv[v],
                 )?;
                 pws[v].input_grad()
             } else {
-                s.copy_range(&b.dz, v * n * d, &b.dzv[v], 0, n * d)?;
-                &b.dzv[v]
+                &b.doutv[v]
             };
             self.projector.backward(
                 &mut s,
@@ -1022,10 +910,14 @@ impl<'g> Trainer<'g> {
         // 4. Optimizer.
         let first = st.step == 0;
         let all = self.encoder.store.params.iter().chain(&self.heads.params);
-        let n_enc = self.encoder.store.params.len();
         for (i, (p, m)) in all.zip(&self.moments).enumerate() {
-            let in_predictor = self.predictor.is_some() && i >= n_enc + self.predictor_from;
-            let lr = if in_predictor { static_lr } else { lr };
+            // The last group that holds i decides (the predictor's lies
+            // within the whole model's).
+            let policy = self.groups.iter().rev().find(|(r, _)| r.contains(&i));
+            let lr = match policy.map(|(_, p)| *p) {
+                Some(LrPolicy::Constant) => static_lr,
+                Some(LrPolicy::Schedule) | None => lr,
+            };
             let guard = optim::Guard {
                 flags: &b.flags,
                 slot: i,
@@ -1048,6 +940,7 @@ impl<'g> Trainer<'g> {
                 )?,
             }
         }
+        self.loss.after_update(&mut s)?;
         // 5. DSM step of the score network.
         if let Some(sp) = &self.score {
             let dim = 3 * self.data.h * self.data.w;
@@ -1088,9 +981,7 @@ impl<'g> Trainer<'g> {
             term: term.to_string(),
             value,
         };
-        if let (Some(i), Loss::Wmse(op, _)) = (wmse_status, &self.loss) {
-            op.check(&r.u32(i))?;
-        }
+        self.loss.check(&r, &loss_checks)?;
         if !report.loss.is_finite() {
             return Err(non_finite(
                 &format!("{} loss", self.cfg.method.name()),
