@@ -8,6 +8,7 @@ pub mod fits;
 pub(crate) mod methods;
 pub mod run;
 pub mod score_only;
+pub mod score_part;
 pub mod trainer;
 
 pub use crate::data::Dataset;

@@ -13,7 +13,8 @@ use crate::gpu::Gpu;
 use crate::nn::ScoreNet;
 use crate::tensor::DType;
 use crate::train::config::TrainConfig;
-use crate::train::trainer::{checked_steps_per_epoch, ScorePart};
+use crate::train::score_part::ScorePart;
+use crate::train::trainer::checked_steps_per_epoch;
 use crate::train::{TrainError, TrainResult};
 
 /// Trains the score network of `cfg` (`[scorecl]` width, depth, lr, noise
