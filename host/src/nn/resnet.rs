@@ -311,18 +311,26 @@ impl ResNet {
                 a1: t(out_len)?,
                 r1: t(out_len)?,
                 a2: t(out_len)?,
-                ad: b.down.as_ref().map(|_| t(out_len)).transpose()?,
-                bd: b.down.as_ref().map(|_| t(out_len)).transpose()?,
                 out: t(out_len)?,
                 da2: t(out_len)?,
                 dr1: t(out_len)?,
                 da1: t(out_len)?,
-                dx1: b.down.as_ref().map(|_| t(in_len)).transpose()?,
-                dad: b.down.as_ref().map(|_| t(out_len)).transpose()?,
                 dx: t(in_len)?,
                 bn1: bnw(b.bn1.c)?,
                 bn2: bnw(b.bn2.c)?,
-                bnd: b.down.as_ref().map(|(_, bn)| bnw(bn.c)).transpose()?,
+                down: b
+                    .down
+                    .as_ref()
+                    .map(|(_, bn)| {
+                        Ok::<_, crate::error::GpuError>(DownWs {
+                            ad: t(out_len)?,
+                            bd: t(out_len)?,
+                            dx1: t(in_len)?,
+                            dad: t(out_len)?,
+                            bn: bnw(bn.c)?,
+                        })
+                    })
+                    .transpose()?,
             });
             (hh, ww) = (s1.oh(), s1.ow());
         }
@@ -479,20 +487,21 @@ impl ResNet {
         self.bn_forward(step, &b.bn1, &w.bn1, &w.a1, n, hw, training, true, &w.r1)?;
         let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
         conv::conv2d(step, &w.r1, self.weight(&b.conv2), &s2, scratch, &w.a2)?;
-        let shortcut = match (&b.down, &w.ad, &w.bd, &w.bnd) {
-            (Some((dc, dbn)), Some(ad), Some(bd), Some(bnd)) => {
+        let shortcut = match (&b.down, &w.down) {
+            (Some((dc, dbn)), Some(d)) => {
                 conv::conv2d(
                     step,
                     x,
                     self.weight(dc),
                     &dc.shape(n, w.h, w.w),
                     scratch,
-                    ad,
+                    &d.ad,
                 )?;
-                self.bn_forward(step, dbn, bnd, ad, n, hw, training, false, bd)?;
-                bd
+                self.bn_forward(step, dbn, &d.bn, &d.ad, n, hw, training, false, &d.bd)?;
+                &d.bd
             }
-            _ => x,
+            (None, None) => x,
+            _ => return Err(mismatched()),
         };
         // bn2, the shortcut and the ReLU in one pass.
         let spec = BnSpec {
@@ -618,8 +627,8 @@ impl ResNet {
             hw,
             &w.da1,
         )?;
-        match (&b.down, &w.ad, &w.dad, &w.dx1, &w.bnd) {
-            (Some((dc, dbn)), Some(ad), Some(dad), Some(dx1), Some(bnd)) => {
+        match (&b.down, &w.down) {
+            (Some((dc, dbn)), Some(d)) => {
                 conv::conv2d_backward(
                     step,
                     x,
@@ -628,24 +637,24 @@ impl ResNet {
                     &s1,
                     scratch,
                     self.weight_grad(&b.conv1),
-                    Some(dx1),
+                    Some(&d.dx1),
                 )?;
-                self.bn_backward(step, dbn, bnd, ad, relu, n, hw, dad)?;
+                self.bn_backward(step, dbn, &d.bn, &d.ad, relu, n, hw, &d.dad)?;
                 // dx = dx1 + the downsample's input gradient (fused).
                 conv::conv2d_backward_add(
                     step,
                     x,
                     self.weight(dc),
-                    dad,
+                    &d.dad,
                     &dc.shape(n, w.h, w.w),
                     scratch,
                     self.weight_grad(dc),
                     Some(&w.dx),
-                    DxAdd::Add(dx1),
+                    DxAdd::Add(&d.dx1),
                 )
             }
             // dx = conv1's input gradient + relu'(out)·dout (fused).
-            _ => conv::conv2d_backward_add(
+            (None, None) => conv::conv2d_backward_add(
                 step,
                 x,
                 self.weight(&b.conv1),
@@ -659,6 +668,7 @@ impl ResNet {
                     y: &w.out,
                 },
             ),
+            _ => Err(mismatched()),
         }
     }
 }
@@ -688,20 +698,36 @@ struct BlockWs {
     a1: Tensor,
     r1: Tensor,
     a2: Tensor,
-    ad: Option<Tensor>,
-    bd: Option<Tensor>,
     out: Tensor,
     da2: Tensor,
     dr1: Tensor,
     da1: Tensor,
-    /// conv1's input gradient, before the downsample's is added (blocks
-    /// with a downsample only; otherwise the shortcut's add is fused).
-    dx1: Option<Tensor>,
-    dad: Option<Tensor>,
     dx: Tensor,
     bn1: BnWs,
     bn2: BnWs,
-    bnd: Option<BnWs>,
+    /// The downsample's workspace, exactly when the block has one.
+    down: Option<DownWs>,
+}
+
+/// A downsampling shortcut's workspace (1×1 convolution and batch norm).
+struct DownWs {
+    /// The convolution's output and the batch norm's.
+    ad: Tensor,
+    bd: Tensor,
+    /// conv1's input gradient, before the downsample's is added (without
+    /// a downsample the shortcut's add is fused instead).
+    dx1: Tensor,
+    dad: Tensor,
+    bn: BnWs,
+}
+
+/// A block and its workspace disagree on the downsample: a workspace made
+/// for another model.
+fn mismatched() -> crate::error::GpuError {
+    crate::error::GpuError::shape(
+        "resnet block workspace",
+        "made for another model: the block and its workspace disagree on the downsample",
+    )
 }
 
 /// Activations, saved statistics and gradients of one batch shape.
