@@ -12,6 +12,11 @@ cd "$(dirname "$0")/.."
 # Mesa's device-select layer prints a harmless XDG_RUNTIME_DIR warning.
 export NODEVICE_SELECT=1
 
+# Device passes a test binary could not open (no wgpu adapter, outside CI)
+# are noted here by host/tests/common and counted at the end.
+skipped_dir=target/tmp/skipped
+rm -rf "$skipped_dir"
+
 # The C ABI test (capi/tests/python.rs) loads the shared library from
 # Python: `cargo test` builds only its rlib, so build the cdylib first.
 cargo build -q -p scorecl-capi
@@ -58,4 +63,11 @@ elif [ -n "${CI:-}" ]; then
   echo "SKIPPED under CI: the wasm32-unknown-unknown target could not be installed"
 else
   echo "SKIPPED: rustup target add wasm32-unknown-unknown to check it"
+fi
+echo "== skipped device passes =="
+if [ -d "$skipped_dir" ] && [ -n "$(ls -A "$skipped_dir")" ]; then
+  echo "SKIPPED: $(ls "$skipped_dir" | wc -l) device passes had no wgpu adapter (the CPU-device passes ran):"
+  cat "$skipped_dir"/* | sed 's/^/  /'
+else
+  echo "none: every test binary found the devices it asked for"
 fi

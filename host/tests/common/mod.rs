@@ -13,9 +13,39 @@ fn make(opts: GpuOptions) -> Option<Gpu> {
         Ok(g) => Some(g),
         Err(e @ GpuError::NoAdapter { .. }) if std::env::var_os("CI").is_none() => {
             eprintln!("SKIPPED: {e}");
+            record_skip(&opts);
             None
         }
         Err(e) => panic!("no GPU for the tests (CI requires one): {e}"),
+    }
+}
+
+/// Notes a device this test binary could not open, as one file per
+/// (binary, device options) under `target/tmp/skipped/`, so that the test
+/// command (`scripts/test.sh`) prints how many device passes were skipped
+/// at its end instead of leaving them in captured output.
+fn record_skip(opts: &GpuOptions) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped");
+    let exe = std::env::current_exe().ok();
+    let bin = exe
+        .as_deref()
+        .and_then(|p| p.file_stem())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Test binaries are named `<test>-<hash>`.
+    let bin = bin.rsplit_once('-').map_or(bin.as_str(), |(t, _)| t);
+    let what = format!(
+        "{bin} device={} subgroups={} f16={}",
+        opts.device.as_deref().unwrap_or("default"),
+        !opts.no_subgroups,
+        !opts.no_f16
+    );
+    let name: String = what
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::write(dir.join(name), what + "\n");
     }
 }
 
