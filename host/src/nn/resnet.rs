@@ -58,6 +58,17 @@ impl ResNetConfig {
             blocks: [2, 2, 2, 2],
         }
     }
+
+    /// Output channels of stage `stage` (0–3): the width doubled per stage.
+    pub fn stage_width(&self, stage: usize) -> usize {
+        self.width << stage
+    }
+
+    /// Dimension of the pooled features: the last stage's output channels
+    /// (8·width for ResNet-18's basic blocks).
+    pub fn feature_dim(&self) -> usize {
+        self.stage_width(self.blocks.len() - 1)
+    }
 }
 
 struct Conv {
@@ -197,7 +208,7 @@ impl ResNet {
         let mut blocks = Vec::new();
         let mut inplanes = w;
         for (stage, &count) in cfg.blocks.iter().enumerate() {
-            let planes = w << stage;
+            let planes = cfg.stage_width(stage);
             for i in 0..count {
                 let stride = if stage > 0 && i == 0 { 2 } else { 1 };
                 let p = format!("layer{}.{i}", stage + 1);
@@ -231,9 +242,9 @@ impl ResNet {
         })
     }
 
-    /// Dimension of the features (8·width).
+    /// Dimension of the features ([`ResNetConfig::feature_dim`]).
     pub fn feature_dim(&self) -> usize {
-        self.cfg.width << 3
+        self.cfg.feature_dim()
     }
 
     /// Spatial size after the stem for an h × w input.

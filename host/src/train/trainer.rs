@@ -256,7 +256,7 @@ impl<'g> Trainer<'g> {
         // Sizes before allocation: a model or batch too large for the
         // device is refused naming its keys, not aborted.
         {
-            let layers = methods::heads(&cfg, 8 * cfg.model.width).layers();
+            let layers = methods::heads(&cfg, cfg.encoder_config().feature_dim()).layers();
             crate::train::fits::check(gpu, &cfg, &layers, Optim::from_config(&cfg).slots().len())?;
         }
         let mut encoder = ResNet::new(gpu, cfg.encoder_config(), init_seed)?;
