@@ -1,4 +1,4 @@
-//! ResNet-18 (base width 8) on the GPU against torchvision, from the
+//! ResNet-18 and ResNet-50 (base width 8) against torchvision, from the
 //! fixtures of `tests/reference/resnet.py` (float64 PyTorch): one
 //! training-mode forward, the backward of sum(features · R), every
 //! parameter's gradient, the input's gradient and the updated running
@@ -52,11 +52,11 @@ fn compare(what: &str, got: &[f32], want: &[f32]) -> f32 {
     worst
 }
 
-fn check(file: &str, stem: Stem, size: usize) {
+fn check(file: &str, cfg: ResNetConfig, size: usize) {
     let Some(gpu) = common::gpu() else { return };
     let bytes = fixture(file);
     let st = SafeTensors::deserialize(&bytes).unwrap();
-    let model = ResNet::new(gpu, ResNetConfig::resnet18(8, stem), 0).unwrap();
+    let model = ResNet::new(gpu, cfg, 0).unwrap();
     let s = &model.store;
     // Load torchvision's weights by name.
     for p in &s.params {
@@ -97,7 +97,7 @@ fn check(file: &str, stem: Stem, size: usize) {
             "features",
             compare(
                 "features",
-                &out.f32(i_feat)[..n * 64],
+                &out.f32(i_feat)[..n * model.feature_dim()],
                 &f32s(&st, "features"),
             ),
         ),
@@ -153,30 +153,57 @@ fn check(file: &str, stem: Stem, size: usize) {
 
 #[test]
 fn cifar_stem_matches_torchvision() {
-    check("cifar_w8.safetensors", Stem::Cifar { padding: 1 }, 32);
+    check(
+        "cifar_w8.safetensors",
+        ResNetConfig::resnet18(8, Stem::Cifar { padding: 1 }),
+        32,
+    );
+}
+
+/// ResNet-50's bottleneck blocks (the 1×1 – 3×3 – 1×1 convolutions, the
+/// stride on the 3×3 as torchvision's v1.5, 4× expansion, a projection
+/// shortcut at every stage's first block): the same forward and backward
+/// check as ResNet-18's.
+#[test]
+fn resnet50_matches_torchvision() {
+    check(
+        "resnet50_cifar_w8.safetensors",
+        ResNetConfig::resnet50(8, Stem::Cifar { padding: 1 }),
+        32,
+    );
 }
 
 #[test]
 fn imagenet_stem_matches_torchvision() {
-    check("imagenet_w8.safetensors", Stem::ImageNet, 64);
+    check(
+        "imagenet_w8.safetensors",
+        ResNetConfig::resnet18(8, Stem::ImageNet),
+        64,
+    );
 }
 
 #[test]
 fn parameter_names_are_torchvisions() {
+    parameter_names_match(
+        "cifar_w8.safetensors",
+        ResNetConfig::resnet18(8, Stem::Cifar { padding: 1 }),
+    );
+    parameter_names_match(
+        "resnet50_cifar_w8.safetensors",
+        ResNetConfig::resnet50(8, Stem::Cifar { padding: 1 }),
+    );
+}
+
+fn parameter_names_match(file: &str, cfg: ResNetConfig) {
     let Some(gpu) = common::gpu() else { return };
-    let bytes = fixture("cifar_w8.safetensors");
+    let bytes = fixture(file);
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let mut theirs: Vec<String> = st
         .names()
         .iter()
         .filter_map(|n| n.strip_prefix("param.").map(String::from))
         .collect();
-    let model = ResNet::new(
-        gpu,
-        ResNetConfig::resnet18(8, Stem::Cifar { padding: 1 }),
-        0,
-    )
-    .unwrap();
+    let model = ResNet::new(gpu, cfg, 0).unwrap();
     let s = &model.store;
     let mut ours: Vec<String> = s
         .params

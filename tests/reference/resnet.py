@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""ResNet-18 reference for scorecl's encoder, made with torchvision.
+"""ResNet-18 and ResNet-50 references for scorecl's encoder, made with torchvision.
 
 How to run (the tests only read the committed files):
 
     pip install torch torchvision safetensors
     python3 tests/reference/resnet.py                 # writes tests/fixtures/resnet/*.safetensors
+    python3 tests/reference/resnet.py --only resnet50_cifar_w8   # one of them
     python3 tests/reference/resnet.py --check-checkpoint model.safetensors [--stem cifar]
         # loads a checkpoint written by `scorecl encoder init` into torchvision's
         # resnet18 (fc removed) with load_state_dict(strict=True) and runs it
@@ -12,7 +13,10 @@ How to run (the tests only read the committed files):
 Each fixture is built from torchvision's own BasicBlock and ResNet._make_layer
 at base width 8 (widths 8, 16, 32, 64; features 64-d), with random weights,
 random batch-norm affine parameters and running statistics, a batch of 4 RGB
-images (32x32 for the CIFAR stem, 64x64 for the ImageNet stem). It runs one
+images (32x32 for the CIFAR stem, 64x64 for the ImageNet stem). The ResNet-50
+fixture uses torchvision's Bottleneck blocks ([3, 4, 6, 3], expansion 4,
+the stride on the 3x3 convolution as torchvision's v1.5) at the same base
+width (features 256-d). It runs one
 training-mode forward and the backward of sum(features * R) in float64 from the
 stored float32 values, and saves (float32 unless noted):
 
@@ -29,13 +33,13 @@ import os
 import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
-from torchvision.models.resnet import BasicBlock, ResNet, resnet18
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet, resnet18
 
 
 class ResNetW(ResNet):
-    """torchvision's ResNet-18 with base width `width` and a choice of stem."""
+    """torchvision's ResNet-18 (or -50) with base width `width` and a choice of stem."""
 
-    def __init__(self, width, stem, cifar_padding=1):
+    def __init__(self, width, stem, cifar_padding=1, arch="resnet18"):
         nn.Module.__init__(self)
         self._norm_layer = nn.BatchNorm2d
         self.inplanes = width
@@ -50,10 +54,11 @@ class ResNetW(ResNet):
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._make_layer(BasicBlock, width, 2)
-        self.layer2 = self._make_layer(BasicBlock, 2 * width, 2, stride=2)
-        self.layer3 = self._make_layer(BasicBlock, 4 * width, 2, stride=2)
-        self.layer4 = self._make_layer(BasicBlock, 8 * width, 2, stride=2)
+        block, counts = (BasicBlock, [2, 2, 2, 2]) if arch == "resnet18" else (Bottleneck, [3, 4, 6, 3])
+        self.layer1 = self._make_layer(block, width, counts[0])
+        self.layer2 = self._make_layer(block, 2 * width, counts[1], stride=2)
+        self.layer3 = self._make_layer(block, 4 * width, counts[2], stride=2)
+        self.layer4 = self._make_layer(block, 8 * width, counts[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Identity()
 
@@ -71,12 +76,13 @@ def randomise(model, gen):
                 m.num_batches_tracked.fill_(3)
 
 
-def fixture(stem, size, out, seed):
+def fixture(stem, size, out, seed, arch="resnet18"):
     gen = torch.Generator().manual_seed(seed)
-    model = ResNetW(8, stem)
+    model = ResNetW(8, stem, arch=arch)
     randomise(model, gen)
+    feat = 64 if arch == "resnet18" else 256
     x = torch.randn(4, 3, size, size, generator=gen)
-    r = torch.randn(4, 64, generator=gen)
+    r = torch.randn(4, feat, generator=gen)
     tensors = {f"param.{k}": v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     tensors["input"] = x.clone()
     tensors["R"] = r.clone()
@@ -116,13 +122,19 @@ def main():
     ap.add_argument("--out", default=os.path.join(here, "..", "fixtures", "resnet"))
     ap.add_argument("--check-checkpoint")
     ap.add_argument("--stem", default="cifar", choices=["cifar", "imagenet"])
+    ap.add_argument("--only", help="write only this fixture (its file stem)")
     args = ap.parse_args()
     if args.check_checkpoint:
         check_checkpoint(args.check_checkpoint, args.stem)
         return
     os.makedirs(args.out, exist_ok=True)
-    fixture("cifar", 32, os.path.join(args.out, "cifar_w8.safetensors"), 1)
-    fixture("imagenet", 64, os.path.join(args.out, "imagenet_w8.safetensors"), 2)
+    for name, stem, size, seed, arch in [
+        ("cifar_w8", "cifar", 32, 1, "resnet18"),
+        ("imagenet_w8", "imagenet", 64, 2, "resnet18"),
+        ("resnet50_cifar_w8", "cifar", 32, 3, "resnet50"),
+    ]:
+        if args.only in (None, name):
+            fixture(stem, size, os.path.join(args.out, f"{name}.safetensors"), seed, arch)
 
 
 if __name__ == "__main__":

@@ -11,5 +11,5 @@ pub mod score;
 
 pub use mlp::{Mlp, MlpLayer, MlpWorkspace};
 pub use params::{Counter, Param, ParamStore, State};
-pub use resnet::{ResNet, ResNetConfig, ResNetWorkspace, Stem};
+pub use resnet::{BlockKind, ResNet, ResNetConfig, ResNetWorkspace, Stem};
 pub use score::{ScoreConfig, ScoreNet, ScoreWorkspace};

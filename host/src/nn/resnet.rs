@@ -1,7 +1,8 @@
-//! ResNet-18 without its classifier: the encoder of every method.
+//! ResNet-18 (basic blocks) and ResNet-50 (bottleneck blocks) without
+//! their classifier: the encoder of every method.
 //!
 //! Parameter names, shapes and layouts are those of torchvision's `resnet18`
-//! state dict (`conv1.weight`, `bn1.running_mean`, `layer1.0.conv1.weight`,
+//! / `resnet50` state dicts (`conv1.weight`, `bn1.running_mean`, `layer1.0.conv1.weight`,
 //! `layer2.0.downsample.0.weight`, …), so checkpoints move both ways between
 //! scorecl and PyTorch. Widths are `width · (1, 2, 4, 8)` (64 gives the
 //! standard network, 512-d features); the CIFAR stem is a 3×3 stride-1
@@ -38,6 +39,26 @@ pub enum Stem {
     ImageNet,
 }
 
+/// The residual block a ResNet stacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    /// Two 3×3 convolutions (ResNet-18/34).
+    Basic,
+    /// 1×1, 3×3 (with the stride, torchvision's v1.5), 1×1 to 4× the
+    /// width (ResNet-50/101/152).
+    Bottleneck,
+}
+
+impl BlockKind {
+    /// Output channels per unit of stage width: 1 or 4.
+    pub fn expansion(self) -> usize {
+        match self {
+            BlockKind::Basic => 1,
+            BlockKind::Bottleneck => 4,
+        }
+    }
+}
+
 /// Shape of the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResNetConfig {
@@ -45,8 +66,11 @@ pub struct ResNetConfig {
     pub width: usize,
     /// The stem.
     pub stem: Stem,
-    /// Basic blocks per stage ([2, 2, 2, 2] for ResNet-18).
+    /// Blocks per stage ([2, 2, 2, 2] for ResNet-18, [3, 4, 6, 3] for
+    /// ResNet-50).
     pub blocks: [usize; 4],
+    /// The kind of block.
+    pub block: BlockKind,
 }
 
 impl ResNetConfig {
@@ -56,18 +80,31 @@ impl ResNetConfig {
             width,
             stem,
             blocks: [2, 2, 2, 2],
+            block: BlockKind::Basic,
         }
     }
 
-    /// Output channels of stage `stage` (0–3): the width doubled per stage.
+    /// ResNet-50 at `width` with `stem` (bottleneck blocks, 32·width-d
+    /// features: 2048 at width 64).
+    pub fn resnet50(width: usize, stem: Stem) -> Self {
+        ResNetConfig {
+            width,
+            stem,
+            blocks: [3, 4, 6, 3],
+            block: BlockKind::Bottleneck,
+        }
+    }
+
+    /// The inner width of stage `stage` (0–3): the width doubled per
+    /// stage (a block's output is this times the expansion).
     pub fn stage_width(&self, stage: usize) -> usize {
         self.width << stage
     }
 
     /// Dimension of the pooled features: the last stage's output channels
-    /// (8·width for ResNet-18's basic blocks).
+    /// (8·width for basic blocks, 32·width for bottlenecks).
     pub fn feature_dim(&self) -> usize {
-        self.stage_width(self.blocks.len() - 1)
+        self.stage_width(self.blocks.len() - 1) * self.block.expansion()
     }
 }
 
@@ -104,12 +141,31 @@ struct Bn {
     c: usize,
 }
 
-struct Block {
+/// A basic block: conv 3×3 (stride) – bn – relu – conv 3×3 – bn, plus the
+/// shortcut, relu.
+struct Basic {
     conv1: Conv,
     bn1: Bn,
     conv2: Conv,
     bn2: Bn,
     down: Option<(Conv, Bn)>,
+}
+
+/// A bottleneck block: conv 1×1 – bn – relu – conv 3×3 (stride) – bn –
+/// relu – conv 1×1 (4× the width) – bn, plus the shortcut, relu.
+struct Bottleneck {
+    conv1: Conv,
+    bn1: Bn,
+    conv2: Conv,
+    bn2: Bn,
+    conv3: Conv,
+    bn3: Bn,
+    down: Option<(Conv, Bn)>,
+}
+
+enum Block {
+    Basic(Basic),
+    Bottleneck(Bottleneck),
 }
 
 /// The encoder: its parameters and structure.
@@ -175,6 +231,29 @@ impl Builder<'_> {
         })
     }
 
+    /// The 1×1 projection shortcut torchvision adds where the stride or
+    /// the width changes.
+    fn downsample(
+        &mut self,
+        p: &str,
+        inplanes: usize,
+        outplanes: usize,
+        stride: usize,
+    ) -> Result<Option<(Conv, Bn)>> {
+        if stride == 1 && inplanes == outplanes {
+            return Ok(None);
+        }
+        let c = self.conv(
+            &format!("{p}.downsample.0"),
+            inplanes,
+            outplanes,
+            1,
+            stride,
+            0,
+        )?;
+        Ok(Some((c, self.bn(&format!("{p}.downsample.1"), outplanes)?)))
+    }
+
     fn bn(&mut self, name: &str, c: usize) -> Result<Bn> {
         let (g, s) = (self.gpu, &mut self.store);
         Ok(Bn {
@@ -209,27 +288,49 @@ impl ResNet {
         let mut inplanes = w;
         for (stage, &count) in cfg.blocks.iter().enumerate() {
             let planes = cfg.stage_width(stage);
+            let outplanes = planes * cfg.block.expansion();
             for i in 0..count {
                 let stride = if stage > 0 && i == 0 { 2 } else { 1 };
                 let p = format!("layer{}.{i}", stage + 1);
-                let conv1 = b.conv(&format!("{p}.conv1"), inplanes, planes, 3, stride, 1)?;
-                let bn1 = b.bn(&format!("{p}.bn1"), planes)?;
-                let conv2 = b.conv(&format!("{p}.conv2"), planes, planes, 3, 1, 1)?;
-                let bn2 = b.bn(&format!("{p}.bn2"), planes)?;
-                let down = if stride != 1 || inplanes != planes {
-                    let c = b.conv(&format!("{p}.downsample.0"), inplanes, planes, 1, stride, 0)?;
-                    Some((c, b.bn(&format!("{p}.downsample.1"), planes)?))
-                } else {
-                    None
+                // torchvision's order: the block's layers, then the
+                // downsample.
+                let block = match cfg.block {
+                    BlockKind::Basic => {
+                        let conv1 =
+                            b.conv(&format!("{p}.conv1"), inplanes, planes, 3, stride, 1)?;
+                        let bn1 = b.bn(&format!("{p}.bn1"), planes)?;
+                        let conv2 = b.conv(&format!("{p}.conv2"), planes, planes, 3, 1, 1)?;
+                        let bn2 = b.bn(&format!("{p}.bn2"), planes)?;
+                        let down = b.downsample(&p, inplanes, outplanes, stride)?;
+                        Block::Basic(Basic {
+                            conv1,
+                            bn1,
+                            conv2,
+                            bn2,
+                            down,
+                        })
+                    }
+                    BlockKind::Bottleneck => {
+                        let conv1 = b.conv(&format!("{p}.conv1"), inplanes, planes, 1, 1, 0)?;
+                        let bn1 = b.bn(&format!("{p}.bn1"), planes)?;
+                        let conv2 = b.conv(&format!("{p}.conv2"), planes, planes, 3, stride, 1)?;
+                        let bn2 = b.bn(&format!("{p}.bn2"), planes)?;
+                        let conv3 = b.conv(&format!("{p}.conv3"), planes, outplanes, 1, 1, 0)?;
+                        let bn3 = b.bn(&format!("{p}.bn3"), outplanes)?;
+                        let down = b.downsample(&p, inplanes, outplanes, stride)?;
+                        Block::Bottleneck(Bottleneck {
+                            conv1,
+                            bn1,
+                            conv2,
+                            bn2,
+                            conv3,
+                            bn3,
+                            down,
+                        })
+                    }
                 };
-                blocks.push(Block {
-                    conv1,
-                    bn1,
-                    conv2,
-                    bn2,
-                    down,
-                });
-                inplanes = planes;
+                blocks.push(block);
+                inplanes = outplanes;
             }
         }
         Ok(ResNet {
@@ -264,13 +365,24 @@ impl ResNet {
         let mut v = vec![self.conv1.shape(n, h, w)];
         let (mut hh, mut ww) = self.stem_out(h, w);
         for b in &self.blocks {
-            let s1 = b.conv1.shape(n, hh, ww);
-            v.push(s1);
-            v.push(b.conv2.shape(n, s1.oh(), s1.ow()));
-            if let Some((d, _)) = &b.down {
+            let (down, out) = match b {
+                Block::Basic(b) => {
+                    let s1 = b.conv1.shape(n, hh, ww);
+                    v.push(s1);
+                    v.push(b.conv2.shape(n, s1.oh(), s1.ow()));
+                    (&b.down, (s1.oh(), s1.ow()))
+                }
+                Block::Bottleneck(b) => {
+                    let s1 = b.conv1.shape(n, hh, ww);
+                    let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
+                    v.extend([s1, s2, b.conv3.shape(n, s2.oh(), s2.ow())]);
+                    (&b.down, (s2.oh(), s2.ow()))
+                }
+            };
+            if let Some((d, _)) = down {
                 v.push(d.shape(n, hh, ww));
             }
-            (hh, ww) = (s1.oh(), s1.ow());
+            (hh, ww) = out;
         }
         v
     }
@@ -313,37 +425,70 @@ impl ResNet {
         };
         let (mut hh, mut ww) = self.stem_out(h, w);
         let mut blocks = Vec::new();
-        for b in &self.blocks {
-            let s1 = b.conv1.shape(n, hh, ww);
-            let (out_len, in_len) = (s1.out_len(), s1.in_len());
-            blocks.push(BlockWs {
-                h: hh,
-                w: ww,
-                a1: t(out_len)?,
-                r1: t(out_len)?,
-                a2: t(out_len)?,
-                out: t(out_len)?,
-                da2: t(out_len)?,
-                dr1: t(out_len)?,
-                da1: t(out_len)?,
-                dx: t(in_len)?,
-                bn1: bnw(b.bn1.c)?,
-                bn2: bnw(b.bn2.c)?,
-                down: b
-                    .down
-                    .as_ref()
-                    .map(|(_, bn)| {
-                        Ok::<_, crate::error::GpuError>(DownWs {
-                            ad: t(out_len)?,
-                            bd: t(out_len)?,
-                            dx1: t(in_len)?,
-                            dad: t(out_len)?,
-                            bn: bnw(bn.c)?,
-                        })
+        let downw = |down: &Option<(Conv, Bn)>, out_len: usize, in_len: usize| {
+            down.as_ref()
+                .map(|(_, bn)| {
+                    Ok::<_, crate::error::GpuError>(DownWs {
+                        ad: t(out_len)?,
+                        bd: t(out_len)?,
+                        dx1: t(in_len)?,
+                        dad: t(out_len)?,
+                        bn: bnw(bn.c)?,
                     })
-                    .transpose()?,
-            });
-            (hh, ww) = (s1.oh(), s1.ow());
+                })
+                .transpose()
+        };
+        for b in &self.blocks {
+            match b {
+                Block::Basic(b) => {
+                    let s1 = b.conv1.shape(n, hh, ww);
+                    let (out_len, in_len) = (s1.out_len(), s1.in_len());
+                    blocks.push(BlockWs::Basic(Box::new(BasicWs {
+                        h: hh,
+                        w: ww,
+                        a1: t(out_len)?,
+                        r1: t(out_len)?,
+                        a2: t(out_len)?,
+                        out: t(out_len)?,
+                        da2: t(out_len)?,
+                        dr1: t(out_len)?,
+                        da1: t(out_len)?,
+                        dx: t(in_len)?,
+                        bn1: bnw(b.bn1.c)?,
+                        bn2: bnw(b.bn2.c)?,
+                        down: downw(&b.down, out_len, in_len)?,
+                    })));
+                    (hh, ww) = (s1.oh(), s1.ow());
+                }
+                Block::Bottleneck(b) => {
+                    let s1 = b.conv1.shape(n, hh, ww);
+                    let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
+                    let s3 = b.conv3.shape(n, s2.oh(), s2.ow());
+                    let (l1, l2, l3, in_len) =
+                        (s1.out_len(), s2.out_len(), s3.out_len(), s1.in_len());
+                    blocks.push(BlockWs::Bottleneck(Box::new(BottleneckWs {
+                        h: hh,
+                        w: ww,
+                        a1: t(l1)?,
+                        r1: t(l1)?,
+                        a2: t(l2)?,
+                        r2: t(l2)?,
+                        a3: t(l3)?,
+                        out: t(l3)?,
+                        da3: t(l3)?,
+                        dr2: t(l2)?,
+                        da2: t(l2)?,
+                        dr1: t(l1)?,
+                        da1: t(l1)?,
+                        dx: t(in_len)?,
+                        bn1: bnw(b.bn1.c)?,
+                        bn2: bnw(b.bn2.c)?,
+                        bn3: bnw(b.bn3.c)?,
+                        down: downw(&b.down, l3, in_len)?,
+                    })));
+                    (hh, ww) = (s2.oh(), s2.ow());
+                }
+            }
         }
         let last = blocks
             .last()
@@ -475,8 +620,16 @@ impl ResNet {
             cur = pooled;
         }
         for (b, bw) in self.blocks.iter().zip(&ws.blocks) {
-            self.block_forward(step, b, bw, n, cur, &ws.scratch, training)?;
-            cur = &bw.out;
+            match (b, bw) {
+                (Block::Basic(b), BlockWs::Basic(w)) => {
+                    self.block_forward(step, b, w, n, cur, &ws.scratch, training)?
+                }
+                (Block::Bottleneck(b), BlockWs::Bottleneck(w)) => {
+                    self.bottleneck_forward(step, b, w, n, cur, &ws.scratch, training)?
+                }
+                _ => return Err(mismatched()),
+            }
+            cur = bw.out();
         }
         conv::avgpool(step, cur, n, self.feature_dim(), ws.last_hw, &ws.features)
     }
@@ -485,8 +638,8 @@ impl ResNet {
     fn block_forward(
         &self,
         step: &mut Step,
-        b: &Block,
-        w: &BlockWs,
+        b: &Basic,
+        w: &BasicWs,
         n: usize,
         x: &Tensor,
         scratch: &ConvScratch,
@@ -554,18 +707,18 @@ impl ResNet {
             let input = if i == 0 {
                 ws.pool.as_ref().map_or(&ws.r0, |(p, _, _)| p)
             } else {
-                &ws.blocks[i - 1].out
+                ws.blocks[i - 1].out()
             };
-            self.block_backward(
-                step,
-                &self.blocks[i],
-                &ws.blocks[i],
-                n,
-                input,
-                dcur,
-                &ws.scratch,
-            )?;
-            dcur = &ws.blocks[i].dx;
+            match (&self.blocks[i], &ws.blocks[i]) {
+                (Block::Basic(b), BlockWs::Basic(w)) => {
+                    self.block_backward(step, b, w, n, input, dcur, &ws.scratch)?
+                }
+                (Block::Bottleneck(b), BlockWs::Bottleneck(w)) => {
+                    self.bottleneck_backward(step, b, w, n, input, dcur, &ws.scratch)?
+                }
+                _ => return Err(mismatched()),
+            }
+            dcur = ws.blocks[i].dx();
         }
         let s0 = self.conv1.shape(n, ws.h, ws.w);
         if let Some((_, arg, dpool)) = &ws.pool {
@@ -604,8 +757,8 @@ impl ResNet {
     fn block_backward(
         &self,
         step: &mut Step,
-        b: &Block,
-        w: &BlockWs,
+        b: &Basic,
+        w: &BasicWs,
         n: usize,
         x: &Tensor,
         dout: &Tensor,
@@ -684,6 +837,163 @@ impl ResNet {
     }
 }
 
+impl ResNet {
+    /// A bottleneck block's forward: as [`Self::block_forward`] with the
+    /// third convolution, the stride on the 3×3 one.
+    #[allow(clippy::too_many_arguments)]
+    fn bottleneck_forward(
+        &self,
+        step: &mut Step,
+        b: &Bottleneck,
+        w: &BottleneckWs,
+        n: usize,
+        x: &Tensor,
+        scratch: &ConvScratch,
+        training: bool,
+    ) -> Result<()> {
+        let s1 = b.conv1.shape(n, w.h, w.w);
+        let hw1 = s1.oh() * s1.ow();
+        conv::conv2d(step, x, self.weight(&b.conv1), &s1, scratch, &w.a1)?;
+        self.bn_forward(step, &b.bn1, &w.bn1, &w.a1, n, hw1, training, true, &w.r1)?;
+        let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
+        let hw2 = s2.oh() * s2.ow();
+        conv::conv2d(step, &w.r1, self.weight(&b.conv2), &s2, scratch, &w.a2)?;
+        self.bn_forward(step, &b.bn2, &w.bn2, &w.a2, n, hw2, training, true, &w.r2)?;
+        let s3 = b.conv3.shape(n, s2.oh(), s2.ow());
+        conv::conv2d(step, &w.r2, self.weight(&b.conv3), &s3, scratch, &w.a3)?;
+        let shortcut = match (&b.down, &w.down) {
+            (Some((dc, dbn)), Some(d)) => {
+                conv::conv2d(
+                    step,
+                    x,
+                    self.weight(dc),
+                    &dc.shape(n, w.h, w.w),
+                    scratch,
+                    &d.ad,
+                )?;
+                self.bn_forward(step, dbn, &d.bn, &d.ad, n, hw2, training, false, &d.bd)?;
+                &d.bd
+            }
+            (None, None) => x,
+            _ => return Err(mismatched()),
+        };
+        // bn3, the shortcut and the ReLU in one pass.
+        let spec = BnSpec {
+            training,
+            relu: true,
+            ..BnSpec::new(n, b.bn3.c, hw2)
+        };
+        let t = self.bn_tensors(&b.bn3, &w.bn3);
+        batchnorm::forward_add(step, &w.a3, &t, &spec, shortcut, &w.out)?;
+        if training {
+            self.store.tick(b.bn3.nbt);
+        }
+        Ok(())
+    }
+
+    /// A bottleneck block's backward (the shortcut's add fused as in
+    /// [`Self::block_backward`]).
+    #[allow(clippy::too_many_arguments)]
+    fn bottleneck_backward(
+        &self,
+        step: &mut Step,
+        b: &Bottleneck,
+        w: &BottleneckWs,
+        n: usize,
+        x: &Tensor,
+        dout: &Tensor,
+        scratch: &ConvScratch,
+    ) -> Result<()> {
+        let s1 = b.conv1.shape(n, w.h, w.w);
+        let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
+        let s3 = b.conv3.shape(n, s2.oh(), s2.ow());
+        let (hw1, hw2) = (s1.oh() * s1.ow(), s2.oh() * s2.ow());
+        let relu = (dout, Some(&w.out));
+        self.bn_backward(step, &b.bn3, &w.bn3, &w.a3, relu, n, hw2, &w.da3)?;
+        conv::conv2d_backward(
+            step,
+            &w.r2,
+            self.weight(&b.conv3),
+            &w.da3,
+            &s3,
+            scratch,
+            self.weight_grad(&b.conv3),
+            Some(&w.dr2),
+        )?;
+        self.bn_backward(
+            step,
+            &b.bn2,
+            &w.bn2,
+            &w.a2,
+            (&w.dr2, Some(&w.r2)),
+            n,
+            hw2,
+            &w.da2,
+        )?;
+        conv::conv2d_backward(
+            step,
+            &w.r1,
+            self.weight(&b.conv2),
+            &w.da2,
+            &s2,
+            scratch,
+            self.weight_grad(&b.conv2),
+            Some(&w.dr1),
+        )?;
+        self.bn_backward(
+            step,
+            &b.bn1,
+            &w.bn1,
+            &w.a1,
+            (&w.dr1, Some(&w.r1)),
+            n,
+            hw1,
+            &w.da1,
+        )?;
+        match (&b.down, &w.down) {
+            (Some((dc, dbn)), Some(d)) => {
+                conv::conv2d_backward(
+                    step,
+                    x,
+                    self.weight(&b.conv1),
+                    &w.da1,
+                    &s1,
+                    scratch,
+                    self.weight_grad(&b.conv1),
+                    Some(&d.dx1),
+                )?;
+                self.bn_backward(step, dbn, &d.bn, &d.ad, relu, n, hw2, &d.dad)?;
+                conv::conv2d_backward_add(
+                    step,
+                    x,
+                    self.weight(dc),
+                    &d.dad,
+                    &dc.shape(n, w.h, w.w),
+                    scratch,
+                    self.weight_grad(dc),
+                    Some(&w.dx),
+                    DxAdd::Add(&d.dx1),
+                )
+            }
+            (None, None) => conv::conv2d_backward_add(
+                step,
+                x,
+                self.weight(&b.conv1),
+                &w.da1,
+                &s1,
+                scratch,
+                self.weight_grad(&b.conv1),
+                Some(&w.dx),
+                DxAdd::AddRelu {
+                    dy: dout,
+                    y: &w.out,
+                },
+            ),
+            _ => Err(mismatched()),
+        }
+    }
+}
+
 fn pool_shape(n: usize, c: usize, h: usize, w: usize) -> ConvShape {
     ConvShape {
         n,
@@ -703,7 +1013,8 @@ struct BnWs {
     sums: Tensor,
 }
 
-struct BlockWs {
+/// A basic block's activations and gradients (input h × w).
+struct BasicWs {
     h: usize,
     w: usize,
     a1: Tensor,
@@ -718,6 +1029,51 @@ struct BlockWs {
     bn2: BnWs,
     /// The downsample's workspace, exactly when the block has one.
     down: Option<DownWs>,
+}
+
+/// A bottleneck block's activations and gradients (input h × w).
+struct BottleneckWs {
+    h: usize,
+    w: usize,
+    a1: Tensor,
+    r1: Tensor,
+    a2: Tensor,
+    r2: Tensor,
+    a3: Tensor,
+    out: Tensor,
+    da3: Tensor,
+    dr2: Tensor,
+    da2: Tensor,
+    dr1: Tensor,
+    da1: Tensor,
+    dx: Tensor,
+    bn1: BnWs,
+    bn2: BnWs,
+    bn3: BnWs,
+    down: Option<DownWs>,
+}
+
+enum BlockWs {
+    Basic(Box<BasicWs>),
+    Bottleneck(Box<BottleneckWs>),
+}
+
+impl BlockWs {
+    /// The block's output (after its ReLU).
+    fn out(&self) -> &Tensor {
+        match self {
+            BlockWs::Basic(w) => &w.out,
+            BlockWs::Bottleneck(w) => &w.out,
+        }
+    }
+
+    /// The gradient with respect to the block's input.
+    fn dx(&self) -> &Tensor {
+        match self {
+            BlockWs::Basic(w) => &w.dx,
+            BlockWs::Bottleneck(w) => &w.dx,
+        }
+    }
 }
 
 /// A downsampling shortcut's workspace (1×1 convolution and batch norm).
