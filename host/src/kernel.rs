@@ -484,6 +484,18 @@ impl ParamsDecl {
 }
 
 impl Gpu {
+    /// Caches `kernel` under `key`, or returns the one another thread
+    /// cached first (two threads may build the same kernel at once; all
+    /// callers then share one).
+    fn cache(&self, key: KernelKey, kernel: Arc<Kernel>) -> Arc<Kernel> {
+        self.kernels
+            .lock()
+            .unwrap()
+            .entry(key)
+            .or_insert(kernel)
+            .clone()
+    }
+
     /// A kernel of the native CPU device with no WGSL twin: an op that the
     /// CPU runs better whole than as the GPU's sequence of passes (the
     /// convolution's wide column layout, `ops::conv`). `bindings` are its
@@ -527,8 +539,7 @@ impl Gpu {
             params_layout: None,
             checked: Default::default(),
         });
-        self.kernels.lock().unwrap().insert(key, kernel.clone());
-        Ok(kernel)
+        Ok(self.cache(key, kernel))
     }
 
     /// The kernel `entry` of `module` in the variant `defines`, with
@@ -597,8 +608,7 @@ impl Gpu {
                     params_layout,
                     checked: Default::default(),
                 });
-                self.kernels.lock().unwrap().insert(key, kernel.clone());
-                return Ok(kernel);
+                return Ok(self.cache(key, kernel));
             }
         };
         let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
@@ -661,7 +671,6 @@ impl Gpu {
             }
         })?;
         let kernel = Arc::new(kernel);
-        self.kernels.lock().unwrap().insert(key, kernel.clone());
-        Ok(kernel)
+        Ok(self.cache(key, kernel))
     }
 }

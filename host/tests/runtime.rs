@@ -366,3 +366,30 @@ fn every_entry_points_params_match_its_familys_rust_struct() {
     // Every family, most in two or more variants.
     assert!(checked > 100, "only {checked} entry points checked");
 }
+
+/// Threads that build the same kernel at once all get the one kernel the
+/// cache keeps (the first cached wins; none replaces it).
+#[test]
+fn kernels_built_at_once_by_several_threads_are_one() {
+    let gpu = common::cpu();
+    let ks: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    gpu.kernel(&scorecl_host::shaders::ROWS, "l2norm", &[], &[])
+                        .unwrap()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let again = gpu
+        .kernel(&scorecl_host::shaders::ROWS, "l2norm", &[], &[])
+        .unwrap();
+    for k in &ks {
+        assert!(
+            Arc::ptr_eq(k, &again),
+            "a thread's kernel is not the cached one"
+        );
+    }
+}
