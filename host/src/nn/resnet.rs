@@ -651,22 +651,15 @@ impl ResNet {
         self.bn_forward(step, &b.bn1, &w.bn1, &w.a1, n, hw, training, true, &w.r1)?;
         let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
         conv::conv2d(step, &w.r1, self.weight(&b.conv2), &s2, scratch, &w.a2)?;
-        let shortcut = match (&b.down, &w.down) {
-            (Some((dc, dbn)), Some(d)) => {
-                conv::conv2d(
-                    step,
-                    x,
-                    self.weight(dc),
-                    &dc.shape(n, w.h, w.w),
-                    scratch,
-                    &d.ad,
-                )?;
-                self.bn_forward(step, dbn, &d.bn, &d.ad, n, hw, training, false, &d.bd)?;
-                &d.bd
-            }
-            (None, None) => x,
-            _ => return Err(mismatched()),
-        };
+        let shortcut = self.shortcut_forward(
+            step,
+            (&b.down, &w.down),
+            x,
+            n,
+            (w.h, w.w),
+            scratch,
+            training,
+        )?;
         // bn2, the shortcut and the ReLU in one pass.
         let spec = BnSpec {
             training,
@@ -791,29 +784,91 @@ impl ResNet {
             hw,
             &w.da1,
         )?;
-        match (&b.down, &w.down) {
+        self.first_conv_and_shortcut_backward(
+            step,
+            (&b.conv1, &s1),
+            (&b.down, &w.down),
+            x,
+            (&w.da1, &w.dx),
+            (dout, &w.out),
+            n,
+            (w.h, w.w),
+            scratch,
+        )
+    }
+}
+
+impl ResNet {
+    /// A block's shortcut: the downsample (1×1 convolution and batch
+    /// norm) of the block's input `x` (h × w), or `x` itself.
+    #[allow(clippy::too_many_arguments)]
+    fn shortcut_forward<'a>(
+        &self,
+        step: &mut Step,
+        down: (&Option<(Conv, Bn)>, &'a Option<DownWs>),
+        x: &'a Tensor,
+        n: usize,
+        (h, w): (usize, usize),
+        scratch: &ConvScratch,
+        training: bool,
+    ) -> Result<&'a Tensor> {
+        match down {
+            (Some((dc, dbn)), Some(d)) => {
+                let s = dc.shape(n, h, w);
+                conv::conv2d(step, x, self.weight(dc), &s, scratch, &d.ad)?;
+                let hw = s.oh() * s.ow();
+                self.bn_forward(step, dbn, &d.bn, &d.ad, n, hw, training, false, &d.bd)?;
+                Ok(&d.bd)
+            }
+            (None, None) => Ok(x),
+            _ => Err(mismatched()),
+        }
+    }
+
+    /// The backward of a block's first convolution (`conv1` of shape `s1`
+    /// on the block's input `x`, h × w; output gradient `da1`) and of its
+    /// shortcut, into the input gradient `dx`: with a downsample, conv1's
+    /// input gradient plus the downsample's (its batch norm reads the
+    /// block's output ReLU: `dout`, `out`); with the identity, conv1's
+    /// input gradient plus relu'(out)·dout, fused.
+    #[allow(clippy::too_many_arguments)]
+    fn first_conv_and_shortcut_backward(
+        &self,
+        step: &mut Step,
+        (conv1, s1): (&Conv, &ConvShape),
+        down: (&Option<(Conv, Bn)>, &Option<DownWs>),
+        x: &Tensor,
+        (da1, dx): (&Tensor, &Tensor),
+        (dout, out): (&Tensor, &Tensor),
+        n: usize,
+        (h, w): (usize, usize),
+        scratch: &ConvScratch,
+    ) -> Result<()> {
+        match down {
             (Some((dc, dbn)), Some(d)) => {
                 conv::conv2d_backward(
                     step,
                     x,
-                    self.weight(&b.conv1),
-                    &w.da1,
-                    &s1,
+                    self.weight(conv1),
+                    da1,
+                    s1,
                     scratch,
-                    self.weight_grad(&b.conv1),
+                    self.weight_grad(conv1),
                     Some(&d.dx1),
                 )?;
-                self.bn_backward(step, dbn, &d.bn, &d.ad, relu, n, hw, &d.dad)?;
+                let s = dc.shape(n, h, w);
+                let hw = s.oh() * s.ow();
+                self.bn_backward(step, dbn, &d.bn, &d.ad, (dout, Some(out)), n, hw, &d.dad)?;
                 // dx = dx1 + the downsample's input gradient (fused).
                 conv::conv2d_backward_add(
                     step,
                     x,
                     self.weight(dc),
                     &d.dad,
-                    &dc.shape(n, w.h, w.w),
+                    &s,
                     scratch,
                     self.weight_grad(dc),
-                    Some(&w.dx),
+                    Some(dx),
                     DxAdd::Add(&d.dx1),
                 )
             }
@@ -821,23 +876,18 @@ impl ResNet {
             (None, None) => conv::conv2d_backward_add(
                 step,
                 x,
-                self.weight(&b.conv1),
-                &w.da1,
-                &s1,
+                self.weight(conv1),
+                da1,
+                s1,
                 scratch,
-                self.weight_grad(&b.conv1),
-                Some(&w.dx),
-                DxAdd::AddRelu {
-                    dy: dout,
-                    y: &w.out,
-                },
+                self.weight_grad(conv1),
+                Some(dx),
+                DxAdd::AddRelu { dy: dout, y: out },
             ),
             _ => Err(mismatched()),
         }
     }
-}
 
-impl ResNet {
     /// A bottleneck block's forward: as [`Self::block_forward`] with the
     /// third convolution, the stride on the 3×3 one.
     #[allow(clippy::too_many_arguments)]
@@ -861,22 +911,15 @@ impl ResNet {
         self.bn_forward(step, &b.bn2, &w.bn2, &w.a2, n, hw2, training, true, &w.r2)?;
         let s3 = b.conv3.shape(n, s2.oh(), s2.ow());
         conv::conv2d(step, &w.r2, self.weight(&b.conv3), &s3, scratch, &w.a3)?;
-        let shortcut = match (&b.down, &w.down) {
-            (Some((dc, dbn)), Some(d)) => {
-                conv::conv2d(
-                    step,
-                    x,
-                    self.weight(dc),
-                    &dc.shape(n, w.h, w.w),
-                    scratch,
-                    &d.ad,
-                )?;
-                self.bn_forward(step, dbn, &d.bn, &d.ad, n, hw2, training, false, &d.bd)?;
-                &d.bd
-            }
-            (None, None) => x,
-            _ => return Err(mismatched()),
-        };
+        let shortcut = self.shortcut_forward(
+            step,
+            (&b.down, &w.down),
+            x,
+            n,
+            (w.h, w.w),
+            scratch,
+            training,
+        )?;
         // bn3, the shortcut and the ReLU in one pass.
         let spec = BnSpec {
             training,
@@ -950,47 +993,17 @@ impl ResNet {
             hw1,
             &w.da1,
         )?;
-        match (&b.down, &w.down) {
-            (Some((dc, dbn)), Some(d)) => {
-                conv::conv2d_backward(
-                    step,
-                    x,
-                    self.weight(&b.conv1),
-                    &w.da1,
-                    &s1,
-                    scratch,
-                    self.weight_grad(&b.conv1),
-                    Some(&d.dx1),
-                )?;
-                self.bn_backward(step, dbn, &d.bn, &d.ad, relu, n, hw2, &d.dad)?;
-                conv::conv2d_backward_add(
-                    step,
-                    x,
-                    self.weight(dc),
-                    &d.dad,
-                    &dc.shape(n, w.h, w.w),
-                    scratch,
-                    self.weight_grad(dc),
-                    Some(&w.dx),
-                    DxAdd::Add(&d.dx1),
-                )
-            }
-            (None, None) => conv::conv2d_backward_add(
-                step,
-                x,
-                self.weight(&b.conv1),
-                &w.da1,
-                &s1,
-                scratch,
-                self.weight_grad(&b.conv1),
-                Some(&w.dx),
-                DxAdd::AddRelu {
-                    dy: dout,
-                    y: &w.out,
-                },
-            ),
-            _ => Err(mismatched()),
-        }
+        self.first_conv_and_shortcut_backward(
+            step,
+            (&b.conv1, &s1),
+            (&b.down, &w.down),
+            x,
+            (&w.da1, &w.dx),
+            (dout, &w.out),
+            n,
+            (w.h, w.w),
+            scratch,
+        )
     }
 }
 
