@@ -38,7 +38,7 @@ echo "== kernel tests on the GL backend =="
 # these ran here).
 kernel_tests=()
 for t in augment batchnorm budgets conv conv_bn_fd dsm elementwise eval_view gemm knn linear \
-  linear_probe models nonfinite optim probe reduce resnet_reference rng rows score_ops \
+  linear_probe models nonfinite optim probe reduce resnet_reference rng rows score_ops step_reference \
   simclr simsiam vicreg weights wmse; do
   kernel_tests+=(--test "$t")
 done

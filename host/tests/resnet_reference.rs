@@ -7,49 +7,14 @@
 //! entries near zero). The largest errors are printed.
 mod common;
 
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-use safetensors::{Dtype, SafeTensors};
+use common::reference::{self, compare, f32s, i64s};
+use safetensors::SafeTensors;
 use scorecl_host::nn::{ResNet, ResNetConfig, Stem};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/resnet")
-        .join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn f32s(st: &SafeTensors, name: &str) -> Vec<f32> {
-    let t = st
-        .tensor(name)
-        .unwrap_or_else(|_| panic!("fixture lacks `{name}`"));
-    assert_eq!(t.dtype(), Dtype::F32, "{name}");
-    bytemuck::pod_collect_to_vec(t.data())
-}
-
-fn i64s(st: &SafeTensors, name: &str) -> i64 {
-    let t = st
-        .tensor(name)
-        .unwrap_or_else(|_| panic!("fixture lacks `{name}`"));
-    assert_eq!(t.dtype(), Dtype::I64, "{name}");
-    i64::from_le_bytes(t.data().try_into().unwrap())
-}
-
-/// Largest |err| / (|want| + max|want|), which must be ≤ 1e-3.
-fn compare(what: &str, got: &[f32], want: &[f32]) -> f32 {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
-    let mut worst = 0.0f32;
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let ratio = (g - w).abs() / (w.abs() + scale);
-        assert!(
-            ratio <= 1e-3,
-            "{what}[{i}]: got {g}, torchvision {w} (scale {scale})"
-        );
-        worst = worst.max(ratio);
-    }
-    worst
+    reference::fixture(&format!("resnet/{name}"))
 }
 
 fn check(file: &str, cfg: ResNetConfig, size: usize) {

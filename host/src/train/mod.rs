@@ -16,7 +16,7 @@ pub use config::{
     Choice, ConfigError, Method, NormalizeKind, OptimizerName, StemKind, TrainConfig,
 };
 pub use run::{run_training, RunDir, RunOptions, RunSummary};
-pub use trainer::{StepReport, TrainState, Trainer};
+pub use trainer::{GivenInputs, StepReport, TrainState, Trainer};
 
 use crate::error::GpuError;
 

@@ -48,15 +48,8 @@ pub fn train_score_alone(
             let noise = Philox::new(seed, stream_id(Purpose::DsmNoise, step));
             sp.upload_log_sigmas(gpu, cfg, &sigmas)?;
             let mut s = gpu.step("score network step");
-            sp.dsm_step(
-                &mut s,
-                &clean,
-                3 * h * w,
-                &noise,
-                &sigmas,
-                cfg.scorecl.lr,
-                step,
-            )?;
+            let draws = Some((&noise, &sigmas));
+            sp.dsm_step(&mut s, &clean, 3 * h * w, draws, cfg.scorecl.lr, step)?;
             let r = s.readback(sp.loss());
             let rf = s.readback(sp.flags());
             let rb = s.submit()?;

@@ -177,33 +177,59 @@ impl ScorePart {
         gpu.write(&self.logsig, bytemuck::cast_slice(&logs))
     }
 
-    /// One DSM step on the clean images `clean` (n × `dim`): perturb,
-    /// forward, loss, backward, Adam at `lr` (step `step`, 0-based). The
-    /// loss lands in `self.loss`.
-    #[allow(clippy::too_many_arguments)]
+    /// Writes the DSM step's draws given instead of drawn (the trainer's
+    /// `step_given`): the noise ε, σ per image, ln σ and the perturbed
+    /// images `clean + σ·ε`, as `dsm_perturb` computes them.
+    pub(crate) fn write_given_noise(
+        &self,
+        gpu: &Gpu,
+        clean: &[f32],
+        eps: &[f32],
+        sigma: &[f32],
+    ) -> Result<()> {
+        let dim = clean.len() / sigma.len().max(1);
+        let noisy: Vec<f32> = clean
+            .iter()
+            .zip(eps)
+            .enumerate()
+            .map(|(t, (x, e))| x + sigma[t / dim] * e)
+            .collect();
+        let logs: Vec<f32> = sigma.iter().map(|s| s.ln()).collect();
+        gpu.write(&self.x_noisy, bytemuck::cast_slice(&noisy))?;
+        gpu.write(&self.eps, bytemuck::cast_slice(eps))?;
+        gpu.write(&self.sigma, bytemuck::cast_slice(sigma))?;
+        gpu.write(&self.logsig, bytemuck::cast_slice(&logs))
+    }
+
+    /// One DSM step on the clean images `clean` (n × `dim`): perturb with
+    /// the `(noise, sigmas)` streams (None: the draws written by
+    /// [`ScorePart::write_given_noise`] are in place), forward, loss,
+    /// backward, Adam at `lr` (step `step`, 0-based). The loss lands in
+    /// `self.loss`.
     pub(crate) fn dsm_step(
         &self,
         s: &mut crate::step::Step<'_>,
         clean: &Tensor,
         dim: usize,
-        noise: &Philox,
-        sigmas: &Philox,
+        draws: Option<(&Philox, &Philox)>,
         lr: f32,
         step: u64,
     ) -> Result<()> {
         self.net.store.zero_grads(s)?;
         s.clear(&self.flags);
-        dsm::perturb(
-            s,
-            clean,
-            dim,
-            &self.table,
-            noise,
-            sigmas,
-            &self.x_noisy,
-            &self.eps,
-            &self.sigma,
-        )?;
+        if let Some((noise, sigmas)) = draws {
+            dsm::perturb(
+                s,
+                clean,
+                dim,
+                &self.table,
+                noise,
+                sigmas,
+                &self.x_noisy,
+                &self.eps,
+                &self.sigma,
+            )?;
+        }
         self.net
             .forward(s, &self.dsm, &self.x_noisy, &self.sigma, &self.logsig)?;
         dsm::loss(

@@ -94,6 +94,28 @@ impl StepReport {
     }
 }
 
+/// A step's random draws given instead of drawn: the batch, both views and
+/// the DSM step's noise. The whole-step reference test
+/// (`host/tests/step_reference.rs`) feeds PyTorch's batch through
+/// [`Trainer::step_given`]; everything after the draws (pair weights,
+/// encoder, heads, loss, backward, optimizer, the DSM step) runs as in
+/// [`Trainer::step`]. The augmentation that draws the views is checked
+/// against torchvision on its own (`host/tests/augment.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct GivenInputs<'a> {
+    /// The batch's clean images (n × 3 × h × w, in [0, 1]).
+    pub clean: &'a [f32],
+    /// Both views in pixel scale [0, 1], view 1's n then view 2's
+    /// (2n × 3 × size × size): what the score network sees.
+    pub views01: &'a [f32],
+    /// The same views normalised (`data.normalize`): what the encoder sees.
+    pub views: &'a [f32],
+    /// The DSM step's noise ε (n × 3 × h × w).
+    pub dsm_noise: &'a [f32],
+    /// The DSM step's noise level σ per image (n).
+    pub dsm_sigma: &'a [f32],
+}
+
 /// Optimizer of the encoder and heads.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Optim {
@@ -461,6 +483,34 @@ impl<'g> Trainer<'g> {
 
     /// Runs one training step and advances the counters.
     pub fn step(&mut self) -> TrainResult<StepReport> {
+        self.run_step(None)
+    }
+
+    /// Runs one training step on `given` draws instead of the run's own
+    /// (batch, views, DSM noise) and advances the counters; see
+    /// [`GivenInputs`].
+    pub fn step_given(&mut self, given: &GivenInputs) -> TrainResult<StepReport> {
+        let n = self.cfg.train.batch_size;
+        let (img, size) = (3 * self.data.h * self.data.w, self.cfg.data.size);
+        for (what, got, want) in [
+            ("clean", given.clean.len(), n * img),
+            ("views01", given.views01.len(), 2 * n * 3 * size * size),
+            ("views", given.views.len(), 2 * n * 3 * size * size),
+            ("dsm_noise", given.dsm_noise.len(), n * img),
+            ("dsm_sigma", given.dsm_sigma.len(), n),
+        ] {
+            if got != want {
+                return Err(GpuError::shape(
+                    format!("given step input `{what}`"),
+                    format!("{got} values, the step takes {want}"),
+                )
+                .into());
+            }
+        }
+        self.run_step(Some(given))
+    }
+
+    fn run_step(&mut self, given: Option<&GivenInputs>) -> TrainResult<StepReport> {
         if self.finished() {
             return Err(GpuError::shape(
                 "train",
@@ -473,9 +523,18 @@ impl<'g> Trainer<'g> {
         let size = self.cfg.data.size;
         let view = 3 * size * size;
         let (st, seed) = (self.state, self.cfg.train.seed);
-        let idx = self.batch_indices();
-        self.data.gather(&idx, &mut self.host);
-        gpu.write(&self.bufs.clean, bytemuck::cast_slice(&self.host))?;
+        match given {
+            None => {
+                let idx = self.batch_indices();
+                self.data.gather(&idx, &mut self.host);
+                gpu.write(&self.bufs.clean, bytemuck::cast_slice(&self.host))?;
+            }
+            Some(g) => {
+                gpu.write(&self.bufs.clean, bytemuck::cast_slice(g.clean))?;
+                gpu.write(&self.bufs.views01, bytemuck::cast_slice(g.views01))?;
+                gpu.write(&self.bufs.viewsn, bytemuck::cast_slice(g.views))?;
+            }
+        }
         let params = self.view_params()?;
         let lr = self.schedule.lr(st.step);
         let static_lr = self.schedule.base_lr;
@@ -487,7 +546,10 @@ impl<'g> Trainer<'g> {
         let sigmas = Philox::new(seed, stream_id(Purpose::DsmSigma, st.step));
         let noise = Philox::new(seed, stream_id(Purpose::DsmNoise, st.step));
         if let Some(sp) = &self.score {
-            sp.upload_log_sigmas(gpu, &self.cfg, &sigmas)?;
+            match given {
+                None => sp.upload_log_sigmas(gpu, &self.cfg, &sigmas)?,
+                Some(g) => sp.write_given_noise(gpu, g.clean, g.dsm_noise, g.dsm_sigma)?,
+            }
         }
 
         let mut s = gpu.step("train step");
@@ -498,9 +560,11 @@ impl<'g> Trainer<'g> {
         self.encoder.store.zero_grads(&mut s)?;
         self.heads.zero_grads(&mut s)?;
         s.clear(&b.flags);
-        // 1. Views.
-        self.augmenter
-            .run(&mut s, &b.clean, &params, &self.norm, &b.views01, &b.viewsn)?;
+        // 1. Views (given ones are in place already).
+        if given.is_none() {
+            self.augmenter
+                .run(&mut s, &b.clean, &params, &self.norm, &b.views01, &b.viewsn)?;
+        }
         s.copy_range(&b.viewsn, 0, &b.x[0], 0, n * view)?;
         s.copy_range(&b.viewsn, n * view, &b.x[1], 0, n * view)?;
         // 2. Pair weights (constants for the encoder).
@@ -607,15 +671,8 @@ impl<'g> Trainer<'g> {
         // 5. DSM step of the score network.
         if let Some(sp) = &self.score {
             let dim = 3 * self.data.h * self.data.w;
-            sp.dsm_step(
-                &mut s,
-                &b.clean,
-                dim,
-                &noise,
-                &sigmas,
-                self.cfg.scorecl.lr,
-                st.step,
-            )?;
+            let draws = given.is_none().then_some((&noise, &sigmas));
+            sp.dsm_step(&mut s, &b.clean, dim, draws, self.cfg.scorecl.lr, st.step)?;
         }
         let r_loss = s.readback(&b.loss);
         let r_w = s.readback(&b.w);

@@ -192,3 +192,57 @@ pub fn run_pair_loss(
     let out = s.submit().unwrap();
     (out.f32(il)[0], out.f32(ig)[..a.len() + b.len()].to_vec())
 }
+
+/// Reading the PyTorch fixtures written by `tests/reference/*.py` and
+/// comparing against them.
+pub mod reference {
+    use safetensors::{Dtype, SafeTensors};
+
+    /// The bytes of `tests/fixtures/<path>`.
+    pub fn fixture(path: &str) -> Vec<u8> {
+        let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures")
+            .join(path);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    /// A float32 tensor of the fixture.
+    pub fn f32s(st: &SafeTensors, name: &str) -> Vec<f32> {
+        let t = st
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("fixture lacks `{name}`"));
+        assert_eq!(t.dtype(), Dtype::F32, "{name}");
+        bytemuck::pod_collect_to_vec(t.data())
+    }
+
+    /// A one-element int64 tensor of the fixture.
+    pub fn i64s(st: &SafeTensors, name: &str) -> i64 {
+        let t = st
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("fixture lacks `{name}`"));
+        assert_eq!(t.dtype(), Dtype::I64, "{name}");
+        i64::from_le_bytes(t.data().try_into().unwrap())
+    }
+
+    /// The bound of [`compare`]: |got − want| ≤ 1e-3·(|want| + max|want|).
+    pub const TOLERANCE: f32 = 1e-3;
+
+    /// Asserts |got − want| ≤ [`TOLERANCE`]·(|want| + max|want|) per
+    /// element (relative, with a floor at the tensor's own scale for
+    /// entries near zero), naming the first failing element; returns the
+    /// largest |got − want| / (|want| + max|want|).
+    pub fn compare(what: &str, got: &[f32], want: &[f32]) -> f32 {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
+        let mut worst = 0.0f32;
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            let ratio = (g - w).abs() / (w.abs() + scale);
+            assert!(
+                ratio <= TOLERANCE,
+                "{what}[{i}]: got {g}, PyTorch {w} (scale {scale})"
+            );
+            worst = worst.max(ratio);
+        }
+        worst
+    }
+}
