@@ -445,6 +445,47 @@ fn resume_matches_an_uninterrupted_run_sgd_and_adam() {
     resumes("wmse", "shuffled");
 }
 
+/// `model.arch = "resnet50"` trains ResNet-50 (bottleneck blocks, 32·width
+/// features) end to end: finite losses with ScoreCL on, a checkpoint whose
+/// backbone holds the bottleneck blocks' torchvision names (`layer4.2.conv3`),
+/// loaded back as the same architecture by `load_backbone` (what `eval`
+/// and `probe` use) with every tensor equal.
+#[test]
+fn model_arch_resnet50_trains_checkpoints_and_loads_back() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut cfg = tiny("simclr", "on");
+    cfg.model.arch = scorecl::host::train::Arch::Resnet50;
+    cfg.train.epochs = 1; // 2 steps
+    let mut t = trainer(gpu, cfg);
+    assert_eq!(t.encoder.feature_dim(), 256);
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::new(dir.path());
+    let opts = RunOptions {
+        max_steps: None,
+        progress: false,
+    };
+    let s = run_training(&mut t, &run, &opts).unwrap();
+    assert!(s.finished && s.steps == 2);
+    let (loaded, cfg) = RunDir::load_backbone(gpu, dir.path()).unwrap();
+    assert_eq!(cfg.model.arch, scorecl::host::train::Arch::Resnet50);
+    assert_eq!(loaded.cfg, t.encoder.cfg);
+    let names: Vec<&str> = loaded
+        .store
+        .params
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert!(names.contains(&"layer4.2.conv3.weight"), "{names:?}");
+    assert_eq!(loaded.store.params.len(), t.encoder.store.params.len());
+    for (a, b) in loaded.store.params.iter().zip(&t.encoder.store.params) {
+        let (x, y) = (
+            gpu.download(&a.value).unwrap(),
+            gpu.download(&b.value).unwrap(),
+        );
+        assert!(x == y, "{} differs after loading", a.name);
+    }
+}
+
 /// A run directory with a checkpoint at step 2.
 fn checkpointed(gpu: &Gpu) -> (tempfile::TempDir, RunDir, TrainConfig) {
     let cfg = tiny("vicreg", "on");

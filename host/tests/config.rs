@@ -1,11 +1,14 @@
-//! The typed configuration: every named value (`model.stem`,
+//! The typed configuration: every named value (`model.arch`, `model.stem`,
 //! `data.normalize`, `optimizer.name`, `train.precision`, `scorecl.mode`,
 //! `method`) read from TOML, from `--set` and from the command line, with
 //! errors naming the key and the allowed names.
 
 use scorecl_host::core::weights::WeightMode;
+use scorecl_host::nn::BlockKind;
 use scorecl_host::ops::conv::ConvPrecision;
-use scorecl_host::train::{Choice, Method, NormalizeKind, OptimizerName, StemKind, TrainConfig};
+use scorecl_host::train::{
+    Arch, Choice, Method, NormalizeKind, OptimizerName, StemKind, TrainConfig,
+};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Every name of `T` reads from TOML as the value it names and writes back
@@ -35,12 +38,30 @@ where
 
 #[test]
 fn every_named_value_reads_and_writes_its_configuration_name() {
+    names_round_trip::<Arch>();
     names_round_trip::<StemKind>();
     names_round_trip::<NormalizeKind>();
     names_round_trip::<OptimizerName>();
     names_round_trip::<ConvPrecision>();
     names_round_trip::<WeightMode>();
     names_round_trip::<Method>();
+}
+
+#[test]
+fn model_arch_picks_the_encoder() {
+    let c = TrainConfig::parse("[model]\nwidth = 8\n").unwrap();
+    assert_eq!(c.model.arch, Arch::Resnet18, "the default");
+    let e = c.encoder_config();
+    assert_eq!(
+        (e.block, e.blocks, e.feature_dim()),
+        (BlockKind::Basic, [2, 2, 2, 2], 64)
+    );
+    let c = TrainConfig::parse("[model]\narch = \"resnet50\"\nwidth = 8\n").unwrap();
+    let e = c.encoder_config();
+    assert_eq!(
+        (e.block, e.blocks, e.feature_dim()),
+        (BlockKind::Bottleneck, [3, 4, 6, 3], 256)
+    );
 }
 
 #[test]
@@ -56,6 +77,11 @@ fn the_older_weighting_names_still_read() {
 #[test]
 fn a_bad_name_in_toml_is_refused_naming_the_key_and_the_names() {
     for (text, key, names) in [
+        (
+            "[model]\narch = \"vit\"\n",
+            "model.arch",
+            &["resnet18", "resnet50"][..],
+        ),
         (
             "[model]\nstem = \"round\"\n",
             "model.stem",

@@ -7,8 +7,10 @@ How to run (the tests only read the committed files):
     python3 tests/reference/resnet.py                 # writes tests/fixtures/resnet/*.safetensors
     python3 tests/reference/resnet.py --only resnet50_cifar_w8   # one of them
     python3 tests/reference/resnet.py --check-checkpoint model.safetensors [--stem cifar]
+            [--arch resnet18|resnet50] [--width 64]
         # loads a checkpoint written by `scorecl encoder init` into torchvision's
-        # resnet18 (fc removed) with load_state_dict(strict=True) and runs it
+        # resnet18 or resnet50 (fc removed; at width 64 torchvision's own model,
+        # else its blocks at that width) with load_state_dict(strict=True) and runs it
 
 Each fixture is built from torchvision's own BasicBlock and ResNet._make_layer
 at base width 8 (widths 8, 16, 32, 64; features 64-d), with random weights,
@@ -33,7 +35,7 @@ import os
 import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet, resnet18
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet50
 
 
 class ResNetW(ResNet):
@@ -100,10 +102,10 @@ def fixture(stem, size, out, seed, arch="resnet18"):
     print(f"wrote {out}: {len(tensors)} tensors, torch {torch.__version__}")
 
 
-def check_checkpoint(path, stem):
-    """Loads a scorecl checkpoint into torchvision's resnet18 (fc removed)."""
-    model = resnet18()
-    if stem == "cifar":
+def check_checkpoint(path, stem, arch="resnet18", width=64):
+    """Loads a scorecl checkpoint into torchvision's resnet18 or resnet50 (fc removed)."""
+    model = (resnet18() if arch == "resnet18" else resnet50()) if width == 64 else ResNetW(width, stem, arch=arch)
+    if stem == "cifar" and width == 64:
         model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         model.maxpool = nn.Identity()
     model.fc = nn.Identity()
@@ -113,7 +115,8 @@ def check_checkpoint(path, stem):
     size = 32 if stem == "cifar" else 64
     with torch.no_grad():
         feats = model(torch.zeros(2, 3, size, size))
-    print(f"{path}: {len(state)} tensors loaded into torchvision resnet18 (strict); features {tuple(feats.shape)}")
+    print(f"{path}: {len(state)} tensors loaded into torchvision {arch} at width {width} (strict); "
+          f"features {tuple(feats.shape)}")
 
 
 def main():
@@ -122,10 +125,12 @@ def main():
     ap.add_argument("--out", default=os.path.join(here, "..", "fixtures", "resnet"))
     ap.add_argument("--check-checkpoint")
     ap.add_argument("--stem", default="cifar", choices=["cifar", "imagenet"])
+    ap.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet50"])
+    ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--only", help="write only this fixture (its file stem)")
     args = ap.parse_args()
     if args.check_checkpoint:
-        check_checkpoint(args.check_checkpoint, args.stem)
+        check_checkpoint(args.check_checkpoint, args.stem, args.arch, args.width)
         return
     os.makedirs(args.out, exist_ok=True)
     for name, stem, size, seed, arch in [

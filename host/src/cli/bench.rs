@@ -1,9 +1,8 @@
 //! `scorecl bench train|encoder|gemm`: images/s of training steps and encoder passes, GEMM GFLOP/s.
 
-use super::encoder::stem;
+use super::encoder::encoder_config;
 use super::{gpu, Cli};
 use crate::bench;
-use crate::nn::ResNetConfig;
 use crate::ops::conv::ConvPrecision;
 use crate::ops::gemm::GemmKernel;
 use crate::train::Choice;
@@ -37,9 +36,12 @@ pub enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Images/s of ResNet-18 forward and forward+backward.
+    /// Images/s of the encoder's forward and forward+backward.
     Encoder {
-        /// Base width (64: the standard ResNet-18).
+        /// Architecture: resnet18 or resnet50.
+        #[arg(long, default_value = "resnet18")]
+        arch: String,
+        /// Base width (64: the standard ResNet-18 and ResNet-50).
         #[arg(long, default_value_t = 64)]
         width: usize,
         /// Batch size.
@@ -185,6 +187,7 @@ pub(super) fn run(cli: &Cli, what: &BenchCmd) -> anyhow::Result<()> {
             }
         }
         BenchCmd::Encoder {
+            arch,
             width,
             batch,
             size,
@@ -193,20 +196,19 @@ pub(super) fn run(cli: &Cli, what: &BenchCmd) -> anyhow::Result<()> {
             profile,
             json,
         } => {
-            let stem = stem(s)?;
+            let cfg = encoder_config(arch, *width, s)?;
             anyhow::ensure!(
                 *width >= 1 && *batch >= 1 && *size >= 8,
                 "--width, --batch ≥ 1 and --size ≥ 8"
             );
             let gpu = gpu(cli)?;
-            let cfg = ResNetConfig::resnet18(*width, stem);
             let r = bench::time_encoder(&gpu, cfg, *batch, *size, *seconds, *profile)
                 .context("benchmarking the encoder")?;
             if *json {
                 let report = serde_json::json!({
                     "adapter": gpu.info.name,
                     "backend": gpu.backend_name(),
-                    "model": "resnet18",
+                    "model": arch,
                     "width": width, "batch": batch, "size": size, "stem": s,
                     "gflop_per_image": r.gflop_per_image,
                     "forward_images_per_s": r.forward_ips,
@@ -218,7 +220,7 @@ pub(super) fn run(cli: &Cli, what: &BenchCmd) -> anyhow::Result<()> {
                 println!("{report}");
             } else {
                 println!(
-                    "ResNet-18 ({s} stem, width {width}, {size}×{size}, batch {batch}) on {}",
+                    "{arch} ({s} stem, width {width}, {size}×{size}, batch {batch}) on {}",
                     gpu.describe()
                 );
                 println!("  {:.3} GFLOP per image forward", r.gflop_per_image);

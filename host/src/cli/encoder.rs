@@ -1,4 +1,5 @@
-//! `scorecl encoder init`: a freshly initialised ResNet-18 as safetensors.
+//! `scorecl encoder init`: a freshly initialised ResNet-18 or ResNet-50 as
+//! safetensors.
 
 use super::{gpu, Cli};
 use crate::nn::{checkpoint, ResNet, ResNetConfig, Stem};
@@ -7,10 +8,14 @@ use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum EncoderCmd {
-    /// Write a freshly initialised ResNet-18 as safetensors (torchvision
-    /// names; loads into torchvision's resnet18 with fc removed).
+    /// Write a freshly initialised ResNet as safetensors (torchvision
+    /// names; loads into torchvision's resnet18 or resnet50 with fc
+    /// removed).
     Init {
-        /// Base width (64: the standard ResNet-18).
+        /// Architecture: resnet18 or resnet50.
+        #[arg(long, default_value = "resnet18")]
+        arch: String,
+        /// Base width (64: the standard ResNet-18 and ResNet-50).
         #[arg(long, default_value_t = 64)]
         width: usize,
         /// Stem: cifar (3×3, stride 1, no max-pool) or imagenet.
@@ -25,27 +30,30 @@ pub enum EncoderCmd {
     },
 }
 
-pub(super) fn stem(name: &str) -> anyhow::Result<Stem> {
-    use crate::train::StemKind;
-    Ok(match StemKind::parse_for("--stem", name)? {
+/// The encoder named by `--arch`, `--width` and `--stem`.
+pub(super) fn encoder_config(arch: &str, width: usize, stem: &str) -> anyhow::Result<ResNetConfig> {
+    use crate::train::{Arch, StemKind};
+    let stem = match StemKind::parse_for("--stem", stem)? {
         StemKind::Cifar => Stem::Cifar { padding: 1 },
         StemKind::Imagenet => Stem::ImageNet,
-    })
+    };
+    anyhow::ensure!(width >= 1, "--width must be at least 1");
+    Ok(Arch::parse_for("--arch", arch)?.config(width, stem))
 }
 
 /// Runs `scorecl encoder …`.
 pub(super) fn run(cli: &Cli, what: &EncoderCmd) -> anyhow::Result<()> {
     match what {
         EncoderCmd::Init {
+            arch,
             width,
-            stem: s,
+            stem,
             seed,
             out,
         } => {
-            let stem = stem(s)?;
-            anyhow::ensure!(*width >= 1, "--width must be at least 1");
+            let cfg = encoder_config(arch, *width, stem)?;
             let gpu = gpu(cli)?;
-            let model = ResNet::new(&gpu, ResNetConfig::resnet18(*width, stem), *seed)?;
+            let model = ResNet::new(&gpu, cfg, *seed)?;
             checkpoint::save(&gpu, &model.store, out)?;
             println!(
                 "wrote {} ({} parameters, {} tensors)",

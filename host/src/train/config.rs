@@ -74,6 +74,41 @@ impl Choice for StemKind {
         &[("cifar", StemKind::Cifar), ("imagenet", StemKind::Imagenet)];
 }
 
+/// The encoder's architecture (`model.arch`), torchvision's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// ResNet-18: basic blocks [2, 2, 2, 2], 8·width features (512).
+    #[default]
+    Resnet18,
+    /// ResNet-50: bottleneck blocks [3, 4, 6, 3] (the stride on the 3×3
+    /// convolution, torchvision's v1.5), 32·width features (2048).
+    Resnet50,
+}
+
+impl Choice for Arch {
+    const NAMES: &'static [(&'static str, Self)] =
+        &[("resnet18", Arch::Resnet18), ("resnet50", Arch::Resnet50)];
+}
+
+impl Arch {
+    /// The encoder of this architecture at base width `width` with `stem`.
+    pub fn config(self, width: usize, stem: crate::nn::Stem) -> crate::nn::ResNetConfig {
+        match self {
+            Arch::Resnet18 => crate::nn::ResNetConfig::resnet18(width, stem),
+            Arch::Resnet50 => crate::nn::ResNetConfig::resnet50(width, stem),
+        }
+    }
+
+    /// Its configuration name (`resnet18`, `resnet50`).
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map_or("", |(n, _)| n)
+    }
+}
+
 /// The input normalisation statistics (`data.normalize`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -169,7 +204,9 @@ impl Method {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
-    /// ResNet-18 base width (64 standard).
+    /// `resnet18` or `resnet50`.
+    pub arch: Arch,
+    /// Base width (64 standard): the first stage's width.
     pub width: usize,
     /// `cifar` or `imagenet`.
     pub stem: StemKind,
@@ -182,6 +219,7 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
+            arch: Arch::Resnet18,
             width: 64,
             stem: StemKind::Cifar,
             cifar_padding: 1,
@@ -961,7 +999,7 @@ impl TrainConfig {
                 padding: self.model.cifar_padding,
             },
         };
-        crate::nn::ResNetConfig::resnet18(self.model.width, stem)
+        self.model.arch.config(self.model.width, stem)
     }
 
     /// The input normalisation (`data.normalize`).

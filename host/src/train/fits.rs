@@ -13,7 +13,7 @@
 
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
-use crate::nn::MlpLayer;
+use crate::nn::{BlockKind, MlpLayer};
 use crate::train::config::TrainConfig;
 
 /// A tensor the check looked at.
@@ -40,15 +40,36 @@ pub fn needs(cfg: &TrainConfig, heads: &[MlpLayer], slots: usize) -> (Vec<Need>,
     // Stem output side: the ImageNet stem halves twice (stride-2 conv,
     // stride-2 max pool).
     let side = if imagenet { s.div_ceil(4) } else { s };
-    let c = [w, 2 * w, 4 * w, 8 * w];
-    let mut enc = 3 * w * k1 * k1;
-    for (i, &ci) in c.iter().enumerate() {
-        let cin = if i == 0 { w } else { c[i - 1] };
-        enc += cin * ci * 9 + ci * ci * 9 + 2 * ci * ci * 9;
-        if i > 0 {
-            enc += cin * ci;
+    // The encoder's weights, stage by stage as `nn::ResNet` builds them
+    // (`model.arch`: basic or bottleneck blocks), and the largest one.
+    let arch = cfg.encoder_config();
+    let expansion = arch.block.expansion() as u128;
+    let mut enc = 3 * w * k1 * k1 + 2 * w;
+    let mut largest_weight = 3 * w * k1 * k1;
+    let mut inplanes = w;
+    for (stage, &count) in arch.blocks.iter().enumerate() {
+        let planes = arch.stage_width(stage) as u128;
+        let out = planes * expansion;
+        for i in 0..count {
+            // (weights, batch-norm channels) of the block's convolutions.
+            let convs: &[(u128, u128)] = match arch.block {
+                BlockKind::Basic => &[
+                    (inplanes * planes * 9, planes),
+                    (planes * planes * 9, planes),
+                ],
+                BlockKind::Bottleneck => &[
+                    (inplanes * planes, planes),
+                    (planes * planes * 9, planes),
+                    (planes * out, out),
+                ],
+            };
+            let down = (stage > 0 && i == 0 || inplanes != out).then_some((inplanes * out, out));
+            for &(weight, channels) in convs.iter().chain(&down) {
+                enc += weight + 2 * channels; // the weight, batch-norm γ and β
+                largest_weight = largest_weight.max(weight);
+            }
+            inplanes = out;
         }
-        enc += 2 * 3 * 2 * ci; // batch-norm γ, β of the convolutions
     }
     let mut head = 0u128;
     let mut head_max = 0u128;
@@ -62,7 +83,6 @@ pub fn needs(cfg: &TrainConfig, heads: &[MlpLayer], slots: usize) -> (Vec<Need>,
             head_max = head_max.max(p);
         }
     }
-    let largest_weight = (8 * w) * (8 * w) * 9;
     let stem = n * w * side * side;
     let views = 2 * n * 3 * s * s;
     // The score network (ScoreCL on or shuffled): its widest convolution
@@ -79,13 +99,13 @@ pub fn needs(cfg: &TrainConfig, heads: &[MlpLayer], slots: usize) -> (Vec<Need>,
     let per_param = 2 + slots as u128; // value, gradient, moments
                                        // Two views, about a dozen saved tensors of the stem's size per stage
                                        // (each stage a quarter of the one before), halved spatially per stage.
-    let acts = 2 * stem * 12 * 2;
+    let acts = 2 * stem * 12 * 2 * expansion;
     let total =
         f * ((enc + head) * per_param + 4 * score_params + acts + 6 * score_act + 2 * views);
     let list = vec![
         Need {
             keys: "model.width",
-            what: format!("the largest encoder weight (layer4, {0}×{0}×3×3)", 8 * w),
+            what: "the largest encoder weight".into(),
             bytes: f * largest_weight,
         },
         Need {

@@ -13,7 +13,7 @@ pub mod trainer;
 
 pub use crate::data::Dataset;
 pub use config::{
-    Choice, ConfigError, Method, NormalizeKind, OptimizerName, StemKind, TrainConfig,
+    Arch, Choice, ConfigError, Method, NormalizeKind, OptimizerName, StemKind, TrainConfig,
 };
 pub use run::{run_training, RunDir, RunOptions, RunSummary};
 pub use trainer::{GivenInputs, StepReport, TrainState, Trainer};
