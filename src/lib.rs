@@ -95,11 +95,16 @@ pub mod main_job {
         });
         if progress {
             println!(
-                "{}, ScoreCL {}{}, data {}, ResNet-18 width {}, {}×{} views, batch {}, {} epochs\non {}",
+                "{}, ScoreCL {}{}, data {}, {} width {}, {}×{} views, batch {}, {} epochs\non {}",
                 cfg.method.name(),
                 cfg.scorecl.mode.name(),
-                if off_cfg.is_some() { " (and off, for comparison)" } else { "" },
+                if off_cfg.is_some() {
+                    " (and off, for comparison)"
+                } else {
+                    ""
+                },
                 cfg.data.dataset,
+                cfg.model.arch.name(),
                 cfg.model.width,
                 cfg.data.size,
                 cfg.data.size,
@@ -151,7 +156,7 @@ pub mod main_job {
         }
         let mut t = Trainer::new(gpu, cfg, train)?;
         let before = if init {
-            let k = knn_eval(gpu, &t.encoder, &t.data, &test, size, &norm, &knn)?;
+            let k = knn_eval(gpu, t.encoder.as_ref(), &t.data, &test, size, &norm, &knn)?;
             if progress {
                 println!("k-NN top-1 at initialisation: {:.2} %", k.top1);
             }
@@ -171,7 +176,7 @@ pub mod main_job {
         // The monitor has evaluated the final encoder when it is on.
         let trained = match s.knn.filter(|_| s.finished) {
             Some(k) => k,
-            None => knn_eval(gpu, &t.encoder, &t.data, &test, size, &norm, &knn)?,
+            None => knn_eval(gpu, t.encoder.as_ref(), &t.data, &test, size, &norm, &knn)?,
         };
         Ok((before, trained, s.images_per_s))
     }

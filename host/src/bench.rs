@@ -122,7 +122,7 @@ pub fn time_encoder(
     budget: f64,
     profile: bool,
 ) -> Result<EncoderResult> {
-    use crate::nn::ResNet;
+    use crate::nn::{Encoder, ResNet};
     let model = ResNet::new(gpu, cfg, 0)?;
     let ws = model.workspace(gpu, batch, size, size, false)?;
     let mut xv = vec![0.0f32; batch * 3 * size * size];
@@ -134,7 +134,7 @@ pub fn time_encoder(
     let run = |backward: bool| -> Result<f64> {
         let mut step = gpu.step("bench encoder");
         if backward {
-            model.store.zero_grads(&mut step)?;
+            model.store().zero_grads(&mut step)?;
         }
         model.forward(&mut step, &ws, &x, true)?;
         if backward {
@@ -161,7 +161,7 @@ pub fn time_encoder(
     let mut table: Vec<(String, f64, usize)> = Vec::new();
     if profile {
         let mut step = gpu.step("bench encoder (profiled)").with_timestamps();
-        model.store.zero_grads(&mut step)?;
+        model.store().zero_grads(&mut step)?;
         model.forward(&mut step, &ws, &x, true)?;
         model.backward(&mut step, &ws, &x, &r)?;
         table = aggregate(&step.submit()?.timings);

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use common::reference::{self, compare, f32s, i64s};
 use safetensors::SafeTensors;
-use scorecl_host::nn::{ResNet, ResNetConfig, Stem};
+use scorecl_host::nn::{Encoder, ResNet, ResNetConfig, Stem};
 
 fn fixture(name: &str) -> Vec<u8> {
     reference::fixture(&format!("resnet/{name}"))

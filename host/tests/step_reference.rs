@@ -86,7 +86,7 @@ fn check(gpu: &Gpu, method: &str) {
     };
     let mut tr = Trainer::new(gpu, cfg, data).unwrap();
     let score = &tr.score_net().expect("ScoreCL is on").store;
-    let loaded = load(gpu, &tr.encoder.store, "backbone.", &st)
+    let loaded = load(gpu, tr.encoder.store(), "backbone.", &st)
         + load(gpu, &tr.heads, "", &st)
         + load(gpu, score, "score.", &st);
     let in_fixture = st
@@ -103,7 +103,7 @@ fn check(gpu: &Gpu, method: &str) {
             .map(|p| gpu.download(&p.value).unwrap()[..p.value.len()].to_vec())
             .collect()
     };
-    let (enc0, heads0) = (before(&tr.encoder.store), before(&tr.heads));
+    let (enc0, heads0) = (before(tr.encoder.store()), before(&tr.heads));
     let given = (
         f32s(&st, "clean"),
         f32s(&st, "views01"),
@@ -146,7 +146,7 @@ fn check(gpu: &Gpu, method: &str) {
         Worst::default(),
     );
     let trained = [
-        ("backbone.", &tr.encoder.store, &enc0),
+        ("backbone.", tr.encoder.store(), &enc0),
         ("", &tr.heads, &heads0),
     ];
     // G: the largest gradient of the encoder and heads.

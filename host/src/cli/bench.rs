@@ -148,8 +148,9 @@ pub(super) fn run(cli: &Cli, what: &BenchCmd) -> anyhow::Result<()> {
                 println!("{report}");
             } else {
                 println!(
-                    "{} training step (ResNet-18 width {}, {}×{}, batch {}, score network width {}, {} convolutions) on {}",
+                    "{} training step ({} width {}, {}×{}, batch {}, score network width {}, {} convolutions) on {}",
                     cfg.method.name(),
+                    cfg.model.arch.name(),
                     cfg.model.width,
                     cfg.data.size,
                     cfg.data.size,

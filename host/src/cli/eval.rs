@@ -61,7 +61,6 @@ pub struct EvalArgs {
 
 pub(super) fn run(cli: &Cli, what: &EvalCmd) -> anyhow::Result<()> {
     use crate::eval::{extract, knn_features, linear_probe, LinearConfig};
-    use crate::nn::ResNet;
     use crate::train::RunDir;
     let common = match what {
         EvalCmd::Knn { common, .. } | EvalCmd::Linear { common, .. } => common,
@@ -69,11 +68,7 @@ pub(super) fn run(cli: &Cli, what: &EvalCmd) -> anyhow::Result<()> {
     let gpu = gpu(cli)?;
     let (trained, mut cfg) = RunDir::load_backbone(&gpu, &common.checkpoint)?;
     let encoder = if common.init {
-        ResNet::new(
-            &gpu,
-            cfg.encoder_config(),
-            cfg.model.init_seed.unwrap_or(cfg.train.seed),
-        )?
+        cfg.build_encoder(&gpu, cfg.model.init_seed.unwrap_or(cfg.train.seed))?
     } else {
         trained
     };
@@ -95,8 +90,8 @@ pub(super) fn run(cli: &Cli, what: &EvalCmd) -> anyhow::Result<()> {
     );
     let size = cfg.data.size;
     let norm = cfg.normalize();
-    let ft = extract(&gpu, &encoder, &train, size, &norm, 256)?;
-    let fe = extract(&gpu, &encoder, &test, size, &norm, 256)?;
+    let ft = extract(&gpu, encoder.as_ref(), &train, size, &norm, 256)?;
+    let fe = extract(&gpu, encoder.as_ref(), &test, size, &norm, 256)?;
     let which = if common.init {
         "initialisation"
     } else {
@@ -178,9 +173,10 @@ pub(super) fn run(cli: &Cli, what: &EvalCmd) -> anyhow::Result<()> {
         println!("{j}");
     } else {
         println!(
-            "{} encoder of {} (ResNet-18 width {}, {}×{} inputs)",
+            "{} encoder of {} ({} width {}, {}×{} inputs)",
             which,
             common.checkpoint.display(),
+            cfg.model.arch.name(),
             cfg.model.width,
             size,
             size

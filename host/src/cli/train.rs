@@ -109,13 +109,14 @@ pub(super) fn run(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
     let gpu = gpu(cli)?;
     let data = cfg.data.open(Split::Train)?;
     println!(
-        "{}, ScoreCL {}, on {} ({} images, {}×{}), ResNet-18 width {}, batch {}, {} epochs, on {}",
+        "{}, ScoreCL {}, on {} ({} images, {}×{}), {} width {}, batch {}, {} epochs, on {}",
         cfg.method.name(),
         cfg.scorecl.mode.name(),
         data.name,
         data.len(),
         data.h,
         data.w,
+        cfg.model.arch.name(),
         cfg.model.width,
         cfg.train.batch_size,
         cfg.train.epochs,

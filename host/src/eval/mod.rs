@@ -10,7 +10,7 @@ use scorecl_core::knn::KnnConfig;
 use crate::data::Dataset;
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
-use crate::nn::ResNet;
+use crate::nn::Encoder;
 use crate::ops::augment::{Augmenter, Normalize};
 use crate::ops::knn::{self, KnnTiles};
 use crate::tensor::{DType, Tensor};
@@ -34,7 +34,7 @@ pub struct Features {
 /// BatchNorm with running statistics, `batch` images per submit.
 pub fn extract(
     gpu: &Gpu,
-    encoder: &ResNet,
+    encoder: &dyn Encoder,
     data: &Dataset,
     size: usize,
     norm: &Normalize,
@@ -126,7 +126,7 @@ pub fn knn_features(
 /// k-NN top-1 of `encoder` with `train` as the memory bank, on `test`.
 pub fn knn_eval(
     gpu: &Gpu,
-    encoder: &ResNet,
+    encoder: &dyn Encoder,
     train: &Dataset,
     test: &Dataset,
     size: usize,

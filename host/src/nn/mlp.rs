@@ -5,14 +5,11 @@
 //! layers are initialised as PyTorch's (uniform ±1/√fan_in for weight and
 //! bias).
 
-use scorecl_core::rng::{stream_id, Philox, Purpose};
-
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
+use crate::nn::layers::{BatchNorm, BnSaved, InitRng, Linear};
 use crate::nn::params::ParamStore;
-use crate::ops::batchnorm::{self, BnSpec, BnTensors};
 use crate::ops::elementwise;
-use crate::ops::linear::{linear, linear_backward, LinearShape};
 use crate::step::Step;
 use crate::tensor::{DType, Tensor};
 
@@ -40,23 +37,9 @@ pub enum MlpLayer {
 }
 
 enum Layer {
-    Linear {
-        w: usize,
-        b: Option<usize>,
-        shape: (usize, usize),
-    },
-    Bn {
-        gamma: Option<usize>,
-        beta: Option<usize>,
-        rm: usize,
-        rv: usize,
-        nbt: usize,
-        c: usize,
-        consts: Option<Box<[Tensor; 4]>>,
-    },
-    Relu {
-        dim: usize,
-    },
+    Linear(Linear),
+    Bn(BatchNorm),
+    Relu { dim: usize },
 }
 
 /// An MLP whose parameters live in a [`ParamStore`].
@@ -76,10 +59,11 @@ impl Mlp {
         spec: &[MlpLayer],
         seed: u64,
     ) -> Result<Mlp> {
+        let rng = InitRng { seed, domain: 1 };
         let mut layers = Vec::new();
         let mut dim: Option<usize> = None;
         for (i, l) in spec.iter().enumerate() {
-            let name = |s: &str| format!("{prefix}.{i}.{s}");
+            let name = format!("{prefix}.{i}");
             let check = |d: usize, dim: Option<usize>| -> Result<()> {
                 match dim {
                     Some(prev) if prev != d => Err(GpuError::shape(
@@ -96,30 +80,8 @@ impl Mlp {
                     bias,
                 } => {
                     check(fan_in, dim)?;
-                    let bound = 1.0 / (fan_in as f32).sqrt();
-                    let rng = Philox::new(
-                        seed,
-                        stream_id(Purpose::Init, (1 << 40) | store.params.len() as u64),
-                    );
-                    let mut u = vec![0.0f32; fan_out * fan_in + fan_out];
-                    rng.fill_uniform(0, &mut u);
-                    let u: Vec<f32> = u.iter().map(|v| (2.0 * v - 1.0) * bound).collect();
-                    let w = store.param(
-                        gpu,
-                        &name("weight"),
-                        &[fan_out, fan_in],
-                        &u[..fan_out * fan_in],
-                    )?;
-                    let b = if bias {
-                        Some(store.param(gpu, &name("bias"), &[fan_out], &u[fan_out * fan_in..])?)
-                    } else {
-                        None
-                    };
-                    layers.push(Layer::Linear {
-                        w,
-                        b,
-                        shape: (fan_in, fan_out),
-                    });
+                    let lin = Linear::new(gpu, store, &name, (fan_in, fan_out), bias, rng)?;
+                    layers.push(Layer::Linear(lin));
                     dim = Some(fan_out);
                 }
                 MlpLayer::BatchNorm {
@@ -127,32 +89,7 @@ impl Mlp {
                     affine,
                 } => {
                     check(c, dim)?;
-                    let (gamma, beta, consts) = if affine {
-                        (
-                            Some(store.param(gpu, &name("weight"), &[c], &vec![1.0; c])?),
-                            Some(store.param(gpu, &name("bias"), &[c], &vec![0.0; c])?),
-                            None,
-                        )
-                    } else {
-                        let t = |v: f32| gpu.upload(&vec![v; c], &[c]);
-                        (
-                            None,
-                            None,
-                            Some(Box::new([t(1.0)?, t(0.0)?, t(0.0)?, t(0.0)?])),
-                        )
-                    };
-                    let rm = store.state(gpu, &name("running_mean"), &[c], &vec![0.0; c])?;
-                    let rv = store.state(gpu, &name("running_var"), &[c], &vec![1.0; c])?;
-                    let nbt = store.counter(&name("num_batches_tracked"));
-                    layers.push(Layer::Bn {
-                        gamma,
-                        beta,
-                        rm,
-                        rv,
-                        nbt,
-                        c,
-                        consts,
-                    });
+                    layers.push(Layer::Bn(BatchNorm::new(gpu, store, &name, c, affine)?));
                 }
                 MlpLayer::Relu => {
                     let d = dim.ok_or_else(|| {
@@ -195,8 +132,8 @@ impl Mlp {
             .iter()
             .map(|l| {
                 let out = match l {
-                    Layer::Linear { shape, .. } => shape.1,
-                    Layer::Bn { c, .. } => *c,
+                    Layer::Linear(lin) => lin.fan_out,
+                    Layer::Bn(bn) => bn.c,
                     Layer::Relu { dim } => *dim,
                 };
                 let r = (d, out);
@@ -218,52 +155,11 @@ impl Mlp {
                 .layers
                 .iter()
                 .map(|l| match l {
-                    Layer::Bn { c, .. } => Ok(Some([t(*c)?, t(*c)?, t(2 * c)?])),
+                    Layer::Bn(bn) => bn.saved(gpu).map(Some),
                     _ => Ok(None),
                 })
                 .collect::<Result<_>>()?,
         })
-    }
-
-    fn bn<'a>(
-        &'a self,
-        store: &'a ParamStore,
-        l: &'a Layer,
-        saved: &'a [Tensor; 3],
-    ) -> (BnTensors<'a>, [&'a Tensor; 2], bool) {
-        let Layer::Bn {
-            gamma,
-            beta,
-            rm,
-            rv,
-            consts,
-            ..
-        } = l
-        else {
-            unreachable!("a batch-norm layer")
-        };
-        let p = |i: &Option<usize>, k: usize, grad: bool| -> &'a Tensor {
-            match (i, consts) {
-                (Some(i), _) => {
-                    if grad {
-                        &store.params[*i].grad
-                    } else {
-                        &store.params[*i].value
-                    }
-                }
-                (None, Some(c)) => &c[k],
-                (None, None) => unreachable!("non-affine layers hold constants"),
-            }
-        };
-        let t = BnTensors {
-            gamma: p(gamma, 0, false),
-            beta: p(beta, 1, false),
-            running_mean: &store.states[*rm].value,
-            running_var: &store.states[*rv].value,
-            mean: &saved[0],
-            invstd: &saved[1],
-        };
-        (t, [p(gamma, 2, true), p(beta, 3, true)], gamma.is_some())
     }
 
     /// Records `ws.output() = mlp(x)` (x: n × in_dim).
@@ -279,36 +175,14 @@ impl Mlp {
         x.expect_len("mlp input", n * self.in_dim)?;
         for (i, l) in self.layers.iter().enumerate() {
             let input = if i == 0 { x } else { &ws.outs[i - 1] };
+            let out = &ws.outs[i];
             match l {
-                Layer::Linear { w, b, shape } => {
-                    let s = LinearShape {
-                        n,
-                        fan_in: shape.0,
-                        fan_out: shape.1,
-                    };
-                    linear(
-                        step,
-                        input,
-                        &store.params[*w].value,
-                        b.map(|b| &store.params[b].value),
-                        &s,
-                        false,
-                        &ws.outs[i],
-                    )?;
+                Layer::Linear(lin) => lin.forward(step, store, input, n, out)?,
+                Layer::Bn(bn) => {
+                    let saved = ws.saved[i].as_ref().expect("a batch norm's statistics");
+                    bn.forward(step, store, saved, input, (n, 1), training, false, out)?
                 }
-                Layer::Bn { c, nbt, .. } => {
-                    let (t, _, affine) = self.bn(store, l, ws.saved[i].as_ref().unwrap());
-                    let spec = BnSpec {
-                        training,
-                        affine,
-                        ..BnSpec::new(n, *c, 1)
-                    };
-                    batchnorm::forward(step, input, &t, &spec, &ws.outs[i])?;
-                    if training {
-                        store.tick(*nbt);
-                    }
-                }
-                Layer::Relu { .. } => elementwise::relu(step, input, &ws.outs[i])?,
+                Layer::Relu { .. } => elementwise::relu(step, input, out)?,
             }
         }
         Ok(())
@@ -334,47 +208,14 @@ impl Mlp {
             } else {
                 &ws.grads[i + 1]
             };
+            let dx = &ws.grads[i];
             match l {
-                Layer::Linear { w, b, shape } => {
-                    let s = LinearShape {
-                        n,
-                        fan_in: shape.0,
-                        fan_out: shape.1,
-                    };
-                    let (p, bias) = (&store.params[*w], b.map(|b| &store.params[b].grad));
-                    linear_backward(
-                        step,
-                        input,
-                        &p.value,
-                        g_out,
-                        &s,
-                        &p.grad,
-                        bias,
-                        Some(&ws.grads[i]),
-                    )?;
+                Layer::Linear(lin) => lin.backward(step, store, input, g_out, n, Some(dx))?,
+                Layer::Bn(bn) => {
+                    let saved = ws.saved[i].as_ref().expect("a batch norm's statistics");
+                    bn.backward(step, store, saved, input, g_out, None, (n, 1), dx)?
                 }
-                Layer::Bn { c, .. } => {
-                    let saved = ws.saved[i].as_ref().unwrap();
-                    let (t, [dg, db], affine) = self.bn(store, l, saved);
-                    let spec = BnSpec {
-                        affine,
-                        ..BnSpec::new(n, *c, 1)
-                    };
-                    batchnorm::backward(
-                        step,
-                        input,
-                        g_out,
-                        &t,
-                        &spec,
-                        &saved[2],
-                        dg,
-                        db,
-                        &ws.grads[i],
-                    )?;
-                }
-                Layer::Relu { .. } => {
-                    elementwise::relu_backward(step, &ws.outs[i], g_out, &ws.grads[i])?
-                }
+                Layer::Relu { .. } => elementwise::relu_backward(step, &ws.outs[i], g_out, dx)?,
             }
         }
         Ok(())
@@ -387,7 +228,7 @@ pub struct MlpWorkspace {
     pub n: usize,
     outs: Vec<Tensor>,
     grads: Vec<Tensor>,
-    saved: Vec<Option<[Tensor; 3]>>,
+    saved: Vec<Option<BnSaved>>,
 }
 
 impl MlpWorkspace {

@@ -16,12 +16,11 @@
 //! into the parameters' gradients (zero them first with
 //! [`ParamStore::zero_grads`]).
 
-use scorecl_core::rng::{stream_id, Philox, Purpose};
-
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
+use crate::nn::encoder::{Encoder, EncoderWorkspace};
+use crate::nn::layers::{BatchNorm, BnSaved, Conv2d, ConvInit, InitRng};
 use crate::nn::params::ParamStore;
-use crate::ops::batchnorm::{self, BnSpec, BnTensors};
 use crate::ops::conv::{self, ConvPrecision, ConvScratch, ConvShape, DxAdd};
 use crate::step::Step;
 use crate::tensor::{DType, Tensor};
@@ -108,59 +107,26 @@ impl ResNetConfig {
     }
 }
 
-struct Conv {
-    w: usize,
-    cin: usize,
-    cout: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-}
-
-impl Conv {
-    fn shape(&self, n: usize, h: usize, w: usize) -> ConvShape {
-        ConvShape {
-            n,
-            cin: self.cin,
-            h,
-            w,
-            cout: self.cout,
-            k: self.k,
-            stride: self.stride,
-            pad: self.pad,
-        }
-    }
-}
-
-struct Bn {
-    gamma: usize,
-    beta: usize,
-    rm: usize,
-    rv: usize,
-    nbt: usize,
-    c: usize,
-}
-
 /// A basic block: conv 3×3 (stride) – bn – relu – conv 3×3 – bn, plus the
 /// shortcut, relu.
 struct Basic {
-    conv1: Conv,
-    bn1: Bn,
-    conv2: Conv,
-    bn2: Bn,
-    down: Option<(Conv, Bn)>,
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    down: Option<(Conv2d, BatchNorm)>,
 }
 
 /// A bottleneck block: conv 1×1 – bn – relu – conv 3×3 (stride) – bn –
 /// relu – conv 1×1 (4× the width) – bn, plus the shortcut, relu.
 struct Bottleneck {
-    conv1: Conv,
-    bn1: Bn,
-    conv2: Conv,
-    bn2: Bn,
-    conv3: Conv,
-    bn3: Bn,
-    down: Option<(Conv, Bn)>,
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    conv3: Conv2d,
+    bn3: BatchNorm,
+    down: Option<(Conv2d, BatchNorm)>,
 }
 
 enum Block {
@@ -177,58 +143,38 @@ pub struct ResNet {
     /// How its convolutions store their operands (taken by workspaces
     /// made after it is set; default f32).
     pub precision: ConvPrecision,
-    conv1: Conv,
-    bn1: Bn,
+    conv1: Conv2d,
+    bn1: BatchNorm,
     blocks: Vec<Block>,
 }
 
 struct Builder<'a> {
     gpu: &'a Gpu,
     store: ParamStore,
-    rng_seed: u64,
+    rng: InitRng,
 }
 
 impl Builder<'_> {
+    /// A convolution initialised as torchvision's (He normal, fan-out).
     fn conv(
         &mut self,
         name: &str,
-        cin: usize,
-        cout: usize,
-        k: usize,
+        (cin, cout, k): (usize, usize, usize),
         stride: usize,
         pad: usize,
-    ) -> Result<Conv> {
-        let n = cout * cin * k * k;
-        let mut init = Vec::new();
-        init.try_reserve_exact(n).map_err(|e| {
-            GpuError::shape(
-                "model.width",
-                format!("{name}.weight: {} bytes of host memory: {e}", 4 * n as u128),
-            )
-        })?;
-        init.resize(n, 0.0f32);
-        let rng = Philox::new(
-            self.rng_seed,
-            stream_id(Purpose::Init, self.store.params.len() as u64),
-        );
-        rng.fill_normal(0, &mut init);
-        // kaiming_normal_(mode="fan_out", nonlinearity="relu")
-        let std = (2.0 / (cout * k * k) as f32).sqrt();
-        init.iter_mut().for_each(|v| *v *= std);
-        let w = self.store.param(
-            self.gpu,
-            &format!("{name}.weight"),
-            &[cout, cin, k, k],
-            &init,
-        )?;
-        Ok(Conv {
-            w,
-            cin,
-            cout,
-            k,
-            stride,
-            pad,
-        })
+    ) -> Result<Conv2d> {
+        let init = ConvInit::KaimingFanOut;
+        let (g, s, rng) = (self.gpu, &mut self.store, self.rng);
+        Conv2d::new(
+            g,
+            s,
+            name,
+            (cin, cout, k),
+            (stride, pad),
+            init,
+            rng,
+            "model.width",
+        )
     }
 
     /// The 1×1 projection shortcut torchvision adds where the stride or
@@ -239,31 +185,21 @@ impl Builder<'_> {
         inplanes: usize,
         outplanes: usize,
         stride: usize,
-    ) -> Result<Option<(Conv, Bn)>> {
+    ) -> Result<Option<(Conv2d, BatchNorm)>> {
         if stride == 1 && inplanes == outplanes {
             return Ok(None);
         }
         let c = self.conv(
             &format!("{p}.downsample.0"),
-            inplanes,
-            outplanes,
-            1,
+            (inplanes, outplanes, 1),
             stride,
             0,
         )?;
         Ok(Some((c, self.bn(&format!("{p}.downsample.1"), outplanes)?)))
     }
 
-    fn bn(&mut self, name: &str, c: usize) -> Result<Bn> {
-        let (g, s) = (self.gpu, &mut self.store);
-        Ok(Bn {
-            gamma: s.param(g, &format!("{name}.weight"), &[c], &vec![1.0; c])?,
-            beta: s.param(g, &format!("{name}.bias"), &[c], &vec![0.0; c])?,
-            rm: s.state(g, &format!("{name}.running_mean"), &[c], &vec![0.0; c])?,
-            rv: s.state(g, &format!("{name}.running_var"), &[c], &vec![1.0; c])?,
-            nbt: s.counter(&format!("{name}.num_batches_tracked")),
-            c,
-        })
+    fn bn(&mut self, name: &str, c: usize) -> Result<BatchNorm> {
+        BatchNorm::new(self.gpu, &mut self.store, name, c, true)
     }
 }
 
@@ -276,12 +212,12 @@ impl ResNet {
         let mut b = Builder {
             gpu,
             store: ParamStore::default(),
-            rng_seed: seed,
+            rng: InitRng { seed, domain: 0 },
         };
         let w = cfg.width;
         let conv1 = match cfg.stem {
-            Stem::Cifar { padding } => b.conv("conv1", 3, w, 3, 1, padding)?,
-            Stem::ImageNet => b.conv("conv1", 3, w, 7, 2, 3)?,
+            Stem::Cifar { padding } => b.conv("conv1", (3, w, 3), 1, padding)?,
+            Stem::ImageNet => b.conv("conv1", (3, w, 7), 2, 3)?,
         };
         let bn1 = b.bn("bn1", w)?;
         let mut blocks = Vec::new();
@@ -297,9 +233,9 @@ impl ResNet {
                 let block = match cfg.block {
                     BlockKind::Basic => {
                         let conv1 =
-                            b.conv(&format!("{p}.conv1"), inplanes, planes, 3, stride, 1)?;
+                            b.conv(&format!("{p}.conv1"), (inplanes, planes, 3), stride, 1)?;
                         let bn1 = b.bn(&format!("{p}.bn1"), planes)?;
-                        let conv2 = b.conv(&format!("{p}.conv2"), planes, planes, 3, 1, 1)?;
+                        let conv2 = b.conv(&format!("{p}.conv2"), (planes, planes, 3), 1, 1)?;
                         let bn2 = b.bn(&format!("{p}.bn2"), planes)?;
                         let down = b.downsample(&p, inplanes, outplanes, stride)?;
                         Block::Basic(Basic {
@@ -311,11 +247,12 @@ impl ResNet {
                         })
                     }
                     BlockKind::Bottleneck => {
-                        let conv1 = b.conv(&format!("{p}.conv1"), inplanes, planes, 1, 1, 0)?;
+                        let conv1 = b.conv(&format!("{p}.conv1"), (inplanes, planes, 1), 1, 0)?;
                         let bn1 = b.bn(&format!("{p}.bn1"), planes)?;
-                        let conv2 = b.conv(&format!("{p}.conv2"), planes, planes, 3, stride, 1)?;
+                        let conv2 =
+                            b.conv(&format!("{p}.conv2"), (planes, planes, 3), stride, 1)?;
                         let bn2 = b.bn(&format!("{p}.bn2"), planes)?;
-                        let conv3 = b.conv(&format!("{p}.conv3"), planes, outplanes, 1, 1, 0)?;
+                        let conv3 = b.conv(&format!("{p}.conv3"), (planes, outplanes, 1), 1, 0)?;
                         let bn3 = b.bn(&format!("{p}.bn3"), outplanes)?;
                         let down = b.downsample(&p, inplanes, outplanes, stride)?;
                         Block::Bottleneck(Bottleneck {
@@ -341,11 +278,6 @@ impl ResNet {
             bn1,
             blocks,
         })
-    }
-
-    /// Dimension of the features ([`ResNetConfig::feature_dim`]).
-    pub fn feature_dim(&self) -> usize {
-        self.cfg.feature_dim()
     }
 
     /// Spatial size after the stem for an h × w input.
@@ -386,30 +318,35 @@ impl ResNet {
         }
         v
     }
+}
 
-    /// Multiply-adds of one forward pass of one h × w image (convolutions).
-    pub fn macs_per_image(&self, h: usize, w: usize) -> usize {
+impl Encoder for ResNet {
+    fn store(&self) -> &ParamStore {
+        &self.store
+    }
+
+    fn feature_dim(&self) -> usize {
+        self.cfg.feature_dim()
+    }
+
+    fn macs_per_image(&self, h: usize, w: usize) -> usize {
         self.conv_shapes(1, h, w).iter().map(|s| s.macs()).sum()
     }
 
-    /// Buffers for batches of n images of h × w; with `input_grad` the
-    /// backward also writes the gradient with respect to the input.
-    pub fn workspace(
+    fn set_precision(&mut self, precision: ConvPrecision) {
+        self.precision = precision;
+    }
+
+    fn workspace(
         &self,
         gpu: &Gpu,
         n: usize,
         h: usize,
         w: usize,
         input_grad: bool,
-    ) -> Result<ResNetWorkspace> {
+    ) -> Result<EncoderWorkspace> {
         let t = |len: usize| gpu.tensor(&[len], DType::F32);
-        let bnw = |c: usize| -> Result<BnWs> {
-            Ok(BnWs {
-                mean: t(c)?,
-                invstd: t(c)?,
-                sums: t(2 * c)?,
-            })
-        };
+        let bnw = |bn: &BatchNorm| bn.saved(gpu);
         let s0 = self.conv1.shape(n, h, w);
         let stem_len = s0.out_len();
         let pool = match self.cfg.stem {
@@ -425,7 +362,7 @@ impl ResNet {
         };
         let (mut hh, mut ww) = self.stem_out(h, w);
         let mut blocks = Vec::new();
-        let downw = |down: &Option<(Conv, Bn)>, out_len: usize, in_len: usize| {
+        let downw = |down: &Option<(Conv2d, BatchNorm)>, out_len: usize, in_len: usize| {
             down.as_ref()
                 .map(|(_, bn)| {
                     Ok::<_, crate::error::GpuError>(DownWs {
@@ -433,7 +370,7 @@ impl ResNet {
                         bd: t(out_len)?,
                         dx1: t(in_len)?,
                         dad: t(out_len)?,
-                        bn: bnw(bn.c)?,
+                        bn: bnw(bn)?,
                     })
                 })
                 .transpose()
@@ -454,8 +391,8 @@ impl ResNet {
                         dr1: t(out_len)?,
                         da1: t(out_len)?,
                         dx: t(in_len)?,
-                        bn1: bnw(b.bn1.c)?,
-                        bn2: bnw(b.bn2.c)?,
+                        bn1: bnw(&b.bn1)?,
+                        bn2: bnw(&b.bn2)?,
                         down: downw(&b.down, out_len, in_len)?,
                     })));
                     (hh, ww) = (s1.oh(), s1.ow());
@@ -481,9 +418,9 @@ impl ResNet {
                         dr1: t(l1)?,
                         da1: t(l1)?,
                         dx: t(in_len)?,
-                        bn1: bnw(b.bn1.c)?,
-                        bn2: bnw(b.bn2.c)?,
-                        bn3: bnw(b.bn3.c)?,
+                        bn1: bnw(&b.bn1)?,
+                        bn2: bnw(&b.bn2)?,
+                        bn3: bnw(&b.bn3)?,
                         down: downw(&b.down, l3, in_len)?,
                     })));
                     (hh, ww) = (s2.oh(), s2.ow());
@@ -493,147 +430,142 @@ impl ResNet {
         let last = blocks
             .last()
             .map_or(stem_len / n, |_| self.feature_dim() * hh * ww);
-        Ok(ResNetWorkspace {
-            n,
-            h,
-            w,
-            scratch: ConvScratch::for_shapes(gpu, &self.conv_shapes(n, h, w), self.precision)?,
+        let scratch = ConvScratch::for_shapes(gpu, &self.conv_shapes(n, h, w), self.precision)?;
+        let precision = scratch.precision();
+        let own = ResNetWorkspace {
+            scratch,
             a0: t(stem_len)?,
             r0: t(stem_len)?,
-            bn0: bnw(self.cfg.width)?,
+            bn0: bnw(&self.bn1)?,
             pool,
             blocks,
             last_hw: hh * ww,
-            features: gpu.tensor(&[n, self.feature_dim()], DType::F32)?,
             dlast: t(n * last)?,
             da0: t(stem_len)?,
-            dinput: if input_grad {
-                Some(t(n * 3 * h * w)?)
-            } else {
-                None
-            },
-        })
-    }
-
-    fn bn_tensors<'a>(&'a self, bn: &Bn, saved: &'a BnWs) -> BnTensors<'a> {
-        let s = &self.store;
-        BnTensors {
-            gamma: &s.params[bn.gamma].value,
-            beta: &s.params[bn.beta].value,
-            running_mean: &s.states[bn.rm].value,
-            running_var: &s.states[bn.rv].value,
-            mean: &saved.mean,
-            invstd: &saved.invstd,
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn bn_forward(
-        &self,
-        step: &mut Step,
-        bn: &Bn,
-        saved: &BnWs,
-        x: &Tensor,
-        n: usize,
-        hw: usize,
-        training: bool,
-        relu: bool,
-        y: &Tensor,
-    ) -> Result<()> {
-        let spec = BnSpec {
-            training,
-            relu,
-            ..BnSpec::new(n, bn.c, hw)
         };
-        batchnorm::forward(step, x, &self.bn_tensors(bn, saved), &spec, y)?;
-        if training {
-            self.store.tick(bn.nbt);
-        }
-        Ok(())
+        let features = gpu.tensor(&[n, self.feature_dim()], DType::F32)?;
+        let dinput = input_grad.then(|| t(n * 3 * h * w)).transpose()?;
+        Ok(EncoderWorkspace::new(
+            (n, h, w),
+            features,
+            dinput,
+            precision,
+            own,
+        ))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn bn_backward(
+    fn forward(
         &self,
         step: &mut Step,
-        bn: &Bn,
-        saved: &BnWs,
-        x: &Tensor,
-        (dy, relu_out): (&Tensor, Option<&Tensor>),
-        n: usize,
-        hw: usize,
-        dx: &Tensor,
-    ) -> Result<()> {
-        let spec = BnSpec::new(n, bn.c, hw);
-        let s = &self.store;
-        let t = self.bn_tensors(bn, saved);
-        let (dg, db) = (&s.params[bn.gamma].grad, &s.params[bn.beta].grad);
-        match relu_out {
-            // The ReLU after this batch norm: its backward fused in.
-            Some(y) => batchnorm::backward_relu(step, x, dy, y, &t, &spec, &saved.sums, dg, db, dx),
-            None => batchnorm::backward(step, x, dy, &t, &spec, &saved.sums, dg, db, dx),
-        }
-    }
-
-    fn weight(&self, c: &Conv) -> &Tensor {
-        &self.store.params[c.w].value
-    }
-
-    fn weight_grad(&self, c: &Conv) -> &Tensor {
-        &self.store.params[c.w].grad
-    }
-
-    /// Records the forward pass of `x` (n × 3 × h × w, the workspace's
-    /// shape) into `ws.features` (n × feature_dim). In training, batch
-    /// statistics are used and the running statistics updated.
-    pub fn forward(
-        &self,
-        step: &mut Step,
-        ws: &ResNetWorkspace,
+        ws: &EncoderWorkspace,
         x: &Tensor,
         training: bool,
     ) -> Result<()> {
+        let r = ws.model::<ResNetWorkspace>()?;
         let n = ws.n;
         x.expect_len("encoder input", n * 3 * ws.h * ws.w)?;
         let s0 = self.conv1.shape(n, ws.h, ws.w);
-        conv::conv2d(step, x, self.weight(&self.conv1), &s0, &ws.scratch, &ws.a0)?;
-        self.bn_forward(
+        self.conv1
+            .forward(step, &self.store, x, s0.input(), &r.scratch, &r.a0)?;
+        self.bn1.forward(
             step,
-            &self.bn1,
-            &ws.bn0,
-            &ws.a0,
-            n,
-            s0.oh() * s0.ow(),
+            &self.store,
+            &r.bn0,
+            &r.a0,
+            (n, s0.oh() * s0.ow()),
             training,
             true,
-            &ws.r0,
+            &r.r0,
         )?;
-        let mut cur = &ws.r0;
-        if let Some((pooled, arg, _)) = &ws.pool {
+        let mut cur = &r.r0;
+        if let Some((pooled, arg, _)) = &r.pool {
             conv::maxpool(
                 step,
-                &ws.r0,
+                &r.r0,
                 &pool_shape(n, self.cfg.width, s0.oh(), s0.ow()),
                 pooled,
                 arg,
             )?;
             cur = pooled;
         }
-        for (b, bw) in self.blocks.iter().zip(&ws.blocks) {
+        for (b, bw) in self.blocks.iter().zip(&r.blocks) {
             match (b, bw) {
                 (Block::Basic(b), BlockWs::Basic(w)) => {
-                    self.block_forward(step, b, w, n, cur, &ws.scratch, training)?
+                    self.block_forward(step, b, w, n, cur, &r.scratch, training)?
                 }
                 (Block::Bottleneck(b), BlockWs::Bottleneck(w)) => {
-                    self.bottleneck_forward(step, b, w, n, cur, &ws.scratch, training)?
+                    self.bottleneck_forward(step, b, w, n, cur, &r.scratch, training)?
                 }
                 _ => return Err(mismatched()),
             }
             cur = bw.out();
         }
-        conv::avgpool(step, cur, n, self.feature_dim(), ws.last_hw, &ws.features)
+        conv::avgpool(step, cur, n, self.feature_dim(), r.last_hw, &ws.features)
     }
 
+    fn backward(
+        &self,
+        step: &mut Step,
+        ws: &EncoderWorkspace,
+        x: &Tensor,
+        dfeatures: &Tensor,
+    ) -> Result<()> {
+        let r = ws.model::<ResNetWorkspace>()?;
+        let n = ws.n;
+        dfeatures.expect_len("feature gradient", n * self.feature_dim())?;
+        conv::avgpool_backward(step, dfeatures, n, self.feature_dim(), r.last_hw, &r.dlast)?;
+        let mut dcur = &r.dlast;
+        for i in (0..self.blocks.len()).rev() {
+            let input = if i == 0 {
+                r.pool.as_ref().map_or(&r.r0, |(p, _, _)| p)
+            } else {
+                r.blocks[i - 1].out()
+            };
+            match (&self.blocks[i], &r.blocks[i]) {
+                (Block::Basic(b), BlockWs::Basic(w)) => {
+                    self.block_backward(step, b, w, n, input, dcur, &r.scratch)?
+                }
+                (Block::Bottleneck(b), BlockWs::Bottleneck(w)) => {
+                    self.bottleneck_backward(step, b, w, n, input, dcur, &r.scratch)?
+                }
+                _ => return Err(mismatched()),
+            }
+            dcur = r.blocks[i].dx();
+        }
+        let s0 = self.conv1.shape(n, ws.h, ws.w);
+        if let Some((_, arg, dpool)) = &r.pool {
+            conv::maxpool_backward(
+                step,
+                dcur,
+                arg,
+                &pool_shape(n, self.cfg.width, s0.oh(), s0.ow()),
+                dpool,
+            )?;
+            dcur = dpool;
+        }
+        self.bn1.backward(
+            step,
+            &self.store,
+            &r.bn0,
+            &r.a0,
+            dcur,
+            Some(&r.r0),
+            (n, s0.oh() * s0.ow()),
+            &r.da0,
+        )?;
+        self.conv1.backward(
+            step,
+            &self.store,
+            x,
+            &r.da0,
+            s0.input(),
+            &r.scratch,
+            ws.dinput.as_ref(),
+        )
+    }
+}
+
+impl ResNet {
     #[allow(clippy::too_many_arguments)]
     fn block_forward(
         &self,
@@ -647,10 +579,21 @@ impl ResNet {
     ) -> Result<()> {
         let s1 = b.conv1.shape(n, w.h, w.w);
         let hw = s1.oh() * s1.ow();
-        conv::conv2d(step, x, self.weight(&b.conv1), &s1, scratch, &w.a1)?;
-        self.bn_forward(step, &b.bn1, &w.bn1, &w.a1, n, hw, training, true, &w.r1)?;
+        b.conv1
+            .forward(step, &self.store, x, s1.input(), scratch, &w.a1)?;
+        b.bn1.forward(
+            step,
+            &self.store,
+            &w.bn1,
+            &w.a1,
+            (n, hw),
+            training,
+            true,
+            &w.r1,
+        )?;
         let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
-        conv::conv2d(step, &w.r1, self.weight(&b.conv2), &s2, scratch, &w.a2)?;
+        b.conv2
+            .forward(step, &self.store, &w.r1, s2.input(), scratch, &w.a2)?;
         let shortcut = self.shortcut_forward(
             step,
             (&b.down, &w.down),
@@ -661,89 +604,10 @@ impl ResNet {
             training,
         )?;
         // bn2, the shortcut and the ReLU in one pass.
-        let spec = BnSpec {
-            training,
-            relu: true,
-            ..BnSpec::new(n, b.bn2.c, hw)
-        };
-        let t = self.bn_tensors(&b.bn2, &w.bn2);
-        batchnorm::forward_add(step, &w.a2, &t, &spec, shortcut, &w.out)?;
-        if training {
-            self.store.tick(b.bn2.nbt);
-        }
-        Ok(())
-    }
-
-    /// Records the backward pass for the feature gradient `dfeatures`
-    /// (n × feature_dim) after [`ResNet::forward`] in training mode:
-    /// parameter gradients are accumulated, and the input gradient written
-    /// to `ws.dinput` if the workspace has one.
-    pub fn backward(
-        &self,
-        step: &mut Step,
-        ws: &ResNetWorkspace,
-        x: &Tensor,
-        dfeatures: &Tensor,
-    ) -> Result<()> {
-        let n = ws.n;
-        dfeatures.expect_len("feature gradient", n * self.feature_dim())?;
-        conv::avgpool_backward(
-            step,
-            dfeatures,
-            n,
-            self.feature_dim(),
-            ws.last_hw,
-            &ws.dlast,
-        )?;
-        let mut dcur = &ws.dlast;
-        for i in (0..self.blocks.len()).rev() {
-            let input = if i == 0 {
-                ws.pool.as_ref().map_or(&ws.r0, |(p, _, _)| p)
-            } else {
-                ws.blocks[i - 1].out()
-            };
-            match (&self.blocks[i], &ws.blocks[i]) {
-                (Block::Basic(b), BlockWs::Basic(w)) => {
-                    self.block_backward(step, b, w, n, input, dcur, &ws.scratch)?
-                }
-                (Block::Bottleneck(b), BlockWs::Bottleneck(w)) => {
-                    self.bottleneck_backward(step, b, w, n, input, dcur, &ws.scratch)?
-                }
-                _ => return Err(mismatched()),
-            }
-            dcur = ws.blocks[i].dx();
-        }
-        let s0 = self.conv1.shape(n, ws.h, ws.w);
-        if let Some((_, arg, dpool)) = &ws.pool {
-            conv::maxpool_backward(
-                step,
-                dcur,
-                arg,
-                &pool_shape(n, self.cfg.width, s0.oh(), s0.ow()),
-                dpool,
-            )?;
-            dcur = dpool;
-        }
-        self.bn_backward(
-            step,
-            &self.bn1,
-            &ws.bn0,
-            &ws.a0,
-            (dcur, Some(&ws.r0)),
-            n,
-            s0.oh() * s0.ow(),
-            &ws.da0,
-        )?;
-        conv::conv2d_backward(
-            step,
-            x,
-            self.weight(&self.conv1),
-            &ws.da0,
-            &s0,
-            &ws.scratch,
-            self.weight_grad(&self.conv1),
-            ws.dinput.as_ref(),
-        )
+        let st = &self.store;
+        let nhw = (n, hw);
+        b.bn2
+            .forward_add_relu(step, st, &w.bn2, &w.a2, nhw, training, shortcut, &w.out)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -762,26 +626,34 @@ impl ResNet {
         let hw = s1.oh() * s1.ow();
         // The block's output ReLU: its backward is read inside bn2's
         // backward, the downsample's, and the identity shortcut's add.
-        let relu = (dout, Some(&w.out));
-        self.bn_backward(step, &b.bn2, &w.bn2, &w.a2, relu, n, hw, &w.da2)?;
-        conv::conv2d_backward(
+        let relu = Some(&w.out);
+        b.bn2.backward(
             step,
-            &w.r1,
-            self.weight(&b.conv2),
+            &self.store,
+            &w.bn2,
+            &w.a2,
+            dout,
+            relu,
+            (n, hw),
             &w.da2,
-            &s2,
+        )?;
+        b.conv2.backward(
+            step,
+            &self.store,
+            &w.r1,
+            &w.da2,
+            s2.input(),
             scratch,
-            self.weight_grad(&b.conv2),
             Some(&w.dr1),
         )?;
-        self.bn_backward(
+        b.bn1.backward(
             step,
-            &b.bn1,
+            &self.store,
             &w.bn1,
             &w.a1,
-            (&w.dr1, Some(&w.r1)),
-            n,
-            hw,
+            &w.dr1,
+            Some(&w.r1),
+            (n, hw),
             &w.da1,
         )?;
         self.first_conv_and_shortcut_backward(
@@ -805,7 +677,7 @@ impl ResNet {
     fn shortcut_forward<'a>(
         &self,
         step: &mut Step,
-        down: (&Option<(Conv, Bn)>, &'a Option<DownWs>),
+        down: (&Option<(Conv2d, BatchNorm)>, &'a Option<DownWs>),
         x: &'a Tensor,
         n: usize,
         (h, w): (usize, usize),
@@ -815,9 +687,18 @@ impl ResNet {
         match down {
             (Some((dc, dbn)), Some(d)) => {
                 let s = dc.shape(n, h, w);
-                conv::conv2d(step, x, self.weight(dc), &s, scratch, &d.ad)?;
+                dc.forward(step, &self.store, x, s.input(), scratch, &d.ad)?;
                 let hw = s.oh() * s.ow();
-                self.bn_forward(step, dbn, &d.bn, &d.ad, n, hw, training, false, &d.bd)?;
+                dbn.forward(
+                    step,
+                    &self.store,
+                    &d.bn,
+                    &d.ad,
+                    (n, hw),
+                    training,
+                    false,
+                    &d.bd,
+                )?;
                 Ok(&d.bd)
             }
             (None, None) => Ok(x),
@@ -835,8 +716,8 @@ impl ResNet {
     fn first_conv_and_shortcut_backward(
         &self,
         step: &mut Step,
-        (conv1, s1): (&Conv, &ConvShape),
-        down: (&Option<(Conv, Bn)>, &Option<DownWs>),
+        (conv1, s1): (&Conv2d, &ConvShape),
+        down: (&Option<(Conv2d, BatchNorm)>, &Option<DownWs>),
         x: &Tensor,
         (da1, dx): (&Tensor, &Tensor),
         (dout, out): (&Tensor, &Tensor),
@@ -846,41 +727,39 @@ impl ResNet {
     ) -> Result<()> {
         match down {
             (Some((dc, dbn)), Some(d)) => {
-                conv::conv2d_backward(
-                    step,
-                    x,
-                    self.weight(conv1),
-                    da1,
-                    s1,
-                    scratch,
-                    self.weight_grad(conv1),
-                    Some(&d.dx1),
-                )?;
+                conv1.backward(step, &self.store, x, da1, s1.input(), scratch, Some(&d.dx1))?;
                 let s = dc.shape(n, h, w);
                 let hw = s.oh() * s.ow();
-                self.bn_backward(step, dbn, &d.bn, &d.ad, (dout, Some(out)), n, hw, &d.dad)?;
-                // dx = dx1 + the downsample's input gradient (fused).
-                conv::conv2d_backward_add(
+                dbn.backward(
                     step,
-                    x,
-                    self.weight(dc),
+                    &self.store,
+                    &d.bn,
+                    &d.ad,
+                    dout,
+                    Some(out),
+                    (n, hw),
                     &d.dad,
-                    &s,
+                )?;
+                // dx = dx1 + the downsample's input gradient (fused).
+                dc.backward_add(
+                    step,
+                    &self.store,
+                    x,
+                    &d.dad,
+                    s.input(),
                     scratch,
-                    self.weight_grad(dc),
                     Some(dx),
                     DxAdd::Add(&d.dx1),
                 )
             }
             // dx = conv1's input gradient + relu'(out)·dout (fused).
-            (None, None) => conv::conv2d_backward_add(
+            (None, None) => conv1.backward_add(
                 step,
+                &self.store,
                 x,
-                self.weight(conv1),
                 da1,
-                s1,
+                s1.input(),
                 scratch,
-                self.weight_grad(conv1),
                 Some(dx),
                 DxAdd::AddRelu { dy: dout, y: out },
             ),
@@ -903,14 +782,35 @@ impl ResNet {
     ) -> Result<()> {
         let s1 = b.conv1.shape(n, w.h, w.w);
         let hw1 = s1.oh() * s1.ow();
-        conv::conv2d(step, x, self.weight(&b.conv1), &s1, scratch, &w.a1)?;
-        self.bn_forward(step, &b.bn1, &w.bn1, &w.a1, n, hw1, training, true, &w.r1)?;
+        b.conv1
+            .forward(step, &self.store, x, s1.input(), scratch, &w.a1)?;
+        b.bn1.forward(
+            step,
+            &self.store,
+            &w.bn1,
+            &w.a1,
+            (n, hw1),
+            training,
+            true,
+            &w.r1,
+        )?;
         let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
         let hw2 = s2.oh() * s2.ow();
-        conv::conv2d(step, &w.r1, self.weight(&b.conv2), &s2, scratch, &w.a2)?;
-        self.bn_forward(step, &b.bn2, &w.bn2, &w.a2, n, hw2, training, true, &w.r2)?;
+        b.conv2
+            .forward(step, &self.store, &w.r1, s2.input(), scratch, &w.a2)?;
+        b.bn2.forward(
+            step,
+            &self.store,
+            &w.bn2,
+            &w.a2,
+            (n, hw2),
+            training,
+            true,
+            &w.r2,
+        )?;
         let s3 = b.conv3.shape(n, s2.oh(), s2.ow());
-        conv::conv2d(step, &w.r2, self.weight(&b.conv3), &s3, scratch, &w.a3)?;
+        b.conv3
+            .forward(step, &self.store, &w.r2, s3.input(), scratch, &w.a3)?;
         let shortcut = self.shortcut_forward(
             step,
             (&b.down, &w.down),
@@ -921,17 +821,10 @@ impl ResNet {
             training,
         )?;
         // bn3, the shortcut and the ReLU in one pass.
-        let spec = BnSpec {
-            training,
-            relu: true,
-            ..BnSpec::new(n, b.bn3.c, hw2)
-        };
-        let t = self.bn_tensors(&b.bn3, &w.bn3);
-        batchnorm::forward_add(step, &w.a3, &t, &spec, shortcut, &w.out)?;
-        if training {
-            self.store.tick(b.bn3.nbt);
-        }
-        Ok(())
+        let st = &self.store;
+        let nhw = (n, hw2);
+        b.bn3
+            .forward_add_relu(step, st, &w.bn3, &w.a3, nhw, training, shortcut, &w.out)
     }
 
     /// A bottleneck block's backward (the shortcut's add fused as in
@@ -951,46 +844,53 @@ impl ResNet {
         let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
         let s3 = b.conv3.shape(n, s2.oh(), s2.ow());
         let (hw1, hw2) = (s1.oh() * s1.ow(), s2.oh() * s2.ow());
-        let relu = (dout, Some(&w.out));
-        self.bn_backward(step, &b.bn3, &w.bn3, &w.a3, relu, n, hw2, &w.da3)?;
-        conv::conv2d_backward(
+        let relu = Some(&w.out);
+        b.bn3.backward(
             step,
-            &w.r2,
-            self.weight(&b.conv3),
+            &self.store,
+            &w.bn3,
+            &w.a3,
+            dout,
+            relu,
+            (n, hw2),
             &w.da3,
-            &s3,
+        )?;
+        b.conv3.backward(
+            step,
+            &self.store,
+            &w.r2,
+            &w.da3,
+            s3.input(),
             scratch,
-            self.weight_grad(&b.conv3),
             Some(&w.dr2),
         )?;
-        self.bn_backward(
+        b.bn2.backward(
             step,
-            &b.bn2,
+            &self.store,
             &w.bn2,
             &w.a2,
-            (&w.dr2, Some(&w.r2)),
-            n,
-            hw2,
+            &w.dr2,
+            Some(&w.r2),
+            (n, hw2),
             &w.da2,
         )?;
-        conv::conv2d_backward(
+        b.conv2.backward(
             step,
+            &self.store,
             &w.r1,
-            self.weight(&b.conv2),
             &w.da2,
-            &s2,
+            s2.input(),
             scratch,
-            self.weight_grad(&b.conv2),
             Some(&w.dr1),
         )?;
-        self.bn_backward(
+        b.bn1.backward(
             step,
-            &b.bn1,
+            &self.store,
             &w.bn1,
             &w.a1,
-            (&w.dr1, Some(&w.r1)),
-            n,
-            hw1,
+            &w.dr1,
+            Some(&w.r1),
+            (n, hw1),
             &w.da1,
         )?;
         self.first_conv_and_shortcut_backward(
@@ -1020,12 +920,6 @@ fn pool_shape(n: usize, c: usize, h: usize, w: usize) -> ConvShape {
     }
 }
 
-struct BnWs {
-    mean: Tensor,
-    invstd: Tensor,
-    sums: Tensor,
-}
-
 /// A basic block's activations and gradients (input h × w).
 struct BasicWs {
     h: usize,
@@ -1038,8 +932,8 @@ struct BasicWs {
     dr1: Tensor,
     da1: Tensor,
     dx: Tensor,
-    bn1: BnWs,
-    bn2: BnWs,
+    bn1: BnSaved,
+    bn2: BnSaved,
     /// The downsample's workspace, exactly when the block has one.
     down: Option<DownWs>,
 }
@@ -1060,9 +954,9 @@ struct BottleneckWs {
     dr1: Tensor,
     da1: Tensor,
     dx: Tensor,
-    bn1: BnWs,
-    bn2: BnWs,
-    bn3: BnWs,
+    bn1: BnSaved,
+    bn2: BnSaved,
+    bn3: BnSaved,
     down: Option<DownWs>,
 }
 
@@ -1098,7 +992,7 @@ struct DownWs {
     /// a downsample the shortcut's add is fused instead).
     dx1: Tensor,
     dad: Tensor,
-    bn: BnWs,
+    bn: BnSaved,
 }
 
 /// A block and its workspace disagree on the downsample: a workspace made
@@ -1110,34 +1004,17 @@ fn mismatched() -> crate::error::GpuError {
     )
 }
 
-/// Activations, saved statistics and gradients of one batch shape.
-pub struct ResNetWorkspace {
-    /// Batch size.
-    pub n: usize,
-    /// Input height.
-    pub h: usize,
-    /// Input width.
-    pub w: usize,
+/// ResNet's own activations, saved statistics and gradients of one batch
+/// shape (inside an [`EncoderWorkspace`]).
+struct ResNetWorkspace {
     scratch: ConvScratch,
     a0: Tensor,
     r0: Tensor,
-    bn0: BnWs,
+    bn0: BnSaved,
     /// ImageNet stem: pooled output, argmax, gradient before the pool.
     pool: Option<(Tensor, Tensor, Tensor)>,
     blocks: Vec<BlockWs>,
     last_hw: usize,
-    /// The features (n × feature_dim) of the last forward.
-    pub features: Tensor,
     dlast: Tensor,
     da0: Tensor,
-    /// The input gradient of the last backward (when asked for).
-    pub dinput: Option<Tensor>,
-}
-
-impl ResNetWorkspace {
-    /// The convolutions' operand storage in effect (f32 where f16 was asked
-    /// for but the device has no shader-f16).
-    pub fn precision(&self) -> ConvPrecision {
-        self.scratch.precision()
-    }
 }

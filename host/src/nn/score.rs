@@ -18,14 +18,12 @@
 //! at zero, so the initial score is 0. The height and width of the input
 //! must be even.
 
-use scorecl_core::rng::{stream_id, Philox, Purpose};
-
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
+use crate::nn::layers::{Conv2d, ConvInit, InitRng, Linear};
 use crate::nn::params::ParamStore;
-use crate::ops::conv::{self, ConvPrecision, ConvScratch, ConvShape};
+use crate::ops::conv::{ConvPrecision, ConvScratch};
 use crate::ops::elementwise;
-use crate::ops::linear::{linear, linear_backward, LinearShape};
 use crate::ops::score as sops;
 use crate::step::Step;
 use crate::tensor::{DType, Tensor};
@@ -49,33 +47,10 @@ impl Default for ScoreConfig {
     }
 }
 
-struct Conv {
-    w: usize,
-    cin: usize,
-    cout: usize,
-    stride: usize,
-}
-
-impl Conv {
-    fn shape(&self, n: usize, h: usize, w: usize) -> ConvShape {
-        ConvShape {
-            n,
-            cin: self.cin,
-            h,
-            w,
-            cout: self.cout,
-            k: 3,
-            stride: self.stride,
-            pad: 1,
-        }
-    }
-}
-
 struct Block {
-    conv1: Conv,
-    film_w: usize,
-    film_b: usize,
-    conv2: Conv,
+    conv1: Conv2d,
+    film: Linear,
+    conv2: Conv2d,
     c: usize,
 }
 
@@ -88,22 +63,23 @@ pub struct ScoreNet {
     /// How its convolutions store their operands (taken by workspaces
     /// made after it is set; default f32).
     pub precision: ConvPrecision,
-    conv_in: Conv,
+    conv_in: Conv2d,
     block1: Vec<Block>,
-    down: Conv,
+    down: Conv2d,
     block2: Vec<Block>,
-    up: Conv,
+    up: Conv2d,
     block3: Vec<Block>,
-    conv_out: Conv,
+    conv_out: Conv2d,
 }
 
 struct Builder<'a> {
     gpu: &'a Gpu,
     store: ParamStore,
-    seed: u64,
+    rng: InitRng,
 }
 
 impl Builder<'_> {
+    /// A 3×3 convolution (padding 1), He normal with the fan-in or zero.
     fn conv(
         &mut self,
         name: &str,
@@ -111,37 +87,23 @@ impl Builder<'_> {
         cout: usize,
         stride: usize,
         zero: bool,
-    ) -> Result<Conv> {
-        let n = cout * cin * 9;
-        let mut v = Vec::new();
-        v.try_reserve_exact(n).map_err(|e| {
-            GpuError::shape(
-                "scorecl.width",
-                format!(
-                    "score.{name}.weight: {} bytes of host memory: {e}",
-                    4 * n as u128
-                ),
-            )
-        })?;
-        v.resize(n, 0.0f32);
-        if !zero {
-            Philox::new(
-                self.seed,
-                stream_id(Purpose::Init, (2 << 40) | self.store.params.len() as u64),
-            )
-            .fill_normal(0, &mut v);
-            let std = (2.0 / (cin * 9) as f32).sqrt();
-            v.iter_mut().for_each(|x| *x *= std);
-        }
-        let w = self
-            .store
-            .param(self.gpu, &format!("{name}.weight"), &[cout, cin, 3, 3], &v)?;
-        Ok(Conv {
-            w,
-            cin,
-            cout,
-            stride,
-        })
+    ) -> Result<Conv2d> {
+        let init = if zero {
+            ConvInit::Zeros
+        } else {
+            ConvInit::KaimingFanIn
+        };
+        let (g, s, rng) = (self.gpu, &mut self.store, self.rng);
+        Conv2d::new(
+            g,
+            s,
+            name,
+            (cin, cout, 3),
+            (stride, 1),
+            init,
+            rng,
+            "scorecl.width",
+        )
     }
 
     fn stage(&mut self, name: &str, c: usize, depth: usize) -> Result<Vec<Block>> {
@@ -153,23 +115,19 @@ impl Builder<'_> {
     fn block(&mut self, name: &str, c: usize) -> Result<Block> {
         let conv1 = self.conv(&format!("{name}.conv1"), c, c, 1, false)?;
         // FiLM starts as the identity: zero weights and biases.
-        let film_w = self.store.param(
+        let zeros = vec![0.0; 2 * c];
+        let film = Linear::with_values(
             self.gpu,
-            &format!("{name}.film.weight"),
-            &[2 * c, 1],
-            &vec![0.0; 2 * c],
-        )?;
-        let film_b = self.store.param(
-            self.gpu,
-            &format!("{name}.film.bias"),
-            &[2 * c],
-            &vec![0.0; 2 * c],
+            &mut self.store,
+            &format!("{name}.film"),
+            (1, 2 * c),
+            &zeros,
+            Some(&zeros),
         )?;
         let conv2 = self.conv(&format!("{name}.conv2"), c, c, 1, false)?;
         Ok(Block {
             conv1,
-            film_w,
-            film_b,
+            film,
             conv2,
             c,
         })
@@ -193,7 +151,7 @@ impl ScoreNet {
         let mut b = Builder {
             gpu,
             store: ParamStore::default(),
-            seed,
+            rng: InitRng { seed, domain: 2 },
         };
         Ok(ScoreNet {
             precision: ConvPrecision::F32,
@@ -324,39 +282,13 @@ impl ScoreNet {
         scratch: &ConvScratch,
     ) -> Result<()> {
         let s = &self.store;
+        let nhw = (n, h, w);
         elementwise::relu(step, x, &ws.r0)?;
-        conv::conv2d(
-            step,
-            &ws.r0,
-            &s.params[b.conv1.w].value,
-            &b.conv1.shape(n, h, w),
-            scratch,
-            &ws.a,
-        )?;
-        let ls = LinearShape {
-            n,
-            fan_in: 1,
-            fan_out: 2 * b.c,
-        };
-        linear(
-            step,
-            logsig,
-            &s.params[b.film_w].value,
-            Some(&s.params[b.film_b].value),
-            &ls,
-            false,
-            &ws.gb,
-        )?;
+        b.conv1.forward(step, s, &ws.r0, nhw, scratch, &ws.a)?;
+        b.film.forward(step, s, logsig, n, &ws.gb)?;
         sops::film(step, &ws.a, &ws.gb, [n, b.c, h, w], &ws.b)?;
         elementwise::relu(step, &ws.b, &ws.c_)?;
-        conv::conv2d(
-            step,
-            &ws.c_,
-            &s.params[b.conv2.w].value,
-            &b.conv2.shape(n, h, w),
-            scratch,
-            &ws.e,
-        )?;
+        b.conv2.forward(step, s, &ws.c_, nhw, scratch, &ws.e)?;
         elementwise::add(step, x, &ws.e, &ws.y)
     }
 
@@ -374,44 +306,14 @@ impl ScoreNet {
         scratch: &ConvScratch,
     ) -> Result<()> {
         let s = &self.store;
-        let p = |i: usize| &s.params[i];
-        conv::conv2d_backward(
-            step,
-            &ws.c_,
-            &p(b.conv2.w).value,
-            dy,
-            &b.conv2.shape(n, h, w),
-            scratch,
-            &p(b.conv2.w).grad,
-            Some(&ws.dc),
-        )?;
+        let nhw = (n, h, w);
+        b.conv2
+            .backward(step, s, &ws.c_, dy, nhw, scratch, Some(&ws.dc))?;
         elementwise::relu_backward(step, &ws.c_, &ws.dc, &ws.db)?;
         sops::film_backward(step, &ws.a, &ws.gb, &ws.db, [n, b.c, h, w], &ws.da, &ws.dgb)?;
-        let ls = LinearShape {
-            n,
-            fan_in: 1,
-            fan_out: 2 * b.c,
-        };
-        linear_backward(
-            step,
-            logsig,
-            &p(b.film_w).value,
-            &ws.dgb,
-            &ls,
-            &p(b.film_w).grad,
-            Some(&p(b.film_b).grad),
-            None,
-        )?;
-        conv::conv2d_backward(
-            step,
-            &ws.r0,
-            &p(b.conv1.w).value,
-            &ws.da,
-            &b.conv1.shape(n, h, w),
-            scratch,
-            &p(b.conv1.w).grad,
-            Some(&ws.dr0),
-        )?;
+        b.film.backward(step, s, logsig, &ws.dgb, n, None)?;
+        b.conv1
+            .backward(step, s, &ws.r0, &ws.da, nhw, scratch, Some(&ws.dr0))?;
         elementwise::relu_backward(step, &ws.r0, &ws.dr0, &ws.dr0b)?;
         elementwise::add(step, dy, &ws.dr0b, &ws.dx)
     }
@@ -476,23 +378,9 @@ impl ScoreNet {
         logsig.expect_len("score network log sigma", n)?;
         let s = &self.store;
         let sc = &ws.scratch;
-        conv::conv2d(
-            step,
-            x,
-            &s.params[self.conv_in.w].value,
-            &self.conv_in.shape(n, h, w),
-            sc,
-            &ws.h0,
-        )?;
+        self.conv_in.forward(step, s, x, (n, h, w), sc, &ws.h0)?;
         let y1 = self.stage_forward(step, &self.block1, &ws.b1, &ws.h0, n, h, w, logsig, sc)?;
-        conv::conv2d(
-            step,
-            y1,
-            &s.params[self.down.w].value,
-            &self.down.shape(n, h, w),
-            sc,
-            &ws.d,
-        )?;
+        self.down.forward(step, s, y1, (n, h, w), sc, &ws.d)?;
         let y2 = self.stage_forward(
             step,
             &self.block2,
@@ -505,25 +393,12 @@ impl ScoreNet {
             sc,
         )?;
         sops::up2(step, y2, [n, 2 * c, h / 2, w / 2], &ws.u0)?;
-        conv::conv2d(
-            step,
-            &ws.u0,
-            &s.params[self.up.w].value,
-            &self.up.shape(n, h, w),
-            sc,
-            &ws.u,
-        )?;
+        self.up.forward(step, s, &ws.u0, (n, h, w), sc, &ws.u)?;
         elementwise::add(step, &ws.u, y1, &ws.m)?;
         let y3 = self.stage_forward(step, &self.block3, &ws.b3, &ws.m, n, h, w, logsig, sc)?;
         elementwise::relu(step, y3, &ws.r3)?;
-        conv::conv2d(
-            step,
-            &ws.r3,
-            &s.params[self.conv_out.w].value,
-            &self.conv_out.shape(n, h, w),
-            sc,
-            &ws.f,
-        )?;
+        self.conv_out
+            .forward(step, s, &ws.r3, (n, h, w), sc, &ws.f)?;
         elementwise::div_blocks(step, 1.0, &ws.f, sigma, 3 * h * w, &ws.score)
     }
 
@@ -547,32 +422,15 @@ impl ScoreNet {
         }
         dscore.expect_len("score gradient", n * 3 * h * w)?;
         let s = &self.store;
-        let p = |i: usize| &s.params[i];
         let sc = &ws.scratch;
         elementwise::div_blocks(step, 1.0, dscore, sigma, 3 * h * w, &ws.df)?;
-        conv::conv2d_backward(
-            step,
-            &ws.r3,
-            &p(self.conv_out.w).value,
-            &ws.df,
-            &self.conv_out.shape(n, h, w),
-            sc,
-            &p(self.conv_out.w).grad,
-            Some(&ws.dr3),
-        )?;
+        self.conv_out
+            .backward(step, s, &ws.r3, &ws.df, (n, h, w), sc, Some(&ws.dr3))?;
         elementwise::relu_backward(step, &ws.r3, &ws.dr3, &ws.dh3)?;
         // m = u + y1: both receive dm, stage 3's input gradient.
         let dm = self.stage_backward(step, &self.block3, &ws.b3, &ws.dh3, n, h, w, logsig, sc)?;
-        conv::conv2d_backward(
-            step,
-            &ws.u0,
-            &p(self.up.w).value,
-            dm,
-            &self.up.shape(n, h, w),
-            sc,
-            &p(self.up.w).grad,
-            Some(&ws.du0),
-        )?;
+        self.up
+            .backward(step, s, &ws.u0, dm, (n, h, w), sc, Some(&ws.du0))?;
         sops::up2_backward(step, &ws.du0, [n, 2 * c, h / 2, w / 2], &ws.dh2)?;
         let dd = self.stage_backward(
             step,
@@ -586,28 +444,11 @@ impl ScoreNet {
             sc,
         )?;
         let y1 = &ws.b1.last().expect("depth ≥ 1").y;
-        conv::conv2d_backward(
-            step,
-            y1,
-            &p(self.down.w).value,
-            dd,
-            &self.down.shape(n, h, w),
-            sc,
-            &p(self.down.w).grad,
-            Some(&ws.dh1_down),
-        )?;
+        self.down
+            .backward(step, s, y1, dd, (n, h, w), sc, Some(&ws.dh1_down))?;
         elementwise::add(step, &ws.dh1_down, dm, &ws.dh1)?;
         let dh0 = self.stage_backward(step, &self.block1, &ws.b1, &ws.dh1, n, h, w, logsig, sc)?;
-        conv::conv2d_backward(
-            step,
-            x,
-            &p(self.conv_in.w).value,
-            dh0,
-            &self.conv_in.shape(n, h, w),
-            sc,
-            &p(self.conv_in.w).grad,
-            None,
-        )
+        self.conv_in.backward(step, s, x, dh0, (n, h, w), sc, None)
     }
 }
 

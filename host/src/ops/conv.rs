@@ -46,6 +46,11 @@ pub struct ConvShape {
 }
 
 impl ConvShape {
+    /// The input's (n, h, w).
+    pub fn input(&self) -> (usize, usize, usize) {
+        (self.n, self.h, self.w)
+    }
+
     /// Output height.
     pub fn oh(&self) -> usize {
         (self.h + 2 * self.pad - self.k) / self.stride + 1

@@ -115,7 +115,8 @@ pub fn run_compare(
                         let (encoder, cfg) = RunDir::load_backbone(gpu, &dir)?;
                         let train = cfg.data.open(Split::Train)?;
                         let test = cfg.data.open(Split::Test)?;
-                        r.linear_top1 = Some(linear_top1(gpu, &encoder, &cfg, &train, &test, lc)?);
+                        r.linear_top1 =
+                            Some(linear_top1(gpu, encoder.as_ref(), &cfg, &train, &test, lc)?);
                         let json = serde_json::to_string_pretty(&r).expect("a result serialises");
                         write_atomic(&result_path, json.as_bytes())?;
                     }
@@ -149,7 +150,7 @@ pub fn run_compare(
                     Some(k) => k,
                     None => knn_eval(
                         gpu,
-                        &t.encoder,
+                        t.encoder.as_ref(),
                         &t.data,
                         &test,
                         cfg.data.size,
@@ -158,7 +159,14 @@ pub fn run_compare(
                     )?,
                 };
                 let linear = match &spec.linear {
-                    Some(lc) => Some(linear_top1(gpu, &t.encoder, &cfg, &t.data, &test, lc)?),
+                    Some(lc) => Some(linear_top1(
+                        gpu,
+                        t.encoder.as_ref(),
+                        &cfg,
+                        &t.data,
+                        &test,
+                        lc,
+                    )?),
                     None => None,
                 };
                 let dsm = match t.dsm_per_level(&test)? {
@@ -195,7 +203,7 @@ pub fn run_compare(
 /// `train` → `test`, the probe seeded with the run's seed.
 fn linear_top1(
     gpu: &Gpu,
-    encoder: &crate::nn::ResNet,
+    encoder: &dyn crate::nn::Encoder,
     cfg: &TrainConfig,
     train: &crate::data::Dataset,
     test: &crate::data::Dataset,

@@ -1002,6 +1002,19 @@ impl TrainConfig {
         self.model.arch.config(self.model.width, stem)
     }
 
+    /// The encoder `model.arch` names, initialised from `seed`.
+    pub fn build_encoder(
+        &self,
+        gpu: &crate::Gpu,
+        seed: u64,
+    ) -> crate::Result<Box<dyn crate::nn::Encoder>> {
+        Ok(match self.model.arch {
+            Arch::Resnet18 | Arch::Resnet50 => {
+                Box::new(crate::nn::ResNet::new(gpu, self.encoder_config(), seed)?)
+            }
+        })
+    }
+
     /// The input normalisation (`data.normalize`).
     pub fn normalize(&self) -> crate::ops::augment::Normalize {
         match self.data.normalize {

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::Dataset;
 use crate::gpu::Gpu;
 use crate::nn::checkpoint::{self, write_atomic, Digest, RawTensor};
-use crate::nn::{ParamStore, ResNet};
+use crate::nn::{Encoder, ParamStore};
 use crate::train::config::TrainConfig;
 use crate::train::trainer::{StepReport, TrainState, Trainer};
 use crate::train::{TrainError, TrainResult};
@@ -264,7 +264,7 @@ impl RunDir {
             files.push(FileRecord::new(name, d));
             Ok(())
         };
-        save("backbone.safetensors", &t.encoder.store)?;
+        save("backbone.safetensors", t.encoder.store())?;
         save("heads.safetensors", &t.heads)?;
         if let Some(net) = t.score_net() {
             save("score.safetensors", &net.store)?;
@@ -343,7 +343,7 @@ impl RunDir {
     /// The trained backbone of a checkpoint and its configuration. `path`
     /// is a run directory or a checkpoint folder (holding `config.toml`
     /// and `backbone.safetensors`).
-    pub fn load_backbone(gpu: &Gpu, path: &Path) -> TrainResult<(ResNet, TrainConfig)> {
+    pub fn load_backbone(gpu: &Gpu, path: &Path) -> TrainResult<(Box<dyn Encoder>, TrainConfig)> {
         let dir = if path.join("backbone.safetensors").exists() {
             path.to_path_buf()
         } else {
@@ -359,8 +359,8 @@ impl RunDir {
             verify_checkpoint(&dir)?;
         }
         let cfg = TrainConfig::load(&dir.join("config.toml"))?;
-        let encoder = ResNet::new(gpu, cfg.encoder_config(), 0)?;
-        checkpoint::load(gpu, &encoder.store, &dir.join("backbone.safetensors"))?;
+        let encoder = cfg.build_encoder(gpu, 0)?;
+        checkpoint::load(gpu, encoder.store(), &dir.join("backbone.safetensors"))?;
         Ok((encoder, cfg))
     }
 
@@ -435,7 +435,7 @@ impl RunDir {
             let meta = checkpoint::load_with(gpu, store, &path)?;
             check_step(&path, &meta)
         };
-        load("backbone.safetensors", &t.encoder.store)?;
+        load("backbone.safetensors", t.encoder.store())?;
         load("heads.safetensors", &t.heads)?;
         if let Some(net) = t.score_net() {
             load("score.safetensors", &net.store)?;
@@ -641,7 +641,7 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
                 Some(test) if t.state.epoch % every == 0 || t.finished() => {
                     let r = crate::eval::knn_eval(
                         t.gpu(),
-                        &t.encoder,
+                        t.encoder.as_ref(),
                         &t.data,
                         test,
                         t.cfg.data.size,

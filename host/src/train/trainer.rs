@@ -31,7 +31,7 @@ use crate::data::Dataset;
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
 use crate::nn::ScoreNet;
-use crate::nn::{Mlp, MlpWorkspace, ParamStore, ResNet, ResNetWorkspace};
+use crate::nn::{Encoder, EncoderWorkspace, Mlp, MlpWorkspace, ParamStore};
 use crate::ops::augment::{Augmenter, Normalize};
 use crate::ops::elementwise::fill;
 use crate::ops::{optim, weights};
@@ -208,8 +208,8 @@ pub struct Trainer<'g> {
     pub cfg: TrainConfig,
     /// The dataset.
     pub data: Dataset,
-    /// The encoder (torchvision names).
-    pub encoder: ResNet,
+    /// The encoder (`model.arch`; torchvision names).
+    pub encoder: Box<dyn Encoder>,
     /// Projector (and predictor) parameters (`projector.*`, `predictor.*`).
     pub heads: ParamStore,
     projector: Mlp,
@@ -222,7 +222,7 @@ pub struct Trainer<'g> {
     pub(crate) optim: Optim,
     /// Optimizer state per parameter: encoder's, then heads'.
     pub(crate) moments: Vec<Vec<Tensor>>,
-    enc_ws: [ResNetWorkspace; 2],
+    enc_ws: [EncoderWorkspace; 2],
     proj_ws: [MlpWorkspace; 2],
     pred_ws: Option<[MlpWorkspace; 2]>,
     loss: Box<dyn SslLoss>,
@@ -281,14 +281,14 @@ impl<'g> Trainer<'g> {
             let layers = methods::heads(&cfg, cfg.encoder_config().feature_dim()).layers();
             crate::train::fits::check(gpu, &cfg, &layers, Optim::from_config(&cfg).slots().len())?;
         }
-        let mut encoder = ResNet::new(gpu, cfg.encoder_config(), init_seed)?;
-        encoder.precision = cfg.conv_precision();
+        let mut encoder = cfg.build_encoder(gpu, init_seed)?;
+        encoder.set_precision(cfg.conv_precision());
         let feat = encoder.feature_dim();
         let spec = methods::heads(&cfg, feat);
         let d = spec.out_dim;
         let mut heads = ParamStore::default();
         let projector = Mlp::new(gpu, &mut heads, "projector", &spec.projector, init_seed)?;
-        let n_enc = encoder.store.params.len();
+        let n_enc = encoder.store().params.len();
         let mut groups = vec![(0..n_enc + heads.params.len(), LrPolicy::Schedule)];
         let predictor = match &spec.predictor {
             Some((layers, policy)) => {
@@ -301,7 +301,7 @@ impl<'g> Trainer<'g> {
         };
         let optim = Optim::from_config(&cfg);
         let moments = encoder
-            .store
+            .store()
             .params
             .iter()
             .chain(&heads.params)
@@ -345,9 +345,9 @@ impl<'g> Trainer<'g> {
             doutv: [t(n * d)?, t(n * d)?],
             loss: t(1)?,
             // A pair of squared norms per parameter tensor (LARS).
-            norms: t(2 * (encoder.store.params.len() + heads.params.len()))?,
+            norms: t(2 * (encoder.store().params.len() + heads.params.len()))?,
             flags: gpu.tensor(
-                &[encoder.store.params.len() + heads.params.len()],
+                &[encoder.store().params.len() + heads.params.len()],
                 crate::tensor::DType::U32,
             )?,
         };
@@ -557,7 +557,7 @@ impl<'g> Trainer<'g> {
             s = s.with_timestamps();
         }
         let b = &self.bufs;
-        self.encoder.store.zero_grads(&mut s)?;
+        self.encoder.store().zero_grads(&mut s)?;
         self.heads.zero_grads(&mut s)?;
         s.clear(&b.flags);
         // 1. Views (given ones are in place already).
@@ -636,7 +636,7 @@ impl<'g> Trainer<'g> {
         }
         // 4. Optimizer.
         let first = st.step == 0;
-        let all = self.encoder.store.params.iter().chain(&self.heads.params);
+        let all = self.encoder.store().params.iter().chain(&self.heads.params);
         for (i, (p, m)) in all.zip(&self.moments).enumerate() {
             // The last group that holds i decides (the predictor's lies
             // within the whole model's).
@@ -733,7 +733,7 @@ impl<'g> Trainer<'g> {
     /// The encoder's (`backbone.…`) and heads' parameter names, in the
     /// optimizer's order (its moments and guard slots).
     fn param_names(&self) -> impl Iterator<Item = String> + '_ {
-        let enc = self.encoder.store.params.iter();
+        let enc = self.encoder.store().params.iter();
         enc.map(|p| format!("backbone.{}", p.name))
             .chain(self.heads.params.iter().map(|p| p.name.clone()))
     }
