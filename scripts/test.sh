@@ -38,8 +38,8 @@ echo "== kernel tests on the GL backend =="
 # these ran here).
 kernel_tests=()
 for t in augment batchnorm budgets conv conv_bn_fd dsm elementwise eval_view gemm knn linear \
-  linear_probe models nonfinite optim probe reduce resnet_reference rng rows score_ops step_reference \
-  simclr simsiam vicreg weights wmse; do
+  linear_probe models nonfinite optim pool reduce resnet_reference rng rows score_probe step_reference unet \
+  simclr simsiam vicreg pair_weights wmse; do
   kernel_tests+=(--test "$t")
 done
 WGPU_BACKEND=gl cargo test --workspace --all-features "${kernel_tests[@]}"

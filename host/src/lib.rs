@@ -18,7 +18,7 @@ pub mod native;
 pub mod nn;
 pub mod ops;
 pub mod plot;
-pub mod probe;
+pub mod score_probe;
 pub mod step;
 pub mod tensor;
 pub mod train;

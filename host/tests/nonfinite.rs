@@ -14,9 +14,10 @@ use std::path::PathBuf;
 use common::gpus;
 use safetensors::SafeTensors;
 use scorecl_host::ops::batchnorm::{self, BnSpec, BnTensors};
-use scorecl_host::ops::conv::{self, ConvShape};
+use scorecl_host::ops::conv::ConvShape;
 use scorecl_host::ops::elementwise::{self as ew};
 use scorecl_host::ops::gemm::{self, GemmSpec};
+use scorecl_host::ops::pool;
 use scorecl_host::{DType, Gpu, Tensor};
 
 fn fixture() -> Vec<u8> {
@@ -121,7 +122,7 @@ fn max_pool_takes_nan_and_infinities_as_pytorch() {
         stride: 2,
         pad: 1,
     };
-    let (cy, ca) = conv::cpu::maxpool(&x, &s);
+    let (cy, ca) = pool::cpu::maxpool(&x, &s);
     same("cpu maxpool", &cy, &y, 0.0);
     assert_eq!(ca, idx, "cpu maxpool argmax");
     for gpu in gpus() {
@@ -129,7 +130,7 @@ fn max_pool_takes_nan_and_infinities_as_pytorch() {
         let ty = out(gpu, s.out_len());
         let ta = gpu.tensor(&[s.out_len()], DType::U32).unwrap();
         let mut st = gpu.step("nonfinite maxpool");
-        conv::maxpool(&mut st, &tx, &s, &ty, &ta).unwrap();
+        pool::maxpool(&mut st, &tx, &s, &ty, &ta).unwrap();
         let (iy, ia) = (st.readback(&ty), st.readback(&ta));
         let r = st.submit().unwrap();
         same(

@@ -198,9 +198,9 @@ pub const OPTIM: Module = module!("optim", [F32]);
 /// Denoising score matching: noising with Philox, loss and gradient.
 pub const DSM: Module = module!("dsm", [F32, SUBGROUPS]);
 
-/// ScoreCL pair weights: score statistic and weights (score, uniform,
+/// ScoreCL pair weights: the per-view score statistic and weights (score, uniform,
 /// shuffled).
-pub const WEIGHTS: Module = module!("weights", [F32, SUBGROUPS]);
+pub const PAIR_WEIGHTS: Module = module!("pair_weights", [F32, SUBGROUPS]);
 
 /// Weighted NT-Xent (SimCLR) row and gradient kernels.
 pub const SIMCLR: Module = module!("simclr", [F32, SUBGROUPS]);
@@ -214,9 +214,12 @@ pub const VICREG: Module = module!("vicreg", [F32, SUBGROUPS]);
 /// Weighted W-MSE: Cholesky whitening per chunk and its gradient.
 pub const WMSE: Module = module!("wmse", [F32, SUBGROUPS]);
 
-/// im2col / col2im for convolutions, max pooling forward and backward.
-/// The `F16` variant's im2col writes f16 columns.
+/// im2col / col2im for convolutions. The `F16` variant's im2col writes f16
+/// columns.
 pub const CONV: Module = module!("conv", [F32, F16]);
+
+/// Max pooling forward and backward.
+pub const POOL: Module = module!("pool", [F32]);
 
 /// Batch normalisation (training and evaluation), forward and backward.
 pub const BATCHNORM: Module = module!("batchnorm", [F32, SUBGROUPS]);
@@ -224,8 +227,9 @@ pub const BATCHNORM: Module = module!("batchnorm", [F32, SUBGROUPS]);
 /// Data augmentation from the core's per-sample parameters.
 pub const AUGMENT: Module = module!("augment", [F32]);
 
-/// Score-network kernels: FiLM conditioning, nearest ×2 upsampling.
-pub const SCORE: Module = module!("score", [F32, SUBGROUPS]);
+/// The score network's U-Net kernels: FiLM conditioning, nearest ×2
+/// upsampling.
+pub const UNET: Module = module!("unet", [F32, SUBGROUPS]);
 
 /// Weighted k-NN: top-k merge over similarity tiles, class vote.
 pub const KNN: Module = module!("knn", [F32]);
@@ -242,15 +246,16 @@ pub const MODULES: &[Module] = &[
     RNG,
     OPTIM,
     DSM,
-    WEIGHTS,
+    PAIR_WEIGHTS,
     SIMCLR,
     SIMSIAM,
     VICREG,
     WMSE,
     CONV,
+    POOL,
     BATCHNORM,
     AUGMENT,
-    SCORE,
+    UNET,
     KNN,
     XENT,
 ];

@@ -99,11 +99,11 @@ pub(super) fn run(cli: &Cli, a: &ProbeArgs) -> anyhow::Result<()> {
     };
     let test = cfg.data.open(Split::Test)?;
     let cfg = cfg.with_overrides(sets)?;
-    let stat = crate::probe::StatSpec {
+    let stat = crate::score_probe::StatSpec {
         kind: cfg.scorecl.statistic,
         sigmas: cfg.scorecl.stat_sigmas(),
     };
-    let reports = crate::probe::probe(
+    let reports = crate::score_probe::probe(
         &gpu,
         &net,
         &stat,
@@ -117,7 +117,7 @@ pub(super) fn run(cli: &Cli, a: &ProbeArgs) -> anyhow::Result<()> {
         Some(run) => run.join("probe"),
         None => std::path::PathBuf::from("runs/probe"),
     });
-    let mut files = crate::probe::write_outputs(&dir, &reports)?;
+    let mut files = crate::score_probe::write_outputs(&dir, &reports)?;
     if train_score_epochs.is_some() && checkpoint.is_none() {
         // The network trained alone, for `scorecl.score_init`.
         let path = dir.join("score.safetensors");

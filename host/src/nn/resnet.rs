@@ -21,7 +21,8 @@ use crate::gpu::Gpu;
 use crate::nn::encoder::{Encoder, EncoderWorkspace};
 use crate::nn::layers::{BatchNorm, BnSaved, Conv2d, ConvInit, InitRng};
 use crate::nn::params::ParamStore;
-use crate::ops::conv::{self, ConvPrecision, ConvScratch, ConvShape, DxAdd};
+use crate::ops::conv::{ConvPrecision, ConvScratch, ConvShape, DxAdd};
+use crate::ops::pool;
 use crate::step::Step;
 use crate::tensor::{DType, Tensor};
 
@@ -479,7 +480,7 @@ impl Encoder for ResNet {
         )?;
         let mut cur = &r.r0;
         if let Some((pooled, arg, _)) = &r.pool {
-            conv::maxpool(
+            pool::maxpool(
                 step,
                 &r.r0,
                 &pool_shape(n, self.cfg.width, s0.oh(), s0.ow()),
@@ -500,7 +501,7 @@ impl Encoder for ResNet {
             }
             cur = bw.out();
         }
-        conv::avgpool(step, cur, n, self.feature_dim(), r.last_hw, &ws.features)
+        pool::avgpool(step, cur, n, self.feature_dim(), r.last_hw, &ws.features)
     }
 
     fn backward(
@@ -513,7 +514,7 @@ impl Encoder for ResNet {
         let r = ws.model::<ResNetWorkspace>()?;
         let n = ws.n;
         dfeatures.expect_len("feature gradient", n * self.feature_dim())?;
-        conv::avgpool_backward(step, dfeatures, n, self.feature_dim(), r.last_hw, &r.dlast)?;
+        pool::avgpool_backward(step, dfeatures, n, self.feature_dim(), r.last_hw, &r.dlast)?;
         let mut dcur = &r.dlast;
         for i in (0..self.blocks.len()).rev() {
             let input = if i == 0 {
@@ -534,7 +535,7 @@ impl Encoder for ResNet {
         }
         let s0 = self.conv1.shape(n, ws.h, ws.w);
         if let Some((_, arg, dpool)) = &r.pool {
-            conv::maxpool_backward(
+            pool::maxpool_backward(
                 step,
                 dcur,
                 arg,

@@ -24,7 +24,7 @@ use crate::nn::layers::{Conv2d, ConvInit, InitRng, Linear};
 use crate::nn::params::ParamStore;
 use crate::ops::conv::{ConvPrecision, ConvScratch};
 use crate::ops::elementwise;
-use crate::ops::score as sops;
+use crate::ops::unet as sops;
 use crate::step::Step;
 use crate::tensor::{DType, Tensor};
 

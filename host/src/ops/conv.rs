@@ -1,6 +1,6 @@
-//! Convolution (im2col + GEMM), max pooling and global average pooling on
-//! NCHW tensors (`shaders/wgsl/conv.wgsl`, `gemm.wgsl`, `reduce.wgsl`,
-//! `elementwise.wgsl`). CPU twins: [`cpu`]; tests: `host/tests/conv.rs`.
+//! Convolution (im2col + GEMM) on NCHW tensors (`shaders/wgsl/conv.wgsl`,
+//! `gemm.wgsl`, `elementwise.wgsl`); pooling is `ops::pool`. CPU twins:
+//! [`cpu`]; tests: `host/tests/conv.rs`.
 //!
 //! The images of a batch are processed in chunks whose column matrix
 //! (C·kh·kw × OH·OW per image) fits a scratch buffer within the adapter's
@@ -20,7 +20,6 @@ use crate::gpu::Gpu;
 use crate::kernel_params;
 use crate::ops::elementwise;
 use crate::ops::gemm::{gemm, GemmSpec};
-use crate::ops::reduce::{reduce, Reduction};
 use crate::step::{grid, Step};
 use crate::tensor::{DType, Tensor};
 
@@ -102,7 +101,7 @@ impl ConvShape {
         }
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         if self.k == 0
             || self.stride == 0
             || self.h + 2 * self.pad < self.k
@@ -851,66 +850,6 @@ pub(crate) mod fused {
     }
 }
 
-/// Max pooling (window `s.k`, `s.stride`, `s.pad`; `s.cout` = `s.cin`):
-/// `y` and the argmax (flat index in the input plane) for the backward.
-pub fn maxpool(step: &mut Step, x: &Tensor, s: &ConvShape, y: &Tensor, arg: &Tensor) -> Result<()> {
-    s.check()?;
-    x.expect_len("maxpool input", s.in_len())?;
-    y.expect_len("maxpool output", s.out_len())?;
-    arg.expect_len("maxpool argmax", s.out_len())?;
-    let k = step.gpu().kernel(&CONV, "maxpool", &[], &[])?;
-    step.dispatch(
-        &k,
-        &params(s, 0, s.n, 0),
-        crate::bind![x, y, arg],
-        grid(s.out_len(), 256),
-    )
-}
-
-/// Backward of [`maxpool`].
-pub fn maxpool_backward(
-    step: &mut Step,
-    dy: &Tensor,
-    arg: &Tensor,
-    s: &ConvShape,
-    dx: &Tensor,
-) -> Result<()> {
-    dy.expect_len("maxpool output gradient", s.out_len())?;
-    dx.expect_len("maxpool input gradient", s.in_len())?;
-    let k = step.gpu().kernel(&CONV, "maxpool_backward", &[], &[])?;
-    step.dispatch(
-        &k,
-        &params(s, 0, s.n, 0),
-        crate::bind![dx, dy, arg_in = arg],
-        grid(s.in_len(), 256),
-    )
-}
-
-/// Global average pooling: [n, c, h·w] → [n, c].
-pub fn avgpool(
-    step: &mut Step,
-    x: &Tensor,
-    n: usize,
-    c: usize,
-    hw: usize,
-    out: &Tensor,
-) -> Result<()> {
-    reduce(step, x, [n * c, hw, 1], Reduction::Mean, 1.0, out)
-}
-
-/// Backward of [`avgpool`]: dx[n, c, :] = dy[n, c] / hw.
-pub fn avgpool_backward(
-    step: &mut Step,
-    dy: &Tensor,
-    n: usize,
-    c: usize,
-    hw: usize,
-    dx: &Tensor,
-) -> Result<()> {
-    elementwise::expand(step, 1.0 / hw as f32, dy, hw, dx)
-        .and_then(|_| dx.expect_len("avgpool input gradient", n * c * hw))
-}
-
 /// CPU twins (f64 accumulation).
 pub mod cpu {
     use super::ConvShape;
@@ -988,59 +927,10 @@ pub mod cpu {
             dx.iter().map(|v| *v as f32).collect(),
         )
     }
-
-    /// Max pooling and its argmax (first maximum in scan order; a NaN in
-    /// the window is the output, the last one, as PyTorch's CPU kernel).
-    pub fn maxpool(x: &[f32], s: &ConvShape) -> (Vec<f32>, Vec<u32>) {
-        let (oh, ow) = (s.oh(), s.ow());
-        let mut y = Vec::new();
-        let mut arg = Vec::new();
-        for plane in 0..s.n * s.cin {
-            for i in 0..oh {
-                for j in 0..ow {
-                    // PyTorch's CPU kernel: −inf at the window's first
-                    // in-image position; a larger value or a NaN takes it.
-                    let mut best = f32::NEG_INFINITY;
-                    let mut at = ((i * s.stride).saturating_sub(s.pad) * s.w
-                        + (j * s.stride).saturating_sub(s.pad))
-                        as u32;
-                    for p in 0..s.k {
-                        for q in 0..s.k {
-                            let h = (i * s.stride + p) as isize - s.pad as isize;
-                            let w = (j * s.stride + q) as isize - s.pad as isize;
-                            if h < 0 || w < 0 || h >= s.h as isize || w >= s.w as isize {
-                                continue;
-                            }
-                            let idx = h as usize * s.w + w as usize;
-                            let v = x[plane * s.h * s.w + idx];
-                            if v > best || v.is_nan() {
-                                best = v;
-                                at = idx as u32;
-                            }
-                        }
-                    }
-                    y.push(best);
-                    arg.push(at);
-                }
-            }
-        }
-        (y, arg)
-    }
-
-    /// Backward of [`maxpool`].
-    pub fn maxpool_backward(dy: &[f32], arg: &[u32], s: &ConvShape) -> Vec<f32> {
-        let ohw = s.oh() * s.ow();
-        let mut dx = vec![0.0f32; s.in_len()];
-        for (o, g) in dy.iter().enumerate() {
-            let plane = o / ohw;
-            dx[plane * s.h * s.w + arg[o] as usize] += g;
-        }
-        dx
-    }
 }
 
-/// Native CPU twins of `im2col`, `col2im`, `pad_rows`, `maxpool` and
-/// `maxpool_backward`, an image row or plane per parallel task.
+/// Native CPU twins of `im2col`, `col2im` and `pad_rows`, an image row or
+/// plane per parallel task.
 // `!(a > b)` on purpose: NaN takes the same branch as in the WGSL.
 #[allow(clippy::neg_cmp_op_on_partial_ord)]
 pub(crate) mod native {
@@ -1055,8 +945,6 @@ pub(crate) mod native {
             "im2col" => im2col,
             "col2im" => col2im,
             "pad_rows" => pad_rows,
-            "maxpool" => maxpool,
-            "maxpool_backward" => maxpool_backward,
             _ => return None,
         })
     }
@@ -1291,94 +1179,6 @@ pub(crate) mod native {
             let src = &dy[(i0 * c + row) * ohw..(i0 * c + row + 1) * ohw];
             o[..ohw].copy_from_slice(src);
             o[ohw..].fill(0.0);
-        });
-        Ok(())
-    }
-
-    fn maxpool(inv: &Invocation) -> Result<()> {
-        let p: Params = inv.params()?;
-        let g = Geo::of(&p);
-        let (x, y, arg) = (inv.f32(0)?, inv.f32_mut(1)?, inv.u32_mut(2)?);
-        let planes = p.images as usize * g.c;
-        let ohw = g.oh * g.ow;
-        need(
-            inv,
-            &[
-                ("x", x.len(), planes * g.h * g.w),
-                ("y", y.len(), planes * ohw),
-                ("arg", arg.len(), planes * ohw),
-            ],
-        )?;
-        let arg = crate::native::SharedMut::new(arg);
-        rows_mut(y, planes, ohw, ohw * g.kh * g.kw, |pl, out| {
-            let plane = &x[pl * g.h * g.w..(pl + 1) * g.h * g.w];
-            for (t, o) in out.iter_mut().enumerate() {
-                let (i, j) = (t / g.ow, t % g.ow);
-                let mut best = f32::NEG_INFINITY;
-                let mut at = ((i * g.stride).saturating_sub(g.pad) * g.w
-                    + (j * g.stride).saturating_sub(g.pad)) as u32;
-                for pp in 0..g.kh {
-                    let hh = (i * g.stride + pp) as isize - g.pad as isize;
-                    if hh < 0 || hh >= g.h as isize {
-                        continue;
-                    }
-                    for q in 0..g.kw {
-                        let ww = (j * g.stride + q) as isize - g.pad as isize;
-                        if ww < 0 || ww >= g.w as isize {
-                            continue;
-                        }
-                        let idx = hh as usize * g.w + ww as usize;
-                        // Strictly greater: the first maximum in scan order.
-                        if plane[idx] > best || plane[idx].is_nan() {
-                            best = plane[idx];
-                            at = idx as u32;
-                        }
-                    }
-                }
-                *o = best;
-                arg.set(pl * ohw + t, at);
-            }
-        });
-        Ok(())
-    }
-
-    fn maxpool_backward(inv: &Invocation) -> Result<()> {
-        let p: Params = inv.params()?;
-        let g = Geo::of(&p);
-        let (dx, dy, arg) = (inv.f32_mut(0)?, inv.f32(1)?, inv.u32(2)?);
-        let planes = p.images as usize * g.c;
-        let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-        need(
-            inv,
-            &[
-                ("dx", dx.len(), planes * hw),
-                ("dy", dy.len(), planes * ohw),
-                ("arg", arg.len(), planes * ohw),
-            ],
-        )?;
-        rows_mut(dx, planes, hw, hw * g.kh * g.kw, |pl, out| {
-            for (idx, o) in out.iter_mut().enumerate() {
-                let (h, w) = (idx / g.w, idx % g.w);
-                let mut acc = 0.0f32;
-                for pp in 0..g.kh {
-                    let hs = (h + g.pad) as isize - pp as isize;
-                    if hs < 0 || hs as usize % g.stride != 0 || hs as usize / g.stride >= g.oh {
-                        continue;
-                    }
-                    for q in 0..g.kw {
-                        let ws = (w + g.pad) as isize - q as isize;
-                        if ws < 0 || ws as usize % g.stride != 0 || ws as usize / g.stride >= g.ow {
-                            continue;
-                        }
-                        let o2 =
-                            pl * ohw + (hs as usize / g.stride) * g.ow + ws as usize / g.stride;
-                        if arg[o2] as usize == idx {
-                            acc += dy[o2];
-                        }
-                    }
-                }
-                *o = acc;
-            }
         });
         Ok(())
     }

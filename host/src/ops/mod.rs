@@ -11,14 +11,15 @@ pub mod gemm;
 pub mod knn;
 pub mod linear;
 pub mod optim;
+pub mod pair_weights;
+pub mod pool;
 pub mod reduce;
 pub mod rng;
 pub mod rows;
-pub mod score;
 pub mod simclr;
 pub mod simsiam;
+pub mod unet;
 pub mod vicreg;
-pub mod weights;
 pub mod wmse;
 pub mod xent;
 
@@ -50,14 +51,15 @@ pub fn params_structs() -> Vec<(&'static scorecl_shaders::Module, crate::kernel:
         (&s::GEMM, gemm::PARAMS),
         (&s::KNN, knn::PARAMS),
         (&s::OPTIM, optim::PARAMS),
+        (&s::PAIR_WEIGHTS, pair_weights::PARAMS),
+        (&s::POOL, pool::PARAMS),
         (&s::REDUCE, reduce::PARAMS),
         (&s::RNG, rng::PARAMS),
         (&s::ROWS, rows::PARAMS),
-        (&s::SCORE, score::PARAMS),
         (&s::SIMCLR, simclr::PARAMS),
         (&s::SIMSIAM, simsiam::PARAMS),
+        (&s::UNET, unet::PARAMS),
         (&s::VICREG, vicreg::PARAMS),
-        (&s::WEIGHTS, weights::PARAMS),
         (&s::WMSE, wmse::PARAMS),
         (&s::XENT, xent::PARAMS),
     ]

@@ -10,7 +10,7 @@ use crate::data::Dataset;
 use crate::error::{GpuError, Result};
 use crate::gpu::Gpu;
 use crate::nn::{ScoreConfig, ScoreNet, ScoreWorkspace};
-use crate::ops::{dsm, optim, weights};
+use crate::ops::{dsm, optim, pair_weights};
 use crate::tensor::{DType, Tensor};
 use crate::train::config::TrainConfig;
 use crate::train::trainer::check_guard;
@@ -148,7 +148,7 @@ impl ScorePart {
             };
             self.net
                 .forward(s, &self.views, input, &lev.sig, &lev.logsig)?;
-            weights::view_statistic(
+            pair_weights::view_statistic(
                 s,
                 &self.views.score,
                 eps,

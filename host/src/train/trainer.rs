@@ -7,7 +7,7 @@
 //!    level of `scorecl.stat_sigmas` ([σ_ref] by default; the `dsm`
 //!    statistic first noises the views, stream `StatNoise`), the per-view
 //!    statistic averaged over the levels, then the core's transform
-//!    (`ops::weights`): n pair weights, or 2n per view; uniform while
+//!    (`ops::pair_weights`): n pair weights, or 2n per view; uniform while
 //!    ScoreCL is off or during `scorecl.score_warmup_epochs`;
 //! 3. encoder and heads on each view (batch statistics per view, as
 //!    solo-learn), the weighted loss and its gradient, the backward passes;
@@ -34,7 +34,7 @@ use crate::nn::ScoreNet;
 use crate::nn::{Encoder, EncoderWorkspace, Mlp, MlpWorkspace, ParamStore};
 use crate::ops::augment::{Augmenter, Normalize};
 use crate::ops::elementwise::fill;
-use crate::ops::{optim, weights};
+use crate::ops::{optim, pair_weights};
 use crate::tensor::{DType, Tensor};
 use crate::train::config::TrainConfig;
 use crate::train::methods::{self, LrPolicy, SslLoss};
@@ -571,7 +571,7 @@ impl<'g> Trainer<'g> {
         let shuffle = Philox::new(seed, stream_id(Purpose::Shuffle, st.step));
         if let (true, Some(sp)) = (weighted, &self.score) {
             sp.view_statistics(&mut s, &self.cfg, &b.views01, view, st.step, &b.stats)?;
-            weights::weights_from_stats(&mut s, &wcfg, &shuffle, &b.stats, &b.w)?;
+            pair_weights::weights_from_stats(&mut s, &wcfg, &shuffle, &b.stats, &b.w)?;
         } else if weighted {
             // The hand-crafted control: strengths from the parameters.
             let coef = self.cfg.scorecl.augment_strength();
@@ -581,7 +581,7 @@ impl<'g> Trainer<'g> {
                 .map(|p| scorecl_core::weights::augment_statistic(p, h, w, &coef))
                 .collect();
             gpu.write(&b.stats, bytemuck::cast_slice(&strengths))?;
-            weights::weights_from_stats(&mut s, &wcfg, &shuffle, &b.stats, &b.w)?;
+            pair_weights::weights_from_stats(&mut s, &wcfg, &shuffle, &b.stats, &b.w)?;
         } else {
             fill(&mut s, 1.0, &b.w)?;
         }

@@ -1,8 +1,8 @@
-//! Score-network kernels (`shaders/wgsl/score.wgsl`): FiLM conditioning and
+//! The score network's U-Net kernels (`shaders/wgsl/unet.wgsl`): FiLM conditioning and
 //! nearest ×2 upsampling. CPU twins: [`cpu`]; tests:
-//! `host/tests/score_ops.rs`.
+//! `host/tests/unet.rs`.
 
-use scorecl_shaders::SCORE;
+use scorecl_shaders::UNET;
 
 use crate::error::Result;
 use crate::kernel_params;
@@ -41,7 +41,7 @@ pub fn film(
     x.expect_len("film x", n * c * h * w)?;
     gb.expect_len("film scale and shift", n * 2 * c)?;
     y.expect_len("film y", n * c * h * w)?;
-    let k = step.gpu().kernel(&SCORE, "film", &[], &[])?;
+    let k = step.gpu().kernel(&UNET, "film", &[], &[])?;
     step.dispatch(
         &k,
         &params(n, c, h, w),
@@ -67,9 +67,9 @@ pub fn film_backward(
     dgb.expect_len("film dgb", n * 2 * c)?;
     let gpu = step.gpu();
     let p = params(n, c, h, w);
-    let k = gpu.kernel(&SCORE, "film_backward", &[], &[])?;
+    let k = gpu.kernel(&UNET, "film_backward", &[], &[])?;
     step.dispatch(&k, &p, crate::bind![gb, dy, dx], grid(n * c * h * w, 256))?;
-    let k = gpu.kernel(&SCORE, "film_grad", gpu.subgroup_defines(), &[])?;
+    let k = gpu.kernel(&UNET, "film_grad", gpu.subgroup_defines(), &[])?;
     step.dispatch(&k, &p, crate::bind![x, dy, dgb], grid(n * c, 1))
 }
 
@@ -77,7 +77,7 @@ pub fn film_backward(
 pub fn up2(step: &mut Step, x: &Tensor, [n, c, h, w]: [usize; 4], y: &Tensor) -> Result<()> {
     x.expect_len("up2 x", n * c * h * w)?;
     y.expect_len("up2 y", n * c * 4 * h * w)?;
-    let k = step.gpu().kernel(&SCORE, "up2", &[], &[])?;
+    let k = step.gpu().kernel(&UNET, "up2", &[], &[])?;
     step.dispatch(
         &k,
         &params(n, c, h, w),
@@ -95,7 +95,7 @@ pub fn up2_backward(
 ) -> Result<()> {
     dy.expect_len("up2 dy", n * c * 4 * h * w)?;
     dx.expect_len("up2 dx", n * c * h * w)?;
-    let k = step.gpu().kernel(&SCORE, "up2_backward", &[], &[])?;
+    let k = step.gpu().kernel(&UNET, "up2_backward", &[], &[])?;
     step.dispatch(
         &k,
         &params(n, c, h, w),

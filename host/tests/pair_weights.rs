@@ -9,7 +9,7 @@ use scorecl_host::core::weights::{
     self, Apply, ScoreWeightConfig, Statistic, Transform, WeightMode,
 };
 use scorecl_host::core::Views;
-use scorecl_host::ops::weights as gw;
+use scorecl_host::ops::pair_weights as gw;
 use scorecl_host::DType;
 
 #[test]

@@ -1,9 +1,9 @@
-//! Score-network kernels against their CPU twins: FiLM (exact forward,
+//! The score network's U-Net kernels against their CPU twins: FiLM (exact forward,
 //! sums to 1e-5), nearest upsampling (exact), per-sample division.
 mod common;
 
 use common::{assert_close, gpus, normals};
-use scorecl_host::ops::{elementwise, score};
+use scorecl_host::ops::{elementwise, unet};
 use scorecl_host::DType;
 
 #[test]
@@ -28,10 +28,10 @@ fn film_and_upsampling_match_cpu() {
             let sig: Vec<f32> = normals(5, n, 0.2).iter().map(|v| v.abs() + 0.05).collect();
             let (tsig, q) = (up(&sig), t(len));
             let mut s = gpu.step("score ops");
-            score::film(&mut s, &tx, &tgb, dims, &y).unwrap();
-            score::film_backward(&mut s, &tx, &tgb, &tdy, dims, &dx, &dgb).unwrap();
-            score::up2(&mut s, &tx, dims, &u).unwrap();
-            score::up2_backward(&mut s, &dyu, dims, &dus).unwrap();
+            unet::film(&mut s, &tx, &tgb, dims, &y).unwrap();
+            unet::film_backward(&mut s, &tx, &tgb, &tdy, dims, &dx, &dgb).unwrap();
+            unet::up2(&mut s, &tx, dims, &u).unwrap();
+            unet::up2_backward(&mut s, &dyu, dims, &dus).unwrap();
             elementwise::div_blocks(&mut s, 2.0, &tx, &tsig, c * h * w, &q).unwrap();
             let ids = [
                 s.readback(&y),
@@ -45,17 +45,17 @@ fn film_and_upsampling_match_cpu() {
             assert_close(
                 "film",
                 &r.f32(ids[0])[..len],
-                &score::cpu::film(&x, &gb, dims),
+                &unet::cpu::film(&x, &gb, dims),
                 1e-6,
                 1e-6,
             );
-            let (wdx, wdgb) = score::cpu::film_backward(&x, &gb, &dy, dims);
+            let (wdx, wdgb) = unet::cpu::film_backward(&x, &gb, &dy, dims);
             assert_close("film dx", &r.f32(ids[1])[..len], &wdx, 1e-6, 1e-6);
             assert_close("film dgb", &r.f32(ids[2])[..n * 2 * c], &wdgb, 1e-5, 1e-5);
             assert_close(
                 "up2",
                 &r.f32(ids[3])[..4 * len],
-                &score::cpu::up2(&x, dims),
+                &unet::cpu::up2(&x, dims),
                 0.0,
                 0.0,
             );
@@ -63,7 +63,7 @@ fn film_and_upsampling_match_cpu() {
             assert_close(
                 "up2 backward",
                 &r.f32(ids[4])[..len],
-                &score::cpu::up2_backward(&dyu_host[..4 * len], dims),
+                &unet::cpu::up2_backward(&dyu_host[..4 * len], dims),
                 1e-6,
                 1e-6,
             );

@@ -1,6 +1,6 @@
-// Kernels of the score network (host/src/nn/score.rs): FiLM conditioning
+// The score network's U-Net kernels (host/src/nn/score.rs): FiLM conditioning
 // and nearest ×2 upsampling on NCHW tensors. CPU twins:
-// host/src/ops/score.rs `cpu`; tests: host/tests/score_ops.rs.
+// host/src/ops/unet.rs `cpu`; tests: host/tests/unet.rs.
 //
 // film:          y[n, c, p] = x[n, c, p]·(1 + gb[n, c]) + gb[n, C + c]
 // film_backward: dx[n, c, p] = dy[n, c, p]·(1 + gb[n, c])

@@ -1,10 +1,12 @@
-//! ScoreCL pair weights on the GPU (`shaders/wgsl/weights.wgsl`). CPU
-//! twin: scorecl-core's `weights`; tests: `host/tests/weights.rs`.
+//! ScoreCL pair weights on the GPU (`shaders/wgsl/pair_weights.wgsl`):
+//! the per-view score statistic and the pair (or view) weights made from
+//! it. CPU twin: scorecl-core's `weights`; tests:
+//! `host/tests/pair_weights.rs`.
 
 use bytemuck::Zeroable;
 use scorecl_core::rng::Philox;
 use scorecl_core::weights::{Apply, ScoreWeightConfig, Statistic, Transform, WeightMode};
-use scorecl_shaders::WEIGHTS;
+use scorecl_shaders::PAIR_WEIGHTS;
 
 use crate::error::Result;
 use crate::kernel_params;
@@ -148,7 +150,7 @@ pub fn view_statistic(
         ..Zeroable::zeroed()
     };
     let gpu = step.gpu();
-    let k = gpu.kernel(&WEIGHTS, "score_stat", gpu.subgroup_defines(), &[])?;
+    let k = gpu.kernel(&PAIR_WEIGHTS, "score_stat", gpu.subgroup_defines(), &[])?;
     step.dispatch(&k, &p, crate::bind![s, stat = stats, eps], grid(rows, 1))
 }
 
@@ -168,7 +170,7 @@ pub fn weights_from_stats(
     weights.expect_len("weights", cfg.apply.count(n))?;
     let p = Params::new(n, 1, cfg, shuffle);
     let gpu = step.gpu();
-    let k = gpu.kernel(&WEIGHTS, "pair_weights", gpu.subgroup_defines(), &[])?;
+    let k = gpu.kernel(&PAIR_WEIGHTS, "pair_weights", gpu.subgroup_defines(), &[])?;
     step.dispatch(&k, &p, crate::bind![stats, w = weights], [1, 1, 1])
 }
 

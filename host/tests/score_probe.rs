@@ -11,7 +11,7 @@ use scorecl_host::core::augment::AugConfig;
 use scorecl_host::core::weights::Statistic;
 use scorecl_host::data::{Dataset, OpenOptions, Split};
 use scorecl_host::nn::{ScoreConfig, ScoreNet};
-use scorecl_host::probe::{families, probe, StatSpec};
+use scorecl_host::score_probe::{families, probe, StatSpec};
 use scorecl_host::train::score_only::train_score_alone;
 use scorecl_host::train::{TrainConfig, Trainer};
 

@@ -1,6 +1,6 @@
 // ScoreCL pair weights. CPU twin: scorecl-core `weights` (statistic,
 // from_statistics, the shuffled control's Fisher–Yates on Philox words);
-// tests: host/tests/weights.rs.
+// tests: host/tests/pair_weights.rs.
 //
 // score_stat: stat[r] = (accumulate ? stat[r] : 0) + scale·f(row r) for each
 //   row of the two views' score fields stacked as [2n, D] (one workgroup
