@@ -465,19 +465,9 @@ impl Encoder for ResNet {
         let r = ws.model::<ResNetWorkspace>()?;
         let n = ws.n;
         x.expect_len("encoder input", n * 3 * ws.h * ws.w)?;
-        let s0 = self.conv1.shape(n, ws.h, ws.w);
-        self.conv1
-            .forward(step, &self.store, x, s0.input(), &r.scratch, &r.a0)?;
-        self.bn1.forward(
-            step,
-            &self.store,
-            &r.bn0,
-            &r.a0,
-            (n, s0.oh() * s0.ow()),
-            training,
-            true,
-            &r.r0,
-        )?;
+        let stem = (&self.conv1, &self.bn1, &r.bn0);
+        let (nhw, a0r) = ((n, ws.h, ws.w), (&r.a0, &r.r0));
+        let s0 = self.conv_bn_relu(step, stem, x, nhw, &r.scratch, a0r, training)?;
         let mut cur = &r.r0;
         if let Some((pooled, arg, _)) = &r.pool {
             pool::maxpool(
@@ -544,25 +534,9 @@ impl Encoder for ResNet {
             )?;
             dcur = dpool;
         }
-        self.bn1.backward(
-            step,
-            &self.store,
-            &r.bn0,
-            &r.a0,
-            dcur,
-            Some(&r.r0),
-            (n, s0.oh() * s0.ow()),
-            &r.da0,
-        )?;
-        self.conv1.backward(
-            step,
-            &self.store,
-            x,
-            &r.da0,
-            s0.input(),
-            &r.scratch,
-            ws.dinput.as_ref(),
-        )
+        let stem = (&self.conv1, &self.bn1, &r.bn0);
+        let (a0r, da0) = ((&r.a0, &r.r0), (&r.da0, ws.dinput.as_ref()));
+        self.conv_bn_relu_backward(step, stem, x, s0.input(), &r.scratch, a0r, dcur, da0)
     }
 }
 
@@ -578,23 +552,24 @@ impl ResNet {
         scratch: &ConvScratch,
         training: bool,
     ) -> Result<()> {
-        let s1 = b.conv1.shape(n, w.h, w.w);
-        let hw = s1.oh() * s1.ow();
-        b.conv1
-            .forward(step, &self.store, x, s1.input(), scratch, &w.a1)?;
-        b.bn1.forward(
+        let unit1 = (&b.conv1, &b.bn1, &w.bn1);
+        let s1 = self.conv_bn_relu(
+            step,
+            unit1,
+            x,
+            (n, w.h, w.w),
+            scratch,
+            (&w.a1, &w.r1),
+            training,
+        )?;
+        let s2 = b.conv2.forward(
             step,
             &self.store,
-            &w.bn1,
-            &w.a1,
-            (n, hw),
-            training,
-            true,
             &w.r1,
+            (n, s1.oh(), s1.ow()),
+            scratch,
+            &w.a2,
         )?;
-        let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
-        b.conv2
-            .forward(step, &self.store, &w.r1, s2.input(), scratch, &w.a2)?;
         let shortcut = self.shortcut_forward(
             step,
             (&b.down, &w.down),
@@ -605,10 +580,17 @@ impl ResNet {
             training,
         )?;
         // bn2, the shortcut and the ReLU in one pass.
-        let st = &self.store;
-        let nhw = (n, hw);
-        b.bn2
-            .forward_add_relu(step, st, &w.bn2, &w.a2, nhw, training, shortcut, &w.out)
+        let nhw = (n, s2.oh() * s2.ow());
+        b.bn2.forward_add_relu(
+            step,
+            &self.store,
+            &w.bn2,
+            &w.a2,
+            nhw,
+            training,
+            shortcut,
+            &w.out,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -623,33 +605,17 @@ impl ResNet {
         scratch: &ConvScratch,
     ) -> Result<()> {
         let s1 = b.conv1.shape(n, w.h, w.w);
-        let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
-        let hw = s1.oh() * s1.ow();
-        // The block's output ReLU: its backward is read inside bn2's
-        // backward, the downsample's, and the identity shortcut's add.
-        let relu = Some(&w.out);
-        b.bn2.backward(
-            step,
-            &self.store,
-            &w.bn2,
-            &w.a2,
-            dout,
-            relu,
-            (n, hw),
-            &w.da2,
-        )?;
-        b.conv2.backward(
-            step,
-            &self.store,
-            &w.r1,
-            &w.da2,
-            s2.input(),
-            scratch,
-            Some(&w.dr1),
-        )?;
+        let (nhw1, hw) = ((n, s1.oh(), s1.ow()), s1.oh() * s1.ow());
+        // conv2 → bn2 → the block's output ReLU (fused with the shortcut's
+        // add in the forward): the ReLU's backward is read inside bn2's,
+        // the downsample's and the identity shortcut's add.
+        let unit2 = (&b.conv2, &b.bn2, &w.bn2);
+        let (a2r, da2) = ((&w.a2, &w.out), (&w.da2, Some(&w.dr1)));
+        self.conv_bn_relu_backward(step, unit2, &w.r1, nhw1, scratch, a2r, dout, da2)?;
+        let st = &self.store;
         b.bn1.backward(
             step,
-            &self.store,
+            st,
             &w.bn1,
             &w.a1,
             &w.dr1,
@@ -781,37 +747,27 @@ impl ResNet {
         scratch: &ConvScratch,
         training: bool,
     ) -> Result<()> {
-        let s1 = b.conv1.shape(n, w.h, w.w);
-        let hw1 = s1.oh() * s1.ow();
-        b.conv1
-            .forward(step, &self.store, x, s1.input(), scratch, &w.a1)?;
-        b.bn1.forward(
+        let unit1 = (&b.conv1, &b.bn1, &w.bn1);
+        let s1 = self.conv_bn_relu(
             step,
-            &self.store,
-            &w.bn1,
-            &w.a1,
-            (n, hw1),
+            unit1,
+            x,
+            (n, w.h, w.w),
+            scratch,
+            (&w.a1, &w.r1),
             training,
-            true,
-            &w.r1,
         )?;
-        let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
-        let hw2 = s2.oh() * s2.ow();
-        b.conv2
-            .forward(step, &self.store, &w.r1, s2.input(), scratch, &w.a2)?;
-        b.bn2.forward(
+        let unit2 = (&b.conv2, &b.bn2, &w.bn2);
+        let nhw2 = (n, s1.oh(), s1.ow());
+        let s2 = self.conv_bn_relu(step, unit2, &w.r1, nhw2, scratch, (&w.a2, &w.r2), training)?;
+        let s3 = b.conv3.forward(
             step,
             &self.store,
-            &w.bn2,
-            &w.a2,
-            (n, hw2),
-            training,
-            true,
             &w.r2,
+            (n, s2.oh(), s2.ow()),
+            scratch,
+            &w.a3,
         )?;
-        let s3 = b.conv3.shape(n, s2.oh(), s2.ow());
-        b.conv3
-            .forward(step, &self.store, &w.r2, s3.input(), scratch, &w.a3)?;
         let shortcut = self.shortcut_forward(
             step,
             (&b.down, &w.down),
@@ -822,10 +778,17 @@ impl ResNet {
             training,
         )?;
         // bn3, the shortcut and the ReLU in one pass.
-        let st = &self.store;
-        let nhw = (n, hw2);
-        b.bn3
-            .forward_add_relu(step, st, &w.bn3, &w.a3, nhw, training, shortcut, &w.out)
+        let nhw = (n, s3.oh() * s3.ow());
+        b.bn3.forward_add_relu(
+            step,
+            &self.store,
+            &w.bn3,
+            &w.a3,
+            nhw,
+            training,
+            shortcut,
+            &w.out,
+        )
     }
 
     /// A bottleneck block's backward (the shortcut's add fused as in
@@ -843,50 +806,19 @@ impl ResNet {
     ) -> Result<()> {
         let s1 = b.conv1.shape(n, w.h, w.w);
         let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
-        let s3 = b.conv3.shape(n, s2.oh(), s2.ow());
-        let (hw1, hw2) = (s1.oh() * s1.ow(), s2.oh() * s2.ow());
-        let relu = Some(&w.out);
-        b.bn3.backward(
-            step,
-            &self.store,
-            &w.bn3,
-            &w.a3,
-            dout,
-            relu,
-            (n, hw2),
-            &w.da3,
-        )?;
-        b.conv3.backward(
-            step,
-            &self.store,
-            &w.r2,
-            &w.da3,
-            s3.input(),
-            scratch,
-            Some(&w.dr2),
-        )?;
-        b.bn2.backward(
-            step,
-            &self.store,
-            &w.bn2,
-            &w.a2,
-            &w.dr2,
-            Some(&w.r2),
-            (n, hw2),
-            &w.da2,
-        )?;
-        b.conv2.backward(
-            step,
-            &self.store,
-            &w.r1,
-            &w.da2,
-            s2.input(),
-            scratch,
-            Some(&w.dr1),
-        )?;
+        let hw1 = s1.oh() * s1.ow();
+        let unit3 = (&b.conv3, &b.bn3, &w.bn3);
+        let (a3r, da3) = ((&w.a3, &w.out), (&w.da3, Some(&w.dr2)));
+        let nhw3 = (n, s2.oh(), s2.ow());
+        self.conv_bn_relu_backward(step, unit3, &w.r2, nhw3, scratch, a3r, dout, da3)?;
+        let unit2 = (&b.conv2, &b.bn2, &w.bn2);
+        let (a2r, da2) = ((&w.a2, &w.r2), (&w.da2, Some(&w.dr1)));
+        let nhw2 = (n, s1.oh(), s1.ow());
+        self.conv_bn_relu_backward(step, unit2, &w.r1, nhw2, scratch, a2r, &w.dr2, da2)?;
+        let st = &self.store;
         b.bn1.backward(
             step,
-            &self.store,
+            st,
             &w.bn1,
             &w.a1,
             &w.dr1,
@@ -905,6 +837,47 @@ impl ResNet {
             (w.h, w.w),
             scratch,
         )
+    }
+
+    /// conv → batch norm → ReLU (fused into the batch norm), the unit the
+    /// blocks repeat: `a` the convolution's output, `r` the ReLU's.
+    /// Returns the convolution's shape.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_bn_relu(
+        &self,
+        step: &mut Step,
+        (conv, bn, saved): (&Conv2d, &BatchNorm, &BnSaved),
+        x: &Tensor,
+        nhw: (usize, usize, usize),
+        scratch: &ConvScratch,
+        (a, r): (&Tensor, &Tensor),
+        training: bool,
+    ) -> Result<ConvShape> {
+        let s = conv.forward(step, &self.store, x, nhw, scratch, a)?;
+        let hw = (s.n, s.oh() * s.ow());
+        bn.forward(step, &self.store, saved, a, hw, training, true, r)?;
+        Ok(s)
+    }
+
+    /// The backward of [`Self::conv_bn_relu`] on input `x` from the
+    /// gradient `dr` at the ReLU's output `r`: the ReLU's and the batch
+    /// norm's in one pass into `da`, then the convolution's into `dx`.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_bn_relu_backward(
+        &self,
+        step: &mut Step,
+        (conv, bn, saved): (&Conv2d, &BatchNorm, &BnSaved),
+        x: &Tensor,
+        nhw: (usize, usize, usize),
+        scratch: &ConvScratch,
+        (a, r): (&Tensor, &Tensor),
+        dr: &Tensor,
+        (da, dx): (&Tensor, Option<&Tensor>),
+    ) -> Result<()> {
+        let s = conv.shape(nhw.0, nhw.1, nhw.2);
+        let hw = (s.n, s.oh() * s.ow());
+        bn.backward(step, &self.store, saved, a, dr, Some(r), hw, da)?;
+        conv.backward(step, &self.store, x, da, nhw, scratch, dx)
     }
 }
 
