@@ -110,7 +110,7 @@ pub fn generate(n: usize, split: Split, size: usize) -> Dataset {
             } else {
                 0.1 + 0.25 * u(k + 2)
             };
-            crate::ops::augment::cpu::hsv2rgb([h, sat, val])
+            crate::ops::augment::pixel::hsv2rgb([h, sat, val])
         };
         let light_fg = u(0) < 0.5;
         let fg = colour(1, light_fg);

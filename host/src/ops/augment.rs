@@ -250,19 +250,11 @@ impl Augmenter {
     }
 }
 
-/// CPU twin: the same maths in the same order (f32).
-pub mod cpu {
-    use super::Normalize;
-    use scorecl_core::augment::AugParams;
-
-    fn gray(c: [f32; 3]) -> f32 {
-        0.2989 * c[0] + 0.587 * c[1] + 0.114 * c[2]
-    }
-
-    fn clamp3(c: [f32; 3]) -> [f32; 3] {
-        c.map(|v| v.clamp(0.0, 1.0))
-    }
-
+/// The pixel maths the CPU twin, the native device's kernels and the
+/// generated dataset share: torchvision's colour-space conversions and the
+/// crop's resampling taps (the kernel's `axis` and `sample_rgb`), f32 in the
+/// kernel's order.
+pub mod pixel {
     /// torchvision's `_rgb2hsv`.
     pub fn rgb2hsv(c: [f32; 3]) -> [f32; 3] {
         let maxc = c[0].max(c[1]).max(c[2]);
@@ -409,6 +401,23 @@ pub mod cpu {
         }
         out
     }
+}
+
+/// CPU twin: the same maths in the same order (f32). The reference of
+/// `host/tests/augment.rs`, built with the `reference` feature.
+#[cfg(feature = "reference")]
+pub mod cpu {
+    pub use super::pixel::{axis, hsv2rgb, resample, rgb2hsv, Axis};
+    use super::Normalize;
+    use scorecl_core::augment::AugParams;
+
+    fn gray(c: [f32; 3]) -> f32 {
+        0.2989 * c[0] + 0.587 * c[1] + 0.114 * c[2]
+    }
+
+    fn clamp3(c: [f32; 3]) -> [f32; 3] {
+        c.map(|v| v.clamp(0.0, 1.0))
+    }
 
     fn sample(
         src: &[f32],
@@ -553,7 +562,7 @@ pub mod cpu {
 /// Native CPU twins of `aug_pre`, `aug_main`, `aug_blur_h` and
 /// `aug_blur_v`, reading the packed per-sample words as the kernels do.
 pub(crate) mod native {
-    use super::{cpu, Params, WORDS};
+    use super::{pixel, Params, WORDS};
     use crate::error::Result;
     use crate::native::{need, rows_mut, Invocation, KernelFn};
 
@@ -595,7 +604,7 @@ pub(crate) mod native {
     fn sample_rgb(p: &Params, src: &[f32], s: &Sample, n: usize, oy: usize, ox: usize) -> [f32; 3] {
         let (h, w) = (p.h as usize, p.w as usize);
         let sn = n % p.n_src.max(1) as usize;
-        cpu::resample(
+        pixel::resample(
             |k, r, c| src[((sn * 3 + k) * h + r) * w + c],
             (p.oh as usize, p.ow as usize),
             [s.f(0), s.f(1), s.f(2), s.f(3)],
@@ -629,9 +638,9 @@ pub(crate) mod native {
                     c = clamp3(c.map(|v| k * v + (1.0 - k) * g));
                 }
                 _ => {
-                    let mut hsv = cpu::rgb2hsv(c);
+                    let mut hsv = pixel::rgb2hsv(c);
                     hsv[0] = fract(hsv[0] + s.f(10));
-                    c = cpu::hsv2rgb(hsv);
+                    c = pixel::hsv2rgb(hsv);
                 }
             }
         }

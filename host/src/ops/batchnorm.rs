@@ -350,6 +350,7 @@ fn backward_impl(
 }
 
 /// CPU twin (f64).
+#[cfg(feature = "reference")]
 pub mod cpu {
     use super::BnSpec;
 

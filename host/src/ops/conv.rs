@@ -851,6 +851,7 @@ pub(crate) mod fused {
 }
 
 /// CPU twins (f64 accumulation).
+#[cfg(feature = "reference")]
 pub mod cpu {
     use super::ConvShape;
 

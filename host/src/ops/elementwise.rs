@@ -249,6 +249,7 @@ pub fn from_f16(step: &mut Step, x: &Tensor, out: &Tensor) -> Result<()> {
 }
 
 /// CPU twins.
+#[cfg(feature = "reference")]
 pub mod cpu {
     use scorecl_core::{relu as relu_of, relu_passes};
 

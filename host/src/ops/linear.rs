@@ -80,6 +80,7 @@ pub fn linear_backward(
 }
 
 /// CPU twin (f64 accumulation).
+#[cfg(feature = "reference")]
 pub mod cpu {
     use super::LinearShape;
 

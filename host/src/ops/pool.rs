@@ -113,6 +113,7 @@ pub fn avgpool_backward(
 }
 
 /// CPU twins.
+#[cfg(feature = "reference")]
 pub mod cpu {
     use crate::ops::conv::ConvShape;
 

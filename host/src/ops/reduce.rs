@@ -129,6 +129,7 @@ pub fn sum_all(step: &mut Step, x: &Tensor, scale: f32, out: &Tensor) -> Result<
 }
 
 /// CPU twin.
+#[cfg(feature = "reference")]
 pub mod cpu {
     use super::Reduction;
 

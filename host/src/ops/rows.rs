@@ -91,6 +91,7 @@ pub fn lse(step: &mut Step, x: &Tensor, rows: usize, d: usize, out: &Tensor) -> 
 }
 
 /// CPU twins.
+#[cfg(feature = "reference")]
 pub mod cpu {
     /// Normalised rows and unclamped norms (f64 accumulation).
     pub fn l2norm(x: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {

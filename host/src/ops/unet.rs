@@ -105,6 +105,7 @@ pub fn up2_backward(
 }
 
 /// CPU twins.
+#[cfg(feature = "reference")]
 pub mod cpu {
     /// [`super::film`].
     pub fn film(x: &[f32], gb: &[f32], [_, c, h, w]: [usize; 4]) -> Vec<f32> {
