@@ -219,7 +219,7 @@ pub fn time_train(
     for mode in modes {
         let mut c = cfg.clone();
         c.scorecl.mode = scorecl_core::weights::WeightMode::from_name(mode)
-            .ok_or_else(|| crate::GpuError::shape("bench modes", format!("`{mode}`")))?;
+            .ok_or_else(|| crate::Error::shape("bench modes", format!("`{mode}`")))?;
         c.data.dataset = format!("builtin:{}", n * (steps as usize + 2));
         c.train.epochs = c.train.epochs.max(1);
         c.schedule.warmup_epochs = 0.0;

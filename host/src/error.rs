@@ -1,10 +1,80 @@
-//! Errors of the GPU host. Every variant names what failed: the adapter,
-//! the kernel, the tensor.
+//! Errors of the host, in three kinds that each name what failed:
+//! [`GpuError`] (the adapter, the kernel, the tensor), a file
+//! ([`Error::File`]: the path) and a configuration value ([`ConfigError`]:
+//! the key). [`Error`] is their union, the error of every host function.
 
 /// Result type of the host.
-pub type Result<T> = std::result::Result<T, GpuError>;
+pub type Result<T> = std::result::Result<T, Error>;
 
-/// What can go wrong on the GPU side.
+/// What can go wrong in the host: on the device, in a file, in a
+/// configuration value or in the core's maths.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The device side failed (adapter, kernel, memory, tensor shape).
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    /// A file could not be read or written, or holds the wrong content.
+    #[error("{path}: {message}")]
+    File {
+        /// The file (or folder).
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A configuration value (a config key, a command-line flag, an
+    /// environment variable) is wrong.
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// An error of the core maths.
+    #[error(transparent)]
+    Core(#[from] scorecl_core::CoreError),
+}
+
+/// A configuration error: the key and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    /// Dotted key (`optimizer.lr`), flag (`--weightings`), environment
+    /// variable (`SCORECL_GEMM`), or the file for parse errors.
+    pub key: String,
+    /// What is allowed.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error of `key`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Error {
+    /// `path` is missing, unreadable or holds the wrong content.
+    pub(crate) fn file(path: &std::path::Path, message: impl Into<String>) -> Self {
+        Error::File {
+            path: path.display().to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// A tensor's shape or type does not fit the operation `what`.
+    pub(crate) fn shape(what: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Gpu(GpuError::Shape {
+            what: what.into(),
+            message: message.into(),
+        })
+    }
+
+    /// The configuration value `key` is wrong.
+    pub(crate) fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config(ConfigError::new(key, message))
+    }
+}
+
+/// What can go wrong on the device side.
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
     /// No adapter at all.
@@ -80,34 +150,9 @@ pub enum GpuError {
         /// Limit and request.
         message: String,
     },
-    /// A file could not be read or written, or holds the wrong content.
-    #[error("{path}: {message}")]
-    File {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// An error of the core maths (shapes, configs).
-    #[error(transparent)]
-    Core(#[from] scorecl_core::CoreError),
 }
 
 impl GpuError {
-    pub(crate) fn file(path: &std::path::Path, message: impl Into<String>) -> Self {
-        GpuError::File {
-            path: path.display().to_string(),
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn shape(what: impl Into<String>, message: impl Into<String>) -> Self {
-        GpuError::Shape {
-            what: what.into(),
-            message: message.into(),
-        }
-    }
-
     /// Maps a wgpu error caught by an error scope to one naming `kernel`.
     pub(crate) fn from_wgpu(kernel: &str, e: wgpu::Error) -> Self {
         match e {

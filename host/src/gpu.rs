@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, GpuError, Result};
 use crate::kernel::{Kernel, KernelKey};
 use crate::tensor::{Pool, Tensor};
 
@@ -251,7 +251,8 @@ impl Gpu {
         if adapters.is_empty() {
             return Err(GpuError::NoAdapter {
                 backends: format!("{backends:?}"),
-            });
+            }
+            .into());
         }
         let adapter = match &opts.adapter {
             Some(wanted) => {
@@ -273,7 +274,8 @@ impl Gpu {
                         return Err(GpuError::AdapterNotFound {
                             wanted: wanted.clone(),
                             available,
-                        });
+                        }
+                        .into());
                     }
                 }
             }
@@ -477,7 +479,7 @@ impl Gpu {
     /// `Err(DeviceLost)` once the device is gone.
     pub(crate) fn check_lost(&self) -> Result<()> {
         match self.lost.lock().ok().and_then(|l| l.clone()) {
-            Some(msg) => Err(GpuError::DeviceLost(msg)),
+            Some(msg) => Err(GpuError::DeviceLost(msg).into()),
             None => Ok(()),
         }
     }
@@ -498,7 +500,7 @@ impl Gpu {
             pollster::block_on(internal.pop()),
         ];
         if let Some(e) = errors.into_iter().flatten().next() {
-            return Err(GpuError::from_wgpu(what, e));
+            return Err(GpuError::from_wgpu(what, e).into());
         }
         self.check_lost()?;
         Ok(out)
@@ -517,7 +519,7 @@ fn gemm_override(opts: &GpuOptions) -> Result<Option<crate::ops::gemm::GemmKerne
         None | Some("auto") => Ok(None),
         Some(name) => Ok(Some(crate::ops::gemm::GemmKernel::parse(name).ok_or_else(
             || {
-                GpuError::shape(
+                Error::config(
                     "SCORECL_GEMM",
                     format!("`{name}`: allowed auto, portable, sg8, tiled, wide, coop"),
                 )

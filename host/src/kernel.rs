@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use scorecl_shaders::{Define, Module};
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, GpuError, Result};
 use crate::gpu::Gpu;
 
 /// Bytes reserved per dispatch for the parameters struct.
@@ -182,12 +182,14 @@ impl ParamsLayout {
         size: usize,
         fields: &[ParamField],
     ) -> Result<()> {
-        let err = |message: String| GpuError::Kernel {
-            kernel: kernel.to_string(),
-            message: format!(
-                "parameters: Rust `{rust}` and WGSL `{}` differ: {message}",
-                self.name
-            ),
+        let err = |message: String| {
+            Error::from(GpuError::Kernel {
+                kernel: kernel.to_string(),
+                message: format!(
+                    "parameters: Rust `{rust}` and WGSL `{}` differ: {message}",
+                    self.name
+                ),
+            })
         };
         let pad = |n: &str| n.starts_with('_');
         for (name, offset, scalar, count) in self.fields.iter().filter(|f| !pad(&f.0)) {
@@ -359,9 +361,11 @@ type Reflection = (
 type Parsed = (naga::Module, naga::valid::ModuleInfo);
 
 fn parse(src: &str, name: &str) -> Result<Parsed> {
-    let err = |message: String| GpuError::Kernel {
-        kernel: name.to_string(),
-        message,
+    let err = |message: String| {
+        Error::from(GpuError::Kernel {
+            kernel: name.to_string(),
+            message,
+        })
     };
     let m = naga::front::wgsl::parse_str(src).map_err(|e| err(e.emit_to_string(src)))?;
     let info = naga::valid::Validator::new(
@@ -385,9 +389,11 @@ fn reflect_parsed(
     entry: &str,
     name: &str,
 ) -> Result<Reflection> {
-    let err = |message: String| GpuError::Kernel {
-        kernel: name.to_string(),
-        message,
+    let err = |message: String| {
+        Error::from(GpuError::Kernel {
+            kernel: name.to_string(),
+            message,
+        })
     };
     let (index, ep) = m
         .entry_points
@@ -510,7 +516,8 @@ impl Gpu {
             return Err(GpuError::Kernel {
                 kernel: format!("native::{entry}"),
                 message: "a native CPU kernel asked for on a wgpu device".into(),
-            });
+            }
+            .into());
         }
         let key = KernelKey {
             module: "native",
@@ -575,9 +582,8 @@ impl Gpu {
         let src = match std::env::var_os("SCORECL_SHADER_DIR") {
             Some(dir) => {
                 let path = std::path::Path::new(&dir).join(format!("{}.wgsl", module.name));
-                let raw = std::fs::read_to_string(&path).map_err(|e| GpuError::Kernel {
-                    kernel: name.clone(),
-                    message: format!("SCORECL_SHADER_DIR: {}: {e}", path.display()),
+                let raw = std::fs::read_to_string(&path).map_err(|e| {
+                    Error::file(&path, format!("kernel `{name}` (SCORECL_SHADER_DIR): {e}"))
                 })?;
                 Module {
                     raw: Box::leak(raw.into_boxed_str()),

@@ -23,7 +23,7 @@ pub mod step;
 pub mod tensor;
 pub mod train;
 
-pub use error::{GpuError, Result};
+pub use error::{ConfigError, Error, GpuError, Result};
 pub use gpu::{AdapterClass, Caps, Gpu, GpuOptions};
 pub use kernel::Kernel;
 pub use scorecl_core as core;

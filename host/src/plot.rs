@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
 
@@ -42,17 +42,17 @@ pub struct EpochSeries {
 /// resumed run's repeated epochs keep the last record).
 pub fn read_metrics(path: &Path) -> Result<EpochSeries> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| GpuError::file(path, format!("cannot read: {e}")))?;
+        .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     let mut by_epoch = std::collections::BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let v: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| GpuError::file(path, format!("line {}: not JSON: {e}", i + 1)))?;
+            .map_err(|e| Error::file(path, format!("line {}: not JSON: {e}", i + 1)))?;
         if v["kind"] == "epoch" {
             let e = v["epoch"].as_u64().ok_or_else(|| {
-                GpuError::file(
+                Error::file(
                     path,
                     format!("line {}: epoch record without `epoch`", i + 1),
                 )
@@ -93,8 +93,8 @@ fn range(v: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-fn draw_err(path: &Path, e: impl std::fmt::Display) -> GpuError {
-    GpuError::file(path, format!("cannot draw the plot: {e}"))
+fn draw_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::file(path, format!("cannot draw the plot: {e}"))
 }
 
 type Chart<'a> = ChartContext<
@@ -153,7 +153,7 @@ fn chart_xy(
         draw(&mut c).map_err(|e| draw_err(path, e))?;
         root.present().map_err(|e| draw_err(path, e))?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| GpuError::file(path, format!("cannot write: {e}")))
+    std::fs::rename(&tmp, path).map_err(|e| Error::file(path, format!("cannot write: {e}")))
 }
 
 fn line(c: &mut Chart, pts: &[(f64, f64)], colour: RGBColor) -> std::result::Result<(), String> {

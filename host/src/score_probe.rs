@@ -18,7 +18,7 @@ use scorecl_core::weights::Statistic;
 use scorecl_core::{stats, weights};
 
 use crate::data::Dataset;
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::ScoreNet;
 use crate::ops::augment::{Augmenter, Normalize};
@@ -229,7 +229,7 @@ pub fn probe(
 ) -> Result<Vec<FamilyReport>> {
     let n = images.min(data.len());
     if n < 2 {
-        return Err(GpuError::shape(
+        return Err(Error::shape(
             "probe",
             format!(
                 "`{}` has {} images; at least 2 are needed",
@@ -248,7 +248,7 @@ pub fn probe(
         gpu.tensor(&[n * view], DType::F32)?,
     );
     if stat.sigmas.is_empty() {
-        return Err(GpuError::shape(
+        return Err(Error::shape(
             "probe",
             "no noise level for the statistic".to_string(),
         ));
@@ -294,7 +294,7 @@ pub fn probe(
             for (j, t) in total.iter_mut().enumerate() {
                 let r = j * view..(j + 1) * view;
                 *t += weights::view_statistic(stat.kind, &score[r.clone()], &eps[r], *sg)
-                    .map_err(|e| GpuError::shape("probe statistic", e.to_string()))?
+                    .map_err(|e| Error::shape("probe statistic", e.to_string()))?
                     as f64;
             }
         }
@@ -356,7 +356,7 @@ pub fn probe(
 /// Writes `DIR/<family>.csv` (strength, S mean, S std, mean |ΔS|, ρ) and
 /// `DIR/<family>.png` per family; returns the files.
 pub fn write_outputs(dir: &Path, reports: &[FamilyReport]) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).map_err(|e| GpuError::file(dir, format!("cannot create: {e}")))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, format!("cannot create: {e}")))?;
     let mut files = Vec::new();
     for r in reports {
         let mut csv = String::from("family,strength,s_mean,s_std,mean_abs_diff,spearman\n");

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, GpuError, Result};
 use crate::gpu::{Backend, Gpu};
 use crate::kernel::{Binding, Kernel, PARAMS_SLOT};
 use crate::tensor::{Buffer, Tensor};
@@ -166,7 +166,8 @@ impl<'g> Step<'g> {
                     kernel.storage_count(),
                     kernel.storage_names.join(", ")
                 ),
-            });
+            }
+            .into());
         }
         for (i, ((given, _), want)) in named.iter().zip(&kernel.storage_names).enumerate() {
             if given != want {
@@ -177,7 +178,8 @@ impl<'g> Step<'g> {
                          (the kernel binds {})",
                         kernel.storage_names.join(", ")
                     ),
-                });
+                }
+                .into());
             }
         }
         let tensors: Vec<&Tensor> = named.iter().map(|(_, t)| *t).collect();
@@ -189,7 +191,8 @@ impl<'g> Step<'g> {
             return Err(GpuError::Limit {
                 what: kernel.name.clone(),
                 message: format!("{groups:?} workgroups, at most {max} per dimension"),
-            });
+            }
+            .into());
         }
         if groups.contains(&0) {
             return Ok(());
@@ -203,7 +206,8 @@ impl<'g> Step<'g> {
                         "{t:?} is {} bytes, max_storage_buffer_binding_size is {max_binding}",
                         t.bytes()
                     ),
-                });
+                }
+                .into());
             }
         }
         let params = if kernel.has_params() {
@@ -235,7 +239,7 @@ impl<'g> Step<'g> {
     /// Records a copy of `src` into `dst` (same byte length).
     pub fn copy(&mut self, src: &Tensor, dst: &Tensor) -> Result<()> {
         if src.bytes() != dst.bytes() {
-            return Err(GpuError::shape("copy", format!("{src:?} into {dst:?}")));
+            return Err(Error::shape("copy", format!("{src:?} into {dst:?}")));
         }
         self.commands.push(Command::Copy {
             src: src.buffer().clone(),
@@ -258,7 +262,7 @@ impl<'g> Step<'g> {
         len: usize,
     ) -> Result<()> {
         if src_off + len > src.len() || dst_off + len > dst.len() {
-            return Err(GpuError::shape(
+            return Err(Error::shape(
                 "copy_range",
                 format!("{len} elements from {src:?} at {src_off} into {dst:?} at {dst_off}"),
             ));
@@ -307,12 +311,7 @@ impl<'g> Step<'g> {
     /// After the step's encoder failed validation (wgpu reports encoding
     /// errors when the encoder is finished), re-encodes each dispatch alone
     /// to find the kernel at fault. Costs nothing unless a step failed.
-    fn diagnose(
-        &self,
-        device: &wgpu::Device,
-        arena: &wgpu::Buffer,
-        original: GpuError,
-    ) -> GpuError {
+    fn diagnose(&self, device: &wgpu::Device, arena: &wgpu::Buffer, original: Error) -> Error {
         let gpu = self.gpu;
         for cmd in &self.commands {
             let Command::Dispatch { kernel, .. } = cmd else {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, GpuError, Result};
 use crate::gpu::{Backend, Gpu};
 use crate::native::HostBuffer;
 
@@ -62,7 +62,7 @@ impl Buffer {
     pub(crate) fn wgpu(&self, what: &str) -> Result<&wgpu::Buffer> {
         match self {
             Buffer::Wgpu(b) => Ok(b),
-            Buffer::Host(_) => Err(GpuError::shape(
+            Buffer::Host(_) => Err(Error::shape(
                 what,
                 "a tensor of the native CPU device given to a wgpu device",
             )),
@@ -73,7 +73,7 @@ impl Buffer {
     pub(crate) fn host(&self, what: &str) -> Result<&HostBuffer> {
         match self {
             Buffer::Host(h) => Ok(h),
-            Buffer::Wgpu(_) => Err(GpuError::shape(
+            Buffer::Wgpu(_) => Err(Error::shape(
                 what,
                 "a tensor of a wgpu device given to the native CPU device",
             )),
@@ -152,7 +152,8 @@ impl Pool {
             return Err(GpuError::Limit {
                 what: format!("buffer `{label}`"),
                 message: format!("{size} bytes requested, max_buffer_size is {limit}"),
-            });
+            }
+            .into());
         }
         let b = match &gpu.backend {
             Backend::Wgpu { device, .. } => Buffer::Wgpu(gpu.scoped(label, || {
@@ -255,7 +256,7 @@ impl Tensor {
     pub(crate) fn view(&self, dtype: DType, len: usize) -> Result<Tensor> {
         let fits = self.buffer().size() as usize / dtype.size();
         if len > fits {
-            return Err(GpuError::shape(
+            return Err(Error::shape(
                 "view",
                 format!("{len} {dtype:?} elements in {self:?} ({fits} fit)"),
             ));
@@ -273,7 +274,7 @@ impl Tensor {
     pub fn reshape(mut self, shape: &[usize]) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         if n != self.len() {
-            return Err(GpuError::shape(
+            return Err(Error::shape(
                 "reshape",
                 format!(
                     "{:?} ({} elements) to {shape:?} ({n})",
@@ -291,7 +292,7 @@ impl Tensor {
         if self.shape == shape {
             Ok(())
         } else {
-            Err(GpuError::shape(
+            Err(Error::shape(
                 what,
                 format!("shape {:?}, expected {shape:?}", self.shape),
             ))
@@ -303,7 +304,7 @@ impl Tensor {
         if self.len() >= len {
             Ok(())
         } else {
-            Err(GpuError::shape(
+            Err(Error::shape(
                 what,
                 format!(
                     "{} elements (shape {:?}), needs {len}",
@@ -319,7 +320,7 @@ impl Tensor {
         if self.len() == len {
             Ok(())
         } else {
-            Err(GpuError::shape(
+            Err(Error::shape(
                 what,
                 format!(
                     "{} elements (shape {:?}), expected {len}",
@@ -363,7 +364,7 @@ impl Gpu {
     /// Reads an f16 tensor back as f32 (exact; waits for the GPU).
     pub fn download_f16(&self, t: &Tensor) -> Result<Vec<f32>> {
         if t.dtype != DType::F16 {
-            return Err(GpuError::shape("download_f16", format!("{t:?} is not f16")));
+            return Err(Error::shape("download_f16", format!("{t:?} is not f16")));
         }
         let bytes = self.download_bytes(t)?;
         Ok(bytes[..t.len() * 2]
@@ -399,7 +400,7 @@ impl Gpu {
     /// Overwrites a tensor's contents (staged; visible to the next submit).
     pub fn write(&self, t: &Tensor, bytes: &[u8]) -> Result<()> {
         if bytes.len() as u64 > t.buffer().size() {
-            return Err(GpuError::shape(
+            return Err(Error::shape(
                 "write",
                 format!("{} bytes into {:?}", bytes.len(), t),
             ));
@@ -426,7 +427,7 @@ impl Gpu {
     /// Reads an f32 tensor back (waits for the GPU).
     pub fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
         if t.dtype != DType::F32 {
-            return Err(GpuError::shape("download", format!("{t:?} is not f32")));
+            return Err(Error::shape("download", format!("{t:?} is not f32")));
         }
         Ok(bytemuck::cast_slice(&self.download_bytes(t)?[..t.len() * 4]).to_vec())
     }
@@ -434,7 +435,7 @@ impl Gpu {
     /// Reads a u32 tensor back (waits for the GPU).
     pub fn download_u32(&self, t: &Tensor) -> Result<Vec<u32>> {
         if t.dtype != DType::U32 {
-            return Err(GpuError::shape("download_u32", format!("{t:?} is not u32")));
+            return Err(Error::shape("download_u32", format!("{t:?} is not u32")));
         }
         Ok(bytemuck::cast_slice(&self.download_bytes(t)?[..t.len() * 4]).to_vec())
     }
@@ -460,7 +461,7 @@ impl Gpu {
     pub(crate) fn staging(&self, size: u64) -> Result<wgpu::Buffer> {
         match self.pool.take(self, size, STAGING, "readback")? {
             Buffer::Wgpu(b) => Ok(b),
-            Buffer::Host(_) => Err(GpuError::shape(
+            Buffer::Host(_) => Err(Error::shape(
                 "readback",
                 "staging buffers exist on wgpu devices only",
             )),

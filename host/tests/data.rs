@@ -7,6 +7,7 @@ use std::path::Path;
 
 use scorecl_host::core::knn::{self, KnnConfig, KnnSet};
 use scorecl_host::data::{synth, DataSpec, Dataset, EvalView, OpenOptions, Split};
+use scorecl_host::{ConfigError, Error};
 
 /// A CIFAR record: label bytes then 3072 pixels (value = seed + index).
 fn record(labels: &[u8], seed: u8) -> Vec<u8> {
@@ -137,6 +138,27 @@ fn cifar_bad_files_are_named() {
     assert!(e.contains("train.bin") && e.contains("3074-byte"), "{e}");
     let e = err(&format!("cifar100:{}", p.display()), Split::Test);
     assert!(e.contains("test.bin"), "{e}");
+}
+
+/// A bad file is an `Error::File` naming the path, a bad configuration
+/// value an `Error::Config` naming the key: neither is a device error.
+#[test]
+fn file_and_config_errors_are_their_own_kinds_not_device_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = Dataset::open(&format!("cifar10:{}", tmp.path().display()), 32).unwrap_err();
+    match &missing {
+        Error::File { path, .. } => assert!(path.ends_with("data_batch_1.bin"), "{path}"),
+        e => panic!("a missing CIFAR file gave {e:?}, not Error::File"),
+    }
+    for (spec, size, key) in [
+        ("nope:dir", 32, "data.dataset"),
+        ("builtin:8", 0, "data.size"),
+    ] {
+        match Dataset::open(spec, size).unwrap_err() {
+            Error::Config(ConfigError { key: k, .. }) => assert_eq!(k, key, "{spec} at {size}"),
+            e => panic!("{spec} at {size} gave {e:?}, not Error::Config"),
+        }
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use common::normals;
 use scorecl_host::core::optim::SgdConfig;
 use scorecl_host::core::simclr::SimClrConfig;
 use scorecl_host::ops::{gemm, optim, simclr::SimClr};
-use scorecl_host::{grid, DType, Gpu, GpuError, GpuOptions};
+use scorecl_host::{grid, DType, Error, Gpu, GpuError, GpuOptions};
 
 /// A device of its own, so that no other test allocates on it meanwhile.
 fn private_gpu() -> Option<Gpu> {
@@ -113,7 +113,7 @@ fn validation_errors_name_the_kernel() {
     let mut s = gpu.step("conflict");
     scorecl_host::ops::elementwise::axpby(&mut s, 1.0, &t, 1.0, &t, &t).unwrap();
     match s.submit() {
-        Err(GpuError::Kernel { kernel, message }) => {
+        Err(Error::Gpu(GpuError::Kernel { kernel, message })) => {
             assert!(kernel.contains("elementwise::axpby"), "{kernel}: {message}");
         }
         other => panic!("expected a kernel error, got {other:?}"),

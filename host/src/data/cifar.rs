@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use super::{Dataset, EvalView, Split};
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 
 /// Pixel bytes per record.
 pub const PIXELS: usize = 3 * 32 * 32;
@@ -71,7 +71,7 @@ fn read_records(
     d: &mut Dataset,
 ) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| {
-        GpuError::file(
+        Error::file(
             path,
             format!(
                 "cannot read ({e}); expected the binary version of CIFAR (cifar-10-batches-bin \
@@ -81,10 +81,10 @@ fn read_records(
     })?;
     let rec = label_bytes + PIXELS;
     if bytes.is_empty() {
-        return Err(GpuError::file(path, "empty file: no records"));
+        return Err(Error::file(path, "empty file: no records"));
     }
     if bytes.len() % rec != 0 {
-        return Err(GpuError::file(
+        return Err(Error::file(
             path,
             format!(
                 "truncated or wrongly sized: {} bytes is not a whole number of {rec}-byte \
@@ -98,7 +98,7 @@ fn read_records(
     for (i, r) in bytes.chunks_exact(rec).enumerate() {
         let label = r[label_at] as usize;
         if label >= classes {
-            return Err(GpuError::file(
+            return Err(Error::file(
                 path,
                 format!("record {i}: label {label} out of range ({classes} classes)"),
             ));

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::{Dataset, EvalView, OpenOptions, Split};
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 
 /// Side of the stored square for views of `size`: `round(size · 256/224)`.
 pub fn source_side(size: usize) -> usize {
@@ -40,7 +40,7 @@ pub fn load(dir: &Path, opts: &OpenOptions) -> Result<Dataset> {
         Split::Test => {
             let val = dir.join("val");
             if !val.is_dir() {
-                return Err(GpuError::file(
+                return Err(Error::file(
                     &val,
                     "missing: the test split of an image folder is DIR/val/CLASS/*",
                 ));
@@ -57,7 +57,7 @@ pub fn load(dir: &Path, opts: &OpenOptions) -> Result<Dataset> {
     let mut files: Vec<(PathBuf, u32)> = Vec::new();
     for sub in class_folders(&split_dir)? {
         let label = classes.iter().position(|c| *c == sub).ok_or_else(|| {
-            GpuError::file(
+            Error::file(
                 &split_dir.join(&sub),
                 format!("class folder not in {}", class_dir.display()),
             )
@@ -65,7 +65,7 @@ pub fn load(dir: &Path, opts: &OpenOptions) -> Result<Dataset> {
         let folder = split_dir.join(&sub);
         let imgs = images_in(&folder)?;
         if imgs.is_empty() {
-            return Err(GpuError::file(
+            return Err(Error::file(
                 &folder,
                 "no JPEG or PNG images (an empty class folder)",
             ));
@@ -114,17 +114,16 @@ fn dataset(images: Vec<u8>, labels: Vec<u32>, side: usize, classes: Vec<String>)
 
 /// Sorted names of the sub-folders of `dir` (at least one).
 fn class_folders(dir: &Path) -> Result<Vec<String>> {
-    let rd =
-        std::fs::read_dir(dir).map_err(|e| GpuError::file(dir, format!("cannot read: {e}")))?;
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::file(dir, format!("cannot read: {e}")))?;
     let mut out = Vec::new();
     for e in rd {
-        let e = e.map_err(|e| GpuError::file(dir, format!("cannot read: {e}")))?;
+        let e = e.map_err(|e| Error::file(dir, format!("cannot read: {e}")))?;
         if e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.') {
             out.push(e.file_name().to_string_lossy().into_owned());
         }
     }
     if out.is_empty() {
-        return Err(GpuError::file(
+        return Err(Error::file(
             dir,
             "no class folders (expected DIR/CLASS/*.JPEG)",
         ));
@@ -135,12 +134,11 @@ fn class_folders(dir: &Path) -> Result<Vec<String>> {
 
 /// Sorted JPEG and PNG files of `dir`.
 fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd =
-        std::fs::read_dir(dir).map_err(|e| GpuError::file(dir, format!("cannot read: {e}")))?;
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::file(dir, format!("cannot read: {e}")))?;
     let mut out = Vec::new();
     for e in rd {
         let p = e
-            .map_err(|e| GpuError::file(dir, format!("cannot read: {e}")))?
+            .map_err(|e| Error::file(dir, format!("cannot read: {e}")))?
             .path();
         let ext = p
             .extension()
@@ -157,11 +155,11 @@ fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
 /// One image as `[3, side, side]` bytes.
 fn decode(path: &Path, side: usize) -> Result<Vec<u8>> {
     let img = image::ImageReader::open(path)
-        .map_err(|e| GpuError::file(path, format!("cannot read: {e}")))?
+        .map_err(|e| Error::file(path, format!("cannot read: {e}")))?
         .with_guessed_format()
-        .map_err(|e| GpuError::file(path, format!("cannot read: {e}")))?
+        .map_err(|e| Error::file(path, format!("cannot read: {e}")))?
         .decode()
-        .map_err(|e| GpuError::file(path, format!("cannot decode the image: {e}")))?;
+        .map_err(|e| Error::file(path, format!("cannot decode the image: {e}")))?;
     let s = side as u32;
     let rgb = img
         .resize_to_fill(s, s, image::imageops::FilterType::Triangle)
@@ -195,7 +193,7 @@ fn cache_name(files: &[(PathBuf, u32)], split: Split, side: usize) -> String {
 fn write_cache(path: &Path, images: &[u8], labels: &[u32], side: usize) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
-            .map_err(|e| GpuError::file(dir, format!("cannot create the cache folder: {e}")))?;
+            .map_err(|e| Error::file(dir, format!("cannot create the cache folder: {e}")))?;
     }
     let mut bytes = Vec::with_capacity(24 + 4 * labels.len() + images.len());
     bytes.extend_from_slice(MAGIC);
@@ -209,11 +207,11 @@ fn write_cache(path: &Path, images: &[u8], labels: &[u32], side: usize) -> Resul
 }
 
 fn read_cache(path: &Path, n: usize, side: usize) -> Result<(Vec<u8>, Vec<u32>)> {
-    let bytes = std::fs::read(path).map_err(|e| GpuError::file(path, format!("{e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("{e}")))?;
     let want = 24 + 4 * n + n * 3 * side * side;
     let word = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap()) as usize;
     if bytes.len() != want || &bytes[..8] != MAGIC || word(8) != n || word(16) != side {
-        return Err(GpuError::file(
+        return Err(Error::file(
             path,
             format!(
                 "{} bytes, not a cache of {n} images of {side}²",

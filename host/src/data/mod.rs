@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use scorecl_core::augment::AugParams;
 use scorecl_core::rng::{stream_id, Philox, Purpose};
 
-use crate::error::{GpuError, Result};
+use crate::error::{ConfigError, Error, Result};
 
 /// Which half of a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,9 +101,9 @@ pub const BUILTIN_DEFAULT: usize = 2048;
 
 impl DataSpec {
     /// Parses `spec`; errors name `data.dataset`.
-    pub fn parse(spec: &str) -> Result<DataSpec> {
+    pub fn parse(spec: &str) -> std::result::Result<DataSpec, ConfigError> {
         let bad = |why: &str| {
-            GpuError::shape(
+            ConfigError::new(
                 "data.dataset",
                 format!(
                     "`{spec}`: {why}; expected builtin[:N], cifar10:DIR, cifar100:DIR, \
@@ -194,7 +194,7 @@ impl Dataset {
     /// The dataset `spec` names, as `opts` asks.
     pub fn open_with(spec: &str, opts: &OpenOptions) -> Result<Dataset> {
         if opts.size == 0 {
-            return Err(GpuError::shape("data.size", "0: must be at least 1"));
+            return Err(Error::config("data.size", "0: must be at least 1"));
         }
         let spec_parsed = DataSpec::parse(spec)?;
         if let DataSpec::Folder(_) = &spec_parsed {
@@ -203,7 +203,7 @@ impl Dataset {
             let need = 3 * side * side;
             let mem = crate::native::host_memory() as u128;
             if mem > 0 && need > mem {
-                return Err(GpuError::shape(
+                return Err(Error::config(
                     "data.size",
                     format!(
                         "{}: one image stored at {side}×{side} needs {need} bytes of host \
@@ -218,7 +218,7 @@ impl Dataset {
             let need = *n as u128 * 3 * (opts.size as u128).pow(2);
             let mem = crate::native::host_memory() as u128;
             if mem > 0 && need > mem {
-                return Err(GpuError::shape(
+                return Err(Error::config(
                     "data.size",
                     format!(
                         "`{spec}` at {0}×{0} needs {need} bytes of host memory, more than this \

@@ -17,7 +17,7 @@ use scorecl_core::xent;
 use serde::{Deserialize, Serialize};
 
 use super::Features;
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::gemm::{gemm, GemmSpec};
 use crate::ops::{elementwise, optim, xent as xent_op};
@@ -56,7 +56,7 @@ impl Default for LinearConfig {
 
 impl LinearConfig {
     fn validate(&self) -> Result<()> {
-        let bad = |field: &str, msg: String| Err(GpuError::shape(format!("linear.{field}"), msg));
+        let bad = |field: &str, msg: String| Err(Error::config(format!("linear.{field}"), msg));
         if self.epochs == 0 {
             return bad("epochs", "0: at least 1".into());
         }
@@ -118,7 +118,7 @@ pub fn linear_probe(
     cfg.validate()?;
     let d = train.d;
     if test.d != d || train.n != train_labels.len() || test.n != test_labels.len() {
-        return Err(GpuError::shape(
+        return Err(Error::shape(
             "linear probe",
             format!(
                 "train {}×{} with {} labels, test {}×{} with {} labels",
@@ -137,7 +137,7 @@ pub fn linear_probe(
             .enumerate()
             .find(|(_, l)| **l as usize >= classes)
         {
-            return Err(GpuError::shape(
+            return Err(Error::shape(
                 "linear probe labels",
                 format!("{what} row {i}: label {l} out of range ({classes} classes)"),
             ));
@@ -269,7 +269,7 @@ pub fn linear_probe(
             let bad = rb.u32(r_flags);
             for (what, bits) in [("weight", bad[0]), ("bias", bad[1])] {
                 if bits != 0 {
-                    return Err(GpuError::shape(
+                    return Err(Error::shape(
                         "linear probe",
                         format!(
                             "epoch {}: the linear layer's {what} is not finite ({}); lower \
@@ -289,7 +289,7 @@ pub fn linear_probe(
         }
         train_loss = (sum / nreads.max(1) as f64) as f32;
         if !train_loss.is_finite() {
-            return Err(GpuError::shape(
+            return Err(Error::shape(
                 "linear probe",
                 format!(
                     "epoch {}: the training loss is not finite ({train_loss}); lower linear.lr ({})",

@@ -8,7 +8,7 @@ pub mod linear;
 use scorecl_core::knn::KnnConfig;
 
 use crate::data::Dataset;
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::Encoder;
 use crate::ops::augment::{Augmenter, Normalize};
@@ -41,7 +41,7 @@ pub fn extract(
     batch: usize,
 ) -> Result<Features> {
     if data.is_empty() {
-        return Err(GpuError::shape(
+        return Err(Error::shape(
             "features",
             format!("the dataset `{}` has no images", data.name),
         ));
@@ -134,7 +134,7 @@ pub fn knn_eval(
     cfg: &KnnConfig,
 ) -> Result<KnnReport> {
     if train.classes != test.classes {
-        return Err(GpuError::shape(
+        return Err(Error::shape(
             "knn",
             format!(
                 "`{}` has {} classes, `{}` {}",

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, GpuError, Result};
 use crate::kernel::{Binding, Kernel};
 use crate::tensor::Buffer;
 
@@ -179,7 +179,7 @@ pub(crate) fn copy(
     src.check(src_off, bytes);
     dst.check(dst_off, bytes);
     if std::ptr::eq(src, dst) && src_off < dst_off + bytes && dst_off < src_off + bytes {
-        return Err(GpuError::shape(
+        return Err(Error::shape(
             what,
             "copy between overlapping ranges of one buffer",
         ));
@@ -226,7 +226,8 @@ pub(crate) fn dispatch(
             return Err(GpuError::Kernel {
                 kernel: kernel.name.clone(),
                 message: "a wgpu kernel given to the native CPU device".into(),
-            })
+            }
+            .into())
         }
     };
     let mut bound = Vec::with_capacity(buffers.len());
@@ -247,7 +248,8 @@ pub(crate) fn dispatch(
             return Err(GpuError::Kernel {
                 kernel: kernel.name.clone(),
                 message: format!("storage binding {i} is written and bound more than once"),
-            });
+            }
+            .into());
         }
     }
     let inv = Invocation {
@@ -266,11 +268,12 @@ impl<'a> Invocation<'a> {
         &self.kernel.name
     }
 
-    fn err(&self, message: String) -> GpuError {
+    fn err(&self, message: String) -> Error {
         GpuError::Kernel {
             kernel: self.kernel.name.clone(),
             message,
         }
+        .into()
     }
 
     /// The parameters struct (the bytes the host packed), checked against
@@ -353,7 +356,7 @@ impl<'a> Invocation<'a> {
     }
 
     /// An error naming the kernel: `what` is too short for `need` elements.
-    pub fn short(&self, what: &str, have: usize, need: usize) -> GpuError {
+    pub fn short(&self, what: &str, have: usize, need: usize) -> Error {
         self.err(format!("{what}: {have} elements bound, {need} needed"))
     }
 }

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::params::ParamStore;
 
@@ -96,7 +96,7 @@ pub fn write_tensors(
         .map(|(name, dtype, shape, data)| {
             TensorView::new(*dtype, shape.clone(), data)
                 .map(|v| (name.clone(), v))
-                .map_err(|e| GpuError::file(path, format!("tensor `{name}`: {e}")))
+                .map_err(|e| Error::file(path, format!("tensor `{name}`: {e}")))
         })
         .collect::<Result<_>>()?;
     let mut metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
@@ -104,7 +104,7 @@ pub fn write_tensors(
         metadata.insert(k.to_string(), v.clone());
     }
     let bytes = safetensors::serialize(views, Some(metadata))
-        .map_err(|e| GpuError::file(path, e.to_string()))?;
+        .map_err(|e| Error::file(path, e.to_string()))?;
     write_atomic(path, &bytes)?;
     Ok(Digest::of(&bytes))
 }
@@ -116,7 +116,7 @@ pub fn check_finite(path: &Path, name: &str, values: &[f32]) -> Result<()> {
         return Ok(());
     }
     let first = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
-    Err(GpuError::file(
+    Err(Error::file(
         path,
         format!(
             "tensor `{name}` holds {bad} non-finite value(s) (the first, {}, at index {first}): \
@@ -136,10 +136,9 @@ pub fn read_f32_tensors(
     HashMap<String, (Vec<usize>, Vec<f32>)>,
     HashMap<String, String>,
 )> {
-    let bytes =
-        std::fs::read(path).map_err(|e| GpuError::file(path, format!("cannot read: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| GpuError::file(path, format!("not a safetensors file: {e}")))?;
+        .map_err(|e| Error::file(path, format!("not a safetensors file: {e}")))?;
     let mut out = HashMap::new();
     for (name, t) in st.tensors() {
         let values = match t.dtype() {
@@ -153,7 +152,7 @@ pub fn read_f32_tensors(
                 .map(|v| v as f32)
                 .collect(),
             dt => {
-                return Err(GpuError::file(
+                return Err(Error::file(
                     path,
                     format!("tensor `{name}` is {dt:?}, expected F32 or I64"),
                 ))
@@ -166,7 +165,7 @@ pub fn read_f32_tensors(
 
 fn metadata_of(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String>> {
     let (_, meta) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| GpuError::file(path, format!("not a safetensors file: {e}")))?;
+        .map_err(|e| Error::file(path, format!("not a safetensors file: {e}")))?;
     Ok(meta.metadata().clone().unwrap_or_default())
 }
 
@@ -174,7 +173,7 @@ fn metadata_of(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String>> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
-        .ok_or_else(|| GpuError::file(path, "not a file name"))?
+        .ok_or_else(|| Error::file(path, "not a file name"))?
         .to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
@@ -186,7 +185,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        GpuError::file(path, format!("writing failed: {e}"))
+        Error::file(path, format!("writing failed: {e}"))
     })
 }
 
@@ -200,22 +199,21 @@ pub fn load(gpu: &Gpu, store: &ParamStore, path: &Path) -> Result<()> {
 
 /// [`load`], returning the file's metadata.
 pub fn load_with(gpu: &Gpu, store: &ParamStore, path: &Path) -> Result<HashMap<String, String>> {
-    let bytes =
-        std::fs::read(path).map_err(|e| GpuError::file(path, format!("cannot read: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| GpuError::file(path, format!("not a safetensors file: {e}")))?;
+        .map_err(|e| Error::file(path, format!("not a safetensors file: {e}")))?;
     let get = |name: &str, shape: &[usize]| -> Result<Vec<u8>> {
         let t = st
             .tensor(name)
-            .map_err(|_| GpuError::file(path, format!("missing tensor `{name}`")))?;
+            .map_err(|_| Error::file(path, format!("missing tensor `{name}`")))?;
         if t.dtype() != Dtype::F32 {
-            return Err(GpuError::file(
+            return Err(Error::file(
                 path,
                 format!("tensor `{name}` is {:?}, expected F32", t.dtype()),
             ));
         }
         if t.shape() != shape {
-            return Err(GpuError::file(
+            return Err(Error::file(
                 path,
                 format!(
                     "tensor `{name}` has shape {:?}, expected {shape:?}",
@@ -239,11 +237,11 @@ pub fn load_with(gpu: &Gpu, store: &ParamStore, path: &Path) -> Result<HashMap<S
     for c in &store.counters {
         let t = st
             .tensor(&c.name)
-            .map_err(|_| GpuError::file(path, format!("missing tensor `{}`", c.name)))?;
+            .map_err(|_| Error::file(path, format!("missing tensor `{}`", c.name)))?;
         let v = match (t.dtype(), t.data().len()) {
             (Dtype::I64, 8) => i64::from_le_bytes(t.data().try_into().unwrap()),
             (dt, _) => {
-                return Err(GpuError::file(
+                return Err(Error::file(
                     path,
                     format!("tensor `{}` is {dt:?}, expected an I64 scalar", c.name),
                 ))
@@ -259,7 +257,7 @@ pub fn load_with(gpu: &Gpu, store: &ParamStore, path: &Path) -> Result<HashMap<S
         .map(String::from)
         .collect();
     if !extra.is_empty() {
-        return Err(GpuError::file(
+        return Err(Error::file(
             path,
             format!("tensors the model does not have: {}", extra.join(", ")),
         ));

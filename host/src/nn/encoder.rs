@@ -9,7 +9,7 @@
 
 use std::any::Any;
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::params::ParamStore;
 use crate::ops::conv::ConvPrecision;
@@ -115,7 +115,7 @@ impl EncoderWorkspace {
     /// made this workspace.
     pub fn model<T: 'static>(&self) -> Result<&T> {
         self.model.downcast_ref::<T>().ok_or_else(|| {
-            GpuError::shape(
+            Error::shape(
                 "encoder workspace",
                 format!(
                     "made for another kind of encoder, not {}",

@@ -10,7 +10,7 @@
 
 use scorecl_core::rng::{stream_id, Philox, Purpose};
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::params::ParamStore;
 use crate::ops::batchnorm::{self, BnSpec, BnTensors};
@@ -89,7 +89,7 @@ impl Conv2d {
         let len = cout * cin * k * k;
         let mut v = Vec::new();
         v.try_reserve_exact(len).map_err(|e| {
-            GpuError::shape(
+            Error::shape(
                 key,
                 format!(
                     "{name}.weight: {} bytes of host memory: {e}",

@@ -5,7 +5,7 @@
 //! layers are initialised as PyTorch's (uniform ±1/√fan_in for weight and
 //! bias).
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::layers::{BatchNorm, BnSaved, InitRng, Linear};
 use crate::nn::params::ParamStore;
@@ -66,7 +66,7 @@ impl Mlp {
             let name = format!("{prefix}.{i}");
             let check = |d: usize, dim: Option<usize>| -> Result<()> {
                 match dim {
-                    Some(prev) if prev != d => Err(GpuError::shape(
+                    Some(prev) if prev != d => Err(Error::shape(
                         prefix,
                         format!("layer {i} takes {d} features, gets {prev}"),
                     )),
@@ -92,9 +92,8 @@ impl Mlp {
                     layers.push(Layer::Bn(BatchNorm::new(gpu, store, &name, c, affine)?));
                 }
                 MlpLayer::Relu => {
-                    let d = dim.ok_or_else(|| {
-                        GpuError::shape(prefix, "an MLP cannot start with a ReLU")
-                    })?;
+                    let d =
+                        dim.ok_or_else(|| Error::shape(prefix, "an MLP cannot start with a ReLU"))?;
                     layers.push(Layer::Relu { dim: d });
                 }
             }
@@ -103,7 +102,7 @@ impl Mlp {
             Some(MlpLayer::Linear { fan_in, .. }) => *fan_in,
             Some(MlpLayer::BatchNorm { features, .. }) => *features,
             _ => {
-                return Err(GpuError::shape(
+                return Err(Error::shape(
                     prefix,
                     "an MLP starts with a Linear or a BatchNorm layer",
                 ))

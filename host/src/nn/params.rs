@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::elementwise::fill;
 use crate::step::Step;
@@ -111,7 +111,7 @@ impl ParamStore {
         self.params
             .iter()
             .find(|p| p.name == name)
-            .ok_or_else(|| GpuError::shape("parameter", format!("no parameter named `{name}`")))
+            .ok_or_else(|| Error::shape("parameter", format!("no parameter named `{name}`")))
     }
 
     /// The state tensor called `name`.
@@ -119,7 +119,7 @@ impl ParamStore {
         self.states
             .iter()
             .find(|s| s.name == name)
-            .ok_or_else(|| GpuError::shape("state", format!("no state tensor named `{name}`")))
+            .ok_or_else(|| Error::shape("state", format!("no state tensor named `{name}`")))
     }
 
     /// A tensor of zeros for an absent optional input (kept per store so

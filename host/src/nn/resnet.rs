@@ -16,7 +16,7 @@
 //! into the parameters' gradients (zero them first with
 //! [`ParamStore::zero_grads`]).
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::encoder::{Encoder, EncoderWorkspace};
 use crate::nn::layers::{BatchNorm, BnSaved, Conv2d, ConvInit, InitRng};
@@ -208,7 +208,7 @@ impl ResNet {
     /// A freshly initialised network; `seed` fixes the initial weights.
     pub fn new(gpu: &Gpu, cfg: ResNetConfig, seed: u64) -> Result<ResNet> {
         if cfg.width == 0 {
-            return Err(GpuError::shape("resnet width", "must be at least 1"));
+            return Err(Error::shape("resnet width", "must be at least 1"));
         }
         let mut b = Builder {
             gpu,
@@ -366,7 +366,7 @@ impl Encoder for ResNet {
         let downw = |down: &Option<(Conv2d, BatchNorm)>, out_len: usize, in_len: usize| {
             down.as_ref()
                 .map(|(_, bn)| {
-                    Ok::<_, crate::error::GpuError>(DownWs {
+                    Ok::<_, crate::Error>(DownWs {
                         ad: t(out_len)?,
                         bd: t(out_len)?,
                         dx1: t(in_len)?,
@@ -971,8 +971,8 @@ struct DownWs {
 
 /// A block and its workspace disagree on the downsample: a workspace made
 /// for another model.
-fn mismatched() -> crate::error::GpuError {
-    crate::error::GpuError::shape(
+fn mismatched() -> crate::Error {
+    crate::Error::shape(
         "resnet block workspace",
         "made for another model: the block and its workspace disagree on the downsample",
     )

@@ -18,7 +18,7 @@
 //! at zero, so the initial score is 0. The height and width of the input
 //! must be even.
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::layers::{Conv2d, ConvInit, InitRng, Linear};
 use crate::nn::params::ParamStore;
@@ -139,7 +139,7 @@ impl ScoreNet {
     /// identity FiLM, zero output convolution).
     pub fn new(gpu: &Gpu, cfg: ScoreConfig, seed: u64) -> Result<ScoreNet> {
         if cfg.width == 0 || cfg.depth == 0 {
-            return Err(GpuError::shape(
+            return Err(Error::shape(
                 "score network",
                 format!(
                     "width {} and depth {}: both must be at least 1",
@@ -204,7 +204,7 @@ impl ScoreNet {
         grads: bool,
     ) -> Result<ScoreWorkspace> {
         if h % 2 != 0 || w % 2 != 0 || h < 2 || w < 2 {
-            return Err(GpuError::shape(
+            return Err(Error::shape(
                 "score network input",
                 format!("{h}×{w}: height and width must be even"),
             ));
@@ -415,7 +415,7 @@ impl ScoreNet {
     ) -> Result<()> {
         let (n, h, w, c) = (ws.n, ws.h, ws.w, self.cfg.width);
         if !ws.grads {
-            return Err(GpuError::shape(
+            return Err(Error::shape(
                 "score network backward",
                 "the workspace was built for the forward pass only (forward_workspace)".to_string(),
             ));

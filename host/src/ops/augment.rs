@@ -13,7 +13,7 @@ use bytemuck::Zeroable;
 use scorecl_core::augment::AugParams;
 use scorecl_shaders::AUGMENT;
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernel_params;
 use crate::ops::reduce::{reduce, Reduction};
@@ -131,7 +131,7 @@ impl Augmenter {
         (oh, ow): (usize, usize),
     ) -> Result<Self> {
         if n == 0 || n_src == 0 || h == 0 || w == 0 || oh == 0 || ow == 0 {
-            return Err(GpuError::shape("augment", "sizes must be at least 1"));
+            return Err(Error::shape("augment", "sizes must be at least 1"));
         }
         let t = |len: usize| gpu.tensor(&[len], DType::F32);
         Ok(Augmenter {
@@ -166,7 +166,7 @@ impl Augmenter {
     ) -> Result<()> {
         let (n, ohw) = (self.n, self.oh * self.ow);
         if params.len() != n {
-            return Err(GpuError::shape(
+            return Err(Error::shape(
                 "augment",
                 format!("{} parameter sets for {n} images", params.len()),
             ));
@@ -180,7 +180,7 @@ impl Augmenter {
                 || p.height == 0
                 || p.width == 0
             {
-                return Err(GpuError::shape(
+                return Err(Error::shape(
                     "augment",
                     format!(
                         "crop of sample {i} {p:?} outside the {}×{} image",

@@ -15,7 +15,7 @@
 
 use scorecl_shaders::{Define, CONV};
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernel_params;
 use crate::ops::elementwise;
@@ -107,7 +107,7 @@ impl ConvShape {
             || self.h + 2 * self.pad < self.k
             || self.w + 2 * self.pad < self.k
         {
-            return Err(GpuError::shape(
+            return Err(Error::shape(
                 "conv",
                 format!("{self:?}: the window does not fit"),
             ));
@@ -119,7 +119,7 @@ impl ConvShape {
 /// Images per chunk when one image takes `per` elements of `scratch_len`.
 fn chunk_of(shape: &ConvShape, scratch_len: usize, per: usize) -> Result<usize> {
     if per > scratch_len {
-        return Err(GpuError::shape(
+        return Err(Error::shape(
             "conv scratch",
             format!("{scratch_len} elements, one image of {shape:?} needs {per}"),
         ));
@@ -629,7 +629,7 @@ pub fn conv2d_backward_add(
 /// thread that owns the block's images.
 pub(crate) mod fused {
     use super::{native, ConvScratch, ConvShape, DxAdd};
-    use crate::error::{GpuError, Result};
+    use crate::error::{Error, Result};
     use crate::kernel::Binding::{Read, ReadWrite};
     use crate::step::Step;
     use crate::tensor::Tensor;
@@ -669,7 +669,7 @@ pub(crate) mod fused {
                 return Ok((images, tasks));
             }
             if images == 1 {
-                return Err(GpuError::shape(
+                return Err(Error::shape(
                     "conv scratch",
                     format!(
                         "{len} elements, one image of {s:?} needs {}",

@@ -4,7 +4,7 @@
 use bytemuck::Zeroable;
 use scorecl_shaders::{Define, ELEMENTWISE};
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::kernel_params;
 use crate::step::{grid, Step};
 use crate::tensor::{DType, Tensor};
@@ -153,7 +153,7 @@ pub fn add_cols(
 ) -> Result<()> {
     same("add_cols", a.len(), &[out])?;
     if cols == 0 || rows_per_group == 0 || a.len() % (cols * rows_per_group) != 0 {
-        return Err(GpuError::shape(
+        return Err(Error::shape(
             "add_cols",
             format!("{a:?} is not whole groups of {rows_per_group} rows × {cols}"),
         ));
@@ -171,7 +171,7 @@ pub fn add_cols(
 /// elements of `out`.
 pub fn expand(step: &mut Step, alpha: f32, v: &Tensor, block: usize, out: &Tensor) -> Result<()> {
     if block == 0 || out.len() % block != 0 {
-        return Err(GpuError::shape(
+        return Err(Error::shape(
             "expand",
             format!("{out:?} is not whole blocks of {block}"),
         ));
@@ -195,7 +195,7 @@ pub fn div_blocks(
 ) -> Result<()> {
     same("div_blocks", a.len(), &[out])?;
     if block == 0 || a.len() % block != 0 {
-        return Err(GpuError::shape(
+        return Err(Error::shape(
             "div_blocks",
             format!("{a:?} is not whole blocks of {block}"),
         ));
@@ -211,10 +211,7 @@ pub fn div_blocks(
 /// f32 → f16 (needs shader-f16 on the device).
 pub fn to_f16(step: &mut Step, x: &Tensor, out: &Tensor) -> Result<()> {
     if !step.gpu().caps.f16 || out.dtype() != DType::F16 {
-        return Err(GpuError::shape(
-            "to_f16",
-            "needs shader-f16 and an f16 output",
-        ));
+        return Err(Error::shape("to_f16", "needs shader-f16 and an f16 output"));
     }
     same("to_f16", x.len(), &[out])?;
     let k = step
@@ -231,7 +228,7 @@ pub fn to_f16(step: &mut Step, x: &Tensor, out: &Tensor) -> Result<()> {
 /// f16 → f32 (needs shader-f16 on the device).
 pub fn from_f16(step: &mut Step, x: &Tensor, out: &Tensor) -> Result<()> {
     if !step.gpu().caps.f16 || x.dtype() != DType::F16 {
-        return Err(GpuError::shape(
+        return Err(Error::shape(
             "from_f16",
             "needs shader-f16 and an f16 input",
         ));

@@ -6,7 +6,7 @@
 use bytemuck::Zeroable;
 use scorecl_shaders::{Define, GEMM};
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::kernel_params;
 use crate::step::Step;
 use crate::tensor::{DType, Tensor};
@@ -267,7 +267,7 @@ pub fn gemm_with(
         return Ok(());
     }
     if s.batch > 65_535 {
-        return Err(GpuError::shape(
+        return Err(Error::shape(
             "gemm",
             format!("batch {} above 65535", s.batch),
         ));
@@ -275,19 +275,19 @@ pub fn gemm_with(
     let gpu = step.gpu();
     let (half_a, half_b) = (a.dtype() == DType::F16, b.dtype() == DType::F16);
     if (half_a || half_b) && !gpu.caps.f16 {
-        return Err(GpuError::shape(
+        return Err(Error::shape(
             "gemm",
             "f16 operands need shader-f16, which this device does not have",
         ));
     }
     if half_a && !half_b {
-        return Err(GpuError::shape(
+        return Err(Error::shape(
             "gemm",
             "an f16 A needs an f16 B (variants: B f16, or both)",
         ));
     }
     if c.dtype() != DType::F32 {
-        return Err(GpuError::shape("gemm C", format!("{c:?} is not f32")));
+        return Err(Error::shape("gemm C", format!("{c:?} is not f32")));
     }
     let (defines, ops): (&[Define], _) = match (half_a, half_b) {
         (true, _) => (&[Define::HalfA, Define::HalfB], Operands::HalfAB),
@@ -376,7 +376,7 @@ fn at_least(what: &str, t: &Tensor, len: usize) -> Result<()> {
     if t.len() >= len {
         Ok(())
     } else {
-        Err(GpuError::shape(
+        Err(Error::shape(
             what,
             format!(
                 "{} elements (shape {:?}), the product needs {len}",

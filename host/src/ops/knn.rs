@@ -13,7 +13,7 @@ use bytemuck::Zeroable;
 use scorecl_core::knn::KnnConfig;
 use scorecl_shaders::KNN;
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernel_params;
 use crate::ops::gemm::{gemm, GemmSpec};
@@ -84,7 +84,7 @@ pub fn predict(
     cfg.validate()?;
     let n_train = labels.len();
     if n_train == 0 || d == 0 || classes == 0 {
-        return Err(GpuError::shape(
+        return Err(Error::shape(
             "knn",
             format!("{n_train} training rows, d {d}, {classes} classes: each must be at least 1"),
         ));
@@ -94,14 +94,14 @@ pub fn predict(
         .enumerate()
         .find(|(_, l)| **l as usize >= classes)
     {
-        return Err(GpuError::shape(
+        return Err(Error::shape(
             "knn labels",
             format!("label {l} of training row {i} out of range ({classes} classes)"),
         ));
     }
     train.expect_len("knn train features", n_train * d)?;
     if test.len() % d != 0 {
-        return Err(GpuError::shape(
+        return Err(Error::shape(
             "knn test features",
             format!("{} values are not rows of {d}", test.len()),
         ));

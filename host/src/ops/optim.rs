@@ -44,7 +44,7 @@ impl Guard<'_> {
         self.flags
             .expect_len_at_least("optimizer guard flags", self.slot + 1)?;
         if self.flags.dtype() != DType::U32 {
-            return Err(crate::error::GpuError::shape(
+            return Err(crate::Error::shape(
                 "optimizer guard flags",
                 "must be a u32 tensor",
             ));

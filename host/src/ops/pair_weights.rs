@@ -117,7 +117,7 @@ pub fn view_statistic(
 ) -> Result<()> {
     let rows = stats.len();
     if rows % 2 != 0 {
-        return Err(crate::GpuError::shape(
+        return Err(crate::Error::shape(
             "per-view statistics",
             format!("{rows} values: two views need an even count"),
         ));
@@ -129,7 +129,7 @@ pub fn view_statistic(
             e
         }
         (Statistic::Dsm, None) => {
-            return Err(crate::GpuError::shape(
+            return Err(crate::Error::shape(
                 "DSM statistic noise",
                 "the dsm statistic needs the noise that perturbed the views".to_string(),
             ))

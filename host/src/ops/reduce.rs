@@ -90,7 +90,7 @@ fn reduce_impl(
     let [outer, axis, inner] = dims;
     x.expect_len("reduce input", outer * axis * inner)?;
     if out.len() < offset + outer * inner {
-        return Err(crate::GpuError::shape(
+        return Err(crate::Error::shape(
             "reduce output",
             format!(
                 "{out:?} too short for {} results at offset {offset}",

@@ -6,7 +6,7 @@ use bytemuck::Zeroable;
 use scorecl_core::rng::Philox;
 use scorecl_shaders::RNG;
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::kernel_params;
 use crate::step::{grid, Step};
 use crate::tensor::{DType, Tensor};
@@ -44,7 +44,7 @@ fn params(p: &Philox, start: u64, n: usize, mean: f32, std: f32) -> Params {
 /// `out[i] = Philox word start + i` (u32 tensor).
 pub fn fill_u32(step: &mut Step, rng: &Philox, start: u64, out: &Tensor) -> Result<()> {
     if out.dtype() != DType::U32 {
-        return Err(GpuError::shape("fill_u32", format!("{out:?} is not u32")));
+        return Err(Error::shape("fill_u32", format!("{out:?} is not u32")));
     }
     let k = step.gpu().kernel(&RNG, "fill_u32", &[], &[])?;
     step.dispatch(

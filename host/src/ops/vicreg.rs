@@ -6,7 +6,7 @@ use bytemuck::Zeroable;
 use scorecl_core::vicreg::VicRegConfig;
 use scorecl_shaders::VICREG;
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernel_params;
 use crate::ops::elementwise::add_cols;
@@ -45,7 +45,7 @@ impl VicReg {
     /// Buffers for n ≥ 2 pairs of d features.
     pub fn new(gpu: &Gpu, n: usize, d: usize) -> Result<Self> {
         if n < 2 {
-            return Err(GpuError::shape(
+            return Err(Error::shape(
                 "vicreg",
                 "needs at least 2 pairs (unbiased variance)",
             ));

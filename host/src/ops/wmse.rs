@@ -10,7 +10,7 @@
 use scorecl_core::wmse::WmseConfig;
 use scorecl_shaders::WMSE;
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernel_params;
 use crate::ops::elementwise::add_cols;
@@ -60,7 +60,7 @@ impl Wmse {
     pub fn new(gpu: &Gpu, n: usize, d: usize, w_size: usize) -> Result<Self> {
         WmseConfig { eps: 0.0, w_size }.validate()?;
         if n % w_size != 0 {
-            return Err(GpuError::shape(
+            return Err(Error::shape(
                 "wmse",
                 format!("w_size {w_size} does not divide the batch of {n}"),
             ));
@@ -100,7 +100,7 @@ impl Wmse {
         cfg.validate()?;
         let (n, d, m) = (self.n, self.d, self.m);
         if cfg.w_size != m {
-            return Err(GpuError::shape(
+            return Err(Error::shape(
                 "wmse",
                 format!("w_size {} but buffers for {m}", cfg.w_size),
             ));
@@ -208,13 +208,11 @@ impl Wmse {
             .position(|s| *s != 0)
         {
             None => Ok(()),
-            Some(c) => Err(GpuError::Core(
-                scorecl_core::CoreError::NotPositiveDefinite {
-                    view: c / chunks_per_view,
-                    chunk: c % chunks_per_view,
-                    column: status[c] as usize - 1,
-                },
-            )),
+            Some(c) => Err(Error::Core(scorecl_core::CoreError::NotPositiveDefinite {
+                view: c / chunks_per_view,
+                chunk: c % chunks_per_view,
+                column: status[c] as usize - 1,
+            })),
         }
     }
 }

@@ -37,7 +37,7 @@ pub fn xent(
 ) -> Result<()> {
     logits.expect_len("xent logits", rows * classes)?;
     if labels.len() < y_off + rows {
-        return Err(crate::GpuError::shape(
+        return Err(crate::Error::shape(
             "xent labels",
             format!(
                 "{} labels, rows {y_off}..{} asked",

@@ -90,7 +90,7 @@ pub fn run_compare(
     let mut modes = Vec::new();
     for w in &spec.weightings {
         let Some(m) = WeightMode::from_name(w).filter(|m| m.name() == w) else {
-            return Err(crate::GpuError::shape(
+            return Err(crate::Error::config(
                 "--weightings",
                 format!("`{w}`: allowed {}", WeightMode::allowed()),
             )

@@ -14,15 +14,7 @@ use scorecl_core::weights::{
 };
 use serde::{Deserialize, Serialize};
 
-/// A configuration error: the key and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{key}: {message}")]
-pub struct ConfigError {
-    /// Dotted key (`optimizer.lr`), or the file for parse errors.
-    pub key: String,
-    /// What is allowed.
-    pub message: String,
-}
+pub use crate::error::ConfigError;
 
 fn bad<T>(key: &str, message: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError {
@@ -775,13 +767,7 @@ impl VicRegSection {
 impl DataConfig {
     /// Checks `[data]`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if let Err(e) = crate::data::DataSpec::parse(&self.dataset) {
-            let message = match e {
-                crate::GpuError::Shape { message, .. } => message,
-                e => e.to_string(),
-            };
-            return bad("data.dataset", message);
-        }
+        crate::data::DataSpec::parse(&self.dataset)?;
         if self.size < 8 || self.size % 2 != 0 {
             return bad(
                 "data.size",

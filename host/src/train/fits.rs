@@ -11,7 +11,7 @@
 //! views. Activations are counted once per layer output of the encoder's
 //! forward, for two views, which bounds the workspaces from below.
 
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::{BlockKind, MlpLayer};
 use crate::train::config::TrainConfig;
@@ -147,7 +147,7 @@ pub fn check(gpu: &Gpu, cfg: &TrainConfig, heads: &[MlpLayer], slots: usize) -> 
     let (list, total) = needs(cfg, heads, slots);
     for need in &list {
         if need.bytes > limit {
-            return Err(GpuError::shape(
+            return Err(Error::config(
                 need.keys,
                 format!(
                     "{} needs {} bytes ({}), more than this device's largest buffer \
@@ -165,7 +165,7 @@ pub fn check(gpu: &Gpu, cfg: &TrainConfig, heads: &[MlpLayer], slots: usize) -> 
     }
     if let Some(mem) = gpu.cpu_info().map(|c| c.memory as u128) {
         if mem > 0 && total > mem {
-            return Err(GpuError::shape(
+            return Err(Error::config(
                 "model.width, train.batch_size, data.size",
                 format!(
                     "the run needs at least {total} bytes ({}) of parameters, gradients, \

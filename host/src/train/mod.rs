@@ -18,17 +18,15 @@ pub use config::{
 pub use run::{run_training, RunDir, RunOptions, RunSummary};
 pub use trainer::{GivenInputs, StepReport, TrainState, Trainer};
 
-use crate::error::GpuError;
+use crate::error::{Error, GpuError};
 
-/// What can stop a training run.
+/// What can stop a training run: the host's errors (device, file,
+/// configuration), or a value that is not finite.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    /// A configuration value is wrong.
-    #[error("configuration: {0}")]
-    Config(#[from] ConfigError),
-    /// The GPU side failed (kernel, memory, device, file).
+    /// The device, a file or a configuration value.
     #[error(transparent)]
-    Gpu(#[from] GpuError),
+    Host(#[from] Error),
     /// A loss term became NaN or infinite.
     #[error(
         "step {step} (epoch {epoch}): the {term} is not finite ({value}); the run stopped and \
@@ -60,22 +58,24 @@ pub enum TrainError {
         /// What was not finite (`gradient, updated value`).
         what: String,
     },
-    /// A checkpoint or run-directory file is missing or inconsistent.
-    #[error("{path}: {message}")]
-    Checkpoint {
-        /// The file or folder.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
+}
+
+impl From<GpuError> for TrainError {
+    fn from(e: GpuError) -> Self {
+        TrainError::Host(e.into())
+    }
+}
+
+impl From<ConfigError> for TrainError {
+    fn from(e: ConfigError) -> Self {
+        TrainError::Host(e.into())
+    }
 }
 
 impl TrainError {
+    /// A checkpoint or run-directory file is missing or inconsistent.
     pub(crate) fn checkpoint(path: &std::path::Path, message: impl Into<String>) -> Self {
-        TrainError::Checkpoint {
-            path: path.display().to_string(),
-            message: message.into(),
-        }
+        TrainError::Host(Error::file(path, message))
     }
 }
 

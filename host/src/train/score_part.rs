@@ -7,7 +7,7 @@ use scorecl_core::rng::{stream_id, Philox, Purpose};
 use scorecl_core::weights::Statistic;
 
 use crate::data::Dataset;
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::{ScoreConfig, ScoreNet, ScoreWorkspace};
 use crate::ops::{dsm, optim, pair_weights};
@@ -302,7 +302,7 @@ impl ScorePart {
         let n = self.sigma.len();
         let dim = 3 * data.h * data.w;
         if self.x_noisy.len() != n * dim {
-            return Err(GpuError::shape(
+            return Err(Error::shape(
                 "dsm per level",
                 format!(
                     "images of {}×{}: the score network's DSM buffers hold {} values per image",

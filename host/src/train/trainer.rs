@@ -28,7 +28,7 @@ use scorecl_core::weights::WeightMode;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::ScoreNet;
 use crate::nn::{Encoder, EncoderWorkspace, Mlp, MlpWorkspace, ParamStore};
@@ -254,7 +254,7 @@ pub fn steps_per_epoch(images: usize, batch: usize) -> u64 {
 /// when not even one batch fits.
 pub(crate) fn checked_steps_per_epoch(data: &Dataset, batch: usize) -> Result<u64> {
     match steps_per_epoch(data.len(), batch) {
-        0 => Err(GpuError::shape(
+        0 => Err(Error::config(
             "train.batch_size",
             format!(
                 "{batch}: larger than the dataset `{}` ({} images)",
@@ -324,7 +324,7 @@ impl<'g> Trainer<'g> {
                 // loads its own checkpoint over it.
                 let file = score_init_file(std::path::Path::new(path));
                 crate::nn::checkpoint::load(gpu, &sp.net.store, &file).map_err(|e| {
-                    GpuError::shape("scorecl.score_init", format!("{}: {e}", file.display()))
+                    Error::config("scorecl.score_init", format!("{}: {e}", file.display()))
                 })?;
             }
             Some(sp)
@@ -358,7 +358,7 @@ impl<'g> Trainer<'g> {
         let proj_ws = [projector.workspace(gpu, n)?, projector.workspace(gpu, n)?];
         let pred_ws = predictor
             .as_ref()
-            .map(|p| Ok::<_, GpuError>([p.workspace(gpu, n)?, p.workspace(gpu, n)?]))
+            .map(|p| Ok::<_, Error>([p.workspace(gpu, n)?, p.workspace(gpu, n)?]))
             .transpose()?;
         let mut augmenter = Augmenter::with_sources(gpu, 2 * n, n, (h, w), (size, size))?;
         augmenter.threshold = cfg.augment.solarize_threshold;
@@ -372,7 +372,7 @@ impl<'g> Trainer<'g> {
             warmup_steps: warmup,
             total_steps: total,
         };
-        schedule.validate().map_err(GpuError::from)?;
+        schedule.validate().map_err(Error::from)?;
         Ok(Trainer {
             gpu,
             cfg,
@@ -465,7 +465,7 @@ impl<'g> Trainer<'g> {
                 stream_id(Purpose::Augment, 2 * self.state.step + v),
             );
             for i in 0..n as u32 {
-                out.push(augment::sample(&rng, i, h, w, cfg).map_err(GpuError::from)?);
+                out.push(augment::sample(&rng, i, h, w, cfg).map_err(Error::from)?);
             }
         }
         Ok(out)
@@ -500,7 +500,7 @@ impl<'g> Trainer<'g> {
             ("dsm_sigma", given.dsm_sigma.len(), n),
         ] {
             if got != want {
-                return Err(GpuError::shape(
+                return Err(Error::shape(
                     format!("given step input `{what}`"),
                     format!("{got} values, the step takes {want}"),
                 )
@@ -512,7 +512,7 @@ impl<'g> Trainer<'g> {
 
     fn run_step(&mut self, given: Option<&GivenInputs>) -> TrainResult<StepReport> {
         if self.finished() {
-            return Err(GpuError::shape(
+            return Err(Error::shape(
                 "train",
                 format!("the run is complete ({} steps)", self.total_steps()),
             )

@@ -6,12 +6,12 @@
 
 use std::sync::OnceLock;
 
-use scorecl_host::{Gpu, GpuError, GpuOptions};
+use scorecl_host::{Error, Gpu, GpuError, GpuOptions};
 
 fn make(opts: GpuOptions) -> Option<Gpu> {
     match Gpu::new(&opts) {
         Ok(g) => Some(g),
-        Err(e @ GpuError::NoAdapter { .. }) if std::env::var_os("CI").is_none() => {
+        Err(Error::Gpu(e @ GpuError::NoAdapter { .. })) if std::env::var_os("CI").is_none() => {
             eprintln!("SKIPPED: {e}");
             record_skip(&opts);
             None

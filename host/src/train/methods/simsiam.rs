@@ -6,7 +6,7 @@
 //! only through the predictor.
 
 use super::{bn, lin, Heads, LrPolicy};
-use crate::error::{GpuError, Result};
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::MlpLayer::{self, Relu};
 use crate::ops::simsiam::SimSiam;
@@ -60,7 +60,7 @@ impl super::SslLoss for Loss {
         dout: &Tensor,
         loss: &Tensor,
     ) -> Result<()> {
-        let p = p.ok_or_else(|| GpuError::shape("simsiam", "no predictor output"))?;
+        let p = p.ok_or_else(|| Error::shape("simsiam", "no predictor output"))?;
         self.op.forward_backward(s, p, z, w, dout, loss)
     }
 }
