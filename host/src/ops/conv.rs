@@ -136,7 +136,7 @@ pub fn scratch_len(gpu: &Gpu, shapes: &[ConvShape]) -> usize {
         let threads = rayon::current_num_threads();
         return shapes
             .iter()
-            .map(|s| threads * fused::per_task(s, fused::block_images(s, threads)))
+            .map(|s| fused::workspace(s, fused::block_images(s, threads), threads))
             .max()
             .unwrap_or(1);
     }
@@ -260,7 +260,7 @@ impl ConvScratch {
     /// image.
     pub fn per_image(gpu: &Gpu, s: &ConvShape, precision: ConvPrecision) -> usize {
         if gpu.is_native() {
-            return fused::per_task(s, 1);
+            return fused::workspace(s, 1, 1);
         }
         let pad4 = !(precision == ConvPrecision::F16 && gpu.caps.f16) && pads_rows(gpu);
         padded_per_image(s, pad4)
@@ -656,13 +656,21 @@ pub(crate) mod fused {
         s.ckk().max(1) * bc + s.cout * bc + s.cout * s.ckk()
     }
 
+    /// The whole workspace for `tasks` threads with blocks of `images`:
+    /// each thread's [`per_task`], then the weight transposed
+    /// (`[ckk][cout]`, shared: the input gradient's product reads it in
+    /// the layout it multiplies fastest).
+    pub(crate) fn workspace(s: &ConvShape, images: usize, tasks: usize) -> usize {
+        tasks * per_task(s, images) + s.weight_len()
+    }
+
     /// The plan for `s` in a workspace of `len` elements: images per block
     /// and threads (fewer, or smaller blocks, when the workspace is small).
     fn plan(s: &ConvShape, len: usize) -> Result<(usize, usize)> {
         let threads = rayon::current_num_threads();
         let mut images = block_images(s, threads);
         loop {
-            let tasks = (len / per_task(s, images))
+            let tasks = (len.saturating_sub(s.weight_len()) / per_task(s, images))
                 .min(threads)
                 .min(s.n.div_ceil(images));
             if tasks >= 1 {
@@ -673,7 +681,7 @@ pub(crate) mod fused {
                     "conv scratch",
                     format!(
                         "{len} elements, one image of {s:?} needs {}",
-                        per_task(s, 1)
+                        workspace(s, 1, 1)
                     ),
                 ));
             }
@@ -1071,6 +1079,18 @@ pub(crate) mod native {
                         }
                         let dst = &mut out[hh as usize * w..(hh as usize + 1) * w];
                         let src = &row[i * ow..(i + 1) * ow];
+                        if self.stride == 1 {
+                            // ww = j + q − pad over one contiguous run: the
+                            // same additions in the same order, vectorised.
+                            let shift = q as isize - self.pad as isize;
+                            let lo = (-shift).clamp(0, ow as isize) as usize;
+                            let hi = (w as isize - shift).clamp(lo as isize, ow as isize) as usize;
+                            let at = (lo as isize + shift) as usize;
+                            for (d, v) in dst[at..at + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
+                                *d += v;
+                            }
+                            continue;
+                        }
                         for (j, v) in src.iter().enumerate() {
                             let ww = (j * self.stride + q) as isize - self.pad as isize;
                             if ww >= 0 && ww < w as isize {
@@ -1292,7 +1312,7 @@ pub(crate) mod native {
                 ("x", x.len(), s.in_len()),
                 ("weight", wt.len(), s.weight_len()),
                 ("dout", dout.len(), s.out_len()),
-                ("workspace", work.len(), tasks * per_task),
+                ("workspace", work.len(), tasks * per_task + s.weight_len()),
                 ("dweight", dweight.len(), s.weight_len()),
             ],
         )?;
@@ -1312,8 +1332,21 @@ pub(crate) mod native {
         };
         let blocks = s.n.div_ceil(p.images.max(1) as usize);
         let tasks = tasks.min(blocks);
-        let work = SharedMut::new(work);
         let (slab, wlen, plane) = (s.cout * ohw, s.cout * ckk, s.cin * hw);
+        // Wᵀ ([ckk][cout]) after the tasks' workspaces, for dcol = Wᵀ · dy.
+        let (work, wt_t) = work.split_at_mut(p.tasks as usize * per_task);
+        let wt_t = &mut wt_t[..wlen];
+        if has_dx {
+            wt_t.par_chunks_mut(s.cout)
+                .enumerate()
+                .for_each(|(r, row)| {
+                    for (o, v) in row.iter_mut().enumerate() {
+                        *v = wt[o * ckk + r];
+                    }
+                });
+        }
+        let wt_t: &[f32] = wt_t;
+        let work = SharedMut::new(work);
         (0..tasks).into_par_iter().for_each(|t| {
             // SAFETY (slices): task t owns its workspace and the input
             // gradient of its blocks' images.
@@ -1340,7 +1373,7 @@ pub(crate) mod native {
                 gemm::seq(sum, (s.cout, ckk, bc), (dy, false), (cols, true), j > 0);
                 let Some(dx) = &dx else { continue };
                 // dcol = Wᵀ · dy, in the columns' place.
-                gemm::seq(cols, (ckk, bc, s.cout), (wt, true), (dy, false), false);
+                gemm::seq(cols, (ckk, bc, s.cout), (wt_t, false), (dy, false), false);
                 let out = dx.slice(i0 * plane, images * plane);
                 for (q, o) in out.chunks_mut(hw).enumerate() {
                     let (b, c) = (q / s.cin, q % s.cin);
