@@ -8,6 +8,8 @@
 #
 # Needs: cargo, python3 with torch + torchvision (bench/pytorch/requirements.txt).
 # SCORECL_BIN overrides the scorecl binary (default: built here in release).
+# PYTORCH_MODES picks PyTorch's rows (default eager,amp; `eager` alone where
+# the CPU has no bf16 units and autocast crawls).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG="${1:-configs/tiny-simclr.toml}"
@@ -26,7 +28,8 @@ trap 'rm -rf "$tmp"' EXIT
 echo "== scorecl bench train ${args[*]} ==" >&2
 "$SCORECL_BIN" bench train --json "${args[@]}" > "$tmp/scorecl.json"
 echo "== PyTorch bench/pytorch/bench_train.py ${args[*]} ==" >&2
-python3 bench/pytorch/bench_train.py --json "${args[@]}" > "$tmp/pytorch.json"
+python3 bench/pytorch/bench_train.py --json --modes "${PYTORCH_MODES:-eager,amp}" "${args[@]}" \
+  > "$tmp/pytorch.json"
 python3 - "$tmp/scorecl.json" "$tmp/pytorch.json" "$CONFIG" "$OUT" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
