@@ -10,9 +10,11 @@ and the link's bandwidth and latency given on the command line.
 """
 import argparse
 
-# Parameter counts (exact, from the models' definitions; the test suite
-# checks the same shapes against torchvision and the checkpoints).
-RESNET18_CIFAR = 11_168_832      # torchvision resnet18 without fc, 3x3 stem
+# Parameter counts, exact: the encoder's is what `scorecl encoder init
+# --width 64` writes (running statistics not counted), torchvision's
+# resnet18 without fc and with the 3x3 CIFAR stem; score_net(8) = 9,776 is
+# what the main job's checkpoint holds.
+RESNET18_CIFAR = 11_168_832
 SIMCLR_PROJECTOR = 512 * 2048 + 2048 + 2 * 2048 + 2048 * 256 + 256  # Linear, BN, Linear
 
 
