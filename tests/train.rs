@@ -16,6 +16,7 @@
 //!   key or step and term.
 #[path = "../host/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use scorecl::core::rng::{stream_id, Philox, Purpose};
 use scorecl::core::weights::{
@@ -28,52 +29,7 @@ use scorecl::host::train::{
     run_training, Method, RunDir, RunOptions, StepReport, TrainConfig, TrainError, Trainer,
 };
 use scorecl::host::{Gpu, GpuOptions};
-
-/// A tiny configuration with mild augmentations (so that ten steps
-/// visibly reduce the loss).
-fn tiny(method: &str, mode: &str) -> TrainConfig {
-    let heads = match method {
-        "simclr" => "[simclr]\nproj_hidden_dim = 64\nproj_output_dim = 32\n",
-        "simsiam" => {
-            "[simsiam]\nproj_hidden_dim = 64\nproj_output_dim = 64\npred_hidden_dim = 16\n"
-        }
-        "wmse" => "[wmse]\nproj_hidden_dim = 64\nproj_output_dim = 8\nw_size = 32\n",
-        _ => "[vicreg]\nproj_hidden_dim = 64\nproj_output_dim = 64\n",
-    };
-    let optimizer = match method {
-        "simclr" => "name = \"lars\"\nlr = 0.4\nweight_decay = 1e-4",
-        "simsiam" => "name = \"sgd\"\nlr = 0.5\nweight_decay = 1e-5",
-        "wmse" => "name = \"adam\"\nlr = 2e-2\nweight_decay = 1e-6",
-        _ => "name = \"lars\"\nlr = 0.3\nweight_decay = 1e-4",
-    };
-    let text = format!(
-        r#"
-method = "{method}"
-[model]
-width = 8
-{heads}
-[data]
-dataset = "builtin:64"
-size = 16
-[augment]
-crop_scale = [0.5, 1.0]
-jitter_prob = 0.0
-gray_prob = 0.0
-[optimizer]
-{optimizer}
-[schedule]
-warmup_epochs = 1
-[train]
-epochs = 5
-batch_size = 32
-[scorecl]
-mode = "{mode}"
-width = 8
-lr = 1e-3
-"#
-    );
-    TrainConfig::parse(&text).unwrap()
-}
+use support::{snapshot, tiny, worst_rel};
 
 fn trainer(gpu: &Gpu, cfg: TrainConfig) -> Trainer<'_> {
     let data = cfg.data.open(Split::Train).unwrap();
@@ -361,27 +317,6 @@ fn augment_weights_come_from_the_augmentation_parameters() {
 }
 
 /// Every parameter, state and optimizer tensor of a trainer.
-fn snapshot(t: &Trainer) -> Vec<(String, Vec<f32>)> {
-    let gpu = t.gpu();
-    let mut out = Vec::new();
-    let mut stores = vec![t.encoder.store(), &t.heads];
-    if let Some(s) = t.score_net() {
-        stores.push(&s.store);
-    }
-    for s in stores {
-        for p in &s.params {
-            out.push((p.name.clone(), gpu.download(&p.value).unwrap()));
-        }
-        for st in &s.states {
-            out.push((st.name.clone(), gpu.download(&st.value).unwrap()));
-        }
-    }
-    for (name, tensor) in t.optimizer_tensors() {
-        out.push((name, gpu.download(tensor).unwrap()));
-    }
-    out
-}
-
 fn resumes(method: &str, mode: &str) {
     let Some(gpu) = common::gpu() else { return };
     let mut cfg = tiny(method, mode);
@@ -1028,30 +963,6 @@ fn runs_on_the_backend_wgpu_backend_names() {
     }
 }
 
-/// The largest difference between the parameters and running statistics
-/// of two snapshots, each tensor's relative to its own scale:
-/// max |a − b| / max(max |b|, 1e-6), and the tensor.
-fn worst_rel(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> (f32, String) {
-    let mut worst = (0.0f32, String::new());
-    for ((name, x), (_, y)) in a.iter().zip(b) {
-        if name.contains("momentum_buffer") || name.contains("exp_avg") {
-            // Optimizer moments are gradient sums with cancellation: their
-            // rounding differences are checked through the parameters.
-            continue;
-        }
-        let scale = y.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-        let diff = x
-            .iter()
-            .zip(y)
-            .fold(0.0f32, |m, (u, v)| m.max((u - v).abs()));
-        let e = diff / scale;
-        if e.is_nan() || e > worst.0 {
-            worst = (e, name.clone());
-        }
-    }
-    worst
-}
-
 /// Ten steps of the same configuration and seed (the tiny SimCLR and
 /// SimSiam with ScoreCL, at a hundredth of their learning rates) on a wgpu
 /// adapter (lavapipe in CI; llvmpipe in the GL pass) and on the native CPU
@@ -1087,7 +998,7 @@ fn the_wgpu_adapter_and_the_cpu_device_train_alike_and_share_checkpoints() {
                 wg.info.name
             );
         }
-        let (e, name) = worst_rel(&sw, &sc);
+        let (e, name) = worst_rel(&sw, &sc, 1e-6);
         assert!(e <= 5e-2, "{method}: {name} differs by {e:e} (relative)");
         eprintln!("{method}: largest parameter difference {e:e} ({name})");
         // Checkpoint after 3 steps on one device, resume on the other.
@@ -1107,7 +1018,7 @@ fn the_wgpu_adapter_and_the_cpu_device_train_alike_and_share_checkpoints() {
             while resumed.state.step < 10 {
                 resumed.step().unwrap();
             }
-            let (e, name) = worst_rel(&snapshot(&resumed), want);
+            let (e, name) = worst_rel(&snapshot(&resumed), want, 1e-6);
             assert!(
                 e <= 5e-2,
                 "{method}: resumed on {} from {}: {name} differs by {e:e}",

@@ -1,7 +1,8 @@
 //! Errors of the host, in three kinds that each name what failed:
 //! [`GpuError`] (the adapter, the kernel, the tensor), a file
 //! ([`Error::File`]: the path) and a configuration value ([`ConfigError`]:
-//! the key). [`Error`] is their union, the error of every host function.
+//! the key), and in a data-parallel run a peer ([`Error::Peer`]: the
+//! rank). [`Error`] is their union, the error of every host function.
 
 /// Result type of the host.
 pub type Result<T> = std::result::Result<T, Error>;
@@ -28,6 +29,15 @@ pub enum Error {
     /// An error of the core maths.
     #[error(transparent)]
     Core(#[from] scorecl_core::CoreError),
+    /// Another rank of a data-parallel run failed, left or disagrees
+    /// (`crate::dist`): the rank and what happened.
+    #[error("rank {rank}: {message}")]
+    Peer {
+        /// The rank at fault (or this rank, when its transport failed).
+        rank: usize,
+        /// What happened.
+        message: String,
+    },
 }
 
 /// A configuration error: the key and what is wrong with it.

@@ -87,6 +87,10 @@ pub struct GpuOptions {
     pub gemm: Option<String>,
     /// Do not print the chosen adapter.
     pub quiet: bool,
+    /// A data-parallel run's rank on this machine (MPI's local rank): with
+    /// no adapter named, the rank takes the (local rank mod count)-th of
+    /// the best adapters (each rank its own GPU).
+    pub local_rank: Option<usize>,
 }
 
 fn env_flag(name: &str) -> bool {
@@ -114,6 +118,7 @@ impl GpuOptions {
             coop_matrix: env_flag("SCORECL_COOP_MATRIX"),
             gemm: std::env::var("SCORECL_GEMM").ok().filter(|s| !s.is_empty()),
             quiet: false,
+            local_rank: None,
         }
     }
 }
@@ -279,7 +284,15 @@ impl Gpu {
                     }
                 }
             }
-            None => adapters.swap_remove(0),
+            None => {
+                // The adapters of the best kind, one per local rank.
+                let best = rank(adapters[0].get_info().device_type);
+                let same = adapters
+                    .iter()
+                    .take_while(|a| rank(a.get_info().device_type) == best)
+                    .count();
+                adapters.swap_remove(opts.local_rank.unwrap_or(0) % same)
+            }
         };
         let gemm = gemm_override(&opts)?;
         let info = adapter.get_info();

@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod cli;
 pub mod data;
+pub mod dist;
 pub mod doctor;
 pub mod error;
 pub mod eval;

@@ -16,7 +16,12 @@ use crate::gpu::{Backend, Gpu};
 use crate::kernel::{Binding, Kernel, PARAMS_SLOT};
 use crate::tensor::{Buffer, Tensor};
 
-enum Command {
+/// A host operation recorded in a step ([`Step::host`]): it gets the
+/// tensors' values as they stand at that point of the step and may change
+/// them.
+pub type HostOp<'g> = Box<dyn FnMut(&mut [Vec<f32>]) -> Result<()> + 'g>;
+
+enum Command<'g> {
     Dispatch {
         kernel: Arc<Kernel>,
         params: Option<u32>,
@@ -39,9 +44,17 @@ enum Command {
         dst: Buffer,
         bytes: u64,
     },
+    /// Runs `op` on the host over the f32 values of `buffers` (each
+    /// `len` elements) between the commands before and after it: a
+    /// data-parallel run's collectives (`crate::dist`).
+    Host {
+        name: String,
+        buffers: Vec<(Buffer, usize)>,
+        op: std::cell::RefCell<HostOp<'g>>,
+    },
 }
 
-impl Command {
+impl Command<'_> {
     /// Every buffer the command touches.
     fn buffers(&self) -> Vec<&Buffer> {
         match self {
@@ -49,6 +62,7 @@ impl Command {
             Command::Copy { src, dst, .. } => vec![src, dst],
             Command::Readback { src, .. } => vec![src],
             Command::Clear { dst, .. } => vec![dst],
+            Command::Host { buffers, .. } => buffers.iter().map(|(b, _)| b).collect(),
         }
     }
 }
@@ -66,11 +80,15 @@ fn wb(b: &Buffer) -> &wgpu::Buffer {
 pub struct Step<'g> {
     gpu: &'g Gpu,
     label: String,
-    commands: Vec<Command>,
+    commands: Vec<Command<'g>>,
     params: Vec<u8>,
     readbacks: usize,
     timestamps: bool,
     started: std::time::Instant,
+    /// The ranks whose batch statistics the step's training batch norms
+    /// share (`crate::ops::batchnorm`), in a data-parallel run with
+    /// `train.sync_batchnorm`.
+    sync_bn: Option<crate::dist::Link>,
 }
 
 /// What a submitted step read back, and its kernel timings if asked for.
@@ -126,6 +144,7 @@ impl Gpu {
             readbacks: 0,
             timestamps: false,
             started: std::time::Instant::now(),
+            sync_bn: None,
         }
     }
 }
@@ -134,6 +153,18 @@ impl<'g> Step<'g> {
     /// The GPU this step runs on.
     pub fn gpu(&self) -> &'g Gpu {
         self.gpu
+    }
+
+    /// Makes the step's batch norms in training use the batch statistics of
+    /// all ranks of `comm` (synchronised batch norm).
+    pub fn with_sync_batchnorm(mut self, comm: crate::dist::Link) -> Self {
+        self.sync_bn = Some(comm);
+        self
+    }
+
+    /// The ranks whose batch statistics this step's batch norms share.
+    pub fn sync_batchnorm(&self) -> Option<&crate::dist::Link> {
+        self.sync_bn.as_ref()
     }
 
     /// Times every dispatch with timestamp queries (where the adapter has
@@ -300,6 +331,137 @@ impl<'g> Step<'g> {
         self.readbacks - 1
     }
 
+    /// Records a host operation: when the step runs, the f32 values of
+    /// `tensors` as the commands before it left them are given to `op`,
+    /// and what it leaves in them is what the commands after it see. On a
+    /// wgpu device the step is submitted in parts around it (a read back
+    /// and a write, so each costs a round trip); on the native device it
+    /// runs in line. `name` names it in errors and timings.
+    pub fn host(
+        &mut self,
+        name: &str,
+        tensors: &[&Tensor],
+        op: impl FnMut(&mut [Vec<f32>]) -> Result<()> + 'g,
+    ) -> Result<()> {
+        for t in tensors {
+            if t.dtype() != crate::tensor::DType::F32 {
+                return Err(Error::shape(
+                    format!("host operation `{name}`"),
+                    format!("{t:?} is not f32"),
+                ));
+            }
+        }
+        self.commands.push(Command::Host {
+            name: name.to_string(),
+            buffers: tensors
+                .iter()
+                .map(|t| (t.buffer().clone(), t.len()))
+                .collect(),
+            op: std::cell::RefCell::new(Box::new(op)),
+        });
+        Ok(())
+    }
+
+    /// Runs a recorded host operation: reads its buffers, calls it, writes
+    /// them back.
+    fn run_host(
+        gpu: &Gpu,
+        name: &str,
+        buffers: &[(Buffer, usize)],
+        op: &std::cell::RefCell<HostOp<'g>>,
+    ) -> Result<()> {
+        let what = format!("host operation `{name}`");
+        let mut values = Vec::with_capacity(buffers.len());
+        for (b, len) in buffers {
+            let bytes = match &gpu.backend {
+                Backend::Native(_) => b.host(&what)?.read(0, 4 * *len as u64),
+                Backend::Wgpu { .. } => {
+                    let mut s = gpu.step(&what);
+                    s.commands.push(Command::Readback {
+                        src: b.clone(),
+                        bytes: 4 * *len as u64,
+                    });
+                    s.readbacks = 1;
+                    s.submit()?.into_bytes(0)
+                }
+            };
+            values.push(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes));
+        }
+        (op.borrow_mut())(&mut values)?;
+        for ((b, len), v) in buffers.iter().zip(&values) {
+            if v.len() != *len {
+                return Err(Error::shape(
+                    what.clone(),
+                    format!("left {} values in a tensor of {len}", v.len()),
+                ));
+            }
+            let bytes: &[u8] = bytemuck::cast_slice(v);
+            match &gpu.backend {
+                Backend::Native(_) => b.host(&what)?.write(0, bytes),
+                Backend::Wgpu { queue, .. } => {
+                    gpu.scoped(&what, || queue.write_buffer(wb(b), 0, bytes))?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A wgpu step with host operations: the runs of commands between them
+    /// submitted one after the other (sharing the step's parameter arena
+    /// and readback numbering), each host operation run in between.
+    fn submit_in_parts(self) -> Result<Readbacks> {
+        let Step {
+            gpu,
+            label,
+            commands,
+            params,
+            timestamps,
+            started,
+            ..
+        } = self;
+        let mut out = Readbacks::default();
+        let mut part: Vec<Command<'g>> = Vec::new();
+        let flush = |part: &mut Vec<Command<'g>>, out: &mut Readbacks| -> Result<()> {
+            if part.is_empty() {
+                return Ok(());
+            }
+            let readbacks = part
+                .iter()
+                .filter(|c| matches!(c, Command::Readback { .. }))
+                .count();
+            let s = Step {
+                gpu,
+                label: label.clone(),
+                commands: std::mem::take(part),
+                params: params.clone(),
+                readbacks,
+                timestamps,
+                started,
+                sync_bn: None,
+            };
+            let r = s.submit()?;
+            out.data.extend(r.data);
+            out.timings.extend(r.timings);
+            Ok(())
+        };
+        for cmd in commands {
+            match cmd {
+                Command::Host { name, buffers, op } => {
+                    flush(&mut part, &mut out)?;
+                    let t0 = std::time::Instant::now();
+                    Self::run_host(gpu, &name, &buffers, &op)?;
+                    if timestamps {
+                        out.timings.push((name, t0.elapsed().as_secs_f64() * 1e9));
+                    }
+                }
+                other => part.push(other),
+            }
+        }
+        flush(&mut part, &mut out)?;
+        out.host_seconds = started.elapsed().as_secs_f64();
+        Ok(out)
+    }
+
     /// Number of dispatches recorded.
     pub fn dispatches(&self) -> usize {
         self.commands
@@ -337,6 +499,13 @@ impl<'g> Step<'g> {
             Backend::Native(_) => return self.submit_native(),
             Backend::Wgpu { device, queue } => (device, queue),
         };
+        if self
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::Host { .. }))
+        {
+            return self.submit_in_parts();
+        }
         for cmd in &self.commands {
             for b in cmd.buffers() {
                 b.wgpu(&format!("step `{}`", self.label))?;
@@ -416,6 +585,7 @@ impl<'g> Step<'g> {
                 Command::Clear { dst, bytes } => {
                     encoder.clear_buffer(wb(dst), 0, Some(*bytes));
                 }
+                Command::Host { .. } => unreachable!("steps with host operations submit in parts"),
                 Command::Readback { src, bytes } => {
                     let s = gpu.staging(*bytes)?;
                     encoder.copy_buffer_to_buffer(wb(src), 0, &s, 0, *bytes);
@@ -542,6 +712,14 @@ impl<'g> Step<'g> {
                 }
                 Command::Readback { src, bytes } => {
                     out.data.push(src.host(&label)?.read(0, *bytes));
+                }
+                Command::Host { name, buffers, op } => {
+                    let t0 = std::time::Instant::now();
+                    Self::run_host(self.gpu, name, buffers, op)?;
+                    if self.timestamps {
+                        out.timings
+                            .push((name.clone(), t0.elapsed().as_secs_f64() * 1e9));
+                    }
                 }
             }
         }

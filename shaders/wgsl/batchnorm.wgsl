@@ -5,6 +5,9 @@
 // bn_stats (training, one workgroup per channel): batch mean and biased
 //   variance (two passes), invstd = 1/sqrt(var + eps), and the running
 //   statistics updated with momentum and the unbiased variance.
+// bn_stats_partial (a rank of a synchronised batch norm): the rank's
+//   batch mean into `mean` and the sum of its squared deviations (M2)
+//   into `invstd`, for the host to combine over the ranks (crate::dist).
 // bn_eval_stats: mean = running_mean, invstd = 1/sqrt(running_var + eps).
 // bn_apply: y = (x − mean)·invstd·γ + β (AFFINE), then ReLU (RELU).
 // bn_apply_add: the same plus a residual before the ReLU,
@@ -13,7 +16,8 @@
 // bn_backward_reduce (one workgroup per channel): s1 = Σ dy, s2 = Σ dy·x̂;
 //   with AFFINE, dβ += s1 and dγ += s2.
 // bn_backward_apply: dx = γ·invstd·(dy − s1/cnt − x̂·s2/cnt) in training,
-//   γ·invstd·dy in evaluation (TRAINING false).
+//   γ·invstd·dy in evaluation (TRAINING false); cnt = n·s·ranks (ranks > 1
+//   in a synchronised batch norm, whose sums are the ranks' total).
 // bn_backward_reduce_relu, bn_backward_apply_relu: the same for a batch
 //   norm followed by a ReLU whose output is y_relu: dy is replaced by
 //   dy·[y_relu > 0] as it is read (the ReLU's backward fused in: no masked
@@ -27,7 +31,7 @@ struct Params {
     n: u32,
     c: u32,
     s: u32,
-    _p0: u32,
+    ranks: u32,
     eps: f32,
     momentum: f32,
     _p1: u32,
@@ -84,6 +88,30 @@ fn bn_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
         running_mean[c] = (1.0 - P.momentum) * running_mean[c] + P.momentum * mu;
         running_var[c] = (1.0 - P.momentum) * running_var[c] + P.momentum * unbiased;
     }
+}
+
+@compute @workgroup_size(64)
+fn bn_stats_partial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let c = wg.x + wg.y * nwg.x;
+    if (c >= P.c) { return; }
+    let cnt = P.n * P.s;
+    var acc = 0.0;
+    for (var j = lid; j < cnt; j += 64u) { acc += x[at(c, j)]; }
+    let mu = wg_sum(acc, lid) / f32(cnt);
+    var dev = 0.0;
+    for (var j = lid; j < cnt; j += 64u) { let d = x[at(c, j)] - mu; dev += d * d; }
+    let m2 = wg_sum(dev, lid);
+    if (lid == 0u) {
+        mean[c] = mu;
+        invstd[c] = m2;
+    }
+}
+
+// The count behind the sums of bn_backward_apply: this rank's, or all
+// ranks' in a synchronised batch norm.
+fn total_count() -> f32 {
+    return f32(P.n * P.s) * f32(max(P.ranks, 1u));
 }
 
 @compute @workgroup_size(64)
@@ -153,7 +181,7 @@ fn bn_backward_apply(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_
     var k = invstd_in[c];
     if (AFFINE) { k = k * gamma[c]; }
     if (TRAINING) {
-        let inv_cnt = 1.0 / f32(P.n * P.s);
+        let inv_cnt = 1.0 / total_count();
         let xhat = (x[t] - mean_in[c]) * invstd_in[c];
         dx[t] = k * (dy[t] - sums[c] * inv_cnt - xhat * sums[P.c + c] * inv_cnt);
     } else {
@@ -202,7 +230,7 @@ fn bn_backward_apply_relu(@builtin(global_invocation_id) id: vec3<u32>, @builtin
     if (AFFINE) { k = k * gamma[c]; }
     let g = dy_relu(t);
     if (TRAINING) {
-        let inv_cnt = 1.0 / f32(P.n * P.s);
+        let inv_cnt = 1.0 / total_count();
         let xhat = (x[t] - mean_in[c]) * invstd_in[c];
         dx[t] = k * (g - sums[c] * inv_cnt - xhat * sums[P.c + c] * inv_cnt);
     } else {

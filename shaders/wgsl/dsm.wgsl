@@ -4,7 +4,10 @@
 // dsm_perturb: for clean images x (n × D): sample i takes the noise level
 //   sigma_table[level_for(uniform word i of the sigma stream)], the noise
 //   eps[i, k] = normal number i·D + k of the noise stream, and
-//   x_noisy = x + sigma_i · eps.
+//   x_noisy = x + sigma_i · eps. In a data-parallel run (half > 0) the
+//   draws are the global sample's: local sample i of the view-stacked
+//   layout is global sample g = (i / half)·global + first + i % half, and
+//   its words are g and g·D + k.
 // dsm_loss: per row i, terms[i] = ½‖sigma_i s_i + eps_i‖² / n and
 //   grad[i, k] = sigma_i (sigma_i s_ik + eps_ik) / n (one workgroup per row).
 
@@ -16,7 +19,10 @@ struct Params {
     n: u32,
     dim: u32,
     levels: u32,
-    _p0: u32,
+    first: u32,
+    half: u32,
+    global: u32,
+    _p0: vec2<u32>,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -44,9 +50,11 @@ fn dsm_perturb(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgr
     let t = id.x + id.y * nwg.x * 256u;
     if (t >= P.n * P.dim) { return; }
     let i = t / P.dim;
-    let u = unit_f32(philox_u32(Stream(P.sigma_key, P.sigma_stream), i, 0u));
+    var g = i;
+    if (P.half > 0u) { g = (i / P.half) * P.global + P.first + i % P.half; }
+    let u = unit_f32(philox_u32(Stream(P.sigma_key, P.sigma_stream), g, 0u));
     let s = sigma_table[level_for(u)];
-    let e = philox_normal(Stream(P.noise_key, P.noise_stream), t, 0u);
+    let e = philox_normal(Stream(P.noise_key, P.noise_stream), g * P.dim + t % P.dim, 0u);
     eps[t] = e;
     x_noisy[t] = x[t] + s * e;
     if (t % P.dim == 0u) { sigma[i] = s; }

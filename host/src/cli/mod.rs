@@ -82,6 +82,7 @@ enum Command {
 
 fn gpu(cli: &Cli) -> anyhow::Result<Gpu> {
     let mut opts = GpuOptions::from_env();
+    opts.local_rank = crate::dist::launcher_local_rank().map(|(rank, _)| rank);
     if cli.adapter.is_some() {
         opts.adapter = cli.adapter.clone();
     }

@@ -106,36 +106,53 @@ pub(super) fn run(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
         );
         (cfg, RunDir::new(out))
     };
+    // One rank, or one of an MPI launch's (feature `mpi`).
+    crate::dist::split_threads();
+    let comm = crate::dist::from_launcher()?;
+    let lead = comm.rank() == 0;
     let gpu = gpu(cli)?;
     let data = cfg.data.open(Split::Train)?;
-    println!(
-        "{}, ScoreCL {}, on {} ({} images, {}×{}), {} width {}, batch {}, {} epochs, on {}",
-        cfg.method.name(),
-        cfg.scorecl.mode.name(),
-        data.name,
-        data.len(),
-        data.h,
-        data.w,
-        cfg.model.arch.name(),
-        cfg.model.width,
-        cfg.train.batch_size,
-        cfg.train.epochs,
-        gpu.describe()
-    );
-    println!(
-        "resolved configuration: {}",
-        dir.path.join("config.toml").display()
-    );
-    let mut trainer = if a.resume.is_some() {
-        let t = dir.resume(&gpu, cfg, data)?;
-        println!(
-            "resuming at step {} (epoch {})",
-            t.state.step,
-            t.state.epoch + 1
+    if comm.size() > 1 {
+        eprintln!(
+            "rank {} of {} ({}) on {}",
+            comm.rank(),
+            comm.size(),
+            comm.transport(),
+            gpu.describe()
         );
+    }
+    if lead {
+        println!(
+            "{}, ScoreCL {}, on {} ({} images, {}×{}), {} width {}, batch {}, {} epochs, on {}",
+            cfg.method.name(),
+            cfg.scorecl.mode.name(),
+            data.name,
+            data.len(),
+            data.h,
+            data.w,
+            cfg.model.arch.name(),
+            cfg.model.width,
+            cfg.train.batch_size,
+            cfg.train.epochs,
+            gpu.describe()
+        );
+        println!(
+            "resolved configuration: {}",
+            dir.path.join("config.toml").display()
+        );
+    }
+    let mut trainer = if a.resume.is_some() {
+        let t = dir.resume_with(&gpu, cfg, data, comm)?;
+        if lead {
+            println!(
+                "resuming at step {} (epoch {})",
+                t.state.step,
+                t.state.epoch + 1
+            );
+        }
         t
     } else {
-        Trainer::new(&gpu, cfg, data)?
+        Trainer::with_comm(&gpu, cfg, data, comm)?
     };
     let opts = RunOptions {
         max_steps: a.max_steps,
@@ -147,6 +164,9 @@ pub(super) fn run(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
             dir.path.display()
         )
     })?;
+    if !lead {
+        return Ok(());
+    }
     let f = |v: Option<f32>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
     println!(
         "{} after {} steps ({} epochs) in {:.1} s, {:.1} images/s: loss {} → {}, DSM loss {} → {}",

@@ -75,7 +75,7 @@ kernel_params! {
         n: u32,
         c: u32,
         s: u32,
-        _p0: u32,
+        ranks: u32,
         eps: f32,
         momentum: f32,
         _p1: [u32; 2],
@@ -147,7 +147,29 @@ fn forward_impl(
     let defines = gpu.subgroup_defines();
     let p = params(b);
     let c = constants(b);
-    if b.training {
+    let sync = step.sync_batchnorm().filter(|l| l.size() > 1).cloned();
+    if let (true, Some(comm)) = (b.training, sync) {
+        // Synchronised: each rank's mean and M2, combined over the ranks.
+        let k = gpu.kernel(&BATCHNORM, "bn_stats_partial", defines, &c)?;
+        step.dispatch(
+            &k,
+            &p,
+            crate::bind![x, mean = t.mean, invstd = t.invstd],
+            grid(b.c, 1),
+        )?;
+        let spec = *b;
+        let tensors = [t.mean, t.invstd, t.running_mean, t.running_var];
+        step.host("synchronise batch statistics", &tensors, move |v| {
+            let mut mine = v[0].clone();
+            mine.extend_from_slice(&v[1]);
+            let all = comm.all_gather(&mine)?;
+            let [mean, invstd, rm, rv] = v else {
+                unreachable!("four tensors")
+            };
+            combine_stats(&spec, &all, mean, invstd, rm, rv);
+            Ok(())
+        })?;
+    } else if b.training {
         let k = gpu.kernel(&BATCHNORM, "bn_stats", defines, &c)?;
         step.dispatch(
             &k,
@@ -212,6 +234,41 @@ fn forward_impl(
     }
 }
 
+/// A synchronised batch norm's statistics from every rank's `bn_stats_partial`
+/// (`all`: per rank, its c means then its c sums of squared deviations M2,
+/// over n·s values each): the mean and biased variance of all ranks' values
+/// (Chan et al.'s pairwise combination, in f64), then `invstd` and the
+/// running statistics with `bn_stats`'s f32 expressions over the total
+/// count.
+pub(crate) fn combine_stats(
+    b: &BnSpec,
+    all: &[f32],
+    mean: &mut [f32],
+    invstd: &mut [f32],
+    rm: &mut [f32],
+    rv: &mut [f32],
+) {
+    let c = b.c;
+    let ranks = all.len() / (2 * c).max(1);
+    let cnt = (b.n * b.s) as f64;
+    let total = (b.n * b.s * ranks) as u64;
+    for ch in 0..c {
+        let mu_r = |r: usize| all[r * 2 * c + ch] as f64;
+        let m2_r = |r: usize| all[r * 2 * c + c + ch] as f64;
+        let mu = (0..ranks).map(mu_r).sum::<f64>() / ranks as f64;
+        let m2: f64 = (0..ranks)
+            .map(|r| m2_r(r) + cnt * (mu_r(r) - mu) * (mu_r(r) - mu))
+            .sum();
+        let mu = mu as f32;
+        let var_b = (m2 / total as f64) as f32;
+        mean[ch] = mu;
+        invstd[ch] = 1.0 / (var_b + b.eps).sqrt();
+        let unbiased = var_b * total as f32 / (total.max(2) - 1) as f32;
+        rm[ch] = (1.0 - b.momentum) * rm[ch] + b.momentum * mu;
+        rv[ch] = (1.0 - b.momentum) * rv[ch] + b.momentum * unbiased;
+    }
+}
+
 /// Backward of [`forward`] (without the fused ReLU: apply its backward to
 /// `dy` first, or use [`backward_relu`]): `dx`, and with affine
 /// `dgamma += Σ dy·x̂`, `dbeta += Σ dy`. `sums` (2c) is scratch.
@@ -269,8 +326,12 @@ fn backward_impl(
     sums.expect_len("batchnorm sums", 2 * b.c)?;
     let gpu = step.gpu();
     let defines = gpu.subgroup_defines();
-    let p = params(b);
+    let mut p = params(b);
     let c = constants(b);
+    let sync = step
+        .sync_batchnorm()
+        .filter(|l| b.training && l.size() > 1)
+        .cloned();
     let (reduce, apply) = match y_relu {
         None => ("bn_backward_reduce", "bn_backward_apply"),
         Some(_) => ("bn_backward_reduce_relu", "bn_backward_apply_relu"),
@@ -298,6 +359,15 @@ fn backward_impl(
     if let Some(y) = y_relu {
         red.push(("y_relu", y));
         app.push(("y_relu", y));
+    }
+    if let Some(comm) = sync {
+        // Synchronised: the two sums over all ranks between the passes.
+        p.ranks = comm.size() as u32;
+        let k = gpu.kernel(&BATCHNORM, reduce, defines, &c)?;
+        step.dispatch(&k, &p, &red, grid(b.c, 1))?;
+        crate::dist::all_reduce(step, &comm, "synchronise batch-norm sums", &[sums], 1.0)?;
+        let k = gpu.kernel(&BATCHNORM, apply, defines, &c)?;
+        return step.dispatch(&k, &p, &app, grid(b.len(), 256));
     }
     if gpu.is_native() && b.s >= 16 {
         // Both passes a channel at a time, the second while the channel's
@@ -478,6 +548,7 @@ pub(crate) mod native {
     pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
         Some(match entry {
             "bn_stats" => stats,
+            "bn_stats_partial" => stats_partial,
             "bn_eval_stats" => eval_stats,
             "bn_apply" => |inv| apply(inv, false),
             "bn_apply_add" => |inv| apply(inv, true),
@@ -534,6 +605,31 @@ pub(crate) mod native {
             let unbiased = var_b * cnt as f32 / (cnt.max(2) - 1) as f32;
             rm.set(ch, (1.0 - p.momentum) * rm.get(ch) + p.momentum * mu);
             rv.set(ch, (1.0 - p.momentum) * rv.get(ch) + p.momentum * unbiased);
+        });
+        Ok(())
+    }
+
+    /// `bn_stats_partial`: the rank's mean into `mean`, its sum of squared
+    /// deviations into `invstd` (the sums as [`stats`] takes them).
+    fn stats_partial(inv: &Invocation) -> Result<()> {
+        let p: Params = inv.params()?;
+        let x = inv.f32(0)?;
+        let (mean, m2) = (inv.f32_mut(1)?, inv.f32_mut(2)?);
+        let (n, c, s) = (p.n as usize, p.c as usize, p.s as usize);
+        need(
+            inv,
+            &[
+                ("x", x.len(), n * c * s),
+                ("mean", mean.len(), c),
+                ("invstd", m2.len(), c),
+            ],
+        )?;
+        let cnt = n * s;
+        let m2 = SharedMut::new(m2);
+        rows_mut(mean, c, 1, 2 * cnt, |ch, m| {
+            let mu = channel_sum(&p, ch, |i| x[i]) / cnt as f32;
+            m[0] = mu;
+            m2.set(ch, channel_sum(&p, ch, |i| (x[i] - mu) * (x[i] - mu)));
         });
         Ok(())
     }
@@ -846,7 +942,7 @@ pub(crate) mod native {
             need(inv, &[("y_relu", y.len(), len)])?;
         }
         let sums = &*sums;
-        let inv_cnt = 1.0 / (n * s) as f32;
+        let inv_cnt = 1.0 / ((n * s) as f32 * p.ranks.max(1) as f32);
         planes(&p, &mut dx[..len], |ch, base, o| {
             let is = invstd[ch];
             let k = if affine { is * gamma[ch] } else { is };

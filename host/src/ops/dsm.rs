@@ -21,7 +21,10 @@ kernel_params! {
         n: u32,
         dim: u32,
         levels: u32,
-        _p0: u32,
+        first: u32,
+        half: u32,
+        global: u32,
+        _p0: [u32; 2],
     }
 }
 
@@ -50,6 +53,28 @@ pub fn perturb(
     eps: &Tensor,
     sigma: &Tensor,
 ) -> Result<()> {
+    perturb_shard(
+        step, x, dim, table, noise, sigmas, x_noisy, eps, sigma, None,
+    )
+}
+
+/// [`perturb`] of one rank's samples of a data-parallel run: local sample
+/// i (of the view-stacked layout) draws as the global sample
+/// `shard.global_index(i)` would, so the ranks together draw what one
+/// device draws for the whole batch. `None`: the samples are the batch.
+#[allow(clippy::too_many_arguments)]
+pub fn perturb_shard(
+    step: &mut Step,
+    x: &Tensor,
+    dim: usize,
+    table: &Tensor,
+    noise: &Philox,
+    sigmas: &Philox,
+    x_noisy: &Tensor,
+    eps: &Tensor,
+    sigma: &Tensor,
+    shard: Option<crate::dist::Shard>,
+) -> Result<()> {
     let n = sigma.len();
     x.expect_len("dsm x", n * dim)?;
     x_noisy.expect_len("dsm x_noisy", n * dim)?;
@@ -62,7 +87,10 @@ pub fn perturb(
         n: n as u32,
         dim: dim as u32,
         levels: table.len() as u32,
-        _p0: 0,
+        first: shard.map_or(0, |s| s.first() as u32),
+        half: shard.map_or(0, |s| s.local as u32),
+        global: shard.map_or(0, |s| s.global() as u32),
+        _p0: [0; 2],
     };
     let k = step
         .gpu()
@@ -151,16 +179,22 @@ pub(crate) mod native {
             stream: p.sigma_stream,
         };
         let (eps, sigma) = (SharedMut::new(eps), SharedMut::new(sigma));
+        let (first, half, global) = (p.first as usize, p.half as usize, p.global as usize);
         rows_mut(x_noisy, n, dim, dim * 8, |i, xr| {
-            // SigmaSchedule::level_for on uniform word i.
-            let u = unit_f32(sigmas.u32_at(i as u64));
+            // The global sample (a data-parallel run's rank), as the kernel.
+            let g = match half {
+                0 => i,
+                _ => (i / half) * global + first + i % half,
+            };
+            // SigmaSchedule::level_for on uniform word g.
+            let u = unit_f32(sigmas.u32_at(g as u32 as u64));
             let level =
                 ((u.clamp(0.0, 1.0) * levels as f32) as usize).min(levels.saturating_sub(1));
             let s = table[level];
             for (k, o) in xr.iter_mut().enumerate() {
                 let t = i * dim + k;
                 // The kernel's index is a 32-bit word count.
-                let e = noise.normal_at(t as u32 as u64);
+                let e = noise.normal_at((g * dim + k) as u32 as u64);
                 eps.set(t, e);
                 *o = x[t] + s * e;
             }

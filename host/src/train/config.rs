@@ -443,6 +443,12 @@ pub struct TrainSection {
     /// accumulation, outputs and gradients; for GPUs with shader-f16, and
     /// f32 on adapters without it).
     pub precision: crate::ops::conv::ConvPrecision,
+    /// In a data-parallel run (more than one rank), batch statistics over
+    /// the global batch (every batch norm's sums exchanged between the
+    /// ranks, as solo-learn's `sync_batchnorm: True`); false: each rank
+    /// normalises its own samples and keeps its own running statistics
+    /// (rank 0's are checkpointed). No effect on one rank.
+    pub sync_batchnorm: bool,
 }
 
 impl Default for TrainSection {
@@ -454,6 +460,7 @@ impl Default for TrainSection {
             log_every: 10,
             checkpoint_every: 1,
             precision: crate::ops::conv::ConvPrecision::F32,
+            sync_batchnorm: true,
         }
     }
 }

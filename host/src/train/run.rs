@@ -403,6 +403,19 @@ impl RunDir {
         cfg: TrainConfig,
         data: Dataset,
     ) -> TrainResult<Trainer<'g>> {
+        self.resume_with(gpu, cfg, data, std::rc::Rc::new(crate::dist::Solo))
+    }
+
+    /// [`RunDir::resume`] as one rank of the data-parallel run `comm`: every
+    /// rank loads the same checkpoint, whatever the world size that wrote
+    /// it.
+    pub fn resume_with<'g>(
+        &self,
+        gpu: &'g Gpu,
+        cfg: TrainConfig,
+        data: Dataset,
+        comm: crate::dist::Link,
+    ) -> TrainResult<Trainer<'g>> {
         let dir = self.resume_dir()?;
         let state_path = dir.join("state.json");
         let cs = verify_checkpoint(&dir)?;
@@ -416,7 +429,7 @@ impl RunDir {
                 ),
             ));
         }
-        let mut t = Trainer::new(gpu, cfg, data)?;
+        let mut t = Trainer::with_comm(gpu, cfg, data, comm)?;
         let want = cs.state.step.to_string();
         let check_step = |path: &Path, meta: &std::collections::HashMap<String, String>| match meta
             .get("step")
@@ -553,9 +566,22 @@ fn fmt_opt(v: Option<f32>) -> String {
 /// touching the last checkpoint.
 pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainResult<RunSummary> {
     use indicatif::{ProgressBar, ProgressStyle};
-    dir.create(&t.cfg)?;
-    dir.trim_metrics(&t.state)?;
-    let mut metrics = Metrics::open(dir.metrics_path())?;
+    // In a data-parallel run rank 0 alone writes (configuration, metrics,
+    // checkpoints, plots) and evaluates; the others only train.
+    let writer = t.shard().rank == 0;
+    let mut metrics = if writer {
+        dir.create(&t.cfg)?;
+        dir.trim_metrics(&t.state)?;
+        Some(Metrics::open(dir.metrics_path())?)
+    } else {
+        None
+    };
+    let mut write = |v: serde_json::Value| -> TrainResult<()> {
+        match &mut metrics {
+            Some(m) => m.write(v),
+            None => Ok(()),
+        }
+    };
     let n = t.cfg.train.batch_size as f64;
     let spe = t.steps_per_epoch();
     let epochs = t.cfg.train.epochs;
@@ -564,7 +590,7 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
     let mut steps_here = 0u64;
     let stop_at = opts.max_steps.unwrap_or(u64::MAX);
     // The k-NN monitor: the test split, loaded once.
-    let knn_test = if t.cfg.eval.knn_every > 0 {
+    let knn_test = if t.cfg.eval.knn_every > 0 && writer {
         Some(t.cfg.data.open(crate::data::Split::Test)?)
     } else {
         None
@@ -581,7 +607,7 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
     }
     while !t.finished() && t.state.step < stop_at {
         let epoch = t.state.epoch;
-        let bar = if opts.progress {
+        let bar = if opts.progress && writer {
             ProgressBar::new(spe)
         } else {
             ProgressBar::hidden()
@@ -616,7 +642,7 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
             ));
             bar.inc(1);
             if r.step % t.cfg.train.log_every == 0 || t.state.step_in_epoch == 0 {
-                metrics.write(serde_json::json!({
+                write(serde_json::json!({
                     "kind": "step",
                     "step": r.step,
                     "epoch": r.epoch,
@@ -663,7 +689,7 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
                 }
                 _ => None,
             };
-            metrics.write(serde_json::json!({
+            write(serde_json::json!({
                 "kind": "epoch",
                 "epoch": epoch,
                 "step": t.state.step,
@@ -675,19 +701,21 @@ pub fn run_training(t: &mut Trainer, dir: &RunDir, opts: &RunOptions) -> TrainRe
                 "seconds": secs,
                 "images_per_s": kf * n / secs.max(1e-9),
             }))?;
-            if t.state.epoch % t.cfg.train.checkpoint_every == 0 || t.finished() {
+            if (t.state.epoch % t.cfg.train.checkpoint_every == 0 || t.finished()) && writer {
                 dir.save(t)?;
             }
         }
     }
-    if !t.finished() {
+    if !t.finished() && writer {
         // Stopped by max_steps: checkpoint where we are.
         dir.save(t)?;
     }
     let seconds = start.elapsed().as_secs_f64();
     // Plots of the metrics so far; a failure to draw does not fail the run.
-    if let Err(e) = crate::plot::plot_run(&dir.path) {
-        eprintln!("warning: no plots: {e}");
+    if writer {
+        if let Err(e) = crate::plot::plot_run(&dir.path) {
+            eprintln!("warning: no plots: {e}");
+        }
     }
     Ok(RunSummary {
         steps: t.state.step,

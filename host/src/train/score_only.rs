@@ -46,10 +46,10 @@ pub fn train_score_alone(
             gpu.write(&clean, bytemuck::cast_slice(&host))?;
             let sigmas = Philox::new(seed, stream_id(Purpose::DsmSigma, step));
             let noise = Philox::new(seed, stream_id(Purpose::DsmNoise, step));
-            sp.upload_log_sigmas(gpu, cfg, &sigmas)?;
+            sp.upload_log_sigmas(gpu, cfg, &sigmas, 0)?;
             let mut s = gpu.step("score network step");
             let draws = Some((&noise, &sigmas));
-            sp.dsm_step(&mut s, &clean, 3 * h * w, draws, cfg.scorecl.lr, step)?;
+            sp.dsm_step(&mut s, &clean, 3 * h * w, draws, cfg.scorecl.lr, step, None)?;
             let r = s.readback(sp.loss());
             let rf = s.readback(sp.flags());
             let rb = s.submit()?;

@@ -121,6 +121,7 @@ impl ScorePart {
     /// `view`]) into `stats`: the mean over the statistic's levels of the
     /// core's `view_statistic` (`dsm`: each level perturbs the views with
     /// its own noise, stream `StatNoise` at `16·step + level`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn view_statistics(
         &self,
         s: &mut crate::step::Step<'_>,
@@ -128,6 +129,7 @@ impl ScorePart {
         views: &Tensor,
         view: usize,
         step: u64,
+        shard: Option<crate::dist::Shard>,
         stats: &Tensor,
     ) -> Result<()> {
         let kind = cfg.scorecl.statistic;
@@ -139,8 +141,8 @@ impl ScorePart {
                     let noise =
                         Philox::new(seed, stream_id(Purpose::StatNoise, 16 * step + l as u64));
                     // One level in the table: every view gets σ.
-                    dsm::perturb(
-                        s, views, view, &lev.table, &noise, &noise, noisy, eps, sigma,
+                    dsm::perturb_shard(
+                        s, views, view, &lev.table, &noise, &noise, noisy, eps, sigma, shard,
                     )?;
                     (noisy, Some(eps))
                 }
@@ -169,10 +171,16 @@ impl ScorePart {
         gpu: &Gpu,
         cfg: &TrainConfig,
         sigmas: &Philox,
+        first: usize,
     ) -> Result<()> {
         let sched = cfg.scorecl.schedule();
+        let first = first as u64;
         let logs: Vec<f32> = (0..self.sigma.len() as u64)
-            .map(|i| sched.sigma(sched.level_for(sigmas.uniform_at(i))).ln())
+            .map(|i| {
+                sched
+                    .sigma(sched.level_for(sigmas.uniform_at(first + i)))
+                    .ln()
+            })
             .collect();
         gpu.write(&self.logsig, bytemuck::cast_slice(&logs))
     }
@@ -206,6 +214,7 @@ impl ScorePart {
     /// [`ScorePart::write_given_noise`] are in place), forward, loss,
     /// backward, Adam at `lr` (step `step`, 0-based). The loss lands in
     /// `self.loss`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn dsm_step(
         &self,
         s: &mut crate::step::Step<'_>,
@@ -214,11 +223,12 @@ impl ScorePart {
         draws: Option<(&Philox, &Philox)>,
         lr: f32,
         step: u64,
+        dp: Option<(&crate::dist::Link, crate::dist::Shard)>,
     ) -> Result<()> {
         self.net.store.zero_grads(s)?;
         s.clear(&self.flags);
         if let Some((noise, sigmas)) = draws {
-            dsm::perturb(
+            dsm::perturb_shard(
                 s,
                 clean,
                 dim,
@@ -228,6 +238,7 @@ impl ScorePart {
                 &self.x_noisy,
                 &self.eps,
                 &self.sigma,
+                dp.map(|(_, shard)| shard),
             )?;
         }
         self.net
@@ -250,6 +261,14 @@ impl ScorePart {
             &self.logsig,
             &self.dscore,
         )?;
+        // The loss is a mean over the rank's images: the mean over the
+        // ranks of the gradients (and losses) is the global batch's.
+        if let Some((comm, shard)) = dp {
+            let mut all: Vec<&Tensor> = self.net.store.params.iter().map(|p| &p.grad).collect();
+            all.push(&self.loss);
+            let scale = 1.0 / shard.size as f32;
+            crate::dist::all_reduce(s, comm, "all-reduce score gradients", &all, scale)?;
+        }
         let adam = AdamConfig::default();
         for (i, (p, [m, v])) in self.net.store.params.iter().zip(&self.moments).enumerate() {
             let guard = optim::Guard {

@@ -28,6 +28,7 @@ use scorecl_core::weights::WeightMode;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
+use crate::dist::{self, Link, Shard, Solo};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::ScoreNet;
@@ -179,19 +180,30 @@ pub(crate) fn check_guard(
     }
 }
 
+/// A step's tensors. The batch's images, views and activations are this
+/// rank's (n = the global batch B / ranks); the loss's inputs, the pair
+/// weights and their statistics are the global batch's (B), gathered from
+/// the ranks in a data-parallel run (the same tensors as the local ones on
+/// one rank).
 struct Buffers {
     clean: Tensor,
     views01: Tensor,
     viewsn: Tensor,
     x: [Tensor; 2],
+    /// The global batch's pair weights (B, or 2B per view).
     w: Tensor,
+    /// The global batch's per-view statistics (2B).
     stats: Tensor,
-    /// The projector's outputs, the two views stacked.
+    /// The projector's outputs of the global batch, the two views stacked
+    /// (view 1's B, then view 2's).
     z: Tensor,
     /// The predictor's outputs, stacked (methods with a predictor).
     p: Option<Tensor>,
+    /// With more than one rank: this rank's statistics (2n), projector and
+    /// predictor outputs (2n rows), gathered into `stats`, `z` and `p`.
+    local: Option<LocalBuffers>,
     /// The loss's gradient with respect to the last head's output
-    /// (stacked), and each view's half of it.
+    /// (stacked, global), and this rank's rows of each view.
     dout: Tensor,
     doutv: [Tensor; 2],
     loss: Tensor,
@@ -199,6 +211,13 @@ struct Buffers {
     /// The optimizer's non-finite guard: a u32 per parameter tensor of
     /// the encoder and the heads.
     flags: Tensor,
+}
+
+/// A rank's own rows of the tensors the loss reads over the global batch.
+struct LocalBuffers {
+    stats: Tensor,
+    z: Tensor,
+    p: Option<Tensor>,
 }
 
 /// A training run in memory: models, optimizer states, buffers, counters.
@@ -243,6 +262,10 @@ pub struct Trainer<'g> {
     pub last_host_seconds: f64,
     order: Option<(u64, Vec<u32>)>,
     host: Vec<f32>,
+    /// The ranks of a data-parallel run ([`Solo`] alone).
+    comm: Link,
+    /// This rank's samples of the global batch.
+    shard: Shard,
 }
 
 /// Steps per epoch (the last incomplete batch is dropped, as solo-learn).
@@ -269,9 +292,43 @@ pub(crate) fn checked_steps_per_epoch(data: &Dataset, batch: usize) -> Result<u6
 impl<'g> Trainer<'g> {
     /// A fresh run of `cfg` on `data`: models initialised from the seed.
     pub fn new(gpu: &'g Gpu, cfg: TrainConfig, data: Dataset) -> TrainResult<Trainer<'g>> {
+        Self::with_comm(gpu, cfg, data, std::rc::Rc::new(Solo))
+    }
+
+    /// A fresh run of `cfg` on `data` as one rank of the data-parallel run
+    /// `comm`: the global batch `train.batch_size` split evenly over the
+    /// ranks ([`Shard`]), the losses, pair weights and (with
+    /// `train.sync_batchnorm`) batch statistics of the global batch, the
+    /// gradients summed over the ranks before every optimizer step. Every
+    /// rank must be given the same configuration and data (checked).
+    pub fn with_comm(
+        gpu: &'g Gpu,
+        cfg: TrainConfig,
+        data: Dataset,
+        comm: Link,
+    ) -> TrainResult<Trainer<'g>> {
         cfg.validate()?;
-        let n = cfg.train.batch_size;
-        let spe = checked_steps_per_epoch(&data, n)?;
+        let global = cfg.train.batch_size;
+        let ranks = comm.size();
+        if global % ranks != 0 {
+            return Err(Error::config(
+                "train.batch_size",
+                format!("{global}: the global batch must divide evenly over {ranks} ranks"),
+            )
+            .into());
+        }
+        let shard = Shard {
+            rank: comm.rank(),
+            size: ranks,
+            local: global / ranks,
+        };
+        if ranks > 1 {
+            let mine = serde_json::to_vec(&(&cfg, env!("CARGO_PKG_VERSION"), data.len()))
+                .map_err(|e| Error::config("train", e.to_string()))?;
+            dist::check_same(&*comm, "configuration, version or dataset", &mine)?;
+        }
+        let n = shard.local;
+        let spe = checked_steps_per_epoch(&data, global)?;
         let size = cfg.data.size;
         let seed = cfg.train.seed;
         let init_seed = cfg.model.init_seed.unwrap_or(seed);
@@ -331,17 +388,27 @@ impl<'g> Trainer<'g> {
         } else {
             None
         };
-        let loss = methods::loss(gpu, &cfg, n, d)?;
+        let loss = methods::loss(gpu, &cfg, global, d)?;
+        let local = if ranks > 1 {
+            Some(LocalBuffers {
+                stats: t(2 * n)?,
+                z: t(2 * n * d)?,
+                p: predictor.as_ref().map(|_| t(2 * n * d)).transpose()?,
+            })
+        } else {
+            None
+        };
         let bufs = Buffers {
             clean: t(n * 3 * h * w)?,
             views01: t(2 * n * view)?,
             viewsn: t(2 * n * view)?,
             x: [t(n * view)?, t(n * view)?],
-            w: t(cfg.scorecl.apply.count(n))?,
-            stats: t(2 * n)?,
-            z: t(2 * n * d)?,
-            p: predictor.as_ref().map(|_| t(2 * n * d)).transpose()?,
-            dout: t(2 * n * d)?,
+            w: t(cfg.scorecl.apply.count(global))?,
+            stats: t(2 * global)?,
+            z: t(2 * global * d)?,
+            p: predictor.as_ref().map(|_| t(2 * global * d)).transpose()?,
+            local,
+            dout: t(2 * global * d)?,
             doutv: [t(n * d)?, t(n * d)?],
             loss: t(1)?,
             // A pair of squared norms per parameter tensor (LARS).
@@ -400,7 +467,19 @@ impl<'g> Trainer<'g> {
             last_host_seconds: 0.0,
             order: None,
             host: Vec::new(),
+            comm,
+            shard,
         })
+    }
+
+    /// This rank's place in the global batch (one rank: all of it).
+    pub fn shard(&self) -> Shard {
+        self.shard
+    }
+
+    /// The ranks of the run.
+    pub fn comm(&self) -> &Link {
+        &self.comm
     }
 
     /// The convolutions' operand storage in effect (`train.precision`, or
@@ -449,10 +528,16 @@ impl<'g> Trainer<'g> {
         &self.schedule
     }
 
-    /// Augmentation parameters of both views of the current step (view 1's
-    /// n samples, then view 2's).
+    /// Augmentation parameters of both views of this rank's samples of the
+    /// current step (view 1's n samples, then view 2's), drawn by their
+    /// global index.
     pub fn view_params(&self) -> TrainResult<Vec<AugParams>> {
-        let n = self.cfg.train.batch_size;
+        self.view_params_of(self.shard)
+    }
+
+    /// [`Trainer::view_params`] of the samples `shard` holds.
+    fn view_params_of(&self, shard: Shard) -> TrainResult<Vec<AugParams>> {
+        let n = shard.local;
         let (h, w) = (self.data.h as u32, self.data.w as u32);
         let mut out = Vec::with_capacity(2 * n);
         for v in 0..2u64 {
@@ -464,21 +549,22 @@ impl<'g> Trainer<'g> {
                 self.cfg.train.seed,
                 stream_id(Purpose::Augment, 2 * self.state.step + v),
             );
-            for i in 0..n as u32 {
-                out.push(augment::sample(&rng, i, h, w, cfg).map_err(Error::from)?);
+            for i in 0..n {
+                let g = (shard.first() + i) as u32;
+                out.push(augment::sample(&rng, g, h, w, cfg).map_err(Error::from)?);
             }
         }
         Ok(out)
     }
 
     fn batch_indices(&mut self) -> Vec<u32> {
-        let (epoch, n) = (self.state.epoch, self.cfg.train.batch_size);
+        let (epoch, global) = (self.state.epoch, self.cfg.train.batch_size);
         if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
             self.order = Some((epoch, self.data.order(self.cfg.train.seed, epoch)));
         }
         let order = &self.order.as_ref().unwrap().1;
-        let s = self.state.step_in_epoch as usize * n;
-        order[s..s + n].to_vec()
+        let s = self.state.step_in_epoch as usize * global + self.shard.first();
+        order[s..s + self.shard.local].to_vec()
     }
 
     /// Runs one training step and advances the counters.
@@ -490,7 +576,7 @@ impl<'g> Trainer<'g> {
     /// (batch, views, DSM noise) and advances the counters; see
     /// [`GivenInputs`].
     pub fn step_given(&mut self, given: &GivenInputs) -> TrainResult<StepReport> {
-        let n = self.cfg.train.batch_size;
+        let n = self.shard.local;
         let (img, size) = (3 * self.data.h * self.data.w, self.cfg.data.size);
         for (what, got, want) in [
             ("clean", given.clean.len(), n * img),
@@ -519,7 +605,11 @@ impl<'g> Trainer<'g> {
             .into());
         }
         let gpu = self.gpu;
-        let n = self.cfg.train.batch_size;
+        let shard = self.shard;
+        let (n, global) = (shard.local, shard.global());
+        // Collectives only with more than one rank, so one rank's steps are
+        // exactly those of a run without any.
+        let comm = (shard.size > 1).then(|| self.comm.clone());
         let size = self.cfg.data.size;
         let view = 3 * size * size;
         let (st, seed) = (self.state, self.cfg.train.seed);
@@ -547,7 +637,7 @@ impl<'g> Trainer<'g> {
         let noise = Philox::new(seed, stream_id(Purpose::DsmNoise, st.step));
         if let Some(sp) = &self.score {
             match given {
-                None => sp.upload_log_sigmas(gpu, &self.cfg, &sigmas)?,
+                None => sp.upload_log_sigmas(gpu, &self.cfg, &sigmas, shard.first())?,
                 Some(g) => sp.write_given_noise(gpu, g.clean, g.dsm_noise, g.dsm_sigma)?,
             }
         }
@@ -555,6 +645,9 @@ impl<'g> Trainer<'g> {
         let mut s = gpu.step("train step");
         if self.profile {
             s = s.with_timestamps();
+        }
+        if let (Some(c), true) = (&comm, self.cfg.train.sync_batchnorm) {
+            s = s.with_sync_batchnorm(c.clone());
         }
         let b = &self.bufs;
         self.encoder.store().zero_grads(&mut s)?;
@@ -568,15 +661,48 @@ impl<'g> Trainer<'g> {
         s.copy_range(&b.viewsn, 0, &b.x[0], 0, n * view)?;
         s.copy_range(&b.viewsn, n * view, &b.x[1], 0, n * view)?;
         // 2. Pair weights (constants for the encoder).
+        // Over the global batch: every rank computes all B weights from the
+        // gathered statistics (normalised by the global mean, shuffled over
+        // the global batch).
         let shuffle = Philox::new(seed, stream_id(Purpose::Shuffle, st.step));
         if let (true, Some(sp)) = (weighted, &self.score) {
-            sp.view_statistics(&mut s, &self.cfg, &b.views01, view, st.step, &b.stats)?;
+            match (&comm, &b.local) {
+                (Some(c), Some(l)) => {
+                    sp.view_statistics(
+                        &mut s,
+                        &self.cfg,
+                        &b.views01,
+                        view,
+                        st.step,
+                        Some(shard),
+                        &l.stats,
+                    )?;
+                    dist::all_gather_views(
+                        &mut s,
+                        c,
+                        shard,
+                        "gather statistics",
+                        &l.stats,
+                        &b.stats,
+                        2,
+                        1,
+                    )?;
+                }
+                _ => sp.view_statistics(
+                    &mut s, &self.cfg, &b.views01, view, st.step, None, &b.stats,
+                )?,
+            }
             pair_weights::weights_from_stats(&mut s, &wcfg, &shuffle, &b.stats, &b.w)?;
         } else if weighted {
-            // The hand-crafted control: strengths from the parameters.
+            // The hand-crafted control: strengths from the parameters (the
+            // global batch's, drawn here without any exchange).
             let coef = self.cfg.scorecl.augment_strength();
             let (h, w) = (self.data.h as u32, self.data.w as u32);
-            let strengths: Vec<f32> = params
+            let all = match shard.size {
+                1 => params.clone(),
+                _ => self.view_params_of(Shard::whole(global))?,
+            };
+            let strengths: Vec<f32> = all
                 .iter()
                 .map(|p| scorecl_core::weights::augment_statistic(p, h, w, &coef))
                 .collect();
@@ -587,6 +713,10 @@ impl<'g> Trainer<'g> {
         }
         // 3. Encoder, heads, loss, backward.
         let d = self.projector.out_dim();
+        let (zl, pl) = match &b.local {
+            Some(l) => (&l.z, l.p.as_ref()),
+            None => (&b.z, b.p.as_ref()),
+        };
         for v in 0..2 {
             self.encoder
                 .forward(&mut s, &self.enc_ws[v], &b.x[v], true)?;
@@ -597,17 +727,28 @@ impl<'g> Trainer<'g> {
                 &self.enc_ws[v].features,
                 true,
             )?;
-            s.copy_range(self.proj_ws[v].output(), 0, &b.z, v * n * d, n * d)?;
-            if let (Some(pred), Some(pws), Some(p)) = (&self.predictor, &self.pred_ws, &b.p) {
+            s.copy_range(self.proj_ws[v].output(), 0, zl, v * n * d, n * d)?;
+            if let (Some(pred), Some(pws), Some(p)) = (&self.predictor, &self.pred_ws, pl) {
                 pred.forward(&mut s, &self.heads, &pws[v], self.proj_ws[v].output(), true)?;
                 s.copy_range(pws[v].output(), 0, p, v * n * d, n * d)?;
+            }
+        }
+        // The loss of the global batch: every rank gathers all 2B rows and
+        // computes the whole loss and its gradient, and takes its own rows
+        // of the gradient, which then hold every term's contribution (the
+        // negatives of other ranks' anchors included).
+        if let (Some(c), Some(l)) = (&comm, &b.local) {
+            dist::all_gather_views(&mut s, c, shard, "gather projections", &l.z, &b.z, 2, d)?;
+            if let (Some(lp), Some(p)) = (&l.p, &b.p) {
+                dist::all_gather_views(&mut s, c, shard, "gather predictions", lp, p, 2, d)?;
             }
         }
         self.loss
             .forward_backward(&mut s, &b.z, b.p.as_ref(), &b.w, &b.dout, &b.loss)?;
         let loss_checks = self.loss.readbacks(&mut s);
         for v in 0..2 {
-            s.copy_range(&b.dout, v * n * d, &b.doutv[v], 0, n * d)?;
+            let row = v * global + shard.first();
+            s.copy_range(&b.dout, row * d, &b.doutv[v], 0, n * d)?;
             let dfeat_src = if let (Some(pred), Some(pws)) = (&self.predictor, &self.pred_ws) {
                 pred.backward(
                     &mut s,
@@ -633,6 +774,19 @@ impl<'g> Trainer<'g> {
                 &b.x[v],
                 self.proj_ws[v].input_grad(),
             )?;
+        }
+        // Each rank's gradient is its samples' share of the global loss's:
+        // their sum is the gradient, the same on every rank.
+        if let Some(c) = &comm {
+            let grads: Vec<&Tensor> = self
+                .encoder
+                .store()
+                .params
+                .iter()
+                .chain(&self.heads.params)
+                .map(|p| &p.grad)
+                .collect();
+            dist::all_reduce(&mut s, c, "all-reduce gradients", &grads, 1.0)?;
         }
         // 4. Optimizer.
         let first = st.step == 0;
@@ -672,7 +826,16 @@ impl<'g> Trainer<'g> {
         if let Some(sp) = &self.score {
             let dim = 3 * self.data.h * self.data.w;
             let draws = given.is_none().then_some((&noise, &sigmas));
-            sp.dsm_step(&mut s, &b.clean, dim, draws, self.cfg.scorecl.lr, st.step)?;
+            let dp = comm.as_ref().map(|c| (c, shard));
+            sp.dsm_step(
+                &mut s,
+                &b.clean,
+                dim,
+                draws,
+                self.cfg.scorecl.lr,
+                st.step,
+                dp,
+            )?;
         }
         let r_loss = s.readback(&b.loss);
         let r_w = s.readback(&b.w);
@@ -690,8 +853,8 @@ impl<'g> Trainer<'g> {
             epoch: st.epoch,
             loss: r.f32(r_loss)[0],
             dsm_loss: r_dsm.map(|i| r.f32(i)[0]),
-            weights: r.f32(r_w)[..self.cfg.scorecl.apply.count(n)].to_vec(),
-            stats: r_stats.map(|i| r.f32(i)[..2 * n].to_vec()),
+            weights: r.f32(r_w)[..self.cfg.scorecl.apply.count(global)].to_vec(),
+            stats: r_stats.map(|i| r.f32(i)[..2 * global].to_vec()),
             weighted,
             lr,
         };
