@@ -17,18 +17,36 @@ export NODEVICE_SELECT=1
 skipped_dir=target/tmp/skipped
 rm -rf "$skipped_dir"
 
+# Every feature, the mpi one (data-parallel training, tests/mpi.rs under
+# `mpirun -n 2`) included where an MPI library and libclang are installed
+# (Debian: openmpi-bin libopenmpi-dev libclang-dev; .ci/run installs them);
+# elsewhere every other feature, and the end says what was left out.
+mpi_missing=""
+if ! command -v mpicc >/dev/null || ! command -v mpirun >/dev/null \
+  || ! ldconfig -p 2>/dev/null | grep -q 'libclang'; then
+  mpi_missing="no MPI library or libclang (apt install openmpi-bin libopenmpi-dev libclang-dev)"
+fi
+if [ -z "$mpi_missing" ]; then
+  features=(--all-features)
+elif [ -n "${CI:-}" ]; then
+  echo "error: CI runs the mpi feature's tests, but there is $mpi_missing" >&2
+  exit 1
+else
+  features=(--features scorecl-core/serde,scorecl-host/reference)
+fi
+
 # The C ABI test (capi/tests/python.rs) loads the shared library from
 # Python: `cargo test` builds only its rlib, so build the cdylib first.
 cargo build -q -p scorecl-capi
 # The reference test (core/tests/reference.rs) prints its per-kind table.
-cargo test --workspace --all-features
+cargo test --workspace "${features[@]}"
 echo "== training tests on the GL backend =="
 # Without a GL adapter these skip (and fail under CI=true, which installs one).
 # --workspace keeps the first run's feature set, so nothing is rebuilt.
 # Every method trains, f16 falls back, resume is exact and the backend is
 # the one asked for, all through GLSL on llvmpipe; the device-independent
 # tests (checkpoint damage, guards, sizes, allocation) ran above already.
-WGPU_BACKEND=gl cargo test --workspace --all-features --test train -- \
+WGPU_BACKEND=gl cargo test --workspace "${features[@]}" --test train -- \
   trains_with_and_without_scorecl f16_storage resume_matches_an_uninterrupted_run_lars \
   runs_on_the_backend
 echo "== kernel tests on the GL backend =="
@@ -38,11 +56,11 @@ echo "== kernel tests on the GL backend =="
 # these ran here).
 kernel_tests=()
 for t in augment batchnorm budgets conv conv_bn_fd dsm elementwise eval_view gemm knn linear \
-  linear_probe models nonfinite optim pool reduce resnet_reference rng rows score_probe step_reference unet \
+  linear_probe models nonfinite optim pool reduce resnet_reference rng rows score_probe step_reference unet dist \
   simclr simsiam vicreg pair_weights wmse; do
   kernel_tests+=(--test "$t")
 done
-WGPU_BACKEND=gl cargo test --workspace --all-features "${kernel_tests[@]}"
+WGPU_BACKEND=gl cargo test --workspace "${features[@]}" "${kernel_tests[@]}"
 echo "== no_std proof =="
 cargo build --manifest-path core/no_std_check/Cargo.toml --target-dir target/no_std_check
 echo "scorecl-core links into a #![no_std] staticlib: ok"
@@ -63,6 +81,9 @@ elif [ -n "${CI:-}" ]; then
   echo "SKIPPED under CI: the wasm32-unknown-unknown target could not be installed"
 else
   echo "SKIPPED: rustup target add wasm32-unknown-unknown to check it"
+fi
+if [ -n "$mpi_missing" ]; then
+  echo "SKIPPED: the mpi feature and its tests (tests/mpi.rs): $mpi_missing"
 fi
 echo "== skipped device passes =="
 if [ -d "$skipped_dir" ] && [ -n "$(ls -A "$skipped_dir")" ]; then
