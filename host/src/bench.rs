@@ -200,21 +200,34 @@ pub struct TrainBench {
     /// bind groups; mean over the timed steps): the CPU cost of driving the
     /// GPU, which a fast GPU waits for.
     pub host_ms_per_step: f64,
+    /// Ranks of the run (1 without a launcher).
+    pub ranks: usize,
+    /// Seconds per step this rank spent in collectives (gathers of the
+    /// projections and statistics, the gradients' all-reduces, the
+    /// batch norms' exchanges; waiting for the other ranks included).
+    pub exchange_seconds_per_step: f64,
+    /// Bytes per step this rank contributed to collectives.
+    pub exchange_bytes_per_step: f64,
+    /// Collectives per step.
+    pub exchanges_per_step: f64,
 }
 
 /// Times `steps` training steps (after one untimed step) of `cfg` on the
 /// built-in dataset at the configured view size, once per ScoreCL mode in
-/// `modes`. The run's schedule is that of the configuration; only speed
-/// is measured.
+/// `modes`, as one rank of `comm` (the global batch `train.batch_size`
+/// split over its ranks). The run's schedule is that of the
+/// configuration; only speed is measured.
 pub fn time_train(
     gpu: &Gpu,
     cfg: &crate::train::TrainConfig,
     steps: u64,
     modes: &[&str],
     profile: bool,
+    comm: crate::dist::Link,
 ) -> crate::train::TrainResult<Vec<TrainBench>> {
     use crate::train::Trainer;
     let n = cfg.train.batch_size;
+    let (comm, meter) = crate::dist::metered(comm);
     let mut out = Vec::new();
     for mode in modes {
         let mut c = cfg.clone();
@@ -227,15 +240,18 @@ pub fn time_train(
         let data = c.data.open(crate::data::Split::Train)?;
         gpu.reset_memory_peak();
         let base = gpu.memory().in_use_bytes;
-        let mut t = Trainer::new(gpu, c, data)?;
+        let mut t = Trainer::with_comm(gpu, c, data, comm.clone())?;
         t.step()?;
         let start = Instant::now();
+        let before = meter.totals();
         let mut host = 0.0;
         for _ in 0..steps {
             t.step()?;
             host += t.last_host_seconds;
         }
         let secs = start.elapsed().as_secs_f64() / steps.max(1) as f64;
+        let after = meter.totals();
+        let per = |a: f64, b: f64| (b - a) / steps.max(1) as f64;
         let mut table = Vec::new();
         if profile && !t.finished() {
             t.profile = true;
@@ -252,6 +268,10 @@ pub fn time_train(
             dispatches_per_step: t.last_dispatches,
             precision: t.conv_precision().name().to_string(),
             host_ms_per_step: 1e3 * host / steps.max(1) as f64,
+            ranks: comm.size(),
+            exchange_seconds_per_step: per(before.2, after.2),
+            exchange_bytes_per_step: per(before.1 as f64, after.1 as f64),
+            exchanges_per_step: per(before.0 as f64, after.0 as f64),
         });
     }
     Ok(out)

@@ -72,9 +72,15 @@ fn tiny_steps_stay_within_their_pinned_dispatches_and_memory() {
         let mut measured = Vec::new();
         let mut over = Vec::new();
         for method in ["simclr", "simsiam", "wmse", "vicreg"] {
-            let rows =
-                scorecl_host::bench::time_train(gpu, &preset(method), 1, &["off", "on"], false)
-                    .unwrap();
+            let rows = scorecl_host::bench::time_train(
+                gpu,
+                &preset(method),
+                1,
+                &["off", "on"],
+                false,
+                std::rc::Rc::new(scorecl_host::dist::Solo),
+            )
+            .unwrap();
             for r in rows {
                 let mib = r.peak_memory_bytes as f64 / (1 << 20) as f64;
                 measured.push(format!(

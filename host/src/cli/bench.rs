@@ -115,9 +115,18 @@ pub(super) fn run(cli: &Cli, what: &BenchCmd) -> anyhow::Result<()> {
             }
             cfg.validate()?;
             anyhow::ensure!(*steps >= 1, "--steps must be at least 1");
+            // One rank, or one of an MPI launch's (feature `mpi`): the
+            // global batch split over the ranks; rank 0 reports.
+            crate::dist::split_threads();
+            let comm = crate::dist::from_launcher()?;
+            let lead = comm.rank() == 0;
+            let transport = comm.transport();
             let gpu = gpu(cli)?;
-            let rows = bench::time_train(&gpu, &cfg, *steps, &["off", "on"], *profile)
+            let rows = bench::time_train(&gpu, &cfg, *steps, &["off", "on"], *profile, comm)
                 .context("benchmarking training steps")?;
+            if !lead {
+                return Ok(());
+            }
             let (off, on) = (&rows[0], &rows[1]);
             // (t_on − t_off) / t_on: the score network's forward on the views
             // and its DSM step, as a fraction of a ScoreCL step.
@@ -143,6 +152,12 @@ pub(super) fn run(cli: &Cli, what: &BenchCmd) -> anyhow::Result<()> {
                     "off_host_ms_per_step": off.host_ms_per_step,
                     "on_host_ms_per_step": on.host_ms_per_step,
                     "scorecl_share_of_step": share,
+                    "ranks": off.ranks,
+                    "transport": transport,
+                    "off_exchange_seconds_per_step": off.exchange_seconds_per_step,
+                    "on_exchange_seconds_per_step": on.exchange_seconds_per_step,
+                    "off_exchange_bytes_per_step": off.exchange_bytes_per_step,
+                    "on_exchange_bytes_per_step": on.exchange_bytes_per_step,
                     "profile": on.profile.iter().map(|(k, t, n)| serde_json::json!({"kernel": k, "seconds": t, "dispatches": n})).collect::<Vec<_>>(),
                 });
                 println!("{report}");
@@ -169,6 +184,17 @@ pub(super) fn run(cli: &Cli, what: &BenchCmd) -> anyhow::Result<()> {
                         r.dispatches_per_step,
                         r.host_ms_per_step
                     );
+                    if r.ranks > 1 {
+                        println!(
+                            "      {} ranks ({transport}), global batch {}: rank 0 in collectives {:.3} s/step ({:.0} % of the step), {:.1} MB/step contributed in {:.0} collectives",
+                            r.ranks,
+                            cfg.train.batch_size,
+                            r.exchange_seconds_per_step,
+                            100.0 * r.exchange_seconds_per_step / r.step_seconds,
+                            r.exchange_bytes_per_step / 1e6,
+                            r.exchanges_per_step
+                        );
+                    }
                 }
                 println!(
                     "  ScoreCL's share of the step (score weights + DSM): {:.1} %",

@@ -50,6 +50,21 @@ pub struct TrainArgs {
 }
 
 pub(super) fn run(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
+    // One rank, or one of an MPI launch's (feature `mpi`).
+    crate::dist::split_threads();
+    let comm = crate::dist::from_launcher()?;
+    let result = run_rank(cli, a, comm.clone());
+    if let Err(e) = &result {
+        if comm.size() > 1 {
+            // The others would wait for this rank until their deadline.
+            eprintln!("error: rank {}: {e:#}", comm.rank());
+            comm.abort();
+        }
+    }
+    result
+}
+
+fn run_rank(cli: &Cli, a: &TrainArgs, comm: crate::dist::Link) -> anyhow::Result<()> {
     use crate::train::{run_training, Method, RunDir, RunOptions, TrainConfig, Trainer};
     let (cfg, dir) = if let Some(dir) = &a.resume {
         let dir = RunDir::new(dir);
@@ -106,9 +121,6 @@ pub(super) fn run(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
         );
         (cfg, RunDir::new(out))
     };
-    // One rank, or one of an MPI launch's (feature `mpi`).
-    crate::dist::split_threads();
-    let comm = crate::dist::from_launcher()?;
     let lead = comm.rank() == 0;
     let gpu = gpu(cli)?;
     let data = cfg.data.open(Split::Train)?;

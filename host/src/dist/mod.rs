@@ -48,6 +48,10 @@ pub trait Comm {
     fn all_gather_bytes(&self, local: &[u8]) -> Result<Vec<Vec<u8>>>;
     /// What carries the messages (`solo`, `threads`, `MPI: Open MPI v4.1.4`).
     fn transport(&self) -> String;
+    /// This rank failed (its error printed): end the other ranks now rather
+    /// than let them wait for it. MPI aborts the job; a thread rank's
+    /// handle, dropped, already tells the others.
+    fn abort(&self) {}
 }
 
 /// One rank alone: every collective is the identity.
@@ -447,4 +451,78 @@ pub fn all_gather_views(
         values[1] = shard.regroup(&all, views, width);
         Ok(())
     })
+}
+
+/// What a rank exchanged through a [`Metered`] link: its collectives, the
+/// bytes it contributed to them (its own payload: a gather's local part, an
+/// all-reduce's whole buffer) and the seconds it spent in them (waiting for
+/// the other ranks included).
+#[derive(Debug, Default)]
+pub struct Meter {
+    calls: std::cell::Cell<u64>,
+    bytes: std::cell::Cell<u64>,
+    seconds: std::cell::Cell<f64>,
+}
+
+impl Meter {
+    /// (collectives, payload bytes, seconds) so far.
+    pub fn totals(&self) -> (u64, u64, f64) {
+        (self.calls.get(), self.bytes.get(), self.seconds.get())
+    }
+
+    fn add(&self, bytes: usize, t0: std::time::Instant) {
+        self.calls.set(self.calls.get() + 1);
+        self.bytes.set(self.bytes.get() + bytes as u64);
+        self.seconds
+            .set(self.seconds.get() + t0.elapsed().as_secs_f64());
+    }
+}
+
+/// A link that counts what goes through it ([`metered`]).
+pub struct Metered {
+    inner: Link,
+    meter: Rc<Meter>,
+}
+
+/// `inner` with a [`Meter`] on every collective.
+pub fn metered(inner: Link) -> (Link, Rc<Meter>) {
+    let meter = Rc::new(Meter::default());
+    let link = Rc::new(Metered {
+        inner,
+        meter: meter.clone(),
+    });
+    (link, meter)
+}
+
+impl Comm for Metered {
+    fn rank(&self) -> usize {
+        self.inner.rank()
+    }
+    fn size(&self) -> usize {
+        self.inner.size()
+    }
+    fn all_gather(&self, local: &[f32]) -> Result<Vec<f32>> {
+        let t0 = std::time::Instant::now();
+        let out = self.inner.all_gather(local);
+        self.meter.add(4 * local.len(), t0);
+        out
+    }
+    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
+        let t0 = std::time::Instant::now();
+        let out = self.inner.all_reduce_sum(buf);
+        self.meter.add(4 * buf.len(), t0);
+        out
+    }
+    fn all_gather_bytes(&self, local: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let t0 = std::time::Instant::now();
+        let out = self.inner.all_gather_bytes(local);
+        self.meter.add(local.len(), t0);
+        out
+    }
+    fn transport(&self) -> String {
+        self.inner.transport()
+    }
+    fn abort(&self) {
+        self.inner.abort()
+    }
 }

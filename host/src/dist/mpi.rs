@@ -146,6 +146,15 @@ impl Comm for MpiComm {
             .map(|(&l, &d)| all[d as usize..(d + l) as usize].to_vec())
             .collect())
     }
+    fn abort(&self) {
+        if self.world.size() > 1 {
+            eprintln!(
+                "rank {}: ending every rank of the run (MPI_Abort)",
+                self.world.rank()
+            );
+            self.world.abort(1);
+        }
+    }
     fn transport(&self) -> String {
         let lib = mpi::environment::library_version().unwrap_or_default();
         // "Open MPI v4.1.4, package: …": the name and version.
