@@ -2,7 +2,9 @@
 //! first and then encoded into one command encoder and submitted once (on
 //! the native CPU device: executed in order by the Rust twins of the
 //! kernels, `crate::native`). Nothing is read back unless the caller asked
-//! for it with [`Step::readback`].
+//! for it with [`Step::readback`]. A host operation ([`Step::host`]: a
+//! data-parallel run's exchanges) runs between the commands around it: on
+//! a wgpu device the step is then submitted in parts around it.
 //!
 //! Kernel parameters are packed into one uniform arena per step (one
 //! 256-byte slot per dispatch, bound with a dynamic offset) and written with

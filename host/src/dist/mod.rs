@@ -43,6 +43,13 @@ pub trait Comm {
     /// Element-wise sum over the ranks, in place; the same bits on every
     /// rank.
     fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()>;
+    /// [`Comm::all_reduce_sum`] started: the exchange makes progress while
+    /// the caller computes, and [`Pending::wait`] gives the sum. Where the
+    /// transport cannot (one rank, threads) it is done at once.
+    fn start_all_reduce_sum(&self, mut buf: Vec<f32>) -> Result<Pending> {
+        self.all_reduce_sum(&mut buf)?;
+        Ok(Pending::ready(buf))
+    }
     /// Every rank's bytes (any length), in rank order: the start-up check
     /// that all ranks run the same configuration and version.
     fn all_gather_bytes(&self, local: &[u8]) -> Result<Vec<Vec<u8>>>;
@@ -52,6 +59,26 @@ pub trait Comm {
     /// than let them wait for it. MPI aborts the job; a thread rank's
     /// handle, dropped, already tells the others.
     fn abort(&self) {}
+}
+
+/// A started all-reduce ([`Comm::start_all_reduce_sum`]).
+pub struct Pending(Box<dyn FnOnce() -> Result<Vec<f32>>>);
+
+impl Pending {
+    /// Already done.
+    pub fn ready(sum: Vec<f32>) -> Pending {
+        Pending(Box::new(move || Ok(sum)))
+    }
+
+    /// Done when `wait` returns.
+    pub fn later(wait: impl FnOnce() -> Result<Vec<f32>> + 'static) -> Pending {
+        Pending(Box::new(wait))
+    }
+
+    /// The sum, once every rank's part has arrived.
+    pub fn wait(self) -> Result<Vec<f32>> {
+        (self.0)()
+    }
 }
 
 /// One rank alone: every collective is the identity.
@@ -431,6 +458,61 @@ pub fn all_reduce(
     })
 }
 
+/// The gradients' all-reduce between [`all_reduce_start`] and
+/// [`all_reduce_finish`], held by the step's two host operations.
+pub type Started = Rc<std::cell::RefCell<Option<Pending>>>;
+
+/// Records in `step` the start of the sum over the ranks of `tensors` as
+/// one bucket: the commands recorded after it run while it makes progress
+/// (on a transport that can), until [`all_reduce_finish`] waits for it and
+/// writes the sums back. Returns the handle the finish takes.
+pub fn all_reduce_start(
+    step: &mut Step<'_>,
+    comm: &Link,
+    name: &str,
+    tensors: &[&Tensor],
+) -> Result<Started> {
+    let comm = comm.clone();
+    let slot: Started = Rc::new(std::cell::RefCell::new(None));
+    let held = slot.clone();
+    step.host(name, tensors, move |values| {
+        let bucket: Vec<f32> = values.iter().flatten().copied().collect();
+        *held.borrow_mut() = Some(comm.start_all_reduce_sum(bucket)?);
+        Ok(())
+    })?;
+    Ok(slot)
+}
+
+/// Records in `step` the end of [`all_reduce_start`]'s exchange: waits for
+/// the sums and writes them into `tensors` (the same, in the same order).
+pub fn all_reduce_finish(
+    step: &mut Step<'_>,
+    started: Started,
+    name: &str,
+    tensors: &[&Tensor],
+) -> Result<()> {
+    step.host(name, tensors, move |values| {
+        let pending = started.borrow_mut().take().ok_or_else(|| {
+            Error::shape("all-reduce", "finished before it was started".to_string())
+        })?;
+        let bucket = pending.wait()?;
+        let total: usize = values.iter().map(Vec::len).sum();
+        if bucket.len() != total {
+            return Err(Error::shape(
+                "all-reduce",
+                format!("{} values back for {total}", bucket.len()),
+            ));
+        }
+        let mut at = 0;
+        for v in values.iter_mut() {
+            let len = v.len();
+            v.copy_from_slice(&bucket[at..at + len]);
+            at += len;
+        }
+        Ok(())
+    })
+}
+
 /// Records in `step` the gather of every rank's view-stacked `local` rows
 /// (`views` views of `shard.local` rows of `width`) into `global`, in the
 /// global view-stacked layout ([`Shard::regroup`]).
@@ -512,6 +594,22 @@ impl Comm for Metered {
         let out = self.inner.all_reduce_sum(buf);
         self.meter.add(4 * buf.len(), t0);
         out
+    }
+    fn start_all_reduce_sum(&self, buf: Vec<f32>) -> Result<Pending> {
+        let t0 = std::time::Instant::now();
+        let bytes = 4 * buf.len();
+        let pending = self.inner.start_all_reduce_sum(buf)?;
+        self.meter.add(bytes, t0);
+        // The wait is counted when it happens (the time not hidden).
+        let meter = self.meter.clone();
+        Ok(Pending::later(move || {
+            let t1 = std::time::Instant::now();
+            let out = pending.wait();
+            meter
+                .seconds
+                .set(meter.seconds.get() + t1.elapsed().as_secs_f64());
+            out
+        }))
     }
     fn all_gather_bytes(&self, local: &[u8]) -> Result<Vec<Vec<u8>>> {
         let t0 = std::time::Instant::now();

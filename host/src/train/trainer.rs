@@ -11,10 +11,11 @@
 //!    ScoreCL is off or during `scorecl.score_warmup_epochs`;
 //! 3. encoder and heads on each view (batch statistics per view, as
 //!    solo-learn), the weighted loss and its gradient, the backward passes;
-//! 4. the optimizer step (LARS, SGD or Adam) at the warm-up + cosine rate;
-//! 5. one DSM step of the score network on the clean images (σ per sample
+//! 4. one DSM step of the score network on the clean images (σ per sample
 //!    from the geometric schedule, streams `DsmNoise`/`DsmSigma` at step),
-//!    with its own Adam.
+//!    with its own Adam (in a data-parallel run, while the encoder's and
+//!    heads' gradients are exchanged);
+//! 5. the optimizer step (LARS, SGD or Adam) at the warm-up + cosine rate.
 //!
 //! Nothing flows from the contrastive loss into the score network: its
 //! weights enter the loss as constants. Everything random is a function of
@@ -776,19 +777,46 @@ impl<'g> Trainer<'g> {
             )?;
         }
         // Each rank's gradient is its samples' share of the global loss's:
-        // their sum is the gradient, the same on every rank.
-        if let Some(c) = &comm {
-            let grads: Vec<&Tensor> = self
-                .encoder
-                .store()
-                .params
-                .iter()
-                .chain(&self.heads.params)
-                .map(|p| &p.grad)
-                .collect();
-            dist::all_reduce(&mut s, c, "all-reduce gradients", &grads, 1.0)?;
+        // their sum is the gradient, the same on every rank. The exchange
+        // starts here and runs while the score network takes its DSM step
+        // (which does not depend on it), and is waited for before the
+        // optimizer.
+        let grads: Vec<&Tensor> = self
+            .encoder
+            .store()
+            .params
+            .iter()
+            .chain(&self.heads.params)
+            .map(|p| &p.grad)
+            .collect();
+        let started = match &comm {
+            Some(c) => Some(dist::all_reduce_start(
+                &mut s,
+                c,
+                "all-reduce gradients",
+                &grads,
+            )?),
+            None => None,
+        };
+        // 4. DSM step of the score network.
+        if let Some(sp) = &self.score {
+            let dim = 3 * self.data.h * self.data.w;
+            let draws = given.is_none().then_some((&noise, &sigmas));
+            let dp = comm.as_ref().map(|c| (c, shard));
+            sp.dsm_step(
+                &mut s,
+                &b.clean,
+                dim,
+                draws,
+                self.cfg.scorecl.lr,
+                st.step,
+                dp,
+            )?;
         }
-        // 4. Optimizer.
+        if let Some(h) = started {
+            dist::all_reduce_finish(&mut s, h, "all-reduce gradients (wait)", &grads)?;
+        }
+        // 5. Optimizer.
         let first = st.step == 0;
         let all = self.encoder.store().params.iter().chain(&self.heads.params);
         for (i, (p, m)) in all.zip(&self.moments).enumerate() {
@@ -822,21 +850,6 @@ impl<'g> Trainer<'g> {
             }
         }
         self.loss.after_update(&mut s)?;
-        // 5. DSM step of the score network.
-        if let Some(sp) = &self.score {
-            let dim = 3 * self.data.h * self.data.w;
-            let draws = given.is_none().then_some((&noise, &sigmas));
-            let dp = comm.as_ref().map(|c| (c, shard));
-            sp.dsm_step(
-                &mut s,
-                &b.clean,
-                dim,
-                draws,
-                self.cfg.scorecl.lr,
-                st.step,
-                dp,
-            )?;
-        }
         let r_loss = s.readback(&b.loss);
         let r_w = s.readback(&b.w);
         let r_stats = weighted.then(|| s.readback(&b.stats));
