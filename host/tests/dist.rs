@@ -339,3 +339,61 @@ fn synchronised_batch_norm_on_two_ranks_equals_one_batch_norm_over_the_whole_bat
         }
     }
 }
+
+/// A data-parallel step exchanges each group of gradients as soon as the
+/// backward pass reports it: every parameter must be reported exactly once,
+/// after its gradient is written (the last blocks first, the stem last).
+#[test]
+fn the_encoders_backward_reports_every_parameter_once_last_blocks_first() {
+    use scorecl_host::nn::resnet::{ResNet, ResNetConfig, Stem};
+    use scorecl_host::nn::Encoder;
+    let gpu = common::cpu();
+    for cfg in [
+        ResNetConfig::resnet18(4, Stem::Cifar { padding: 1 }),
+        ResNetConfig::resnet50(4, Stem::ImageNet),
+    ] {
+        let net = ResNet::new(gpu, cfg, 0).unwrap();
+        let (n, size) = (2usize, 32usize);
+        let ws = net.workspace(gpu, n, size, size, false).unwrap();
+        let x = gpu
+            .upload(
+                &normals(1, n * 3 * size * size, 1.0),
+                &[n * 3 * size * size],
+            )
+            .unwrap();
+        let df = gpu
+            .upload(
+                &normals(2, n * net.feature_dim(), 1.0),
+                &[n * net.feature_dim()],
+            )
+            .unwrap();
+        let mut s = gpu.step("backward");
+        net.forward(&mut s, &ws, &x, true).unwrap();
+        let mut reported: Vec<std::ops::Range<usize>> = Vec::new();
+        net.backward_notify(&mut s, &ws, &x, &df, &mut |_, r| {
+            reported.push(r);
+            Ok(())
+        })
+        .unwrap();
+        s.submit().unwrap();
+        let names: Vec<&str> = net.store().params.iter().map(|p| p.name.as_str()).collect();
+        let mut seen = vec![0u32; names.len()];
+        for r in &reported {
+            for i in r.clone() {
+                seen[i] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&c| c == 1), "reported counts {seen:?}");
+        assert!(
+            names[reported[0].start].starts_with("layer4."),
+            "first: {}",
+            names[reported[0].start]
+        );
+        assert!(names[reported.last().unwrap().start].starts_with("conv1"));
+        // Last layers first: each group's parameters come before the
+        // previous group's in the store.
+        for w in reported.windows(2) {
+            assert!(w[1].end <= w[0].start, "{reported:?}");
+        }
+    }
+}

@@ -66,6 +66,24 @@ pub trait Encoder: Send + Sync {
         x: &Tensor,
         dfeatures: &Tensor,
     ) -> Result<()>;
+
+    /// [`Encoder::backward`], calling `done(step, params)` as soon as the
+    /// gradients of the parameters `params` (indices into
+    /// [`Encoder::store`]'s parameters) have received this pass's
+    /// contribution: a data-parallel run starts their exchange there, while
+    /// the rest of the backward pass runs. Every parameter is reported once,
+    /// last layers first. By default, all of them after the whole pass.
+    fn backward_notify<'s>(
+        &self,
+        step: &mut Step<'s>,
+        ws: &EncoderWorkspace,
+        x: &Tensor,
+        dfeatures: &Tensor,
+        done: &mut dyn FnMut(&mut Step<'s>, std::ops::Range<usize>) -> Result<()>,
+    ) -> Result<()> {
+        self.backward(step, ws, x, dfeatures)?;
+        done(step, 0..self.store().params.len())
+    }
 }
 
 /// An encoder's buffers for one batch shape: what every caller reads (the

@@ -147,6 +147,9 @@ pub struct ResNet {
     conv1: Conv2d,
     bn1: BatchNorm,
     blocks: Vec<Block>,
+    /// The parameters (indices into `store`) of the stem, then of each block.
+    stem_params: std::ops::Range<usize>,
+    block_params: Vec<std::ops::Range<usize>>,
 }
 
 struct Builder<'a> {
@@ -221,6 +224,8 @@ impl ResNet {
             Stem::ImageNet => b.conv("conv1", (3, w, 7), 2, 3)?,
         };
         let bn1 = b.bn("bn1", w)?;
+        let stem_params = 0..b.store.params.len();
+        let mut block_params = Vec::new();
         let mut blocks = Vec::new();
         let mut inplanes = w;
         for (stage, &count) in cfg.blocks.iter().enumerate() {
@@ -229,6 +234,7 @@ impl ResNet {
             for i in 0..count {
                 let stride = if stage > 0 && i == 0 { 2 } else { 1 };
                 let p = format!("layer{}.{i}", stage + 1);
+                let first = b.store.params.len();
                 // torchvision's order: the block's layers, then the
                 // downsample.
                 let block = match cfg.block {
@@ -268,6 +274,7 @@ impl ResNet {
                     }
                 };
                 blocks.push(block);
+                block_params.push(first..b.store.params.len());
                 inplanes = outplanes;
             }
         }
@@ -278,6 +285,8 @@ impl ResNet {
             conv1,
             bn1,
             blocks,
+            stem_params,
+            block_params,
         })
     }
 
@@ -501,6 +510,17 @@ impl Encoder for ResNet {
         x: &Tensor,
         dfeatures: &Tensor,
     ) -> Result<()> {
+        self.backward_notify(step, ws, x, dfeatures, &mut |_, _| Ok(()))
+    }
+
+    fn backward_notify<'s>(
+        &self,
+        step: &mut Step<'s>,
+        ws: &EncoderWorkspace,
+        x: &Tensor,
+        dfeatures: &Tensor,
+        done: &mut dyn FnMut(&mut Step<'s>, std::ops::Range<usize>) -> Result<()>,
+    ) -> Result<()> {
         let r = ws.model::<ResNetWorkspace>()?;
         let n = ws.n;
         dfeatures.expect_len("feature gradient", n * self.feature_dim())?;
@@ -521,6 +541,7 @@ impl Encoder for ResNet {
                 }
                 _ => return Err(mismatched()),
             }
+            done(step, self.block_params[i].clone())?;
             dcur = r.blocks[i].dx();
         }
         let s0 = self.conv1.shape(n, ws.h, ws.w);
@@ -536,7 +557,8 @@ impl Encoder for ResNet {
         }
         let stem = (&self.conv1, &self.bn1, &r.bn0);
         let (a0r, da0) = ((&r.a0, &r.r0), (&r.da0, ws.dinput.as_ref()));
-        self.conv_bn_relu_backward(step, stem, x, s0.input(), &r.scratch, a0r, dcur, da0)
+        self.conv_bn_relu_backward(step, stem, x, s0.input(), &r.scratch, a0r, dcur, da0)?;
+        done(step, self.stem_params.clone())
     }
 }
 

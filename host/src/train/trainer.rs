@@ -747,6 +747,20 @@ impl<'g> Trainer<'g> {
         self.loss
             .forward_backward(&mut s, &b.z, b.p.as_ref(), &b.w, &b.dout, &b.loss)?;
         let loss_checks = self.loss.readbacks(&mut s);
+        // With more than one rank, each group of gradients is exchanged as
+        // soon as view 2's backward pass has added to it (the heads first,
+        // then the encoder's blocks from the last), while the rest of the
+        // backward pass and the score network's DSM step run; the optimizer
+        // waits for them all. Each rank's gradient is its samples' share of
+        // the global loss's: their sum is the gradient, the same on every
+        // rank.
+        let n_enc = self.encoder.store().params.len();
+        let mut buckets: Vec<(dist::Started, std::ops::Range<usize>)> = Vec::new();
+        let grads_of = |r: &std::ops::Range<usize>| -> Vec<&Tensor> {
+            let enc = self.encoder.store().params.iter();
+            let all: Vec<&Tensor> = enc.chain(&self.heads.params).map(|p| &p.grad).collect();
+            all[r.clone()].to_vec()
+        };
         for v in 0..2 {
             let row = v * global + shard.first();
             s.copy_range(&b.dout, row * d, &b.doutv[v], 0, n * d)?;
@@ -769,35 +783,24 @@ impl<'g> Trainer<'g> {
                 &self.enc_ws[v].features,
                 dfeat_src,
             )?;
-            self.encoder.backward(
+            let last = v == 1;
+            let mut start =
+                |s: &mut crate::step::Step<'g>, r: std::ops::Range<usize>| -> Result<()> {
+                    if let (true, Some(c)) = (last, &comm) {
+                        let name = "all-reduce gradients";
+                        buckets.push((dist::all_reduce_start(s, c, name, &grads_of(&r))?, r));
+                    }
+                    Ok(())
+                };
+            start(&mut s, n_enc..n_enc + self.heads.params.len())?;
+            self.encoder.backward_notify(
                 &mut s,
                 &self.enc_ws[v],
                 &b.x[v],
                 self.proj_ws[v].input_grad(),
+                &mut |s, r| start(s, r),
             )?;
         }
-        // Each rank's gradient is its samples' share of the global loss's:
-        // their sum is the gradient, the same on every rank. The exchange
-        // starts here and runs while the score network takes its DSM step
-        // (which does not depend on it), and is waited for before the
-        // optimizer.
-        let grads: Vec<&Tensor> = self
-            .encoder
-            .store()
-            .params
-            .iter()
-            .chain(&self.heads.params)
-            .map(|p| &p.grad)
-            .collect();
-        let started = match &comm {
-            Some(c) => Some(dist::all_reduce_start(
-                &mut s,
-                c,
-                "all-reduce gradients",
-                &grads,
-            )?),
-            None => None,
-        };
         // 4. DSM step of the score network.
         if let Some(sp) = &self.score {
             let dim = 3 * self.data.h * self.data.w;
@@ -813,8 +816,8 @@ impl<'g> Trainer<'g> {
                 dp,
             )?;
         }
-        if let Some(h) = started {
-            dist::all_reduce_finish(&mut s, h, "all-reduce gradients (wait)", &grads)?;
+        for (h, r) in buckets {
+            dist::all_reduce_finish(&mut s, h, "all-reduce gradients (wait)", &grads_of(&r))?;
         }
         // 5. Optimizer.
         let first = st.step == 0;
