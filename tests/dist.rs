@@ -18,7 +18,10 @@
 //! - a checkpoint written by a two-rank run resumes on one rank and ends
 //!   where an uninterrupted two-rank run ends (the same tolerance);
 //! - a global batch that does not divide over the ranks, and ranks given
-//!   different configurations, are refused naming the key or the rank.
+//!   different configurations, are refused naming the key or the rank;
+//! - `scorecl train --devices 2` (two ranks as threads of the binary)
+//!   trains as one device does: logged losses within 1e-4 + 1e-3
+//!   relative, checkpointed parameters within [`TOL`] of their scale.
 #[path = "../host/tests/common/mod.rs"]
 mod common;
 mod support;
@@ -262,4 +265,30 @@ fn a_batch_that_does_not_divide_and_ranks_that_disagree_are_refused() {
     for e in errs {
         assert!(e.contains("rank 1") && e.contains("differs"), "{e}");
     }
+}
+
+#[test]
+fn train_on_two_devices_in_one_process_equals_one_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = support::calm_config(dir.path(), 3);
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    support::assert_success(&support::train_cli(&cfg, &one, &[]), "one device");
+    let out = support::train_cli(&cfg, &two, &["--devices", "2"]);
+    support::assert_success(&out, "--devices 2");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rank 1 of 2 (threads)"),
+        "each rank says where it runs"
+    );
+    let (a, b) = (support::logged_losses(&two), support::logged_losses(&one));
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!(close(*x, *y), "step {i}: loss {x} vs {y}");
+    }
+    let (e, at) = worst_rel(
+        &support::checkpoint_tensors(&two),
+        &support::checkpoint_tensors(&one),
+        FLOOR,
+    );
+    eprintln!("--devices 2 against one device: largest parameter difference {e:e} ({at})");
+    assert!(e <= TOL, "{at} differs by {e:e} of its scale");
 }

@@ -15,31 +15,12 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use scorecl_host::nn::checkpoint::read_f32_tensors;
-
 const TOL: f32 = 5e-3;
 const FLOOR: f32 = 1e-3;
-
-/// The tests' tiny SimCLR with ScoreCL (`tests/support`: 64 images, 2 steps
-/// an epoch, mild augmentations) at a hundredth of its learning rate, for
-/// `epochs` epochs, written as a configuration file. Longer or faster runs
-/// are chaotic: one rank on one thread and on two threads part by 1e-4 in
-/// the loss by step 11 of the tiny preset at this rate, and by 1e-2 by
-/// step 15.
-fn config(dir: &Path, epochs: u64) -> PathBuf {
-    let mut cfg = support::tiny("simclr", "on");
-    cfg.optimizer.lr *= 0.01;
-    cfg.train.epochs = epochs;
-    cfg.train.log_every = 1;
-    let path = dir.join("calm.toml");
-    std::fs::write(&path, cfg.to_toml()).unwrap();
-    path
-}
 
 fn scorecl_args(cmd: &mut Command, cfg: &Path, out: &Path) {
     cmd.arg(env!("CARGO_BIN_EXE_scorecl"))
@@ -59,48 +40,6 @@ fn mpirun(ranks: usize, cfg: &Path, out: &Path) -> Command {
     scorecl_args(&mut c, cfg, out);
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     c
-}
-
-fn one_rank(cfg: &Path, out: &Path) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_scorecl"));
-    c.env("NODEVICE_SELECT", "1")
-        .args(["train", "--quiet", "--device", "cpu", "--config"])
-        .arg(cfg)
-        .arg("--out")
-        .arg(out);
-    c.output().unwrap()
-}
-
-fn ok(o: &Output, what: &str) {
-    assert!(
-        o.status.success(),
-        "{what}: {}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn losses(out: &Path) -> Vec<f32> {
-    std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["kind"] == "step")
-        .map(|v| v["loss"].as_f64().unwrap() as f32)
-        .collect()
-}
-
-/// The checkpoint's model tensors by name (sorted), for `worst_rel`.
-fn tensors(out: &Path) -> Vec<(String, Vec<f32>)> {
-    let mut all: HashMap<String, Vec<f32>> = HashMap::new();
-    for f in ["backbone", "heads", "score"] {
-        let path = out.join("checkpoint").join(format!("{f}.safetensors"));
-        let (t, _) = read_f32_tensors(&path).unwrap();
-        all.extend(t.into_iter().map(|(k, (_, v))| (format!("{f}.{k}"), v)));
-    }
-    let mut v: Vec<_> = all.into_iter().collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
 }
 
 /// The scorecl process of `rank` under the mpirun `parent`.
@@ -150,11 +89,11 @@ fn wait_for(mut child: Child, limit: Duration) -> Option<Output> {
 #[test]
 fn two_mpi_ranks_train_as_one_rank_does() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), 3);
+    let cfg = support::calm_config(dir.path(), 3);
     let (one, two) = (dir.path().join("one"), dir.path().join("two"));
-    ok(&one_rank(&cfg, &one), "one rank");
-    ok(&mpirun(2, &cfg, &two).output().unwrap(), "mpirun -n 2");
-    let (a, b) = (losses(&two), losses(&one));
+    support::assert_success(&support::train_cli(&cfg, &one, &[]), "one rank");
+    support::assert_success(&mpirun(2, &cfg, &two).output().unwrap(), "mpirun -n 2");
+    let (a, b) = (support::logged_losses(&two), support::logged_losses(&one));
     assert_eq!(a.len(), b.len());
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         assert!(
@@ -162,7 +101,11 @@ fn two_mpi_ranks_train_as_one_rank_does() {
             "step {i}: loss {x} vs {y}"
         );
     }
-    let (e, at) = support::worst_rel(&tensors(&two), &tensors(&one), FLOOR);
+    let (e, at) = support::worst_rel(
+        &support::checkpoint_tensors(&two),
+        &support::checkpoint_tensors(&one),
+        FLOOR,
+    );
     eprintln!("two MPI ranks against one: largest parameter difference {e:e} ({at})");
     assert!(e <= TOL, "{at} differs by {e:e} of its scale");
 }
@@ -170,9 +113,9 @@ fn two_mpi_ranks_train_as_one_rank_does() {
 #[test]
 fn a_killed_rank_ends_the_run_naming_it_and_its_checkpoint_resumes_on_one_rank() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), 5);
+    let cfg = support::calm_config(dir.path(), 5);
     let (straight, killed) = (dir.path().join("straight"), dir.path().join("killed"));
-    ok(
+    support::assert_success(
         &mpirun(2, &cfg, &straight).output().unwrap(),
         "uninterrupted mpirun -n 2",
     );
@@ -209,8 +152,12 @@ fn a_killed_rank_ends_the_run_naming_it_and_its_checkpoint_resumes_on_one_rank()
     c.env("NODEVICE_SELECT", "1")
         .args(["train", "--quiet", "--device", "cpu", "--resume"])
         .arg(&killed);
-    ok(&c.output().unwrap(), "resume on one rank");
-    let (e, at) = support::worst_rel(&tensors(&killed), &tensors(&straight), FLOOR);
+    support::assert_success(&c.output().unwrap(), "resume on one rank");
+    let (e, at) = support::worst_rel(
+        &support::checkpoint_tensors(&killed),
+        &support::checkpoint_tensors(&straight),
+        FLOOR,
+    );
     eprintln!("resumed on one rank against two: largest parameter difference {e:e} ({at})");
     assert!(e <= TOL, "{at} differs by {e:e} of its scale");
 }
@@ -218,7 +165,7 @@ fn a_killed_rank_ends_the_run_naming_it_and_its_checkpoint_resumes_on_one_rank()
 #[test]
 fn a_rank_that_stops_answering_ends_the_run_after_the_timeout_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), 50);
+    let cfg = support::calm_config(dir.path(), 50);
     let out_dir = dir.path().join("hung");
     let mut c = Command::new("mpirun");
     c.env("OMPI_ALLOW_RUN_AS_ROOT", "1")

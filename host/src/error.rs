@@ -24,7 +24,7 @@ pub enum Error {
     },
     /// A configuration value (a config key, a command-line flag, an
     /// environment variable) is wrong.
-    #[error("configuration: {0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
     /// An error of the core maths.
     #[error(transparent)]

@@ -2,6 +2,10 @@
 //! `tests/dist.rs`): the tiny configuration and a run's tensors.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use scorecl::host::nn::checkpoint::read_f32_tensors;
 use scorecl::host::train::{TrainConfig, Trainer};
 
 /// A tiny configuration with mild augmentations (so that ten steps
@@ -94,4 +98,69 @@ pub fn worst_rel(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)], floor: f32)
         }
     }
     worst
+}
+
+/// The tests' tiny SimCLR with ScoreCL (`tests/support`: 64 images, 2 steps
+/// an epoch, mild augmentations) at a hundredth of its learning rate, for
+/// `epochs` epochs, written as a configuration file. Longer or faster runs
+/// are chaotic: one rank on one thread and on two threads part by 1e-4 in
+/// the loss by step 11 of the tiny preset at this rate, and by 1e-2 by
+/// step 15.
+pub fn calm_config(dir: &Path, epochs: u64) -> PathBuf {
+    let mut cfg = tiny("simclr", "on");
+    cfg.optimizer.lr *= 0.01;
+    cfg.train.epochs = epochs;
+    cfg.train.log_every = 1;
+    let path = dir.join("calm.toml");
+    std::fs::write(&path, cfg.to_toml()).unwrap();
+    path
+}
+
+/// The losses of the steps a run logged (`metrics.jsonl`).
+pub fn logged_losses(out: &Path) -> Vec<f32> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "step")
+        .map(|v| v["loss"].as_f64().unwrap() as f32)
+        .collect()
+}
+
+/// The checkpoint's model tensors by name (sorted), for `worst_rel`.
+pub fn checkpoint_tensors(out: &Path) -> Vec<(String, Vec<f32>)> {
+    let mut all: HashMap<String, Vec<f32>> = HashMap::new();
+    for f in ["backbone", "heads", "score"] {
+        let path = out.join("checkpoint").join(format!("{f}.safetensors"));
+        let (t, _) = read_f32_tensors(&path).unwrap();
+        all.extend(t.into_iter().map(|(k, (_, v))| (format!("{f}.{k}"), v)));
+    }
+    let mut v: Vec<_> = all.into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// `scorecl train --quiet --device cpu --config cfg --out out` plus
+/// `extra`, run to its end.
+pub fn train_cli(cfg: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_scorecl"))
+        .env("NODEVICE_SELECT", "1")
+        .args(["train", "--quiet", "--device", "cpu", "--config"])
+        .arg(cfg)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// Fails with the process's status and standard error unless it
+/// succeeded.
+pub fn assert_success(o: &std::process::Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what}: {}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

@@ -81,8 +81,17 @@ enum Command {
 }
 
 fn gpu(cli: &Cli) -> anyhow::Result<Gpu> {
+    gpu_of_rank(
+        cli,
+        crate::dist::launcher_local_rank().map(|(rank, _)| rank),
+    )
+}
+
+/// The device of a data-parallel run's rank `local_rank` on this machine
+/// (None: the one device of a single rank).
+fn gpu_of_rank(cli: &Cli, local_rank: Option<usize>) -> anyhow::Result<Gpu> {
     let mut opts = GpuOptions::from_env();
-    opts.local_rank = crate::dist::launcher_local_rank().map(|(rank, _)| rank);
+    opts.local_rank = local_rank;
     if cli.adapter.is_some() {
         opts.adapter = cli.adapter.clone();
     }

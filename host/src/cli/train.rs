@@ -1,6 +1,6 @@
 //! `scorecl train`: one training run (new, or resumed exactly).
 
-use super::{gpu, Cli};
+use super::{gpu_of_rank, Cli};
 use crate::data::Split;
 use crate::train::Choice;
 use anyhow::Context;
@@ -27,6 +27,13 @@ pub struct TrainArgs {
     /// Batch size, overriding train.batch_size.
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Train on this many devices of this machine in one process, one rank
+    /// each (threads exchanging through memory; the global batch
+    /// train.batch_size split between them, as `mpirun -n N` does with the
+    /// mpi feature). With several GPUs each rank takes its own; on the CPU
+    /// device the ranks share the cores.
+    #[arg(long, default_value_t = 1)]
+    devices: usize,
     /// Seed, overriding train.seed.
     #[arg(long)]
     seed: Option<u64>,
@@ -50,10 +57,15 @@ pub struct TrainArgs {
 }
 
 pub(super) fn run(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.devices >= 1, "--devices {}: at least 1", a.devices);
+    if a.devices > 1 {
+        return run_threads(cli, a);
+    }
     // One rank, or one of an MPI launch's (feature `mpi`).
     crate::dist::split_threads();
     let comm = crate::dist::from_launcher()?;
-    let result = run_rank(cli, a, comm.clone());
+    let local_rank = crate::dist::launcher_local_rank().map(|(r, _)| r);
+    let result = run_rank(cli, a, comm.clone(), local_rank);
     if let Err(e) = &result {
         if comm.size() > 1 {
             // The others would wait for this rank until their deadline.
@@ -64,7 +76,67 @@ pub(super) fn run(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
     result
 }
 
-fn run_rank(cli: &Cli, a: &TrainArgs, comm: crate::dist::Link) -> anyhow::Result<()> {
+/// `--devices N`: N ranks as threads of this process. A rank that fails
+/// ends the others' exchanges (they name it); the first error is returned.
+fn run_threads(cli: &Cli, a: &TrainArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        crate::dist::launcher_world_size().unwrap_or(1) <= 1,
+        "--devices {} under an MPI launch of several ranks: use one or the other",
+        a.devices
+    );
+    let timeout = match std::env::var("SCORECL_DIST_TIMEOUT") {
+        Err(_) => std::time::Duration::from_secs(1800),
+        Ok(v) => match v.trim().parse::<f64>() {
+            Ok(s) if s > 0.0 => std::time::Duration::from_secs_f64(s),
+            _ => anyhow::bail!("SCORECL_DIST_TIMEOUT: `{v}`: seconds, a positive number"),
+        },
+    };
+    let comms = crate::dist::ThreadComm::group(a.devices);
+    let results: Vec<anyhow::Result<()>> = std::thread::scope(|s| {
+        let handles: Vec<_> = comms
+            .into_iter()
+            .enumerate()
+            .map(|(rank, mut comm)| {
+                comm.timeout = timeout;
+                s.spawn(move || {
+                    let link: crate::dist::Link = std::rc::Rc::new(comm);
+                    run_rank(cli, a, link, Some(rank))
+                        .with_context(|| format!("rank {rank} of {}", a.devices))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a rank's thread panicked")))
+            })
+            .collect()
+    });
+    // The rank that failed first is the one whose error is not another
+    // rank leaving.
+    let mut errors: Vec<anyhow::Error> = results.into_iter().filter_map(|r| r.err()).collect();
+    let own = errors.iter().position(|e| {
+        !matches!(
+            e.downcast_ref::<crate::train::TrainError>(),
+            Some(crate::train::TrainError::Host(crate::Error::Peer { .. }))
+        ) && !matches!(
+            e.downcast_ref::<crate::Error>(),
+            Some(crate::Error::Peer { .. })
+        )
+    });
+    match own {
+        Some(i) => Err(errors.swap_remove(i)),
+        None => errors.into_iter().next().map_or(Ok(()), Err),
+    }
+}
+
+fn run_rank(
+    cli: &Cli,
+    a: &TrainArgs,
+    comm: crate::dist::Link,
+    local_rank: Option<usize>,
+) -> anyhow::Result<()> {
     use crate::train::{run_training, Method, RunDir, RunOptions, TrainConfig, Trainer};
     let (cfg, dir) = if let Some(dir) = &a.resume {
         let dir = RunDir::new(dir);
@@ -122,7 +194,7 @@ fn run_rank(cli: &Cli, a: &TrainArgs, comm: crate::dist::Link) -> anyhow::Result
         (cfg, RunDir::new(out))
     };
     let lead = comm.rank() == 0;
-    let gpu = gpu(cli)?;
+    let gpu = gpu_of_rank(cli, local_rank)?;
     let data = cfg.data.open(Split::Train)?;
     if comm.size() > 1 {
         eprintln!(
