@@ -43,6 +43,20 @@ pub trait Encoder: Send + Sync {
         input_grad: bool,
     ) -> Result<EncoderWorkspace>;
 
+    /// A workspace like `with` (same shape) whose gradient buffers are
+    /// `with`'s: for a second pass whose backward runs after the first's
+    /// has finished (the trainer's two views), so that only one set of
+    /// gradient buffers exists. Its activations are its own. It must be
+    /// dropped with or before `with`'s use ends (it does not own the shared
+    /// buffers). By default, an independent workspace.
+    fn workspace_sharing_gradients(
+        &self,
+        gpu: &Gpu,
+        with: &EncoderWorkspace,
+    ) -> Result<EncoderWorkspace> {
+        self.workspace(gpu, with.n, with.h, with.w, with.dinput.is_some())
+    }
+
     /// Records the forward pass of `x` (n × 3 × h × w, the workspace's
     /// shape) into `ws.features` (n × feature_dim). In training, batch
     /// statistics are used and the running statistics updated.

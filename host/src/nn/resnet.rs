@@ -208,6 +208,147 @@ impl Builder<'_> {
 }
 
 impl ResNet {
+    /// A workspace for n images of h × w; with `share`, its gradient
+    /// buffers are views of `share`'s (see
+    /// [`Encoder::workspace_sharing_gradients`]).
+    fn make_workspace(
+        &self,
+        gpu: &Gpu,
+        n: usize,
+        h: usize,
+        w: usize,
+        input_grad: bool,
+        share: Option<&ResNetWorkspace>,
+    ) -> Result<EncoderWorkspace> {
+        let t = |len: usize| gpu.tensor(&[len], DType::F32);
+        // A gradient buffer: `share`'s, or a new one.
+        let g = |len: usize, other: Option<&Tensor>| match other {
+            Some(o) => o.view(DType::F32, len),
+            None => t(len),
+        };
+        let bnw = |bn: &BatchNorm| bn.saved(gpu);
+        let s0 = self.conv1.shape(n, h, w);
+        let stem_len = s0.out_len();
+        let pool = match self.cfg.stem {
+            Stem::ImageNet => {
+                let p = pool_shape(n, self.cfg.width, s0.oh(), s0.ow());
+                let dpool = share.and_then(|o| o.pool.as_ref()).map(|(_, _, d)| d);
+                Some((
+                    t(p.out_len())?,
+                    ParamStore::indices(gpu, p.out_len())?,
+                    g(stem_len, dpool)?,
+                ))
+            }
+            Stem::Cifar { .. } => None,
+        };
+        let (mut hh, mut ww) = self.stem_out(h, w);
+        let mut blocks = Vec::new();
+        let downw = |down: &Option<(Conv2d, BatchNorm)>,
+                     out_len: usize,
+                     in_len: usize,
+                     other: Option<&DownWs>| {
+            down.as_ref()
+                .map(|(_, bn)| {
+                    Ok::<_, crate::Error>(DownWs {
+                        ad: t(out_len)?,
+                        bd: t(out_len)?,
+                        dx1: g(in_len, other.map(|o| &o.dx1))?,
+                        dad: g(out_len, other.map(|o| &o.dad))?,
+                        bn: bnw(bn)?,
+                    })
+                })
+                .transpose()
+        };
+        for (i, b) in self.blocks.iter().enumerate() {
+            let other = share.map(|o| &o.blocks[i]);
+            match b {
+                Block::Basic(b) => {
+                    let o = match other {
+                        Some(BlockWs::Basic(o)) => Some(&**o),
+                        Some(_) => return Err(mismatched()),
+                        None => None,
+                    };
+                    let s1 = b.conv1.shape(n, hh, ww);
+                    let (out_len, in_len) = (s1.out_len(), s1.in_len());
+                    blocks.push(BlockWs::Basic(Box::new(BasicWs {
+                        h: hh,
+                        w: ww,
+                        a1: t(out_len)?,
+                        r1: t(out_len)?,
+                        a2: t(out_len)?,
+                        out: t(out_len)?,
+                        da2: g(out_len, o.map(|o| &o.da2))?,
+                        dr1: g(out_len, o.map(|o| &o.dr1))?,
+                        da1: g(out_len, o.map(|o| &o.da1))?,
+                        dx: g(in_len, o.map(|o| &o.dx))?,
+                        bn1: bnw(&b.bn1)?,
+                        bn2: bnw(&b.bn2)?,
+                        down: downw(&b.down, out_len, in_len, o.and_then(|o| o.down.as_ref()))?,
+                    })));
+                    (hh, ww) = (s1.oh(), s1.ow());
+                }
+                Block::Bottleneck(b) => {
+                    let o = match other {
+                        Some(BlockWs::Bottleneck(o)) => Some(&**o),
+                        Some(_) => return Err(mismatched()),
+                        None => None,
+                    };
+                    let s1 = b.conv1.shape(n, hh, ww);
+                    let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
+                    let s3 = b.conv3.shape(n, s2.oh(), s2.ow());
+                    let (l1, l2, l3, in_len) =
+                        (s1.out_len(), s2.out_len(), s3.out_len(), s1.in_len());
+                    blocks.push(BlockWs::Bottleneck(Box::new(BottleneckWs {
+                        h: hh,
+                        w: ww,
+                        a1: t(l1)?,
+                        r1: t(l1)?,
+                        a2: t(l2)?,
+                        r2: t(l2)?,
+                        a3: t(l3)?,
+                        out: t(l3)?,
+                        da3: g(l3, o.map(|o| &o.da3))?,
+                        dr2: g(l2, o.map(|o| &o.dr2))?,
+                        da2: g(l2, o.map(|o| &o.da2))?,
+                        dr1: g(l1, o.map(|o| &o.dr1))?,
+                        da1: g(l1, o.map(|o| &o.da1))?,
+                        dx: g(in_len, o.map(|o| &o.dx))?,
+                        bn1: bnw(&b.bn1)?,
+                        bn2: bnw(&b.bn2)?,
+                        bn3: bnw(&b.bn3)?,
+                        down: downw(&b.down, l3, in_len, o.and_then(|o| o.down.as_ref()))?,
+                    })));
+                    (hh, ww) = (s2.oh(), s2.ow());
+                }
+            }
+        }
+        let last = blocks
+            .last()
+            .map_or(stem_len / n, |_| self.feature_dim() * hh * ww);
+        let scratch = ConvScratch::for_shapes(gpu, &self.conv_shapes(n, h, w), self.precision)?;
+        let precision = scratch.precision();
+        let own = ResNetWorkspace {
+            scratch,
+            a0: t(stem_len)?,
+            r0: t(stem_len)?,
+            bn0: bnw(&self.bn1)?,
+            pool,
+            blocks,
+            last_hw: hh * ww,
+            dlast: g(n * last, share.map(|o| &o.dlast))?,
+            da0: g(stem_len, share.map(|o| &o.da0))?,
+        };
+        let features = gpu.tensor(&[n, self.feature_dim()], DType::F32)?;
+        let dinput = input_grad.then(|| t(n * 3 * h * w)).transpose()?;
+        Ok(EncoderWorkspace::new(
+            (n, h, w),
+            features,
+            dinput,
+            precision,
+            own,
+        ))
+    }
+
     /// A freshly initialised network; `seed` fixes the initial weights.
     pub fn new(gpu: &Gpu, cfg: ResNetConfig, seed: u64) -> Result<ResNet> {
         if cfg.width == 0 {
@@ -355,113 +496,17 @@ impl Encoder for ResNet {
         w: usize,
         input_grad: bool,
     ) -> Result<EncoderWorkspace> {
-        let t = |len: usize| gpu.tensor(&[len], DType::F32);
-        let bnw = |bn: &BatchNorm| bn.saved(gpu);
-        let s0 = self.conv1.shape(n, h, w);
-        let stem_len = s0.out_len();
-        let pool = match self.cfg.stem {
-            Stem::ImageNet => {
-                let p = pool_shape(n, self.cfg.width, s0.oh(), s0.ow());
-                Some((
-                    t(p.out_len())?,
-                    ParamStore::indices(gpu, p.out_len())?,
-                    t(stem_len)?,
-                ))
-            }
-            Stem::Cifar { .. } => None,
-        };
-        let (mut hh, mut ww) = self.stem_out(h, w);
-        let mut blocks = Vec::new();
-        let downw = |down: &Option<(Conv2d, BatchNorm)>, out_len: usize, in_len: usize| {
-            down.as_ref()
-                .map(|(_, bn)| {
-                    Ok::<_, crate::Error>(DownWs {
-                        ad: t(out_len)?,
-                        bd: t(out_len)?,
-                        dx1: t(in_len)?,
-                        dad: t(out_len)?,
-                        bn: bnw(bn)?,
-                    })
-                })
-                .transpose()
-        };
-        for b in &self.blocks {
-            match b {
-                Block::Basic(b) => {
-                    let s1 = b.conv1.shape(n, hh, ww);
-                    let (out_len, in_len) = (s1.out_len(), s1.in_len());
-                    blocks.push(BlockWs::Basic(Box::new(BasicWs {
-                        h: hh,
-                        w: ww,
-                        a1: t(out_len)?,
-                        r1: t(out_len)?,
-                        a2: t(out_len)?,
-                        out: t(out_len)?,
-                        da2: t(out_len)?,
-                        dr1: t(out_len)?,
-                        da1: t(out_len)?,
-                        dx: t(in_len)?,
-                        bn1: bnw(&b.bn1)?,
-                        bn2: bnw(&b.bn2)?,
-                        down: downw(&b.down, out_len, in_len)?,
-                    })));
-                    (hh, ww) = (s1.oh(), s1.ow());
-                }
-                Block::Bottleneck(b) => {
-                    let s1 = b.conv1.shape(n, hh, ww);
-                    let s2 = b.conv2.shape(n, s1.oh(), s1.ow());
-                    let s3 = b.conv3.shape(n, s2.oh(), s2.ow());
-                    let (l1, l2, l3, in_len) =
-                        (s1.out_len(), s2.out_len(), s3.out_len(), s1.in_len());
-                    blocks.push(BlockWs::Bottleneck(Box::new(BottleneckWs {
-                        h: hh,
-                        w: ww,
-                        a1: t(l1)?,
-                        r1: t(l1)?,
-                        a2: t(l2)?,
-                        r2: t(l2)?,
-                        a3: t(l3)?,
-                        out: t(l3)?,
-                        da3: t(l3)?,
-                        dr2: t(l2)?,
-                        da2: t(l2)?,
-                        dr1: t(l1)?,
-                        da1: t(l1)?,
-                        dx: t(in_len)?,
-                        bn1: bnw(&b.bn1)?,
-                        bn2: bnw(&b.bn2)?,
-                        bn3: bnw(&b.bn3)?,
-                        down: downw(&b.down, l3, in_len)?,
-                    })));
-                    (hh, ww) = (s2.oh(), s2.ow());
-                }
-            }
-        }
-        let last = blocks
-            .last()
-            .map_or(stem_len / n, |_| self.feature_dim() * hh * ww);
-        let scratch = ConvScratch::for_shapes(gpu, &self.conv_shapes(n, h, w), self.precision)?;
-        let precision = scratch.precision();
-        let own = ResNetWorkspace {
-            scratch,
-            a0: t(stem_len)?,
-            r0: t(stem_len)?,
-            bn0: bnw(&self.bn1)?,
-            pool,
-            blocks,
-            last_hw: hh * ww,
-            dlast: t(n * last)?,
-            da0: t(stem_len)?,
-        };
-        let features = gpu.tensor(&[n, self.feature_dim()], DType::F32)?;
-        let dinput = input_grad.then(|| t(n * 3 * h * w)).transpose()?;
-        Ok(EncoderWorkspace::new(
-            (n, h, w),
-            features,
-            dinput,
-            precision,
-            own,
-        ))
+        self.make_workspace(gpu, n, h, w, input_grad, None)
+    }
+
+    fn workspace_sharing_gradients(
+        &self,
+        gpu: &Gpu,
+        with: &EncoderWorkspace,
+    ) -> Result<EncoderWorkspace> {
+        let other = with.model::<ResNetWorkspace>()?;
+        let (n, h, w) = (with.n, with.h, with.w);
+        self.make_workspace(gpu, n, h, w, with.dinput.is_some(), Some(other))
     }
 
     fn forward(

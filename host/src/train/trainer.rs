@@ -419,10 +419,13 @@ impl<'g> Trainer<'g> {
                 crate::tensor::DType::U32,
             )?,
         };
-        let enc_ws = [
-            encoder.workspace(gpu, n, size, size, false)?,
-            encoder.workspace(gpu, n, size, size, false)?,
-        ];
+        // View 1's backward pass ends before view 2's begins: the second
+        // view's workspace shares the first's gradient buffers (declared
+        // in this order, the owner is dropped first and the views right
+        // after it, with no allocation between).
+        let first_ws = encoder.workspace(gpu, n, size, size, false)?;
+        let second_ws = encoder.workspace_sharing_gradients(gpu, &first_ws)?;
+        let enc_ws = [first_ws, second_ws];
         let proj_ws = [projector.workspace(gpu, n)?, projector.workspace(gpu, n)?];
         let pred_ws = predictor
             .as_ref()
