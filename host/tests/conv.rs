@@ -130,7 +130,7 @@ fn check_conv(gpu: &Gpu, s: &ConvShape, scratch_images: f32, seed: u64, precisio
 /// Shapes (stride, padding, 1×1 and 7×7 kernels, aligned and unaligned
 /// OH·OW) with the scratch size in images (fractions force chunking; on
 /// the native device, fewer threads or smaller blocks).
-fn conv_cases() -> [(ConvShape, f32); 8] {
+fn conv_cases() -> [(ConvShape, f32); 10] {
     [
         // Enough images for blocks of several images on the native
         // device, the last one short.
@@ -142,6 +142,11 @@ fn conv_cases() -> [(ConvShape, f32); 8] {
         (shape(2, 8, 4, 4, 16, 3, 2, 1), 1.0),
         (shape(5, 4, 8, 8, 8, 1, 2, 0), 2.5),
         (shape(2, 1, 3, 3, 1, 3, 1, 0), 1.0),
+        // Output rows as wide as the input's at stride 1 with taps that
+        // reach past the map (whole rows and columns of padding), and a
+        // stride-3 kernel whose taps skip columns.
+        (shape(3, 2, 2, 2, 3, 7, 1, 3), 3.0),
+        (shape(2, 3, 10, 11, 4, 5, 3, 2), 2.0),
     ]
 }
 

@@ -995,6 +995,11 @@ pub(crate) mod native {
             let q = r % self.kw;
             let plane = &x[c * self.h * self.w..(c + 1) * self.h * self.w];
             let (oh, ow) = (self.oh, self.ow);
+            if self.stride == 1 && ow == self.w {
+                self.im2col_plane_same(plane, p, q, &mut out[..oh * ow]);
+                out[oh * ow..self.ld].fill(0.0);
+                return;
+            }
             for i in 0..oh {
                 let o = &mut out[i * ow..(i + 1) * ow];
                 let hh = (i * self.stride + p) as isize - self.pad as isize;
@@ -1014,17 +1019,60 @@ pub(crate) mod native {
                     );
                     o[hi..].fill(0.0);
                 } else {
-                    for (j, v) in o.iter_mut().enumerate() {
-                        let ww = (j * self.stride + q) as isize - self.pad as isize;
-                        *v = if ww >= 0 && ww < self.w as isize {
-                            src[ww as usize]
-                        } else {
-                            0.0
-                        };
+                    // ww = j·stride + q − pad lies in the row for j in
+                    // lo..hi: zeros, a strided gather, zeros.
+                    let s = self.stride;
+                    let lo = self.pad.saturating_sub(q).div_ceil(s).min(ow);
+                    let hi = (self.w + self.pad)
+                        .saturating_sub(q)
+                        .div_ceil(s)
+                        .clamp(lo, ow);
+                    o[..lo].fill(0.0);
+                    let first = lo * s + q - self.pad.min(lo * s + q);
+                    for (v, x) in o[lo..hi].iter_mut().zip(src[first..].iter().step_by(s)) {
+                        *v = *x;
                     }
+                    o[hi..].fill(0.0);
                 }
             }
             out[oh * ow..self.ld].fill(0.0);
+        }
+
+        /// `im2col_row` at stride 1 where the output rows are as wide as
+        /// the input's (a "same" padding): tap (p, q)'s row is the plane
+        /// shifted by (p − pad) rows and (q − pad) columns, so the rows
+        /// that land inside are one contiguous copy, after which the one
+        /// column per row that wrapped around from the next row is zeroed.
+        /// The same values as the row-by-row copy, with one copy per plane
+        /// instead of three calls per row (the small maps' cost).
+        fn im2col_plane_same(&self, plane: &[f32], p: usize, q: usize, out: &mut [f32]) {
+            let (oh, w) = (self.oh, self.w);
+            // Output rows i with input row i + p − pad inside the plane.
+            let i_lo = self.pad.saturating_sub(p).min(oh);
+            let i_hi = (self.h + self.pad).saturating_sub(p).clamp(i_lo, oh);
+            out[..i_lo * w].fill(0.0);
+            out[i_hi * w..].fill(0.0);
+            if i_lo == i_hi {
+                return;
+            }
+            let shift = q as isize - self.pad as isize;
+            let lo = (-shift).clamp(0, w as isize) as usize;
+            let hi = (w as isize - shift).clamp(lo as isize, w as isize) as usize;
+            if lo == hi {
+                out[i_lo * w..i_hi * w].fill(0.0);
+                return;
+            }
+            // Element j of output row i reads plane[(i + p − pad)·w + j + shift].
+            let start = i_lo * w + lo;
+            let end = (i_hi - 1) * w + hi;
+            let src = ((i_lo + p - self.pad) * w + lo) as isize + shift;
+            let src = src as usize;
+            out[start..end].copy_from_slice(&plane[src..src + (end - start)]);
+            for i in i_lo..i_hi {
+                let row = &mut out[i * w..(i + 1) * w];
+                row[..lo].fill(0.0);
+                row[hi..].fill(0.0);
+            }
         }
 
         /// One image plane of the input gradient from its column-matrix
@@ -1085,17 +1133,25 @@ pub(crate) mod native {
                             let shift = q as isize - self.pad as isize;
                             let lo = (-shift).clamp(0, ow as isize) as usize;
                             let hi = (w as isize - shift).clamp(lo as isize, ow as isize) as usize;
+                            if lo == hi {
+                                // The tap lands outside the row (a kernel
+                                // wider than the map and its padding).
+                                continue;
+                            }
                             let at = (lo as isize + shift) as usize;
                             for (d, v) in dst[at..at + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
                                 *d += v;
                             }
                             continue;
                         }
-                        for (j, v) in src.iter().enumerate() {
-                            let ww = (j * self.stride + q) as isize - self.pad as isize;
-                            if ww >= 0 && ww < w as isize {
-                                dst[ww as usize] += v;
-                            }
+                        // ww = j·stride + q − pad inside the row for j in
+                        // lo..hi (each tap adds to a pixel at most once).
+                        let s = self.stride;
+                        let lo = self.pad.saturating_sub(q).div_ceil(s).min(ow);
+                        let hi = (w + self.pad).saturating_sub(q).div_ceil(s).clamp(lo, ow);
+                        let first = lo * s + q - self.pad.min(lo * s + q);
+                        for (d, v) in dst[first..].iter_mut().step_by(s).zip(&src[lo..hi]) {
+                            *d += v;
                         }
                     }
                 }
