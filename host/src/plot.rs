@@ -127,8 +127,12 @@ fn chart_xy(
 ) -> Result<()> {
     register_font();
     let tmp = path.with_extension("png.tmp.png");
+    let (w, h) = (800u32, 500u32);
+    // Drawn into memory and encoded by the `image` crate the loaders use
+    // (plotters' own encoder would build a second version of it).
+    let mut rgb = vec![0u8; (w * h * 3) as usize];
     {
-        let root = BitMapBackend::new(&tmp, (800, 500)).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
         let mut c = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 24))
@@ -153,6 +157,10 @@ fn chart_xy(
         draw(&mut c).map_err(|e| draw_err(path, e))?;
         root.present().map_err(|e| draw_err(path, e))?;
     }
+    image::RgbImage::from_raw(w, h, rgb)
+        .expect("the buffer holds w·h RGB pixels")
+        .save_with_format(&tmp, image::ImageFormat::Png)
+        .map_err(|e| Error::file(path, format!("cannot write: {e}")))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::file(path, format!("cannot write: {e}")))
 }
 
