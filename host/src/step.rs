@@ -669,7 +669,12 @@ impl<'g> Step<'g> {
 
     /// The native CPU device's submit: every command executed in order by
     /// the kernels' Rust twins; with timestamps, each dispatch timed by the
-    /// host clock.
+    /// host clock. The commands between two host operations run as one job
+    /// on a thread of rayon's pool, which takes part in each kernel's
+    /// parallel work and runs the small kernels itself, instead of this
+    /// thread handing every kernel to the pool and sleeping until it is
+    /// done. The work is split as before (by the pool's thread count), so
+    /// the results are the same bits.
     fn submit_native(self) -> Result<Readbacks> {
         let label = format!("step `{}`", self.label);
         for cmd in &self.commands {
@@ -678,7 +683,56 @@ impl<'g> Step<'g> {
             }
         }
         let mut out = Readbacks::default();
-        for cmd in &self.commands {
+        let mut at = 0;
+        while at < self.commands.len() {
+            if let Command::Host { name, buffers, op } = &self.commands[at] {
+                let t0 = std::time::Instant::now();
+                Self::run_host(self.gpu, name, buffers, op)?;
+                if self.timestamps {
+                    out.timings
+                        .push((name.clone(), t0.elapsed().as_secs_f64() * 1e9));
+                }
+                at += 1;
+                continue;
+            }
+            let end = self.commands[at..]
+                .iter()
+                .position(|c| matches!(c, Command::Host { .. }))
+                .map_or(self.commands.len(), |p| at + p);
+            let segment = NativeSegment {
+                commands: &self.commands[at..end],
+                params: &self.params,
+                timestamps: self.timestamps,
+                label: &label,
+            };
+            let out = &mut out;
+            rayon::scope(move |_| segment.run(out))?;
+            at = end;
+        }
+        out.host_seconds = self.started.elapsed().as_secs_f64();
+        Ok(out)
+    }
+}
+
+/// Commands of a native step with no host operation among them, run as
+/// one job on a thread of rayon's pool.
+struct NativeSegment<'a, 'g> {
+    commands: &'a [Command<'g>],
+    params: &'a [u8],
+    timestamps: bool,
+    label: &'a str,
+}
+
+// SAFETY: a segment is cut between host operations (`submit_native`), so
+// it holds no `Command::Host`, the only command with data bound to the
+// recording thread (its closure); the others hold kernels, buffers
+// (`Arc`s of host memory) and numbers, and the step waits for the job.
+unsafe impl Send for NativeSegment<'_, '_> {}
+
+impl NativeSegment<'_, '_> {
+    fn run(self, out: &mut Readbacks) -> Result<()> {
+        let label = self.label;
+        for cmd in self.commands {
             match cmd {
                 Command::Dispatch {
                     kernel,
@@ -706,27 +760,25 @@ impl<'g> Step<'g> {
                     dst_off,
                     bytes,
                 } => {
-                    let (s, d) = (src.host(&label)?, dst.host(&label)?);
-                    crate::native::copy(s, *src_off, d, *dst_off, *bytes, &label)?;
+                    let (s, d) = (src.host(label)?, dst.host(label)?);
+                    crate::native::copy(s, *src_off, d, *dst_off, *bytes, label)?;
                 }
                 Command::Clear { dst, bytes } => {
-                    dst.host(&label)?.zero(0, *bytes);
+                    dst.host(label)?.zero(0, *bytes);
                 }
                 Command::Readback { src, bytes } => {
-                    out.data.push(src.host(&label)?.read(0, *bytes));
+                    out.data.push(src.host(label)?.read(0, *bytes));
                 }
-                Command::Host { name, buffers, op } => {
-                    let t0 = std::time::Instant::now();
-                    Self::run_host(self.gpu, name, buffers, op)?;
-                    if self.timestamps {
-                        out.timings
-                            .push((name.clone(), t0.elapsed().as_secs_f64() * 1e9));
+                Command::Host { name, .. } => {
+                    return Err(crate::error::GpuError::Kernel {
+                        kernel: name.clone(),
+                        message: "a host operation inside a native segment".into(),
                     }
+                    .into())
                 }
             }
         }
-        out.host_seconds = self.started.elapsed().as_secs_f64();
-        Ok(out)
+        Ok(())
     }
 }
 
