@@ -448,14 +448,20 @@ pub fn all_reduce(
         if scale != 1.0 {
             bucket.iter_mut().for_each(|v| *v *= scale);
         }
-        let mut at = 0;
-        for v in values.iter_mut() {
-            let len = v.len();
-            v.copy_from_slice(&bucket[at..at + len]);
-            at += len;
-        }
+        split_back(values, &bucket);
         Ok(())
     })
+}
+
+/// Writes a bucket back into the tensors' values it was concatenated
+/// from, in order.
+fn split_back(values: &mut [Vec<f32>], bucket: &[f32]) {
+    let mut at = 0;
+    for v in values.iter_mut() {
+        let len = v.len();
+        v.copy_from_slice(&bucket[at..at + len]);
+        at += len;
+    }
 }
 
 /// The gradients' all-reduce between [`all_reduce_start`] and
@@ -503,12 +509,7 @@ pub fn all_reduce_finish(
                 format!("{} values back for {total}", bucket.len()),
             ));
         }
-        let mut at = 0;
-        for v in values.iter_mut() {
-            let len = v.len();
-            v.copy_from_slice(&bucket[at..at + len]);
-            at += len;
-        }
+        split_back(values, &bucket);
         Ok(())
     })
 }
