@@ -647,15 +647,9 @@ pub(crate) mod fused {
     pub(crate) fn block_images(s: &ConvShape, threads: usize) -> usize {
         let per = s.ckk() * s.oh() * s.ow();
         (BLOCK_COLS / per.max(1))
-            .max(MIN_BLOCK_PIXELS.div_ceil((s.oh() * s.ow()).max(1)))
             .min(s.n.div_ceil(4 * threads.max(1)))
             .max(1)
     }
-
-    /// Output pixels a block has at least (the products' width): the deep
-    /// layers' small maps side by side rather than one skinny product per
-    /// image.
-    const MIN_BLOCK_PIXELS: usize = 128;
 
     /// One thread's workspace for blocks of `images`: the block's columns
     /// (reused for their gradient), its output (or output gradient) side
