@@ -634,12 +634,9 @@ pub(crate) mod fused {
     use crate::step::Step;
     use crate::tensor::Tensor;
 
-    /// Column elements a block aims at (512 KiB of f32: within a core's
-    /// L2 while the block's products read them, on the AVX2 machines with
-    /// 512 KiB per core as on those with 2 MiB; 2 MiB blocks left the
-    /// smaller L2s to L3, 7 % more CPU time on the main job's width-8
-    /// maps).
-    const BLOCK_COLS: usize = 1 << 17;
+    /// Column elements a block aims at (2 MiB of f32: within a core's L2
+    /// or its share of L3 while the block's products read them).
+    const BLOCK_COLS: usize = 1 << 19;
 
     /// Images per block for `s` on `threads` threads: as many as fit
     /// [`BLOCK_COLS`], at least one, and few enough that every thread
