@@ -543,7 +543,7 @@ pub mod cpu {
 pub(crate) mod native {
     use super::Params;
     use crate::error::Result;
-    use crate::native::{need, rows_mut, sum, Invocation, KernelFn, SharedMut};
+    use crate::native::{need, rows_mut, sum, sum_slice, Invocation, KernelFn, SharedMut};
 
     pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
         Some(match entry {
@@ -575,6 +575,21 @@ pub(crate) mod native {
         total as f32
     }
 
+    /// [`channel_sum`] of `f(x[i])`, a plane at a time on slices (the
+    /// same order and bits; the lanes vectorise).
+    fn channel_sum_of(p: &Params, c: usize, x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+        let (n, s, cc) = (p.n as usize, p.s as usize, p.c as usize);
+        if s == 1 {
+            return sum(n, |j| f(x[j * cc + c]));
+        }
+        let mut total = 0.0f64;
+        for b in 0..n {
+            let base = (b * cc + c) * s;
+            total += sum_slice(&x[base..base + s], &f) as f64;
+        }
+        total as f32
+    }
+
     fn stats(inv: &Invocation) -> Result<()> {
         let p: Params = inv.params()?;
         let x = inv.f32(0)?;
@@ -598,8 +613,8 @@ pub(crate) mod native {
             SharedMut::new(rv),
         );
         rows_mut(mean, c, 1, 2 * cnt, |ch, m| {
-            let mu = channel_sum(&p, ch, |i| x[i]) / cnt as f32;
-            let var_b = channel_sum(&p, ch, |i| (x[i] - mu) * (x[i] - mu)) / cnt as f32;
+            let mu = channel_sum_of(&p, ch, x, |v| v) / cnt as f32;
+            let var_b = channel_sum_of(&p, ch, x, |v| (v - mu) * (v - mu)) / cnt as f32;
             m[0] = mu;
             invstd.set(ch, 1.0 / (var_b + p.eps).sqrt());
             let unbiased = var_b * cnt as f32 / (cnt.max(2) - 1) as f32;
@@ -627,9 +642,9 @@ pub(crate) mod native {
         let cnt = n * s;
         let m2 = SharedMut::new(m2);
         rows_mut(mean, c, 1, 2 * cnt, |ch, m| {
-            let mu = channel_sum(&p, ch, |i| x[i]) / cnt as f32;
+            let mu = channel_sum_of(&p, ch, x, |v| v) / cnt as f32;
             m[0] = mu;
-            m2.set(ch, channel_sum(&p, ch, |i| (x[i] - mu) * (x[i] - mu)));
+            m2.set(ch, channel_sum_of(&p, ch, x, |v| (v - mu) * (v - mu)));
         });
         Ok(())
     }
@@ -695,28 +710,54 @@ pub(crate) mod native {
         if let Some(r) = residual {
             need(inv, &[("residual", r.len(), len)])?;
         }
+        // One loop per combination of the flags, on slices, so that each
+        // vectorises (the same operations in the same order per element).
+        let f = match (affine, residual.is_some(), relu) {
+            (false, false, false) => apply_plane::<false, false, false>,
+            (false, false, true) => apply_plane::<false, false, true>,
+            (false, true, false) => apply_plane::<false, true, false>,
+            (false, true, true) => apply_plane::<false, true, true>,
+            (true, false, false) => apply_plane::<true, false, false>,
+            (true, false, true) => apply_plane::<true, false, true>,
+            (true, true, false) => apply_plane::<true, true, false>,
+            (true, true, true) => apply_plane::<true, true, true>,
+        };
         planes(&p, &mut y[..len], |ch, base, o| {
-            let (mu, is) = (mean[ch], invstd[ch]);
-            let (g, b) = if affine {
+            let gb = if affine {
                 (gamma[ch], beta[ch])
             } else {
                 (1.0, 0.0)
             };
-            for (j, yv) in o.iter_mut().enumerate() {
-                let mut v = (x[base + j] - mu) * is;
-                if affine {
-                    v = v * g + b;
-                }
-                if let Some(r) = residual {
-                    v += r[base + j];
-                }
-                if relu {
-                    v = scorecl_core::relu(v);
-                }
-                *yv = v;
-            }
+            let xs = &x[base..base + o.len()];
+            let rs = residual.map_or(xs, |r| &r[base..base + o.len()]);
+            f(xs, rs, o, (mean[ch], invstd[ch]), gb);
         });
         Ok(())
+    }
+
+    /// `y = (x − μ)·invstd`, then `·γ + β` (AFFINE), `+ r` (RESIDUAL) and
+    /// the ReLU (RELU), element by element over one plane.
+    fn apply_plane<const AFFINE: bool, const RESIDUAL: bool, const RELU: bool>(
+        x: &[f32],
+        r: &[f32],
+        y: &mut [f32],
+        (mu, is): (f32, f32),
+        (g, b): (f32, f32),
+    ) {
+        let (x, r) = (&x[..y.len()], &r[..y.len()]);
+        for ((yv, &xv), &rv) in y.iter_mut().zip(x).zip(r) {
+            let mut v = (xv - mu) * is;
+            if AFFINE {
+                v = v * g + b;
+            }
+            if RESIDUAL {
+                v += rv;
+            }
+            if RELU {
+                v = scorecl_core::relu(v);
+            }
+            *yv = v;
+        }
     }
 
     fn backward_reduce(inv: &Invocation, relu: bool) -> Result<()> {
@@ -849,24 +890,47 @@ pub(crate) mod native {
                 dgamma.set(ch, dgamma.get(ch) + s2);
             }
             let k = if affine { is * gamma[ch] } else { is };
+            let dx_plane = match (training, y_relu.is_some()) {
+                (false, false) => dx_plane::<false, false>,
+                (false, true) => dx_plane::<false, true>,
+                (true, false) => dx_plane::<true, false>,
+                (true, true) => dx_plane::<true, true>,
+            };
             for b in 0..n {
                 let r = plane(b);
                 let o = dx.slice(r.start, s);
                 let (xs, ds) = (&x[r.clone()], &dy[r.clone()]);
                 let ys = y_relu.map_or(ds, |y| &y[r]);
-                let relu = y_relu.is_some();
-                for (((d, &xv), &dv), &yv) in o.iter_mut().zip(xs).zip(ds).zip(ys) {
-                    let gi = masked(dv, yv, relu);
-                    *d = if training {
-                        let xhat = (xv - mu) * is;
-                        k * (gi - s1 * inv_cnt - xhat * s2 * inv_cnt)
-                    } else {
-                        k * gi
-                    };
-                }
+                dx_plane(o, xs, ds, ys, (mu, is, k), (s1, s2, inv_cnt));
             }
         });
         Ok(())
+    }
+
+    /// One plane of the input gradient: `k·(g − s1/cnt − x̂·s2/cnt)`
+    /// (TRAINING) or `k·g`, g = `dy` masked by the ReLU output `y` (RELU);
+    /// one loop per combination, on slices, so that each vectorises.
+    #[inline(always)]
+    fn dx_plane<const TRAINING: bool, const RELU: bool>(
+        o: &mut [f32],
+        xs: &[f32],
+        ds: &[f32],
+        ys: &[f32],
+        (mu, is, k): (f32, f32, f32),
+        (s1, s2, inv_cnt): (f32, f32, f32),
+    ) {
+        let n = o.len();
+        let (xs, ds, ys) = (&xs[..n], &ds[..n], &ys[..n]);
+        let a1 = s1 * inv_cnt;
+        for (((d, &xv), &dv), &yv) in o.iter_mut().zip(xs).zip(ds).zip(ys) {
+            let gi = masked(dv, yv, RELU);
+            *d = if TRAINING {
+                let xhat = (xv - mu) * is;
+                k * (gi - a1 - xhat * s2 * inv_cnt)
+            } else {
+                k * gi
+            };
+        }
     }
 
     /// `dy` through the ReLU whose output is `y` (when `relu`).
