@@ -231,7 +231,7 @@ pub fn adam(
 pub(crate) mod native {
     use super::Params;
     use crate::error::Result;
-    use crate::native::{need, rows_mut, sum, Invocation, KernelFn, CHUNK};
+    use crate::native::{need, rows_mut, sum_slice, Invocation, KernelFn, CHUNK};
     use rayon::prelude::*;
 
     pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
@@ -289,25 +289,105 @@ pub(crate) mod native {
         Ok(())
     }
 
-    /// The momentum part shared by SGD and LARS (core: momentum_apply).
-    #[inline]
-    fn momentum_apply(pr: &Params, p: &mut f32, buf: &mut f32, d_p: f32) {
-        if pr.momentum == 0.0 {
-            *p -= pr.lr * d_p;
-            return;
+    /// The update's direction d_p from the gradient g and the parameter p:
+    /// g (LARS without adaptation) …
+    const DP_GRAD: u8 = 0;
+    /// … g + wd·p (SGD) …
+    const DP_DECAY: u8 = 1;
+    /// … or (g + wd·p)·f (LARS, f its trust ratio times η).
+    const DP_ADAPTED: u8 = 2;
+    /// No momentum; the buffer's first step (it takes d_p); later steps.
+    const MOM_NONE: u8 = 0;
+    const MOM_FIRST: u8 = 1;
+    const MOM_LATER: u8 = 2;
+
+    /// SGD's and LARS's step with momentum (core: momentum_apply) over the
+    /// parameter `p`, its gradient `g` and momentum buffer `buf`, in chunks
+    /// in parallel; returns the OR of the guard bits. One loop per
+    /// combination of the direction (`dp`, a `DP_*`), the momentum's state
+    /// and Nesterov, on slices, so that each vectorises (the same
+    /// operations in the same order per element as one general loop).
+    fn momentum_update(
+        pr: &Params,
+        p: &mut [f32],
+        buf: &mut [f32],
+        g: &[f32],
+        n: usize,
+        dp: u8,
+        f: f32,
+    ) -> u32 {
+        let mom = if pr.momentum == 0.0 {
+            MOM_NONE
+        } else if pr.first != 0 {
+            MOM_FIRST
+        } else {
+            MOM_LATER
+        };
+        macro_rules! pick {
+            ($($dp:ident, $mom:ident, $nest:literal);* $(;)?) => {
+                match (dp, mom, pr.nesterov != 0) {
+                    $(($dp, $mom, $nest) => momentum_chunk::<$dp, $mom, $nest>,)*
+                    _ => unreachable!("direction {dp}, momentum {mom}"),
+                }
+            };
         }
-        let b = if pr.first != 0 {
-            d_p
+        let run: fn(&Params, f32, &mut [f32], &mut [f32], &[f32]) -> u32 = pick!(
+            DP_GRAD, MOM_NONE, false; DP_GRAD, MOM_NONE, true;
+            DP_GRAD, MOM_FIRST, false; DP_GRAD, MOM_FIRST, true;
+            DP_GRAD, MOM_LATER, false; DP_GRAD, MOM_LATER, true;
+            DP_DECAY, MOM_NONE, false; DP_DECAY, MOM_NONE, true;
+            DP_DECAY, MOM_FIRST, false; DP_DECAY, MOM_FIRST, true;
+            DP_DECAY, MOM_LATER, false; DP_DECAY, MOM_LATER, true;
+            DP_ADAPTED, MOM_NONE, false; DP_ADAPTED, MOM_NONE, true;
+            DP_ADAPTED, MOM_FIRST, false; DP_ADAPTED, MOM_FIRST, true;
+            DP_ADAPTED, MOM_LATER, false; DP_ADAPTED, MOM_LATER, true;
+        );
+        let (p, buf, g) = (&mut p[..n], &mut buf[..n], &g[..n]);
+        if n <= CHUNK {
+            run(pr, f, p, buf, g)
         } else {
-            *buf * pr.momentum + (1.0 - pr.dampening) * d_p
-        };
-        *buf = b;
-        let step = if pr.nesterov != 0 {
-            d_p + pr.momentum * b
-        } else {
-            b
-        };
-        *p -= pr.lr * step;
+            p.par_chunks_mut(CHUNK)
+                .zip(buf.par_chunks_mut(CHUNK))
+                .zip(g.par_chunks(CHUNK))
+                .map(|((pc, bc), gc)| run(pr, f, pc, bc, gc))
+                .reduce(|| 0, |a, b| a | b)
+        }
+    }
+
+    /// One chunk of [`momentum_update`].
+    fn momentum_chunk<const DP: u8, const MOM: u8, const NESTEROV: bool>(
+        pr: &Params,
+        f: f32,
+        p: &mut [f32],
+        buf: &mut [f32],
+        g: &[f32],
+    ) -> u32 {
+        let n = p.len();
+        let (buf, g) = (&mut buf[..n], &g[..n]);
+        let mut flags = 0;
+        for ((pv, bv), &gv) in p.iter_mut().zip(buf.iter_mut()).zip(g) {
+            let d_p = match DP {
+                DP_GRAD => gv,
+                DP_DECAY => gv + pr.weight_decay * *pv,
+                _ => (gv + pr.weight_decay * *pv) * f,
+            };
+            let m = if MOM == MOM_NONE {
+                *pv -= pr.lr * d_p;
+                0.0
+            } else {
+                let b = if MOM == MOM_FIRST {
+                    d_p
+                } else {
+                    *bv * pr.momentum + (1.0 - pr.dampening) * d_p
+                };
+                *bv = b;
+                let step = if NESTEROV { d_p + pr.momentum * b } else { b };
+                *pv -= pr.lr * step;
+                b
+            };
+            flags |= bits(gv, *pv, m, 0.0);
+        }
+        flags
     }
 
     fn sgd(inv: &Invocation) -> Result<()> {
@@ -318,12 +398,7 @@ pub(crate) mod native {
             inv,
             &[("p", p.len(), n), ("g", g.len(), n), ("buf", buf.len(), n)],
         )?;
-        let b = update(p, buf, n, |i, pv, bv| {
-            let d_p = g[i] + pr.weight_decay * *pv;
-            momentum_apply(&pr, pv, bv, d_p);
-            let m = if pr.momentum != 0.0 { *bv } else { 0.0 };
-            bits(g[i], *pv, m, 0.0)
-        });
+        let b = momentum_update(&pr, p, buf, g, n, DP_DECAY, 1.0);
         flag(inv, 3, &pr, b)
     }
 
@@ -349,16 +424,8 @@ pub(crate) mod native {
         if pr.clip != 0 {
             f = (f / pr.lr).min(1.0);
         }
-        let b = update(p, buf, n, |i, pv, bv| {
-            let d_p = if adapt {
-                (g[i] + pr.weight_decay * *pv) * f
-            } else {
-                g[i]
-            };
-            momentum_apply(&pr, pv, bv, d_p);
-            let m = if pr.momentum != 0.0 { *bv } else { 0.0 };
-            bits(g[i], *pv, m, 0.0)
-        });
+        let dp = if adapt { DP_ADAPTED } else { DP_GRAD };
+        let b = momentum_update(&pr, p, buf, g, n, dp, f);
         flag(inv, 4, &pr, b)
     }
 
@@ -379,7 +446,7 @@ pub(crate) mod native {
         let mut both = [0.0f32; 2];
         rows_mut(&mut both, 2, 1, n, |k, o| {
             let x = if k == 0 { p } else { g };
-            o[0] = sum(n, |i| x[i] * x[i]);
+            o[0] = sum_slice(&x[..n], |v| v * v);
         });
         sqw[2 * slot] = both[0];
         sqw[2 * slot + 1] = both[1];
