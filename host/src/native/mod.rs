@@ -390,6 +390,44 @@ pub(crate) fn map(out: &mut [f32], n: usize, f: impl Fn(usize) -> f32 + Sync + S
     }
 }
 
+/// `out[i] = f(a[i])` for `i < n`, in parallel chunks: [`map`] on slices,
+/// so that the loop vectorises (no index to bounds-check).
+pub(crate) fn map1(out: &mut [f32], a: &[f32], n: usize, f: impl Fn(f32) -> f32 + Sync + Send) {
+    let (out, a) = (&mut out[..n], &a[..n]);
+    let run = |o: &mut [f32], a: &[f32]| o.iter_mut().zip(a).for_each(|(o, &x)| *o = f(x));
+    if n <= CHUNK {
+        run(out, a);
+    } else {
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK))
+            .for_each(|(o, a)| run(o, a));
+    }
+}
+
+/// `out[i] = f(a[i], b[i])` for `i < n`, in parallel chunks, on slices
+/// (see [`map1`]).
+pub(crate) fn map2(
+    out: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    n: usize,
+    f: impl Fn(f32, f32) -> f32 + Sync + Send,
+) {
+    let (out, a, b) = (&mut out[..n], &a[..n], &b[..n]);
+    let run = |o: &mut [f32], a: &[f32], b: &[f32]| {
+        o.iter_mut()
+            .zip(a.iter().zip(b))
+            .for_each(|(o, (&x, &y))| *o = f(x, y))
+    };
+    if n <= CHUNK {
+        run(out, a, b);
+    } else {
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(|(o, (a, b))| run(o, a, b));
+    }
+}
+
 /// `f(row, out_row)` for each `len`-element row of `out[..rows·len]`, rows in
 /// parallel when the work (`rows·cost` elements) is large enough.
 pub(crate) fn rows_mut<T: Send>(

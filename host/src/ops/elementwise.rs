@@ -299,7 +299,7 @@ pub mod cpu {
 pub(crate) mod native {
     use super::Params;
     use crate::error::Result;
-    use crate::native::{map, need, Invocation, KernelFn};
+    use crate::native::{map, map1, map2, need, Invocation, KernelFn};
     use scorecl_core::{relu as relu_of, relu_passes};
 
     pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
@@ -360,43 +360,37 @@ pub(crate) mod native {
 
     fn axpby(inv: &Invocation) -> Result<()> {
         let (p, a, b, out) = binary(inv, same)?;
-        map(out, p.n as usize, |i| p.alpha * a[i] + p.beta * b[i]);
+        map2(out, a, b, p.n as usize, |x, y| p.alpha * x + p.beta * y);
         Ok(())
     }
 
     fn scale(inv: &Invocation) -> Result<()> {
         let (p, a, out) = unary(inv)?;
-        map(out, p.n as usize, |i| p.alpha * a[i]);
+        map1(out, a, p.n as usize, |x| p.alpha * x);
         Ok(())
     }
 
     fn mul(inv: &Invocation) -> Result<()> {
         let (p, a, b, out) = binary(inv, same)?;
-        map(out, p.n as usize, |i| a[i] * b[i]);
+        map2(out, a, b, p.n as usize, |x, y| x * y);
         Ok(())
     }
 
     fn add_relu(inv: &Invocation) -> Result<()> {
         let (p, a, b, out) = binary(inv, same)?;
-        map(out, p.n as usize, |i| relu_of(a[i] + b[i]));
+        map2(out, a, b, p.n as usize, |x, y| relu_of(x + y));
         Ok(())
     }
 
     fn relu(inv: &Invocation) -> Result<()> {
         let (p, a, out) = unary(inv)?;
-        map(out, p.n as usize, |i| relu_of(a[i]));
+        map1(out, a, p.n as usize, relu_of);
         Ok(())
     }
 
     fn relu_backward(inv: &Invocation) -> Result<()> {
         let (p, a, b, out) = binary(inv, same)?;
-        map(out, p.n as usize, |i| {
-            if relu_passes(a[i]) {
-                b[i]
-            } else {
-                0.0
-            }
-        });
+        map2(out, a, b, p.n as usize, |x, g| if relu_passes(x) { g } else { 0.0 });
         Ok(())
     }
 
