@@ -795,8 +795,22 @@ pub(crate) mod native {
         let mut both = vec![0.0f32; 2 * c];
         rows_mut(&mut both, c, 2, 2 * n * s, |ch, o| {
             let (mu, is) = (mean[ch], invstd[ch]);
-            o[0] = channel_sum(&p, ch, g);
-            o[1] = channel_sum(&p, ch, |i| g(i) * (x[i] - mu) * is);
+            if s == 1 {
+                o[0] = channel_sum(&p, ch, g);
+                o[1] = channel_sum(&p, ch, |i| g(i) * (x[i] - mu) * is);
+                return;
+            }
+            // Plane by plane on slices: channel_sum's order and bits.
+            let (mut t1, mut t2) = (0.0f64, 0.0f64);
+            for b in 0..n {
+                let r = (b * c + ch) * s..(b * c + ch + 1) * s;
+                let y = y_relu.map(|y| &y[r.clone()]);
+                let (p1, p2) = plane_sums(&x[r.clone()], &dy[r], y, mu, is);
+                t1 += p1 as f64;
+                t2 += p2 as f64;
+            }
+            o[0] = t1 as f32;
+            o[1] = t2 as f32;
         });
         for ch in 0..c {
             let (s1, s2) = (both[2 * ch], both[2 * ch + 1]);
@@ -1011,18 +1025,15 @@ pub(crate) mod native {
             let is = invstd[ch];
             let k = if affine { is * gamma[ch] } else { is };
             let (mu, s1, s2) = (mean[ch], sums[ch], sums[c + ch]);
-            for (j, d) in o.iter_mut().enumerate() {
-                let i = base + j;
-                let g = match y_relu {
-                    Some(y) if !scorecl_core::relu_passes(y[i]) => 0.0,
-                    _ => dy[i],
-                };
-                *d = if training {
-                    let xhat = (x[i] - mu) * is;
-                    k * (g - s1 * inv_cnt - xhat * s2 * inv_cnt)
-                } else {
-                    k * g
-                };
+            let r = base..base + o.len();
+            let (xs, ds) = (&x[r.clone()], &dy[r.clone()]);
+            let ys = y_relu.map_or(ds, |y| &y[r]);
+            let (a, b) = ((mu, is, k), (s1, s2, inv_cnt));
+            match (training, y_relu.is_some()) {
+                (false, false) => dx_plane::<false, false>(o, xs, ds, ys, a, b),
+                (false, true) => dx_plane::<false, true>(o, xs, ds, ys, a, b),
+                (true, false) => dx_plane::<true, false>(o, xs, ds, ys, a, b),
+                (true, true) => dx_plane::<true, true>(o, xs, ds, ys, a, b),
             }
         });
         Ok(())

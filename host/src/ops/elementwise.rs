@@ -390,7 +390,13 @@ pub(crate) mod native {
 
     fn relu_backward(inv: &Invocation) -> Result<()> {
         let (p, a, b, out) = binary(inv, same)?;
-        map2(out, a, b, p.n as usize, |x, g| if relu_passes(x) { g } else { 0.0 });
+        map2(out, a, b, p.n as usize, |x, g| {
+            if relu_passes(x) {
+                g
+            } else {
+                0.0
+            }
+        });
         Ok(())
     }
 
