@@ -406,6 +406,12 @@ def main():
         "framework": f"torch {torch.__version__}", "device": name, "batch": batch,
         "width": cfg["model"]["width"], "size": cfg["data"]["size"], "steps": args.steps, "results": [],
     }
+    # One untimed run of the first row first: the process's first steps run
+    # slower than the same steps later (the allocator's thresholds, oneDNN's
+    # primitive caches, the thread pool), which would otherwise count
+    # against whichever row comes first (about 20 % at CIFAR batch 32).
+    first_mode, first_sc = args.modes.split(",")[0], args.scorecl.split(",")[0]
+    run(cfg, batch, args.steps, device, first_mode == "amp", first_sc == "on")
     for mode in args.modes.split(","):
         for sc in args.scorecl.split(","):
             r = run(cfg, batch, args.steps, device, mode == "amp", sc == "on")
