@@ -331,7 +331,7 @@ pub(crate) mod native {
                 }
             };
         }
-        let run: fn(&Params, f32, &mut [f32], &mut [f32], &[f32]) -> u32 = pick!(
+        let run: ChunkFn = pick!(
             DP_GRAD, MOM_NONE, false; DP_GRAD, MOM_NONE, true;
             DP_GRAD, MOM_FIRST, false; DP_GRAD, MOM_FIRST, true;
             DP_GRAD, MOM_LATER, false; DP_GRAD, MOM_LATER, true;
@@ -353,6 +353,9 @@ pub(crate) mod native {
                 .reduce(|| 0, |a, b| a | b)
         }
     }
+
+    /// One chunk of [`momentum_update`]: parameters, f, p, buf, g → guard bits.
+    type ChunkFn = fn(&Params, f32, &mut [f32], &mut [f32], &[f32]) -> u32;
 
     /// One chunk of [`momentum_update`].
     fn momentum_chunk<const DP: u8, const MOM: u8, const NESTEROV: bool>(
