@@ -153,10 +153,26 @@ impl Philox {
         box_muller(b[j & 2], b[(j & 2) + 1])[j & 1]
     }
 
-    /// `out[k] = normal_at(start + k)`.
+    /// `out[k] = normal_at(start + k)` (indices wrapping at 2⁶⁴), each
+    /// block and each Box–Muller pair computed once instead of once per
+    /// number: the same values.
     pub fn fill_normal(&self, start: u64, out: &mut [f32]) {
+        // Indices are below 2⁶⁴, so pair and block numbers never reach
+        // u64::MAX, the "none yet" marker.
+        let (mut block_no, mut block) = (u64::MAX, [0u32; 4]);
+        let (mut pair_no, mut pair) = (u64::MAX, [0.0f32; 2]);
         for (k, o) in out.iter_mut().enumerate() {
-            *o = self.normal_at(start + k as u64);
+            let i = start.wrapping_add(k as u64);
+            if i / 2 != pair_no {
+                if i / 4 != block_no {
+                    block_no = i / 4;
+                    block = self.block(block_no);
+                }
+                pair_no = i / 2;
+                let j = (i % 4) as usize & 2;
+                pair = box_muller(block[j], block[j + 1]);
+            }
+            *o = pair[(i & 1) as usize];
         }
     }
 

@@ -73,6 +73,23 @@ proptest! {
     }
 
     #[test]
+    fn fill_normal_equals_normal_at_bitwise(
+        seed in any::<u64>(),
+        start in prop_oneof![any::<u64>(), 0u64..64, (u64::MAX - 64)..=u64::MAX],
+        len in 0usize..40,
+    ) {
+        // fill_normal computes each block and Box–Muller pair once; any
+        // start (block and pair boundaries, the wrap at 2⁶⁴) gives the
+        // numbers normal_at gives one by one.
+        let p = Philox::new(seed, 7);
+        let mut v = vec![0.0f32; len];
+        p.fill_normal(start, &mut v);
+        for (k, x) in v.iter().enumerate() {
+            prop_assert_eq!(x.to_bits(), p.normal_at(start.wrapping_add(k as u64)).to_bits());
+        }
+    }
+
+    #[test]
     fn below_is_in_range(i in any::<u64>(), n in 1u32..1000) {
         prop_assert!(Philox::new(1, 2).below_at(i, n) < n);
     }

@@ -191,12 +191,19 @@ pub(crate) mod native {
             let level =
                 ((u.clamp(0.0, 1.0) * levels as f32) as usize).min(levels.saturating_sub(1));
             let s = table[level];
-            for (k, o) in xr.iter_mut().enumerate() {
-                let t = i * dim + k;
-                // The kernel's index is a 32-bit word count.
-                let e = noise.normal_at((g * dim + k) as u32 as u64);
-                eps.set(t, e);
-                *o = x[t] + s * e;
+            // SAFETY (slice): row i of eps belongs to this task.
+            let er = eps.slice(i * dim, dim);
+            // The kernel's index is a 32-bit word count: the row at once
+            // (each Philox block once) where it does not wrap.
+            if ((g + 1) * dim) as u64 <= 1 << 32 {
+                noise.fill_normal((g * dim) as u64, er);
+            } else {
+                for (k, e) in er.iter_mut().enumerate() {
+                    *e = noise.normal_at((g * dim + k) as u32 as u64);
+                }
+            }
+            for ((o, &xv), &e) in xr.iter_mut().zip(&x[i * dim..(i + 1) * dim]).zip(&*er) {
+                *o = xv + s * e;
             }
             sigma.set(i, s);
         });

@@ -89,7 +89,8 @@ pub fn fill_normal(
 pub(crate) mod native {
     use super::Params;
     use crate::error::Result;
-    use crate::native::{map, need, Invocation, KernelFn, SharedMut};
+    use crate::native::{map, need, Invocation, KernelFn, SharedMut, CHUNK};
+    use rayon::prelude::*;
     use scorecl_core::rng::Philox;
 
     pub(crate) fn kernel(entry: &str) -> Option<KernelFn> {
@@ -138,9 +139,22 @@ pub(crate) mod native {
         let out = inv.f32_mut(0)?;
         need(inv, &[("out", out.len(), p.n as usize)])?;
         let (rng, start) = stream(&p);
-        map(out, p.n as usize, |i| {
-            p.mean + p.stddev * rng.normal_at(start.wrapping_add(i as u64))
-        });
+        // Chunks of Philox::fill_normal (each block and Box–Muller pair
+        // once): the values of normal_at(start + i).
+        let fill = |c: usize, o: &mut [f32]| {
+            rng.fill_normal(start.wrapping_add((c * CHUNK) as u64), o);
+            for v in o.iter_mut() {
+                *v = p.mean + p.stddev * *v;
+            }
+        };
+        let out = &mut out[..p.n as usize];
+        if out.len() <= CHUNK {
+            fill(0, out);
+        } else {
+            out.par_chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(c, o)| fill(c, o));
+        }
         Ok(())
     }
 }
