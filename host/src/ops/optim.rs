@@ -244,34 +244,6 @@ pub(crate) mod native {
         })
     }
 
-    /// `f(i, p_i, g_i, buf_i, …)` over chunks of the parameter in parallel.
-    /// Runs `f` on every element; returns the OR of the guard bits it
-    /// returned.
-    fn update(
-        p: &mut [f32],
-        buf: &mut [f32],
-        n: usize,
-        f: impl Fn(usize, &mut f32, &mut f32) -> u32 + Sync + Send,
-    ) -> u32 {
-        let (p, buf) = (&mut p[..n], &mut buf[..n]);
-        let run = |c: usize, pc: &mut [f32], bc: &mut [f32]| {
-            let mut bits = 0;
-            for (j, (pv, bv)) in pc.iter_mut().zip(bc.iter_mut()).enumerate() {
-                bits |= f(c * CHUNK + j, pv, bv);
-            }
-            bits
-        };
-        if n <= CHUNK {
-            run(0, p, buf)
-        } else {
-            p.par_chunks_mut(CHUNK)
-                .zip(buf.par_chunks_mut(CHUNK))
-                .enumerate()
-                .map(|(c, (pc, bc))| run(c, pc, bc))
-                .reduce(|| 0, |a, b| a | b)
-        }
-    }
-
     /// The kernel's `guard`: bit 0 gradient, 1 parameter, 2 and 3 moments.
     #[inline]
     fn bits(g: f32, p: f32, m: f32, v: f32) -> u32 {
@@ -352,6 +324,38 @@ pub(crate) mod native {
                 .map(|((pc, bc), gc)| run(pr, f, pc, bc, gc))
                 .reduce(|| 0, |a, b| a | b)
         }
+    }
+
+    /// One chunk of Adam's step (AdamW's decay when DECOUPLED) over slices
+    /// of the parameter, gradient and both moments, so that it vectorises;
+    /// returns the OR of the guard bits.
+    fn adam_chunk<const DECOUPLED: bool>(
+        pr: &Params,
+        p: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+    ) -> u32 {
+        let n = p.len();
+        let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+        let mut flags = 0;
+        for ((pv, &g0), (mv, vv)) in p.iter_mut().zip(g).zip(m.iter_mut().zip(v.iter_mut())) {
+            let mut pp = *pv;
+            let mut gv = g0;
+            if DECOUPLED {
+                pp *= 1.0 - pr.lr * pr.weight_decay;
+            } else {
+                gv += pr.weight_decay * pp;
+            }
+            let mm = *mv + (1.0 - pr.beta1) * (gv - *mv);
+            let v2 = *vv * pr.beta2 + (1.0 - pr.beta2) * gv * gv;
+            *mv = mm;
+            *vv = v2;
+            let denom = v2.sqrt() / pr.bc2_sqrt + pr.eps;
+            *pv = pp - pr.step_size * (mm / denom);
+            flags |= bits(g0, *pv, mm, v2);
+        }
+        flags
     }
 
     /// One chunk of [`momentum_update`]: parameters, f, p, buf, g → guard bits.
@@ -474,23 +478,21 @@ pub(crate) mod native {
                 ("v", v.len(), n),
             ],
         )?;
-        let v = crate::native::SharedMut::new(v);
-        let b = update(p, m, n, |i, pv, mv| {
-            let mut pp = *pv;
-            let mut gv = g[i];
-            if pr.decoupled != 0 {
-                pp *= 1.0 - pr.lr * pr.weight_decay;
-            } else {
-                gv += pr.weight_decay * pp;
-            }
-            let mm = *mv + (1.0 - pr.beta1) * (gv - *mv);
-            let vv = v.get(i) * pr.beta2 + (1.0 - pr.beta2) * gv * gv;
-            *mv = mm;
-            v.set(i, vv);
-            let denom = vv.sqrt() / pr.bc2_sqrt + pr.eps;
-            *pv = pp - pr.step_size * (mm / denom);
-            bits(g[i], *pv, mm, vv)
-        });
+        let run = if pr.decoupled != 0 {
+            adam_chunk::<true>
+        } else {
+            adam_chunk::<false>
+        };
+        let (p, g, m, v) = (&mut p[..n], &g[..n], &mut m[..n], &mut v[..n]);
+        let b = if n <= CHUNK {
+            run(&pr, p, g, m, v)
+        } else {
+            p.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+                .map(|((pc, gc), (mc, vc))| run(&pr, pc, gc, mc, vc))
+                .reduce(|| 0, |a, b| a | b)
+        };
         flag(inv, 4, &pr, b)
     }
 }
