@@ -800,17 +800,7 @@ pub(crate) mod native {
                 o[1] = channel_sum(&p, ch, |i| g(i) * (x[i] - mu) * is);
                 return;
             }
-            // Plane by plane on slices: channel_sum's order and bits.
-            let (mut t1, mut t2) = (0.0f64, 0.0f64);
-            for b in 0..n {
-                let r = (b * c + ch) * s..(b * c + ch + 1) * s;
-                let y = y_relu.map(|y| &y[r.clone()]);
-                let (p1, p2) = plane_sums(&x[r.clone()], &dy[r], y, mu, is);
-                t1 += p1 as f64;
-                t2 += p2 as f64;
-            }
-            o[0] = t1 as f32;
-            o[1] = t2 as f32;
+            (o[0], o[1]) = channel_grad_sums((n, c, s), ch, x, dy, y_relu, mu, is);
         });
         for ch in 0..c {
             let (s1, s2) = (both[2 * ch], both[2 * ch + 1]);
@@ -888,15 +878,7 @@ pub(crate) mod native {
             // gradients and planes.
             let (mu, is) = (mean[ch], invstd[ch]);
             let plane = |b: usize| (b * c + ch) * s..(b * c + ch + 1) * s;
-            let (mut t1, mut t2) = (0.0f64, 0.0f64);
-            for b in 0..n {
-                let r = plane(b);
-                let y = y_relu.map(|y| &y[r.clone()]);
-                let (p1, p2) = plane_sums(&x[r.clone()], &dy[r], y, mu, is);
-                t1 += p1 as f64;
-                t2 += p2 as f64;
-            }
-            let (s1, s2) = (t1 as f32, t2 as f32);
+            let (s1, s2) = channel_grad_sums((n, c, s), ch, x, dy, y_relu, mu, is);
             sums.set(ch, s1);
             sums.set(c + ch, s2);
             if affine {
@@ -904,12 +886,7 @@ pub(crate) mod native {
                 dgamma.set(ch, dgamma.get(ch) + s2);
             }
             let k = if affine { is * gamma[ch] } else { is };
-            let dx_plane = match (training, y_relu.is_some()) {
-                (false, false) => dx_plane::<false, false>,
-                (false, true) => dx_plane::<false, true>,
-                (true, false) => dx_plane::<true, false>,
-                (true, true) => dx_plane::<true, true>,
-            };
+            let dx_plane = dx_plane_for(training, y_relu.is_some());
             for b in 0..n {
                 let r = plane(b);
                 let o = dx.slice(r.start, s);
@@ -919,6 +896,43 @@ pub(crate) mod native {
             }
         });
         Ok(())
+    }
+
+    /// Channel `ch`'s Σ g and Σ g·(x − μ)·invstd over its n planes of s
+    /// elements ([`plane_sums`] per plane, the planes added in f64: the
+    /// order and bits of [`channel_sum`]).
+    #[allow(clippy::too_many_arguments)]
+    fn channel_grad_sums(
+        (n, c, s): (usize, usize, usize),
+        ch: usize,
+        x: &[f32],
+        dy: &[f32],
+        y_relu: Option<&[f32]>,
+        mu: f32,
+        is: f32,
+    ) -> (f32, f32) {
+        let (mut t1, mut t2) = (0.0f64, 0.0f64);
+        for b in 0..n {
+            let r = (b * c + ch) * s..(b * c + ch + 1) * s;
+            let y = y_relu.map(|y| &y[r.clone()]);
+            let (p1, p2) = plane_sums(&x[r.clone()], &dy[r], y, mu, is);
+            t1 += p1 as f64;
+            t2 += p2 as f64;
+        }
+        (t1 as f32, t2 as f32)
+    }
+
+    /// A plane of the input gradient: [`dx_plane`]'s loop for `training`
+    /// and `relu`.
+    type DxPlane = fn(&mut [f32], &[f32], &[f32], &[f32], (f32, f32, f32), (f32, f32, f32));
+
+    fn dx_plane_for(training: bool, relu: bool) -> DxPlane {
+        match (training, relu) {
+            (false, false) => dx_plane::<false, false>,
+            (false, true) => dx_plane::<false, true>,
+            (true, false) => dx_plane::<true, false>,
+            (true, true) => dx_plane::<true, true>,
+        }
     }
 
     /// One plane of the input gradient: `k·(g − s1/cnt − x̂·s2/cnt)`
@@ -1028,13 +1042,7 @@ pub(crate) mod native {
             let r = base..base + o.len();
             let (xs, ds) = (&x[r.clone()], &dy[r.clone()]);
             let ys = y_relu.map_or(ds, |y| &y[r]);
-            let (a, b) = ((mu, is, k), (s1, s2, inv_cnt));
-            match (training, y_relu.is_some()) {
-                (false, false) => dx_plane::<false, false>(o, xs, ds, ys, a, b),
-                (false, true) => dx_plane::<false, true>(o, xs, ds, ys, a, b),
-                (true, false) => dx_plane::<true, false>(o, xs, ds, ys, a, b),
-                (true, true) => dx_plane::<true, true>(o, xs, ds, ys, a, b),
-            }
+            dx_plane_for(training, y_relu.is_some())(o, xs, ds, ys, (mu, is, k), (s1, s2, inv_cnt));
         });
         Ok(())
     }

@@ -326,42 +326,11 @@ pub(crate) mod native {
         }
     }
 
-    /// One chunk of Adam's step (AdamW's decay when DECOUPLED) over slices
-    /// of the parameter, gradient and both moments, so that it vectorises;
-    /// returns the OR of the guard bits.
-    fn adam_chunk<const DECOUPLED: bool>(
-        pr: &Params,
-        p: &mut [f32],
-        g: &[f32],
-        m: &mut [f32],
-        v: &mut [f32],
-    ) -> u32 {
-        let n = p.len();
-        let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
-        let mut flags = 0;
-        for ((pv, &g0), (mv, vv)) in p.iter_mut().zip(g).zip(m.iter_mut().zip(v.iter_mut())) {
-            let mut pp = *pv;
-            let mut gv = g0;
-            if DECOUPLED {
-                pp *= 1.0 - pr.lr * pr.weight_decay;
-            } else {
-                gv += pr.weight_decay * pp;
-            }
-            let mm = *mv + (1.0 - pr.beta1) * (gv - *mv);
-            let v2 = *vv * pr.beta2 + (1.0 - pr.beta2) * gv * gv;
-            *mv = mm;
-            *vv = v2;
-            let denom = v2.sqrt() / pr.bc2_sqrt + pr.eps;
-            *pv = pp - pr.step_size * (mm / denom);
-            flags |= bits(g0, *pv, mm, v2);
-        }
-        flags
-    }
-
     /// One chunk of [`momentum_update`]: parameters, f, p, buf, g → guard bits.
     type ChunkFn = fn(&Params, f32, &mut [f32], &mut [f32], &[f32]) -> u32;
 
-    /// One chunk of [`momentum_update`].
+    /// One chunk of [`momentum_update`] for direction DP, momentum state MOM
+    /// and NESTEROV.
     fn momentum_chunk<const DP: u8, const MOM: u8, const NESTEROV: bool>(
         pr: &Params,
         f: f32,
@@ -458,6 +427,38 @@ pub(crate) mod native {
         sqw[2 * slot] = both[0];
         sqw[2 * slot + 1] = both[1];
         Ok(())
+    }
+
+    /// One chunk of Adam's step (AdamW's decay when DECOUPLED) over slices
+    /// of the parameter, gradient and both moments, so that it vectorises;
+    /// returns the OR of the guard bits.
+    fn adam_chunk<const DECOUPLED: bool>(
+        pr: &Params,
+        p: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+    ) -> u32 {
+        let n = p.len();
+        let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+        let mut flags = 0;
+        for ((pv, &g0), (mv, vv)) in p.iter_mut().zip(g).zip(m.iter_mut().zip(v.iter_mut())) {
+            let mut pp = *pv;
+            let mut gv = g0;
+            if DECOUPLED {
+                pp *= 1.0 - pr.lr * pr.weight_decay;
+            } else {
+                gv += pr.weight_decay * pp;
+            }
+            let mm = *mv + (1.0 - pr.beta1) * (gv - *mv);
+            let v2 = *vv * pr.beta2 + (1.0 - pr.beta2) * gv * gv;
+            *mv = mm;
+            *vv = v2;
+            let denom = v2.sqrt() / pr.bc2_sqrt + pr.eps;
+            *pv = pp - pr.step_size * (mm / denom);
+            flags |= bits(g0, *pv, mm, v2);
+        }
+        flags
     }
 
     fn adam(inv: &Invocation) -> Result<()> {
