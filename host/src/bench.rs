@@ -92,6 +92,125 @@ pub fn time_gemm(
     })
 }
 
+/// One convolution measurement.
+#[derive(Debug, Clone)]
+pub struct ConvResult {
+    /// What was run.
+    pub name: String,
+    /// The shape.
+    pub shape: crate::ops::conv::ConvShape,
+    /// Seconds of the forward (median).
+    pub forward_seconds: f64,
+    /// Seconds of the backward: the weight gradient and the input
+    /// gradient (median).
+    pub backward_seconds: f64,
+    /// `winograd` or `im2col`: the path the device takes for this shape.
+    pub path: &'static str,
+}
+
+/// The 3×3 convolutions of ResNet-18's four stages with the CIFAR stem
+/// (`width`·2ⁱ channels at stride 1 on the stage's map, `size` for the
+/// first and each next one half the last, rounded up as a stride-2
+/// convolution at padding 1 makes it; and each later stage's first
+/// convolution, at stride 2) for a batch of `batch` images.
+pub fn conv_shapes(
+    width: usize,
+    batch: usize,
+    size: usize,
+) -> Vec<(String, crate::ops::conv::ConvShape)> {
+    use crate::ops::conv::ConvShape;
+    let mut v = Vec::new();
+    let mut side = size;
+    for stage in 0..4 {
+        let c = width << stage;
+        if stage > 0 {
+            let s = ConvShape {
+                n: batch,
+                cin: c / 2,
+                h: side,
+                w: side,
+                cout: c,
+                k: 3,
+                stride: 2,
+                pad: 1,
+            };
+            side = side.div_ceil(2);
+            v.push((format!("layer{} stride 2", stage + 1), s));
+        }
+        let s = ConvShape {
+            n: batch,
+            cin: c,
+            h: side,
+            w: side,
+            cout: c,
+            k: 3,
+            stride: 1,
+            pad: 1,
+        };
+        v.push((format!("layer{} stride 1", stage + 1), s));
+    }
+    v
+}
+
+/// Times the forward and the backward (weight and input gradients) of the
+/// convolution `s` on random data: one warm-up each, then rounds until
+/// about `budget` seconds have passed per measurement (median).
+pub fn time_conv(
+    gpu: &Gpu,
+    name: &str,
+    s: &crate::ops::conv::ConvShape,
+    budget: f64,
+) -> Result<ConvResult> {
+    use crate::ops::conv::{self, ConvPrecision, ConvScratch};
+    s.check()?;
+    let scratch = ConvScratch::for_shapes(gpu, &[*s], ConvPrecision::F32)?;
+    let random = |seed: u64, n: usize, scale: f32| -> Result<crate::tensor::Tensor> {
+        let mut v = vec![0.0f32; n];
+        scorecl_core::rng::Philox::new(seed, 7).fill_normal(0, &mut v);
+        v.iter_mut().for_each(|x| *x *= scale);
+        gpu.upload(&v, &[n])
+    };
+    let x = random(1, s.in_len(), 1.0)?;
+    let w = random(2, s.weight_len(), 0.05)?;
+    let dy = random(3, s.out_len(), 1.0)?;
+    let out = gpu.zeros(&[s.out_len()])?;
+    let dw = gpu.zeros(&[s.weight_len()])?;
+    let dx = gpu.zeros(&[s.in_len()])?;
+    let run = |backward: bool| -> Result<f64> {
+        let mut step = gpu.step(name);
+        if backward {
+            conv::conv2d_backward(&mut step, &x, &w, &dy, s, &scratch, &dw, Some(&dx))?;
+        } else {
+            conv::conv2d(&mut step, &x, &w, s, &scratch, &out)?;
+        }
+        let t = Instant::now();
+        step.submit()?;
+        gpu.sync()?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let measure = |backward: bool| -> Result<f64> {
+        run(backward)?;
+        let mut times = Vec::new();
+        let start = Instant::now();
+        while times.len() < 3 || (start.elapsed().as_secs_f64() < budget && times.len() < 15) {
+            times.push(run(backward)?);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
+    };
+    Ok(ConvResult {
+        name: name.to_string(),
+        shape: *s,
+        forward_seconds: measure(false)?,
+        backward_seconds: measure(true)?,
+        path: if conv::uses_winograd(gpu, s, &scratch) {
+            "winograd"
+        } else {
+            "im2col"
+        },
+    })
+}
+
 /// One encoder measurement.
 #[derive(Debug, Clone)]
 pub struct EncoderResult {

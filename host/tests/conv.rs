@@ -94,19 +94,29 @@ fn check_conv(gpu: &Gpu, s: &ConvShape, scratch_images: f32, seed: u64, precisio
         (x.clone(), wt.clone(), 0.0)
     };
     let want = cpu::conv2d(&xs, &ws, s);
-    let mag = cpu::conv2d(&abs(&xs), &abs(&ws), s);
+    let winograd = conv::uses_winograd(gpu, s, &scratch);
+    let (mag, terms) = if winograd {
+        (cpu::winograd_magnitude(&xs, &ws, s), s.cin + 11)
+    } else {
+        (cpu::conv2d(&abs(&xs), &abs(&ws), s), s.ckk())
+    };
     within_plus(
-        &format!("{s:?} {precision:?} out"),
+        &format!("{s:?} {precision:?} out (Winograd: {winograd})"),
         &r.f32(io)[..s.out_len()],
         &want,
         &mag,
-        s.ckk(),
+        terms,
         extra,
     );
     let (dw, _) = cpu::conv2d_backward(&xs, &wt, &dout, s);
     let (mw, _) = cpu::conv2d_backward(&abs(&xs), &abs(&wt), &abs(&dout), s);
     let (_, dx) = cpu::conv2d_backward(&x, &wt, &dout, s);
-    let (_, mx) = cpu::conv2d_backward(&abs(&x), &abs(&wt), &abs(&dout), s);
+    let (mx, terms) = if winograd {
+        (cpu::winograd_magnitude_dx(&dout, &wt, s), s.cout + 11)
+    } else {
+        let (_, mx) = cpu::conv2d_backward(&abs(&x), &abs(&wt), &abs(&dout), s);
+        (mx, s.cout * s.k * s.k)
+    };
     // dW accumulates onto its previous value.
     let want_dw: Vec<f32> = dw.iter().zip(&dw0).map(|(a, b)| a + b).collect();
     let mag_dw: Vec<f32> = mw.iter().zip(&dw0).map(|(a, b)| a + b.abs()).collect();
@@ -119,18 +129,18 @@ fn check_conv(gpu: &Gpu, s: &ConvShape, scratch_images: f32, seed: u64, precisio
         extra / 2.0,
     );
     within(
-        &format!("{s:?} dx"),
+        &format!("{s:?} dx (Winograd: {winograd})"),
         &r.f32(ix)[..s.in_len()],
         &dx,
         &mx,
-        s.cout * s.k * s.k,
+        terms,
     );
 }
 
 /// Shapes (stride, padding, 1×1 and 7×7 kernels, aligned and unaligned
 /// OH·OW) with the scratch size in images (fractions force chunking; on
 /// the native device, fewer threads or smaller blocks).
-fn conv_cases() -> [(ConvShape, f32); 10] {
+fn conv_cases() -> [(ConvShape, f32); 14] {
     [
         // Enough images for blocks of several images on the native
         // device, the last one short.
@@ -147,7 +157,38 @@ fn conv_cases() -> [(ConvShape, f32); 10] {
         // stride-3 kernel whose taps skip columns.
         (shape(3, 2, 2, 2, 3, 7, 1, 3), 3.0),
         (shape(2, 3, 10, 11, 4, 5, 3, 2), 2.0),
+        // Stride-1, padding-1 3×3 kernels with 16 channels or more on
+        // maps of 8 × 8 or more: the native device's Winograd path. Even
+        // and odd sides (tiles half outside the map), C_in ≠ C_out, a
+        // scratch of 2.5 images; and a map just too small for it.
+        (shape(3, 16, 8, 8, 16, 3, 1, 1), 3.0),
+        (shape(2, 16, 9, 11, 24, 3, 1, 1), 2.0),
+        (shape(5, 24, 8, 10, 16, 3, 1, 1), 2.5),
+        (shape(2, 16, 7, 8, 16, 3, 1, 1), 2.0),
     ]
+}
+
+/// The native device runs the stride-1, padding-1 3×3 convolutions with
+/// 16 channels or more on maps of 8 × 8 or more through Winograd, the others (and every shape on
+/// the WGSL devices) through im2col + GEMM, so that the cases above test
+/// both.
+#[test]
+fn winograd_runs_exactly_the_eligible_shapes_on_the_native_device() {
+    for gpu in gpus() {
+        for (s, images) in conv_cases() {
+            let per = ConvScratch::per_image(gpu, &s, ConvPrecision::F32);
+            let len = ((per as f32) * images).ceil() as usize;
+            let scratch = ConvScratch::new(gpu, len, s.weight_len(), ConvPrecision::F32).unwrap();
+            let eligible =
+                (s.k, s.stride, s.pad) == (3, 1, 1) && s.cin.min(s.cout) >= 16 && s.h.min(s.w) >= 8;
+            assert_eq!(
+                conv::uses_winograd(gpu, &s, &scratch),
+                gpu.is_native() && eligible,
+                "{s:?} on {}",
+                gpu.info.name
+            );
+        }
+    }
 }
 
 #[test]
@@ -175,8 +216,11 @@ fn conv2d_with_f16_storage_matches_the_loops_on_rounded_operands() {
 /// is compared bitwise with the separate add it replaces.
 #[test]
 fn conv2d_backward_adds_the_other_branch() {
-    for gpu in gpus() {
-        let s = shape(2, 3, 7, 7, 4, 3, 1, 1);
+    let shapes = [
+        shape(2, 3, 7, 7, 4, 3, 1, 1),
+        shape(2, 16, 9, 8, 16, 3, 1, 1),
+    ];
+    for (gpu, s) in gpus().into_iter().flat_map(|g| shapes.map(|s| (g, s))) {
         let x = normals(41, s.in_len(), 1.0);
         let wt = normals(42, s.weight_len(), 0.5);
         let dout = normals(43, s.out_len(), 1.0);

@@ -1,4 +1,4 @@
-//! `scorecl bench train|encoder|gemm`: images/s of training steps and encoder passes, GEMM GFLOP/s.
+//! `scorecl bench train|encoder|conv|gemm`: images/s of training steps and encoder passes, convolution times, GEMM GFLOP/s.
 
 use super::encoder::encoder_config;
 use super::{gpu, Cli};
@@ -59,6 +59,29 @@ pub enum BenchCmd {
         /// Also time every kernel of one step with timestamp queries.
         #[arg(long)]
         profile: bool,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Milliseconds and GFLOP/s of ResNet-18's 3×3 convolutions, forward
+    /// and backward, and the path each takes (on the native device, the
+    /// stride-1 ones of 16 channels or more on maps of 8 × 8 or more run
+    /// through Winograd; SCORECL_WINOGRAD=0 runs them as im2col + GEMM).
+    Conv {
+        /// Base width (64: the standard ResNet-18).
+        #[arg(long, default_value_t = 64)]
+        width: usize,
+        /// Batch size (images per convolution: a training step's two views
+        /// of a batch of 32 are 64).
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// The first stage's map side (32: CIFAR; 34 with solo-learn's stem
+        /// padding).
+        #[arg(long, default_value_t = 32)]
+        size: usize,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
         /// Print one JSON object instead of the table.
         #[arg(long)]
         json: bool,
@@ -276,6 +299,62 @@ pub(super) fn run(cli: &Cli, what: &BenchCmd) -> anyhow::Result<()> {
                         }
                     }
                 }
+            }
+        }
+        BenchCmd::Conv {
+            width,
+            batch,
+            size,
+            seconds,
+            json,
+        } => {
+            anyhow::ensure!(
+                *width >= 1 && *batch >= 1 && *size >= 8,
+                "--width, --batch ≥ 1 and --size ≥ 8"
+            );
+            let gpu = gpu(cli)?;
+            if !json {
+                println!("3×3 convolutions (batch {batch}) on {}", gpu.describe());
+                println!(
+                    "{:<18} {:>5} {:>5} {:>5} {:>10} {:>9} {:>10} {:>9}  path",
+                    "shape", "C_in", "C_out", "side", "fwd ms", "GFLOP/s", "bwd ms", "GFLOP/s"
+                );
+            }
+            let mut rows = Vec::new();
+            for (name, s) in bench::conv_shapes(*width, *batch, *size) {
+                let r = bench::time_conv(&gpu, &name, &s, *seconds)
+                    .with_context(|| format!("benchmarking {name}"))?;
+                // 2 flops per multiply-add; the backward's two products.
+                let gflop = 2.0 * s.macs() as f64 / 1e9;
+                if !json {
+                    println!(
+                        "{:<18} {:>5} {:>5} {:>5} {:>10.2} {:>9.1} {:>10.2} {:>9.1}  {}",
+                        r.name,
+                        s.cin,
+                        s.cout,
+                        s.h,
+                        r.forward_seconds * 1e3,
+                        gflop / r.forward_seconds,
+                        r.backward_seconds * 1e3,
+                        2.0 * gflop / r.backward_seconds,
+                        r.path
+                    );
+                }
+                rows.push(serde_json::json!({
+                    "shape": r.name, "cin": s.cin, "cout": s.cout, "side": s.h,
+                    "stride": s.stride, "batch": s.n,
+                    "forward_seconds": r.forward_seconds,
+                    "backward_seconds": r.backward_seconds,
+                    "path": r.path,
+                }));
+            }
+            if *json {
+                let report = serde_json::json!({
+                    "adapter": gpu.info.name,
+                    "backend": gpu.backend_name(),
+                    "conv": rows,
+                });
+                println!("{report}");
             }
         }
         BenchCmd::Gemm {

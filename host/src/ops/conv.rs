@@ -168,6 +168,13 @@ pub fn pads_rows(gpu: &Gpu) -> bool {
         && gpu.caps.subgroup_size.0 >= 8
 }
 
+/// Whether `s` runs on the Winograd path ([`winograd`]: the
+/// native device's stride-1, padding-1 3×3 convolutions with at least 16
+/// channels in and out) in `scratch`; else im2col + GEMM.
+pub fn uses_winograd(gpu: &Gpu, s: &ConvShape, scratch: &ConvScratch) -> bool {
+    gpu.is_native() && fused::winograd_images(s, scratch.len()).is_some()
+}
+
 /// How convolution operands are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -628,7 +635,7 @@ pub fn conv2d_backward_add(
 /// given thread count); each block's input gradient is written by the
 /// thread that owns the block's images.
 pub(crate) mod fused {
-    use super::{native, ConvScratch, ConvShape, DxAdd};
+    use super::{native, winograd, ConvScratch, ConvShape, DxAdd};
     use crate::error::{Error, Result};
     use crate::kernel::Binding::{Read, ReadWrite};
     use crate::step::Step;
@@ -650,18 +657,30 @@ pub(crate) mod fused {
 
     /// One thread's workspace for blocks of `images`: the block's columns
     /// (reused for their gradient), its output (or output gradient) side
-    /// by side, and the thread's weight-gradient sum.
+    /// by side, and the thread's weight-gradient sum. On the Winograd path
+    /// the first part also holds at least one image's transforms.
     pub(crate) fn per_task(s: &ConvShape, images: usize) -> usize {
         let bc = images * s.oh() * s.ow();
-        s.ckk().max(1) * bc + s.cout * bc + s.cout * s.ckk()
+        let blocks = s.ckk().max(1) * bc + s.cout * bc;
+        blocks.max(winograd::one_image(s)) + s.cout * s.ckk()
     }
 
     /// The whole workspace for `tasks` threads with blocks of `images`:
-    /// each thread's [`per_task`], then the weight transposed
-    /// (`[ckk][cout]`, shared: the input gradient's product reads it in
-    /// the layout it multiplies fastest).
+    /// each thread's [`per_task`], then the shared [`tail`].
     pub(crate) fn workspace(s: &ConvShape, images: usize, tasks: usize) -> usize {
-        tasks * per_task(s, images) + s.weight_len()
+        tasks * per_task(s, images) + tail(s)
+    }
+
+    /// The shared tail of the workspace: the weight transposed
+    /// (`[ckk][cout]`: the input gradient's product reads it in the layout
+    /// it multiplies fastest), or on the Winograd path
+    /// ([`winograd`]) the transformed weights.
+    pub(crate) fn tail(s: &ConvShape) -> usize {
+        if winograd::eligible(s) {
+            s.weight_len().max(winograd::weight_len(s))
+        } else {
+            s.weight_len()
+        }
     }
 
     /// The plan for `s` in a workspace of `len` elements: images per block
@@ -670,7 +689,7 @@ pub(crate) mod fused {
         let threads = rayon::current_num_threads();
         let mut images = block_images(s, threads);
         loop {
-            let tasks = (len.saturating_sub(s.weight_len()) / per_task(s, images))
+            let tasks = (len.saturating_sub(tail(s)) / per_task(s, images))
                 .min(threads)
                 .min(s.n.div_ceil(images));
             if tasks >= 1 {
@@ -687,6 +706,16 @@ pub(crate) mod fused {
             }
             images = images.div_ceil(2);
         }
+    }
+
+    /// Images per Winograd sub-block of `s` in a workspace of `len`
+    /// elements, when `s` takes that path there (as the kernels decide).
+    pub(crate) fn winograd_images(s: &ConvShape, len: usize) -> Option<usize> {
+        if !winograd::eligible(s) {
+            return None;
+        }
+        let (images, _) = plan(s, len).ok()?;
+        winograd::images_per_block(s, per_task(s, images) - s.cout * s.ckk())
     }
 
     crate::kernel_params! {
@@ -858,6 +887,8 @@ pub(crate) mod fused {
     }
 }
 
+pub(crate) mod winograd;
+
 /// CPU twins (f64 accumulation).
 #[cfg(feature = "reference")]
 pub mod cpu {
@@ -936,6 +967,118 @@ pub mod cpu {
             dx.iter().map(|v| *v as f32).collect(),
         )
     }
+    /// The rounding scale of the native Winograd path
+    /// ([`super::winograd`]) for [`conv2d`] on a stride-1,
+    /// padding-1 3×3 shape: `|Aᵀ| [Σ_c (|G| |g| |Gᵀ|) ⊙ (|Bᵀ| |d| |B|)] |A|`
+    /// per output, the transforms' matrices and the operands taken by
+    /// absolute value. Its computed outputs are within γ_(C + 11) of it
+    /// (two additions in the input transform, four in the weights', one
+    /// product, C − 1 in the sum over channels, four in the output
+    /// transform), as the direct sum is within γ_(C·9) of Σ|w||x|.
+    // The matrices' index loops read as their formulas.
+    #[allow(clippy::needless_range_loop)]
+    pub fn winograd_magnitude(x: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
+        assert!(s.k == 3 && s.stride == 1 && s.pad == 1, "{s:?}");
+        const G: [[f64; 3]; 4] = [[1.0, 0.0, 0.0], [0.5; 3], [0.5; 3], [0.0, 0.0, 1.0]];
+        const BT: [[f64; 4]; 4] = [
+            [1.0, 0.0, 1.0, 0.0],
+            [0.0, 1.0, 1.0, 0.0],
+            [0.0, 1.0, 1.0, 0.0],
+            [0.0, 1.0, 0.0, 1.0],
+        ];
+        const AT: [[f64; 4]; 2] = [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0]];
+        let (th, tw) = (s.h.div_ceil(2), s.w.div_ceil(2));
+        let mut out = vec![0.0f32; s.out_len()];
+        // |G| |g| |Gᵀ| per (out, in) channel pair.
+        let u: Vec<[[f64; 4]; 4]> = (0..s.cout * s.cin)
+            .map(|oc| {
+                let g = &weight[oc * 9..oc * 9 + 9];
+                let mut u = [[0.0; 4]; 4];
+                for (i, ui) in u.iter_mut().enumerate() {
+                    for (k, v) in ui.iter_mut().enumerate() {
+                        for p in 0..3 {
+                            for q in 0..3 {
+                                *v += G[i][p] * (g[p * 3 + q] as f64).abs() * G[k][q];
+                            }
+                        }
+                    }
+                }
+                u
+            })
+            .collect();
+        for n in 0..s.n {
+            for ty in 0..th {
+                for tx in 0..tw {
+                    // |Bᵀ| |d| |B| per input channel.
+                    let v: Vec<[[f64; 4]; 4]> = (0..s.cin)
+                        .map(|c| {
+                            let mut v = [[0.0; 4]; 4];
+                            for (i, vi) in v.iter_mut().enumerate() {
+                                for (k, e) in vi.iter_mut().enumerate() {
+                                    for y in 0..4 {
+                                        for xx in 0..4 {
+                                            let hh = (2 * ty + y) as isize - 1;
+                                            let ww = (2 * tx + xx) as isize - 1;
+                                            *e +=
+                                                BT[i][y] * at(x, s, n, c, hh, ww).abs() * BT[k][xx];
+                                        }
+                                    }
+                                }
+                            }
+                            v
+                        })
+                        .collect();
+                    for o in 0..s.cout {
+                        let mut m = [[0.0f64; 4]; 4];
+                        for (c, vc) in v.iter().enumerate() {
+                            let uc = &u[o * s.cin + c];
+                            for i in 0..4 {
+                                for k in 0..4 {
+                                    m[i][k] += uc[i][k] * vc[i][k];
+                                }
+                            }
+                        }
+                        for a in 0..2 {
+                            for b in 0..2 {
+                                let (y, x) = (2 * ty + a, 2 * tx + b);
+                                if y >= s.h || x >= s.w {
+                                    continue;
+                                }
+                                let mut acc = 0.0;
+                                for i in 0..4 {
+                                    for k in 0..4 {
+                                        acc += AT[a][i] * m[i][k] * AT[b][k];
+                                    }
+                                }
+                                out[((n * s.cout + o) * s.h + y) * s.w + x] = acc as f32;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// [`winograd_magnitude`] of the input gradient for the output
+    /// gradient `dout`: the same correlation of `dout` with each kernel
+    /// turned by 180° and the channels swapped.
+    pub fn winograd_magnitude_dx(dout: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
+        let t = ConvShape {
+            cin: s.cout,
+            cout: s.cin,
+            ..*s
+        };
+        let mut flipped = vec![0.0f32; weight.len()];
+        for o in 0..s.cout {
+            for c in 0..s.cin {
+                for i in 0..9 {
+                    flipped[(c * s.cout + o) * 9 + i] = weight[(o * s.cin + c) * 9 + 8 - i];
+                }
+            }
+        }
+        winograd_magnitude(dout, &flipped, &t)
+    }
 }
 
 /// Native CPU twins of `im2col`, `col2im` and `pad_rows`, an image row or
@@ -943,7 +1086,7 @@ pub mod cpu {
 // `!(a > b)` on purpose: NaN takes the same branch as in the WGSL.
 #[allow(clippy::neg_cmp_op_on_partial_ord)]
 pub(crate) mod native {
-    use super::Params;
+    use super::{winograd, ConvShape, Params};
     use crate::error::Result;
     use crate::native::{need, rows_mut, Invocation, KernelFn, SharedMut};
     use crate::ops::gemm::native as gemm;
@@ -1302,7 +1445,19 @@ pub(crate) mod native {
         }
     }
 
-    /// `conv_forward` (`x`, `weight`, workspace → `out`): each task's
+    /// Images per Winograd sub-block when `s` takes that path and one
+    /// image's transforms fit `avail` elements: a task's workspace but its
+    /// weight-gradient sum, in the forward as in the backward.
+    fn winograd_images(s: &ConvShape, avail: usize) -> Option<usize> {
+        if winograd::eligible(s) {
+            winograd::images_per_block(s, avail)
+        } else {
+            None
+        }
+    }
+
+    /// `conv_forward` (`x`, `weight`, workspace → `out`): on the Winograd
+    /// path ([`winograd`]) each task's share of the images; else each task's
     /// blocks, columns then one product per block.
     pub(super) fn conv_forward(inv: &Invocation) -> Result<()> {
         let p: super::fused::Params = inv.params()?;
@@ -1320,9 +1475,33 @@ pub(crate) mod native {
                 ("out", out.len(), s.out_len()),
             ],
         )?;
+        let slab = s.cout * ohw;
+        if let Some(per) = winograd_images(&s, per_task - s.cout * ckk) {
+            // Task t's images t·n/tasks.., in sub-blocks of `per`.
+            let (work, u) = work.split_at_mut(tasks * per_task);
+            need(inv, &[("workspace", u.len(), winograd::weight_len(&s))])?;
+            winograd::weights(wt, &s, false, u);
+            let (u, chw) = (&*u, s.cin * s.h * s.w);
+            let (work, out) = (SharedMut::new(work), SharedMut::new(out));
+            let d = winograd::Dims {
+                h: s.h,
+                w: s.w,
+                cols: s.cin,
+                rows: s.cout,
+            };
+            (0..tasks).into_par_iter().for_each(|t| {
+                let (a, b) = (t * s.n / tasks, (t + 1) * s.n / tasks);
+                // SAFETY (slices): task t owns its workspace and its
+                // images' outputs.
+                let ws = work.slice(t * per_task, per_task);
+                let dst = out.slice(a * slab, (b - a) * slab);
+                let src = &x[a * chw..b * chw];
+                winograd::run(d, u, src, b - a, per, ws, dst, |_, _| {});
+            });
+            return Ok(());
+        }
         let blocks = s.n.div_ceil(p.images.max(1) as usize);
         let (work, out) = (SharedMut::new(work), SharedMut::new(out));
-        let slab = s.cout * ohw;
         (0..tasks).into_par_iter().for_each(|t| {
             // SAFETY (slices): task t owns its workspace and the outputs of
             // its blocks' images.
@@ -1389,11 +1568,22 @@ pub(crate) mod native {
         let blocks = s.n.div_ceil(p.images.max(1) as usize);
         let tasks = tasks.min(blocks);
         let (slab, wlen, plane) = (s.cout * ohw, s.cout * ckk, s.cin * hw);
-        // Wᵀ ([ckk][cout]) after the tasks' workspaces, for dcol = Wᵀ · dy.
+        // The input gradient on the Winograd path, after the weight
+        // gradient, in the task's workspace but its weight-gradient sum.
+        let wino = if has_dx {
+            winograd_images(&s, per_task - wlen)
+        } else {
+            None
+        };
+        // After the tasks' workspaces: Wᵀ ([ckk][cout]) for dcol = Wᵀ · dy,
+        // or the Winograd path's transformed weights.
         let (work, wt_t) = work.split_at_mut(p.tasks as usize * per_task);
-        let wt_t = &mut wt_t[..wlen];
-        if has_dx {
-            wt_t.par_chunks_mut(s.cout)
+        if wino.is_some() {
+            need(inv, &[("workspace", wt_t.len(), winograd::weight_len(&s))])?;
+            winograd::weights(wt, &s, true, wt_t);
+        } else if has_dx {
+            wt_t[..wlen]
+                .par_chunks_mut(s.cout)
                 .enumerate()
                 .for_each(|(r, row)| {
                     for (o, v) in row.iter_mut().enumerate() {
@@ -1401,7 +1591,14 @@ pub(crate) mod native {
                     }
                 });
         }
-        let wt_t: &[f32] = wt_t;
+        let u: &[f32] = wt_t;
+        let wt_t = &u[..wlen];
+        let dims = winograd::Dims {
+            h: s.h,
+            w: s.w,
+            cols: s.cout,
+            rows: s.cin,
+        };
         let work = SharedMut::new(work);
         (0..tasks).into_par_iter().for_each(|t| {
             // SAFETY (slices): task t owns its workspace and the input
@@ -1427,6 +1624,9 @@ pub(crate) mod native {
                 };
                 // dW_t (+)= dy · colsᵀ.
                 gemm::seq(sum, (s.cout, ckk, bc), (dy, false), (cols, true), j > 0);
+                if wino.is_some() {
+                    continue;
+                }
                 let Some(dx) = &dx else { continue };
                 // dcol = Wᵀ · dy, in the columns' place.
                 gemm::seq(cols, (ckk, bc, s.cout), (wt_t, false), (dy, false), false);
@@ -1438,6 +1638,19 @@ pub(crate) mod native {
                         add_branch(o, addend, mask, masked, (i0 * s.cin + q) * hw);
                     }
                 }
+            }
+            if let (Some(per), Some(dx)) = (wino, &dx) {
+                // The task's images, whose blocks are contiguous.
+                let range = task_blocks(t, tasks, blocks);
+                let a = block(&p, range.start).0;
+                let (l0, ln) = block(&p, range.end - 1);
+                let out = dx.slice(a * plane, (l0 + ln - a) * plane);
+                let src = &dout[a * slab..(l0 + ln) * slab];
+                winograd::run(dims, u, src, l0 + ln - a, per, ws, out, |q, o| {
+                    if add {
+                        add_branch(o, addend, mask, masked, (a * s.cin + q) * hw);
+                    }
+                });
             }
         });
         // dweight += Σ_t sum_t, the tasks' sums in task order.
