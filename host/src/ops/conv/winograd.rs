@@ -309,70 +309,26 @@ fn output_plane(m: &[f32], sm: usize, base: usize, d: Dims, buf: &mut [f32], out
     }
 }
 
-/// The correlation of `images` images of `input` (`[images][cols][h][w]`)
-/// with the kernels whose transforms are `u`, at padding 1, into `out`
-/// (`[images][rows][h][w]`), in sub-blocks of `per` images in `ws`;
-/// `epilogue(q, plane)` runs on each output plane (q = image · rows + row)
-/// once it is written.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn run(
-    d: Dims,
-    u: &[f32],
-    input: &[f32],
-    images: usize,
-    per: usize,
-    ws: &mut [f32],
-    out: &mut [f32],
-    epilogue: impl Fn(usize, &mut [f32]),
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { run_avx512(d, u, input, images, per, ws, out, epilogue) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { run_avx2(d, u, input, images, per, ws, out, epilogue) };
-        }
-    }
-    run_body(d, u, input, images, per, ws, out, epilogue)
+crate::native::multiversion! {
+    /// The correlation of `images` images of `input`
+    /// (`[images][cols][h][w]`) with the kernels whose transforms are `u`,
+    /// at padding 1, into `out` (`[images][rows][h][w]`), in sub-blocks of
+    /// `per` images in `ws`; `epilogue(q, plane)` runs on each output plane
+    /// (q = image · rows + row) once it is written. Compiled for the CPU's
+    /// widest vector extension.
+    pub(crate) fn run(
+        d: Dims,
+        u: &[f32],
+        input: &[f32],
+        images: usize,
+        per: usize,
+        ws: &mut [f32],
+        out: &mut [f32],
+        epilogue: impl Fn(usize, &mut [f32]),
+    ) => run_body
 }
 
-/// [`run`] compiled for AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_avx512(
-    d: Dims,
-    u: &[f32],
-    input: &[f32],
-    images: usize,
-    per: usize,
-    ws: &mut [f32],
-    out: &mut [f32],
-    epilogue: impl Fn(usize, &mut [f32]),
-) {
-    run_body(d, u, input, images, per, ws, out, epilogue)
-}
-
-/// [`run`] compiled for AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_avx2(
-    d: Dims,
-    u: &[f32],
-    input: &[f32],
-    images: usize,
-    per: usize,
-    ws: &mut [f32],
-    out: &mut [f32],
-    epilogue: impl Fn(usize, &mut [f32]),
-) {
-    run_body(d, u, input, images, per, ws, out, epilogue)
-}
-
+/// [`run`]'s body, compiled into each of its variants.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn run_body(
