@@ -1172,8 +1172,16 @@ pub(crate) mod native {
                         .clamp(lo, ow);
                     o[..lo].fill(0.0);
                     let first = lo * s + q - self.pad.min(lo * s + q);
-                    for (v, x) in o[lo..hi].iter_mut().zip(src[first..].iter().step_by(s)) {
-                        *v = *x;
+                    let run = &mut o[lo..hi];
+                    if let Some((last, body)) = run.split_last_mut() {
+                        // Whole groups of `s` for all but the last (which
+                        // may be the row's last element): the form of
+                        // gather that vectorises (a permute per vector at
+                        // stride 2).
+                        for (v, group) in body.iter_mut().zip(src[first..].chunks_exact(s)) {
+                            *v = group[0];
+                        }
+                        *last = src[first + body.len() * s];
                     }
                     o[hi..].fill(0.0);
                 }
@@ -1293,8 +1301,14 @@ pub(crate) mod native {
                         let lo = self.pad.saturating_sub(q).div_ceil(s).min(ow);
                         let hi = (w + self.pad).saturating_sub(q).div_ceil(s).clamp(lo, ow);
                         let first = lo * s + q - self.pad.min(lo * s + q);
-                        for (d, v) in dst[first..].iter_mut().step_by(s).zip(&src[lo..hi]) {
-                            *d += v;
+                        if let Some((last, body)) = src[lo..hi].split_last() {
+                            // As im2col's gather: whole groups of `s` but
+                            // for the last.
+                            let groups = dst[first..].chunks_exact_mut(s);
+                            for (group, v) in groups.zip(body) {
+                                group[0] += v;
+                            }
+                            dst[first + body.len() * s] += last;
                         }
                     }
                 }
