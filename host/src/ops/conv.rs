@@ -1459,6 +1459,27 @@ pub(crate) mod native {
         }
     }
 
+    /// Images per block of the im2col forward: the plan's, or for large
+    /// weights (a million elements or more, ResNet-18's last stage) as
+    /// many as the task's whole workspace holds (the forward has no
+    /// weight-gradient sum), up to a task's share of the batch: each block
+    /// streams the weights through the product once, and these shapes'
+    /// blocks of a few images made it weight-bound.
+    fn forward_images(s: &ConvShape, p: &super::fused::Params, per_task: usize) -> usize {
+        let planned = p.images.max(1) as usize;
+        if s.weight_len() < 1 << 20 {
+            return planned;
+        }
+        let fit = per_task / ((s.ckk() + s.cout) * s.oh() * s.ow()).max(1);
+        if fit <= planned {
+            return planned;
+        }
+        // The same number of blocks for every task, each as large as fits.
+        let tasks = p.tasks.max(1) as usize;
+        let per_task_blocks = s.n.div_ceil(tasks * fit);
+        s.n.div_ceil(tasks * per_task_blocks).max(planned)
+    }
+
     /// Images per Winograd sub-block when `s` takes that path and one
     /// image's transforms fit `avail` elements: a task's workspace but its
     /// weight-gradient sum, in the forward as in the backward.
@@ -1514,14 +1535,16 @@ pub(crate) mod native {
             });
             return Ok(());
         }
-        let blocks = s.n.div_ceil(p.images.max(1) as usize);
+        let per = forward_images(&s, &p, per_task);
+        let blocks = s.n.div_ceil(per);
+        let tasks = tasks.min(blocks);
         let (work, out) = (SharedMut::new(work), SharedMut::new(out));
         (0..tasks).into_par_iter().for_each(|t| {
             // SAFETY (slices): task t owns its workspace and the outputs of
             // its blocks' images.
             let ws = work.slice(t * per_task, per_task);
             for b in task_blocks(t, tasks, blocks) {
-                let (i0, images) = block(&p, b);
+                let (i0, images) = (b * per, per.min(s.n - b * per));
                 let bc = images * ohw;
                 let (cols, rest) = ws.split_at_mut(ckk * bc);
                 block_cols(&g, x, (i0, images), cols);
