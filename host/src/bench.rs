@@ -92,6 +92,24 @@ pub fn time_gemm(
     })
 }
 
+/// The median of `run`'s seconds after one untimed run: at least `min`
+/// timed runs, then more until `budget` seconds have passed or `max` runs.
+fn median_seconds(
+    run: impl Fn() -> Result<f64>,
+    budget: f64,
+    min: usize,
+    max: usize,
+) -> Result<f64> {
+    run()?;
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < min || (start.elapsed().as_secs_f64() < budget && times.len() < max) {
+        times.push(run()?);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
 /// One convolution measurement.
 #[derive(Debug, Clone)]
 pub struct ConvResult {
@@ -188,16 +206,7 @@ pub fn time_conv(
         gpu.sync()?;
         Ok(t.elapsed().as_secs_f64())
     };
-    let measure = |backward: bool| -> Result<f64> {
-        run(backward)?;
-        let mut times = Vec::new();
-        let start = Instant::now();
-        while times.len() < 3 || (start.elapsed().as_secs_f64() < budget && times.len() < 15) {
-            times.push(run(backward)?);
-        }
-        times.sort_by(f64::total_cmp);
-        Ok(times[times.len() / 2])
-    };
+    let measure = |backward: bool| median_seconds(|| run(backward), budget, 3, 15);
     Ok(ConvResult {
         name: name.to_string(),
         shape: *s,
@@ -264,16 +273,7 @@ pub fn time_encoder(
         gpu.sync()?;
         Ok(t.elapsed().as_secs_f64())
     };
-    let measure = |backward: bool| -> Result<f64> {
-        run(backward)?;
-        let mut times = Vec::new();
-        let start = Instant::now();
-        while times.is_empty() || (start.elapsed().as_secs_f64() < budget && times.len() < 9) {
-            times.push(run(backward)?);
-        }
-        times.sort_by(f64::total_cmp);
-        Ok(times[times.len() / 2])
-    };
+    let measure = |backward: bool| median_seconds(|| run(backward), budget, 1, 9);
     let fwd = measure(false)?;
     let train = measure(true)?;
     let gflop = 2.0 * model.macs_per_image(size, size) as f64 / 1e9;

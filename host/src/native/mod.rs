@@ -371,30 +371,33 @@ pub(crate) fn need(inv: &Invocation, checks: &[(&str, usize, usize)]) -> Result<
     Ok(())
 }
 
-/// `$vis fn $name(args) -> ret`, which runs `$body(args)` (an
-/// `#[inline(always)]` function, so that it is compiled into each variant)
-/// compiled for the widest vector extension the CPU has: AVX-512F, else
-/// AVX2, else the build's baseline (SSE2 on x86-64). The binary runs on
-/// any x86-64 and the loops use the CPU's full width where it has it. Only
-/// the instructions change, not the operations or their order (Rust
-/// neither fuses a multiplication and an addition nor reorders float sums),
-/// so the bits are the same at every level.
+/// `$vis fn $name(args) -> ret { body }` whose body is compiled for the
+/// widest vector extension the CPU has, chosen at run time: AVX-512F, else
+/// AVX2, else the build's baseline (SSE2 on x86-64). The body becomes an
+/// `#[inline(always)]` function that each variant inlines. The binary runs
+/// on any x86-64 and the loops use the CPU's full width where it has it.
+/// Only the instructions change, not the operations or their order (Rust
+/// neither fuses a multiplication and an addition nor reorders float
+/// sums), so the bits are the same at every level.
 macro_rules! multiversion {
-    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:path) => {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$attr])*
         #[allow(clippy::too_many_arguments)]
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
+                    body($($arg),*)
                 }
                 #[target_feature(enable = "avx2")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
+                    body($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the CPU has AVX-512F (checked just above).
@@ -405,7 +408,7 @@ macro_rules! multiversion {
                     return unsafe { avx2($($arg),*) };
                 }
             }
-            $body($($arg),*)
+            body($($arg),*)
         }
     };
 }

@@ -1483,7 +1483,7 @@ pub(crate) mod native {
     /// Images per Winograd sub-block when `s` takes that path and one
     /// image's transforms fit `avail` elements: a task's workspace but its
     /// weight-gradient sum, in the forward as in the backward.
-    fn winograd_images(s: &ConvShape, avail: usize) -> Option<usize> {
+    fn winograd_sub_block(s: &ConvShape, avail: usize) -> Option<usize> {
         if winograd::eligible(s) {
             winograd::images_per_block(s, avail)
         } else {
@@ -1511,7 +1511,7 @@ pub(crate) mod native {
             ],
         )?;
         let slab = s.cout * ohw;
-        if let Some(per) = winograd_images(&s, per_task - s.cout * ckk) {
+        if let Some(per) = winograd_sub_block(&s, per_task - s.cout * ckk) {
             // Task t's images t·n/tasks.., in sub-blocks of `per`.
             let (work, u) = work.split_at_mut(tasks * per_task);
             need(inv, &[("workspace", u.len(), winograd::weight_len(&s))])?;
@@ -1608,7 +1608,7 @@ pub(crate) mod native {
         // The input gradient on the Winograd path, after the weight
         // gradient, in the task's workspace but its weight-gradient sum.
         let wino = if has_dx {
-            winograd_images(&s, per_task - wlen)
+            winograd_sub_block(&s, per_task - wlen)
         } else {
             None
         };

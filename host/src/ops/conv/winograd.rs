@@ -325,54 +325,40 @@ crate::native::multiversion! {
         ws: &mut [f32],
         out: &mut [f32],
         epilogue: impl Fn(usize, &mut [f32]),
-    ) => run_body
-}
-
-/// [`run`]'s body, compiled into each of its variants.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn run_body(
-    d: Dims,
-    u: &[f32],
-    input: &[f32],
-    images: usize,
-    per: usize,
-    ws: &mut [f32],
-    out: &mut [f32],
-    epilogue: impl Fn(usize, &mut [f32]),
-) {
-    let (th, tw) = tiles(d.h, d.w);
-    let (hw, tpi) = (d.h * d.w, th * tw);
-    let mut i0 = 0;
-    while i0 < images {
-        let bi = per.min(images - i0);
-        let t = bi * tpi;
-        let (sv, sm) = (d.cols * t + GAP, d.rows * t + GAP);
-        let (v, rest) = ws.split_at_mut(16 * sv);
-        let (m, buf) = rest.split_at_mut(16 * sm);
-        for b in 0..bi {
-            for c in 0..d.cols {
-                let plane = &input[((i0 + b) * d.cols + c) * hw..][..hw];
-                input_plane(plane, d, buf, v, sv, c * t + b * tpi);
+    ) {
+        let (th, tw) = tiles(d.h, d.w);
+        let (hw, tpi) = (d.h * d.w, th * tw);
+        let mut i0 = 0;
+        while i0 < images {
+            let bi = per.min(images - i0);
+            let t = bi * tpi;
+            let (sv, sm) = (d.cols * t + GAP, d.rows * t + GAP);
+            let (v, rest) = ws.split_at_mut(16 * sv);
+            let (m, buf) = rest.split_at_mut(16 * sm);
+            for b in 0..bi {
+                for c in 0..d.cols {
+                    let plane = &input[((i0 + b) * d.cols + c) * hw..][..hw];
+                    input_plane(plane, d, buf, v, sv, c * t + b * tpi);
+                }
             }
-        }
-        for xi in 0..16 {
-            gemm::seq(
-                &mut m[xi * sm..][..d.rows * t],
-                (d.rows, t, d.cols),
-                (&u[xi * d.rows * d.cols..][..d.rows * d.cols], false),
-                (&v[xi * sv..][..d.cols * t], false),
-                false,
-            );
-        }
-        for b in 0..bi {
-            for r in 0..d.rows {
-                let q = (i0 + b) * d.rows + r;
-                let o = &mut out[q * hw..][..hw];
-                output_plane(m, sm, r * t + b * tpi, d, buf, o);
-                epilogue(q, o);
+            for xi in 0..16 {
+                gemm::seq(
+                    &mut m[xi * sm..][..d.rows * t],
+                    (d.rows, t, d.cols),
+                    (&u[xi * d.rows * d.cols..][..d.rows * d.cols], false),
+                    (&v[xi * sv..][..d.cols * t], false),
+                    false,
+                );
             }
+            for b in 0..bi {
+                for r in 0..d.rows {
+                    let q = (i0 + b) * d.rows + r;
+                    let o = &mut out[q * hw..][..hw];
+                    output_plane(m, sm, r * t + b * tpi, d, buf, o);
+                    epilogue(q, o);
+                }
+            }
+            i0 += bi;
         }
-        i0 += bi;
     }
 }
